@@ -1,0 +1,93 @@
+"""Domain exceptions. They know nothing of HTTP: `middlewares.error_middleware` maps each
+class to a status code and renders the SPEC's JSON error, once, for the whole app.
+
+`code` is the stable machine code clients may branch on; the people-facing text lives in
+`locales/*.toml` under `[errors]`, keyed by that code, with `params` filled in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    code: ClassVar[str] = "error"
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(f"{self.code} {params}" if params else self.code)
+        self.params = params
+
+
+class InvalidRequest(GatewayError):
+    """Malformed JSON, wrong types, missing or oversized fields. `detail` says which."""
+
+    code = "invalid_request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+
+
+class AmountMismatch(GatewayError):
+    code = "amount_mismatch"
+
+    def __init__(self, price: int) -> None:
+        super().__init__(price=price)
+
+
+class UnknownStream(GatewayError):
+    code = "unknown_stream"
+
+
+class SessionNotFound(GatewayError):
+    code = "session_not_found"
+
+
+class NotYours(GatewayError):
+    """The caller asked about another viewer's userId or session."""
+
+    code = "forbidden"
+
+
+class Unauthenticated(GatewayError):
+    """A bearer token or API key was presented and is not valid."""
+
+    code = "unauthenticated"
+
+
+class AlreadyHasAccess(GatewayError):
+    code = "already_has_access"
+
+
+class NotificationRejected(GatewayError):
+    """A provider notification that is not authentic: missing, bad or stale signature."""
+
+    code = "invalid_signature"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason=reason)
+
+
+class ProviderUnavailable(GatewayError):
+    code = "provider_unavailable"
+
+
+class ProviderReturnedInvalidQris(GatewayError):
+    code = "provider_invalid_qris"
+
+
+class SimulatorDisabled(GatewayError):
+    code = "simulator_disabled"
+
+
+class NoAccess(GatewayError):
+    """The HLS gate refused a request: no valid access token for this stream."""
+
+    code = "no_access"
+
+
+class UpstreamFailed(GatewayError):
+    code = "upstream_failed"
+
+
+class UpstreamTimeout(GatewayError):
+    code = "upstream_timeout"

@@ -1,0 +1,1 @@
+"""Thin HTTP handlers: parse and check input, call the domain, shape the JSON."""

@@ -1,0 +1,158 @@
+"""The JSON API of the SPEC's HTTP table (field names and units kept from the seed:
+camelCase, times in ms since the epoch, durations in ms)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
+from gateway.handlers.common import (
+    SESSION_ID,
+    TRX_ID,
+    current_viewer,
+    ok,
+    query_value,
+    read_json,
+)
+from gateway.errors import InvalidRequest
+from gateway.identity import USER_ID, acting_user, session_owner
+from gateway.keys import CATALOG, CLOCK, PROVIDER, SESSIONS
+from gateway.sessions import PaymentSession
+
+StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
+UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
+Rupiah = Annotated[int, Meta(gt=0, le=MAX_PRICE_RUPIAH)]
+
+
+class GenerateQrisBody(msgspec.Struct, rename="camel"):
+    stream_id: StreamId
+    amount: Rupiah | None = None
+    user_id: UserId | None = None
+
+
+class UserSessionBody(msgspec.Struct, rename="camel"):
+    stream_id: StreamId
+    user_id: UserId | None = None
+
+
+def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
+    return {
+        "sessionId": session.session_id,
+        "streamId": session.stream_id,
+        "trxId": session.trx_id,
+        "status": session.status_at(now_ms).value,
+        "amount": session.amount,
+        "createdAt": session.created_at_ms,
+        "paidAt": session.paid_at_ms,
+        "expiresAt": session.expires_at_ms,
+        "remainingTime": session.remaining_ms(now_ms),
+    }
+
+
+async def list_streams(request: web.Request) -> web.Response:
+    return ok({"streams": [
+        {"id": stream.stream_id, "title": stream.title, "price": stream.price}
+        for stream in request.app[CATALOG]
+    ]})
+
+
+async def generate_qris(request: web.Request) -> web.Response:
+    body = await read_json(request, GenerateQrisBody)
+    user_id = acting_user(current_viewer(request), body.user_id)
+    session, created = await request.app[SESSIONS].request_qr(
+        user_id, body.stream_id, body.amount
+    )
+    now_ms = request.app[CLOCK]()
+    qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
+    return ok(
+        {
+            "sessionId": session.session_id,
+            "trxId": session.trx_id,
+            "qrString": session.qr_string,
+            "qrCode": str(qr_url),
+            "amount": session.amount,
+            "fee": session.fee,
+            "streamId": session.stream_id,
+            "status": session.status_at(now_ms).value,
+            "expiresAt": session.expires_at_ms,
+            "remainingTime": session.remaining_ms(now_ms),
+        },
+        status=201 if created else 200,
+    )
+
+
+async def payment_status(request: web.Request) -> web.Response:
+    """The seed's status poll, for clients without the WebSocket."""
+    session_id = query_value(request, "sessionId", SESSION_ID)
+    trx_id = query_value(request, "trxId", TRX_ID)
+    if session_id is None and trx_id is None:
+        raise InvalidRequest(detail="sessionId or trxId is required")
+    owner = session_owner(current_viewer(request), query_value(request, "userId", USER_ID))
+    session = await request.app[SESSIONS].owned_session(
+        owner, session_id=session_id, trx_id=trx_id
+    )
+    now_ms = request.app[CLOCK]()
+    return ok({
+        "status": session.status_at(now_ms).value,
+        "sessionId": session.session_id,
+        "trxId": session.trx_id,
+        "remainingTime": session.remaining_ms(now_ms),
+        "paidAt": session.paid_at_ms,
+        "expiresAt": session.expires_at_ms,
+    })
+
+
+async def payment_notification(request: web.Request) -> web.Response:
+    """The provider's callback. Read raw bytes first: signatures cover the exact body."""
+    raw_body = await request.read()
+    notification = request.app[PROVIDER].verify_notification(
+        request.headers, raw_body, request.app[CLOCK]()
+    )
+    decision = await request.app[SESSIONS].record_notification(notification)
+    # 200 also for duplicates and refusals: the provider must stop retrying, and
+    # `applied`/`reason` say what happened.
+    return ok({"applied": decision.applied, "reason": decision.reason.value,
+               "eventId": notification.event_id})
+
+
+async def check_access(request: web.Request) -> web.Response:
+    stream_id = query_value(request, "streamId", STREAM_ID, required=True)
+    assert stream_id is not None
+    session_id = query_value(request, "sessionId", SESSION_ID)
+    user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
+    decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
+    return ok({
+        "hasAccess": decision.has_access,
+        "streamId": stream_id,
+        "sessionId": decision.session.session_id if decision.session else None,
+        "remainingTime": decision.remaining_ms,
+    })
+
+
+async def list_user_sessions(request: web.Request) -> web.Response:
+    user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
+    sessions = await request.app[SESSIONS].active_sessions(user_id)
+    now_ms = request.app[CLOCK]()
+    return ok({
+        "activeSessions": [session_status_json(session, now_ms) for session in sessions],
+        "totalActive": len(sessions),
+    })
+
+
+async def user_session_for_stream(request: web.Request) -> web.Response:
+    body = await read_json(request, UserSessionBody)
+    user_id = acting_user(current_viewer(request), body.user_id)
+    domain = request.app[SESSIONS]
+    decision = await domain.check_access(user_id, body.stream_id, None)
+    sessions = await domain.active_sessions(user_id)
+    return ok({
+        "hasAccess": decision.has_access,
+        "streamId": body.stream_id,
+        "sessionId": decision.session.session_id if decision.session else None,
+        "remainingTime": decision.remaining_ms,
+        "totalActive": len(sessions),
+    })

@@ -1,0 +1,74 @@
+"""What every handler needs: strict input parsing, the caller's identity, the envelope."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from gateway.errors import InvalidRequest
+from gateway.identity import Viewer
+from gateway.keys import IDENTITY, VIEWER
+
+T = TypeVar("T")
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+TRX_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode({"success": True, "data": data}),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def read_json(request: web.Request, shape: type[T], *, allow_empty: bool = False) -> T:
+    """The body decoded strictly into `shape`: wrong types, floats for integers, missing
+    fields and malformed JSON are all a 400 that names the problem."""
+    raw = await request.read()  # bounded by the app's client_max_size
+    if allow_empty and not raw.strip():
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=shape)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidRequest(detail=str(exc)) from None
+
+
+def query_value(request: web.Request, name: str, pattern: re.Pattern[str], *,
+                required: bool = False) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise InvalidRequest(detail=f"{name} given more than once")
+    if not values or values[0] == "":
+        if required:
+            raise InvalidRequest(detail=f"{name} is required")
+        return None
+    if not pattern.fullmatch(values[0]):
+        raise InvalidRequest(detail=f"{name} is not a valid id")
+    return values[0]
+
+
+def path_value(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
+    value = request.match_info[name]
+    if not pattern.fullmatch(value):
+        raise InvalidRequest(detail=f"{name} is not a valid id")
+    return value
+
+
+def current_viewer(request: web.Request) -> Viewer:
+    """Resolved once per request, lazily, so that only handlers that care about identity
+    issue a viewer cookie (see middlewares.viewer_cookie_middleware)."""
+    viewer = request.get(VIEWER)
+    if viewer is None:
+        viewer = request.app[IDENTITY].resolve(
+            api_key=request.headers.get("X-Api-Key"),
+            authorization=request.headers.get("Authorization"),
+            viewer_cookie=request.cookies.get("viewer"),
+        )
+        request[VIEWER] = viewer
+    return viewer

@@ -1,0 +1,106 @@
+"""Who is asking (SPEC, Identity). The browser never tells us who it is: we tell it.
+
+In order: `X-Api-Key` (server-to-server, may act for any userId), a host-platform HS256
+bearer JWT (when GATEWAY_PLATFORM_JWT_SECRET is set), then our signed `viewer` cookie,
+issued on first contact.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import jwt
+
+from gateway.clock import Clock
+from gateway.errors import InvalidRequest, NotYours, Unauthenticated
+from gateway.settings import Settings
+from gateway.tokens import Keyring
+
+USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+VIEWER_COOKIE = "viewer"
+VIEWER_COOKIE_MAX_AGE_SECONDS = 400 * 86400  # browsers cap cookie lifetime at 400 days
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: str | None  # None only for a server-to-server caller
+    via: str  # "api_key" | "bearer" | "cookie" | "new"
+
+    @property
+    def is_server(self) -> bool:
+        return self.via == "api_key"
+
+
+class IdentityResolver:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self._api_key = settings.api_key.encode() if settings.api_key else None
+        self._jwt_secret = settings.platform_jwt_secret
+        self._jwt_issuer = settings.platform_jwt_issuer
+        self._jwt_audience = settings.platform_jwt_audience
+        self._cookies = Keyring(settings.secret, settings.previous_secrets, purpose="viewer")
+        self._clock = clock
+
+    def resolve(self, *, api_key: str | None, authorization: str | None,
+                viewer_cookie: str | None) -> Viewer:
+        if api_key is not None:
+            if self._api_key is None or not hmac.compare_digest(api_key.encode(), self._api_key):
+                raise Unauthenticated()
+            return Viewer(None, "api_key")
+        if authorization is not None and self._jwt_secret is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() == "bearer":
+                return Viewer(self._verify_platform_token(token.strip()), "bearer")
+        if viewer_cookie is not None:
+            fields = self._cookies.verify(viewer_cookie)
+            if fields and len(fields) == 2 and USER_ID.fullmatch(fields[0]):
+                return Viewer(fields[0], "cookie")
+        return Viewer(f"v_{secrets.token_urlsafe(16)}", "new")
+
+    def _verify_platform_token(self, token: str) -> str:
+        assert self._jwt_secret is not None
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_secret,
+                algorithms=["HS256"],
+                issuer=self._jwt_issuer,
+                audience=self._jwt_audience,
+                options={"require": ["sub", "exp"], "verify_aud": self._jwt_audience is not None},
+                leeway=30,
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated() from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
+            raise Unauthenticated()
+        return subject
+
+    def cookie_for(self, user_id: str) -> str:
+        return self._cookies.sign(user_id, str(self._clock() // 1000))
+
+
+def acting_user(viewer: Viewer, requested_user_id: str | None) -> str:
+    """The userId a request acts for: the caller's own, or any for a server caller."""
+    if requested_user_id is not None and not USER_ID.fullmatch(requested_user_id):
+        raise InvalidRequest(detail="userId")
+    if viewer.is_server:
+        if requested_user_id is None:
+            raise InvalidRequest(detail="userId is required with an API key")
+        return requested_user_id
+    assert viewer.user_id is not None
+    if requested_user_id is not None and requested_user_id != viewer.user_id:
+        raise NotYours()
+    return viewer.user_id
+
+
+def session_owner(viewer: Viewer, requested_user_id: str | None) -> str | None:
+    """Whose sessions a request may see: the viewer's own; for a server caller, the
+    userId it names, or anyone's (None)."""
+    if viewer.is_server:
+        if requested_user_id is not None and not USER_ID.fullmatch(requested_user_id):
+            raise InvalidRequest(detail="userId")
+        return requested_user_id
+    return acting_user(viewer, requested_user_id)

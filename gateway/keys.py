@@ -1,0 +1,31 @@
+"""Every piece of application and request state, behind typed keys, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from gateway.catalog import Catalog
+from gateway.clock import Clock
+from gateway.identity import IdentityResolver, Viewer
+from gateway.providers.base import Provider
+from gateway.qr_image import QrImages
+from gateway.sessions import PaymentSessions
+from gateway.settings import Settings
+from gateway.store.base import SessionStore
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+CATALOG = web.AppKey("catalog", Catalog)
+PROVIDER = web.AppKey("provider", Provider)
+IDENTITY = web.AppKey("identity", IdentityResolver)
+QR_IMAGES = web.AppKey("qr_images", QrImages)
+# Set by the cleanup contexts in resources.py, which own their lifetimes.
+STORE = web.AppKey("store", SessionStore)
+SESSIONS = web.AppKey("sessions", PaymentSessions)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
+
+VIEWER = web.RequestKey("viewer", Viewer)

@@ -1,0 +1,84 @@
+"""Cross-cutting request handling: the one place errors become the SPEC's JSON, and the
+one place a new viewer's cookie is set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway import errors
+from gateway.i18n import choose_language, error_message
+from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
+from gateway.keys import IDENTITY, SETTINGS, VIEWER
+
+log = logging.getLogger("gateway.http")
+
+STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
+    errors.InvalidRequest: 400,
+    errors.AmountMismatch: 400,
+    errors.Unauthenticated: 401,
+    errors.NotificationRejected: 401,
+    errors.NotYours: 403,
+    errors.NoAccess: 403,
+    errors.UnknownStream: 404,
+    errors.SessionNotFound: 404,
+    errors.SimulatorDisabled: 404,
+    errors.AlreadyHasAccess: 409,
+    errors.ProviderUnavailable: 502,
+    errors.ProviderReturnedInvalidQris: 502,
+    errors.UpstreamFailed: 502,
+    errors.UpstreamTimeout: 504,
+}
+_CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_response(request: web.Request, status: int, code: str,
+                   params: dict[str, object] | None = None) -> web.Response:
+    language = choose_language(request.headers.get("Accept-Language"))
+    return web.json_response(
+        {"success": False, "error": error_message(language, code, params or {}), "code": code},
+        status=status,
+        # Errors depend on who asks and when: never cache them anywhere.
+        headers={"Cache-Control": "private, no-store", "Content-Language": language},
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.GatewayError as exc:
+        return error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code, exc.params)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(request, exc.status,
+                                  _CODE_BY_HTTP_STATUS.get(exc.status, f"http_{exc.status}"))
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"event_fields": {"path": request.path}})
+        return error_response(request, 500, "internal_error")
+
+
+@web.middleware
+async def viewer_cookie_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    viewer = request.get(VIEWER)
+    if viewer is not None and viewer.via == "new" and viewer.user_id and not response.prepared:
+        response.set_cookie(
+            VIEWER_COOKIE,
+            request.app[IDENTITY].cookie_for(viewer.user_id),
+            max_age=VIEWER_COOKIE_MAX_AGE_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure or request.app[SETTINGS].secure_cookies,
+        )
+    return response

@@ -1,0 +1,22 @@
+"""The route table: every URL the service answers, named, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.handlers import api, health, qr, simulator
+
+
+def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
+    router = app.router
+    router.add_get("/healthz", health.healthz, name="healthz")
+    router.add_get("/api/streams", api.list_streams, name="api-streams")
+    router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")
+    router.add_get("/api/payment-callback", api.payment_status, name="payment-status")
+    router.add_post("/api/payment-callback", api.payment_notification, name="payment-callback")
+    router.add_get("/api/check-access", api.check_access, name="check-access")
+    router.add_get("/api/user-sessions", api.list_user_sessions, name="user-sessions")
+    router.add_post("/api/user-sessions", api.user_session_for_stream, name="user-session")
+    router.add_get("/api/qr/{session_id}.png", qr.qr_png, name="qr-png")
+    if simulator_enabled:
+        router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")

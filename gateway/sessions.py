@@ -1,0 +1,365 @@
+"""The payment-session rules (SPEC, "The payment session"), free of HTTP.
+
+Everything here takes the time as a parameter or from an injected clock, so expiry is
+tested by moving a clock, not by waiting. The store guarantees atomicity; the decisions
+about what a notification does are the pure function `decide_payment`, which the store
+calls inside its transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway import qris
+from gateway.catalog import Catalog
+from gateway.clock import Clock
+from gateway.errors import (
+    AlreadyHasAccess,
+    AmountMismatch,
+    NotificationRejected,
+    NotYours,
+    ProviderReturnedInvalidQris,
+    SessionNotFound,
+    UnknownStream,
+)
+from gateway.logs import log_event
+
+if TYPE_CHECKING:
+    from gateway.providers.base import Provider
+    from gateway.store.base import SessionStore
+
+log = logging.getLogger("gateway.sessions")
+
+
+class SessionStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSession:
+    session_id: str
+    user_id: str
+    stream_id: str
+    provider: str
+    trx_id: str
+    amount: int
+    fee: int
+    qr_string: str
+    status: SessionStatus
+    created_at_ms: int
+    paid_at_ms: int | None
+    expires_at_ms: int
+
+    def status_at(self, now_ms: int) -> SessionStatus:
+        """Expiry is exact on every read, whatever the sweeper has got round to."""
+        if self.status in ACTIVE_STATUSES and now_ms >= self.expires_at_ms:
+            return SessionStatus.EXPIRED
+        return self.status
+
+    def remaining_ms(self, now_ms: int) -> int:
+        return max(0, self.expires_at_ms - now_ms)
+
+    def is_active(self, now_ms: int) -> bool:
+        return self.status_at(now_ms) in ACTIVE_STATUSES
+
+    def grants_access(self, user_id: str, stream_id: str, now_ms: int) -> bool:
+        return (
+            self.user_id == user_id
+            and self.stream_id == stream_id
+            and self.status_at(now_ms) == SessionStatus.PAID
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What a provider told us, after its signature was verified, in neutral terms."""
+
+    provider: str
+    event_id: str
+    trx_id: str
+    amount: int
+    reported_status: str  # "paid", or the provider's own word for anything else
+    paid_at_ms: int | None
+    received_at_ms: int
+    raw_body: str
+    # Identifies this exact signed delivery, so a captured request cannot be replayed.
+    replay_key: str | None = None
+
+
+class NotificationReason(StrEnum):
+    PAID = "paid"
+    PAID_AFTER_WINDOW = "paid_after_payment_window"
+    DUPLICATE_EVENT = "duplicate_event"
+    ALREADY_PAID = "already_paid"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNKNOWN_TRANSACTION = "unknown_transaction"
+    DUPLICATE_PAYMENT = "duplicate_payment_refund_due"
+    NOT_A_PAYMENT = "not_a_payment"
+    REPLAYED = "replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentContext:
+    """What the store read inside its transaction for one notification."""
+
+    notification: Notification
+    session: PaymentSession | None
+    event_already_recorded: bool
+    # The viewer's other sessions that are active now for the same stream.
+    other_active: tuple[PaymentSession, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDecision:
+    applied: bool
+    reason: NotificationReason
+    session_id: str | None
+    # New states to write, in order (superseded sessions before the one being paid, so
+    # that "one active session per viewer and stream" holds after every statement).
+    changed: tuple[PaymentSession, ...] = ()
+
+
+def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
+    """Rule 3: what a verified notification does. Pure: no I/O, no clock."""
+    note, session = context.notification, context.session
+    session_id = session.session_id if session else None
+
+    def refuse(reason: NotificationReason) -> PaymentDecision:
+        return PaymentDecision(applied=False, reason=reason, session_id=session_id)
+
+    if context.event_already_recorded:
+        return refuse(NotificationReason.DUPLICATE_EVENT)
+    if note.reported_status != "paid":
+        return refuse(NotificationReason.NOT_A_PAYMENT)
+    if session is None:
+        return refuse(NotificationReason.UNKNOWN_TRANSACTION)
+    if note.amount != session.amount:
+        return refuse(NotificationReason.AMOUNT_MISMATCH)
+    if session.paid_at_ms is not None:
+        return refuse(NotificationReason.ALREADY_PAID)
+    if any(other.status == SessionStatus.PAID for other in context.other_active):
+        return refuse(NotificationReason.DUPLICATE_PAYMENT)
+
+    # The provider's clock says when the money moved; never before the QR existed, never
+    # after we heard of it.
+    paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
+    paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
+    late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
+    superseded = tuple(
+        replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
+    )
+    paid = replace(
+        session,
+        status=SessionStatus.PAID,
+        paid_at_ms=paid_at_ms,
+        expires_at_ms=paid_at_ms + access_ms,
+    )
+    return PaymentDecision(
+        applied=True,
+        reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
+        session_id=session.session_id,
+        changed=(*superseded, paid),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    has_access: bool
+    stream_id: str
+    session: PaymentSession | None
+    remaining_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    expired: int
+    pruned: int
+
+
+def new_session_id() -> str:
+    """128 random bits, URL-safe; never derived from anything else."""
+    return secrets.token_urlsafe(16)
+
+
+StatusListener = Callable[[PaymentSession], None]
+
+
+class PaymentSessions:
+    """The use cases: request a QR, learn of a payment, check access, sweep."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        provider: Provider,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        access_seconds: int,
+        payment_window_seconds: int,
+        unpaid_retention_seconds: int,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.catalog = catalog
+        self.clock = clock
+        self.access_ms = access_seconds * 1000
+        self.payment_window_ms = payment_window_seconds * 1000
+        self.unpaid_retention_ms = unpaid_retention_seconds * 1000
+        self._listeners: list[StatusListener] = []
+
+    def add_listener(self, listener: StatusListener) -> None:
+        """Called with a session's new state on every status change this process makes."""
+        self._listeners.append(listener)
+
+    def _changed(self, session: PaymentSession) -> None:
+        for listener in self._listeners:
+            try:
+                listener(session)
+            except Exception:  # one broken listener must not stop payments
+                log.exception("status listener failed")
+
+    async def request_qr(
+        self, user_id: str, stream_id: str, amount: int | None
+    ) -> tuple[PaymentSession, bool]:
+        """Rules 1-2. Returns the session and whether it was created by this call."""
+        stream = self.catalog.get(stream_id)
+        if stream is None:
+            raise UnknownStream()
+        if amount is not None and amount != stream.price:
+            raise AmountMismatch(price=stream.price)
+        now_ms = self.clock()
+        existing = await self.store.find_active(user_id, stream_id, now_ms)
+        if existing is not None:
+            return self._reuse(existing, now_ms), False
+
+        session_id = new_session_id()
+        expires_at_ms = now_ms + self.payment_window_ms
+        created = await self.provider.create_qris(session_id, stream.price, expires_at_ms)
+        found = qris.problems_for_transaction(created.qr_string, stream.price, created.trx_id)
+        if found:
+            log_event(log, "provider_qris_rejected", level=logging.ERROR,
+                      provider=self.provider.name, trxId=created.trx_id, problems=found)
+            raise ProviderReturnedInvalidQris()
+        candidate = PaymentSession(
+            session_id=session_id,
+            user_id=user_id,
+            stream_id=stream_id,
+            provider=self.provider.name,
+            trx_id=created.trx_id,
+            amount=stream.price,
+            fee=created.fee,
+            qr_string=created.qr_string,
+            status=SessionStatus.PENDING,
+            created_at_ms=now_ms,
+            paid_at_ms=None,
+            expires_at_ms=expires_at_ms,
+        )
+        stored, inserted = await self.store.insert_pending(candidate, now_ms)
+        if not inserted:
+            # A concurrent request by the same viewer won; its QR is the one to show.
+            log_event(log, "qris_discarded_after_race", sessionId=session_id,
+                      trxId=created.trx_id, streamId=stream_id)
+            return self._reuse(stored, now_ms), False
+        log_event(log, "session_created", sessionId=session_id, trxId=created.trx_id,
+                  streamId=stream_id, amount=stream.price, status="pending")
+        return stored, True
+
+    def _reuse(self, existing: PaymentSession, now_ms: int) -> PaymentSession:
+        if existing.status_at(now_ms) == SessionStatus.PAID:
+            raise AlreadyHasAccess()
+        return existing
+
+    async def owned_session(
+        self, owner: str | None, *, session_id: str | None = None, trx_id: str | None = None
+    ) -> PaymentSession:
+        """A session by id and/or trxId (both must name the same one) that belongs to
+        `owner`; None stands for a trusted server caller, who may see any."""
+        session = None
+        if session_id is not None:
+            session = await self.store.get(session_id)
+        elif trx_id is not None:
+            session = await self.store.get_by_trx(self.provider.name, trx_id)
+        if session is None or (trx_id is not None and session.trx_id != trx_id):
+            raise SessionNotFound()
+        if owner is not None and session.user_id != owner:
+            raise NotYours()
+        return session
+
+    async def check_access(
+        self, user_id: str, stream_id: str, session_id: str | None
+    ) -> AccessDecision:
+        """Rule 4. Without a sessionId, the caller's active session for the stream."""
+        if self.catalog.get(stream_id) is None:
+            raise UnknownStream()
+        now_ms = self.clock()
+        if session_id is not None:
+            session: PaymentSession | None = await self.owned_session(
+                user_id, session_id=session_id
+            )
+        else:
+            session = await self.store.find_active(user_id, stream_id, now_ms)
+        granted = session is not None and session.grants_access(user_id, stream_id, now_ms)
+        remaining_ms = session.remaining_ms(now_ms) if session is not None and granted else 0
+        log_event(log, "access_decision", sessionId=session.session_id if session else None,
+                  trxId=session.trx_id if session else None, streamId=stream_id,
+                  granted=granted,
+                  sessionStatus=session.status_at(now_ms) if session else None)
+        return AccessDecision(granted, stream_id, session, remaining_ms)
+
+    async def active_sessions(self, user_id: str) -> list[PaymentSession]:
+        return await self.store.list_active(user_id, self.clock())
+
+    async def record_notification(self, notification: Notification) -> PaymentDecision:
+        """Rule 3: store every verified notification and apply it if it pays a session."""
+        decision = await self.store.apply_notification(
+            notification, lambda context: decide_payment(context, self.access_ms)
+        )
+        if decision.reason == NotificationReason.REPLAYED:
+            log_event(log, "notification_replayed", level=logging.WARNING,
+                      trxId=notification.trx_id, eventId=notification.event_id)
+            raise NotificationRejected(reason="replayed")
+        log_event(log, "notification_recorded", eventId=notification.event_id,
+                  trxId=notification.trx_id, sessionId=decision.session_id,
+                  applied=decision.applied, reason=decision.reason,
+                  amount=notification.amount)
+        for session in decision.changed:
+            self._log_state(session, "payment_applied" if session.status == "paid"
+                            else "session_superseded")
+            self._changed(session)
+        return decision
+
+    async def sweep(self, batch_size: int = 500) -> SweepReport:
+        """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,
+        in bounded batches so one sweep never holds the store for long."""
+        now_ms = self.clock()
+        expired = 0
+        while True:
+            batch = await self.store.expire_due(now_ms, batch_size)
+            for session in batch:
+                self._log_state(session, "session_expired")
+                self._changed(session)
+            expired += len(batch)
+            if len(batch) < batch_size:
+                break
+        pruned = 0
+        while True:
+            count = await self.store.prune_unpaid(now_ms - self.unpaid_retention_ms, batch_size)
+            pruned += count
+            if count < batch_size:
+                break
+        return SweepReport(expired=expired, pruned=pruned)
+
+    def _log_state(self, session: PaymentSession, event: str) -> None:
+        log_event(log, event, sessionId=session.session_id, trxId=session.trx_id,
+                  streamId=session.stream_id, status=session.status,
+                  paidAt=session.paid_at_ms, expiresAt=session.expires_at_ms)

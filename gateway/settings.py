@@ -1,0 +1,294 @@
+"""The only place that reads the environment.
+
+`Settings.from_env()` validates every `GATEWAY_*` variable (and `PORT`) up front and
+raises `SettingsError` with one line naming the variable, so a typo or a bad value stops
+start-up instead of surfacing as odd behaviour hours later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from gateway.qris import MerchantProfile, luhn_valid
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+DEFAULT_CATALOG = PACKAGE_DIR / "demo" / "streams.toml"
+
+T = TypeVar("T")
+_DEFAULT_MERCHANT = MerchantProfile()
+
+
+class SettingsError(ValueError):
+    """A configuration problem, phrased as one line that names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secret: bytes
+    webhook_secret: bytes
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store_url: str = "sqlite:///var/gateway.db"
+    streams_path: Path = DEFAULT_CATALOG
+    provider: str = "simulator"
+    previous_secrets: tuple[bytes, ...] = ()
+    access_seconds: int = 7200
+    payment_window_seconds: int = 1200
+    cleanup_interval_seconds: int = 60
+    unpaid_retention_seconds: int = 7 * 24 * 3600
+    webhook_tolerance_seconds: int = 300
+    api_key: str | None = None
+    platform_jwt_secret: bytes | None = None
+    platform_jwt_issuer: str | None = None
+    platform_jwt_audience: str | None = None
+    public_url: str | None = None
+    var_dir: Path = Path("var")
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+    log_format: str = "json"
+    merchant: MerchantProfile = field(default_factory=MerchantProfile)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        var_dir = Path(env.get("GATEWAY_VAR_DIR", str, "var"))
+        store_url = env.get("GATEWAY_STORE", _store_url, "sqlite:///var/gateway.db")
+        shared_store = store_url.startswith("redis")
+
+        def secret(name: str, file_name: str) -> bytes:
+            if name in env:
+                return env.get(name, _secret)
+            if shared_store:
+                raise SettingsError(
+                    f"{name}: required with a Redis store, so that every instance shares it"
+                )
+            return _secret_file(var_dir / file_name, name)
+
+        settings = cls(
+            host=env.get("GATEWAY_HOST", _host, "127.0.0.1"),
+            port=env.get("PORT", _port, 8080),
+            store_url=store_url,
+            streams_path=env.get("GATEWAY_STREAMS", _existing_file, DEFAULT_CATALOG),
+            provider=env.get("GATEWAY_PROVIDER", _one_of("simulator"), "simulator"),
+            secret=secret("GATEWAY_SECRET", "secret"),
+            previous_secrets=env.get("GATEWAY_PREVIOUS_SECRETS", _secret_list, ()),
+            webhook_secret=secret("GATEWAY_WEBHOOK_SECRET", "webhook_secret"),
+            access_seconds=env.get("GATEWAY_ACCESS_SECONDS", _seconds(60, 30 * 86400), 7200),
+            payment_window_seconds=env.get(
+                "GATEWAY_PAYMENT_WINDOW_SECONDS", _seconds(60, 86400), 1200
+            ),
+            cleanup_interval_seconds=env.get(
+                "GATEWAY_CLEANUP_INTERVAL_SECONDS", _seconds(1, 3600), 60
+            ),
+            unpaid_retention_seconds=env.get(
+                "GATEWAY_UNPAID_RETENTION_SECONDS", _seconds(0, 365 * 86400), 7 * 86400
+            ),
+            api_key=env.get("GATEWAY_API_KEY", _api_key, None),
+            platform_jwt_secret=env.get("GATEWAY_PLATFORM_JWT_SECRET", _secret, None),
+            platform_jwt_issuer=env.get("GATEWAY_PLATFORM_JWT_ISSUER", _nonempty, None),
+            platform_jwt_audience=env.get("GATEWAY_PLATFORM_JWT_AUDIENCE", _nonempty, None),
+            public_url=env.get("GATEWAY_PUBLIC_URL", _public_url, None),
+            var_dir=var_dir,
+            max_body_bytes=env.get("GATEWAY_MAX_BODY_BYTES", _int_range(1024, 1 << 20), 65536),
+            log_level=env.get(
+                "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+            ),
+            log_format=env.get("GATEWAY_LOG_FORMAT", _one_of("json", "text"), "json"),
+            merchant=MerchantProfile(
+                name=env.get("GATEWAY_MERCHANT_NAME", _qris_text(25), _DEFAULT_MERCHANT.name),
+                city=env.get("GATEWAY_MERCHANT_CITY", _qris_text(15), _DEFAULT_MERCHANT.city),
+                postal_code=env.get(
+                    "GATEWAY_MERCHANT_POSTAL_CODE", _digits(1, 10), _DEFAULT_MERCHANT.postal_code
+                ),
+                mcc=env.get("GATEWAY_MERCHANT_MCC", _digits(4, 4), _DEFAULT_MERCHANT.mcc),
+                pan=env.get("GATEWAY_MERCHANT_PAN", _merchant_pan, _DEFAULT_MERCHANT.pan),
+                merchant_id=env.get(
+                    "GATEWAY_MERCHANT_ID", _qris_text(15), _DEFAULT_MERCHANT.merchant_id
+                ),
+                nmid=env.get("GATEWAY_MERCHANT_NMID", _nmid, _DEFAULT_MERCHANT.nmid),
+            ),
+        )
+        env.reject_unknown()
+        return settings
+
+
+class _Env:
+    """Reads variables through parsers and remembers which ones it was asked about."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self._known: set[str] = set()
+
+    def __contains__(self, name: str) -> bool:
+        self._known.add(name)
+        return name in self._environ
+
+    def get(self, name: str, parse: Callable[[str], T], default: T | None = None) -> T:
+        self._known.add(name)
+        raw = self._environ.get(name)
+        if raw is None:
+            return default  # type: ignore[return-value]
+        try:
+            return parse(raw)
+        except SettingsError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+
+    def reject_unknown(self) -> None:
+        self._known.update(_ACCEPTED_ELSEWHERE)
+        unknown = sorted(k for k in self._environ if k.startswith("GATEWAY_") and k not in self._known)
+        if unknown:
+            raise SettingsError(f"{unknown[0]}: unknown setting (check the spelling)")
+
+
+# Variables read by the tests and the bootstrap script, not by the service.
+_ACCEPTED_ELSEWHERE = frozenset({"GATEWAY_TEST_REDIS_URL"})
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"[0-9]+", raw.strip()):
+            raise SettingsError(f"must be a whole number from {low} to {high}, got {raw!r}")
+        value = int(raw)
+        if not low <= value <= high:
+            raise SettingsError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(low: int, high: int) -> Callable[[str], int]:
+    parse_int = _int_range(low, high)
+
+    def parse(raw: str) -> int:
+        try:
+            return parse_int(raw)
+        except SettingsError as exc:
+            raise SettingsError(f"{exc} (seconds)") from None
+
+    return parse
+
+
+_port = _int_range(1, 65535)
+
+
+def _host(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:\-\[\]]{1,253}", raw):
+        raise SettingsError(f"not a host name or address: {raw!r}")
+    return raw
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise SettingsError(f"must be one of {', '.join(choices)}; got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError("must not be empty")
+    return raw
+
+
+def _store_url(raw: str) -> str:
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme in ("redis", "rediss", "unix") and (parts.hostname or parts.path):
+        return raw
+    raise SettingsError(
+        f"must be sqlite:///PATH, sqlite:///:memory: or redis://HOST:PORT/DB; got {raw!r}"
+    )
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(f"no such file: {raw}")
+    return path
+
+
+def _secret(raw: str) -> bytes:
+    if len(raw) < 32:
+        raise SettingsError("must be at least 32 characters (use `openssl rand -hex 32`)")
+    return raw.encode()
+
+
+def _secret_list(raw: str) -> tuple[bytes, ...]:
+    return tuple(_secret(item.strip()) for item in raw.split(",") if item.strip())
+
+
+def _api_key(raw: str) -> str:
+    if len(raw) < 24:
+        raise SettingsError("must be at least 24 characters")
+    return raw
+
+
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"must be an http:// or https:// URL; got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _qris_text(max_length: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not 1 <= len(raw) <= max_length or not re.fullmatch(r"[ -~]+", raw):
+            raise SettingsError(f"must be 1 to {max_length} printable ASCII characters")
+        return raw
+
+    return parse
+
+
+def _digits(low: int, high: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not re.fullmatch(rf"[0-9]{{{low},{high}}}", raw):
+            raise SettingsError(f"must be {low} to {high} digits")
+        return raw
+
+    return parse
+
+
+def _merchant_pan(raw: str) -> str:
+    if not re.fullmatch(r"9360[0-9]{8,15}", raw) or not luhn_valid(raw):
+        raise SettingsError("must be a QRIS merchant PAN: 9360, digits, a Luhn check digit")
+    return raw
+
+
+def _nmid(raw: str) -> str:
+    if not re.fullmatch(r"ID[0-9]{13}", raw):
+        raise SettingsError("must be ID followed by 13 digits")
+    return raw
+
+
+def _secret_file(path: Path, name: str) -> bytes:
+    """Generate a secret once and keep it, so that cookies and tokens survive restarts."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(value)
+        return value
+    except FileExistsError:  # another process won the race: use its secret
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise SettingsError(f"{name}: unset, and cannot keep a generated one in {path}: {exc}")

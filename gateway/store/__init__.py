@@ -1,0 +1,16 @@
+"""Session stores: one interface (`base.SessionStore`), one module per backend."""
+
+from __future__ import annotations
+
+from gateway.store.base import SessionStore, StoredNotification
+
+__all__ = ["SessionStore", "StoredNotification", "open_store"]
+
+
+async def open_store(url: str) -> SessionStore:
+    """Open the backend that `GATEWAY_STORE` names (validated by Settings)."""
+    if url.startswith("sqlite:///"):
+        from gateway.store.sqlite import SQLiteStore
+
+        return await SQLiteStore.open(url.removeprefix("sqlite:///"))
+    raise ValueError(f"GATEWAY_STORE: no store backend for {url.split(':', 1)[0]}:// yet")

@@ -1,0 +1,76 @@
+"""The store interface. Every backend passes `tests/store/test_contract.py`.
+
+Atomicity is the store's job (rule 1 across requests, processes and instances); what a
+notification *means* is not: `apply_notification` loads the facts inside its
+transaction and lets the domain's pure `decide` function choose the outcome.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNotification:
+    """One row of the notification ledger: what arrived and what we did with it."""
+
+    notification: Notification
+    applied: bool
+    reason: str
+    session_id: str | None
+
+
+class SessionStore(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> PaymentSession | None: ...
+
+    @abc.abstractmethod
+    async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None: ...
+
+    @abc.abstractmethod
+    async def find_active(
+        self, user_id: str, stream_id: str, now_ms: int
+    ) -> PaymentSession | None:
+        """The viewer's session for the stream that is pending or paid and unexpired."""
+
+    @abc.abstractmethod
+    async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]: ...
+
+    @abc.abstractmethod
+    async def insert_pending(
+        self, candidate: PaymentSession, now_ms: int
+    ) -> tuple[PaymentSession, bool]:
+        """Atomically: if the viewer has an active session for the stream, return it and
+        False; otherwise store `candidate` and return it and True. Stale rows (active
+        status, past expiry) are marked expired in the same transaction."""
+
+    @abc.abstractmethod
+    async def apply_notification(
+        self,
+        notification: Notification,
+        decide: Callable[[PaymentContext], PaymentDecision],
+    ) -> PaymentDecision:
+        """Atomically: record the notification with `decide`'s outcome and write the
+        sessions it changed. A notification whose `replay_key` was seen before changes
+        nothing and comes back with reason `replayed`."""
+
+    @abc.abstractmethod
+    async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
+        """Mark up to `limit` active sessions past expiry as expired; return them."""
+
+    @abc.abstractmethod
+    async def prune_unpaid(self, expired_before_ms: int, limit: int) -> int:
+        """Delete up to `limit` never-paid sessions that expired before the given time.
+        Paid sessions are the sales ledger and are never deleted."""
+
+    @abc.abstractmethod
+    async def notifications(self, trx_id: str | None = None,
+                            limit: int = 100) -> list[StoredNotification]:
+        """The notification ledger, newest first."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
