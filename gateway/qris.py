@@ -9,6 +9,7 @@ Tag 63 carries CRC-16/CCITT-FALSE over the whole payload up to and including `63
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -137,13 +138,10 @@ def parse(payload: str) -> Qris:
     return Qris(payload=payload, fields=tuple(decode_tlv(payload)))
 
 
-def build_dynamic(merchant: MerchantProfile, amount_rupiah: int, reference: str) -> str:
-    """A dynamic (point of initiation 12) payload for one transaction."""
-    if amount_rupiah <= 0:
-        raise QrisError("amount must be positive")
-    if not 1 <= len(reference) <= 25:
-        raise QrisError("reference must be 1 to 25 characters")
-    fields = [
+@functools.lru_cache(maxsize=16)
+def _merchant_fields(merchant: MerchantProfile) -> tuple[str, str]:
+    """The TLV before and after the amount: fixed per merchant, so built once."""
+    before = encode_tlv([
         ("00", "01"),
         ("01", POINT_OF_INITIATION_DYNAMIC),
         ("26", encode_tlv([("00", SIMULATOR_GUID), ("01", merchant.pan),
@@ -152,14 +150,30 @@ def build_dynamic(merchant: MerchantProfile, amount_rupiah: int, reference: str)
                            ("03", merchant.criteria)])),
         ("52", merchant.mcc),
         ("53", CURRENCY_IDR),
-        ("54", str(amount_rupiah)),
+    ])
+    after = encode_tlv([
         ("58", "ID"),
         ("59", merchant.name),
         ("60", merchant.city),
         ("61", merchant.postal_code),
-        ("62", encode_tlv([(ADDITIONAL_REFERENCE_LABEL, reference)])),
-    ]
-    body = encode_tlv(fields) + "6304"
+    ])
+    return before, after
+
+
+def build_dynamic(merchant: MerchantProfile, amount_rupiah: int, reference: str) -> str:
+    """A dynamic (point of initiation 12) payload for one transaction."""
+    if amount_rupiah <= 0:
+        raise QrisError("amount must be positive")
+    if not 1 <= len(reference) <= 25:
+        raise QrisError("reference must be 1 to 25 characters")
+    before, after = _merchant_fields(merchant)
+    body = (
+        before
+        + encode_tlv([("54", str(amount_rupiah))])
+        + after
+        + encode_tlv([("62", encode_tlv([(ADDITIONAL_REFERENCE_LABEL, reference)]))])
+        + "6304"
+    )
     return body + crc_field(body)
 
 

@@ -79,7 +79,7 @@ MIGRATIONS: tuple[str, ...] = (
         raw_body        TEXT NOT NULL
     );
     CREATE INDEX provider_notifications_by_event ON provider_notifications (provider, event_id);
-    CREATE INDEX provider_notifications_by_trx ON provider_notifications (provider, trx_id);
+    CREATE INDEX provider_notifications_by_trx ON provider_notifications (trx_id);
     """,
 )
 
@@ -95,10 +95,12 @@ def _session(row: Sequence[Any]) -> PaymentSession:
 class _Connection:
     """One SQLite connection owned by one thread; every call hops onto that thread."""
 
-    def __init__(self, path: str, *, read_only: bool) -> None:
+    def __init__(self, path: str, *, read_only: bool,
+                 on_connect: Callable[[sqlite3.Connection], None] | None) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._path = path
         self._read_only = read_only
+        self._on_connect = on_connect
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -109,6 +111,8 @@ class _Connection:
             conn.execute("PRAGMA synchronous = FULL")
         if self._read_only:
             conn.execute("PRAGMA query_only = ON")
+        if self._on_connect is not None:
+            self._on_connect(conn)
         return conn
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -143,17 +147,22 @@ class _Connection:
 
 
 class SQLiteStore(SessionStore):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str,
+                 on_connect: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self.path = path
-        self._writer = _Connection(path, read_only=False)
+        self._writer = _Connection(path, read_only=False, on_connect=on_connect)
         in_memory = path == ":memory:"
-        self._reader = self._writer if in_memory else _Connection(path, read_only=True)
+        self._reader = (self._writer if in_memory
+                        else _Connection(path, read_only=True, on_connect=on_connect))
 
     @classmethod
-    async def open(cls, path: str) -> SQLiteStore:
+    async def open(cls, path: str,
+                   on_connect: Callable[[sqlite3.Connection], None] | None = None
+                   ) -> SQLiteStore:
+        """`on_connect` sees each new connection (e.g. to trace SQL while debugging)."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path)
+        store = cls(path, on_connect)
         await store._writer.run(_migrate)
         return store
 

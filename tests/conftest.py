@@ -1,0 +1,148 @@
+"""Shared fixtures: the real app on a real SQLite file, driven over HTTP, with a clock
+the test moves instead of waiting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+API_KEY = "test-api-key-0123456789abcdef"
+SECRET = "s" * 40
+WEBHOOK_SECRET = "w" * 40
+START_MS = 1_800_000_000_000
+IN_CI = bool(os.environ.get("CI"))
+
+
+class FakeClock:
+    def __init__(self, now_ms: int = START_MS) -> None:
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += int(seconds * 1000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_settings(tmp_path: Path, **overrides: str) -> Settings:
+    env = {
+        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "GATEWAY_SECRET": SECRET,
+        "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GATEWAY_API_KEY": API_KEY,
+        "GATEWAY_ACCESS_SECONDS": "7200",
+        "GATEWAY_PAYMENT_WINDOW_SECONDS": "1200",
+    }
+    env.update(overrides)
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+class ViewerClient:
+    """One browser: its own cookie jar, talking to the real app."""
+
+    def __init__(self, client: TestClient[web.Request, web.Application]) -> None:
+        self.http = client
+
+    async def call(self, method: str, path: str, *, expect: int | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
+        async with self.http.request(method, path, **kwargs) as response:
+            body = await response.json()
+            if expect is not None:
+                assert response.status == expect, (response.status, body)
+            return body
+
+    async def generate_qris(self, stream_id: str = "demo", *, expect: int | None = 201,
+                            **fields: Any) -> dict[str, Any]:
+        body = await self.call("POST", "/api/generate-qris", expect=expect,
+                               json={"streamId": stream_id, **fields})
+        return body["data"] if body["success"] else body
+
+    async def pay(self, trx_id: str, *, expect: int = 200, **fields: Any) -> dict[str, Any]:
+        body = await self.call("POST", f"/simulator/pay/{trx_id}", expect=expect, json=fields)
+        return body["data"] if body["success"] else body
+
+    async def check_access(self, stream_id: str = "demo", session_id: str | None = None,
+                           *, expect: int = 200) -> dict[str, Any]:
+        params = {"streamId": stream_id}
+        if session_id:
+            params["sessionId"] = session_id
+        body = await self.call("GET", "/api/check-access", params=params, expect=expect)
+        return body["data"] if body["success"] else body
+
+    async def status(self, session_id: str, *, expect: int = 200) -> dict[str, Any]:
+        body = await self.call("GET", "/api/payment-callback",
+                               params={"sessionId": session_id}, expect=expect)
+        return body["data"] if body["success"] else body
+
+
+AppFactory = Callable[..., Awaitable[ViewerClient]]
+
+
+@pytest.fixture
+async def make_viewer(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    settings: Settings, clock: FakeClock,
+) -> AppFactory:
+    """make_viewer() starts the app once; each further call is another browser on it."""
+    server: list[BaseTestServer[web.Request]] = []
+
+    async def make(app_settings: Settings | None = None) -> ViewerClient:
+        if not server:
+            client = await aiohttp_client(create_app(app_settings or settings, clock=clock))
+            server.append(client.server)
+            return ViewerClient(client)
+        return ViewerClient(await aiohttp_client(server[0]))
+
+    return make
+
+
+@pytest.fixture
+async def viewer(make_viewer: AppFactory) -> ViewerClient:
+    return await make_viewer()
+
+
+@pytest.fixture
+async def other_viewer(viewer: ViewerClient, make_viewer: AppFactory) -> ViewerClient:
+    return await make_viewer()
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool. In CI its absence fails the test; elsewhere the test
+    is skipped, and the summary at the end says so loudly."""
+    path = shutil.which(name)
+    if path is None:
+        if IN_CI:
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"NOT TESTED: {name} is not installed (apt-get install {name})")
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    missing = [report for report in skipped if "NOT TESTED" in str(report.longrepr)]
+    if missing:
+        terminalreporter.write_sep("!", f"{len(missing)} TESTS DID NOT RUN: tools missing",
+                                   red=True, bold=True)
+        for report in missing:
+            terminalreporter.write_line(f"  {report.nodeid}: {report.longrepr[2]}")

@@ -1,0 +1,166 @@
+"""POST /api/payment-callback: only authentic notifications count, each is kept, and
+duplicates, replays and wrong amounts change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+from typing import Any
+
+import pytest
+
+from gateway.settings import Settings
+from tests.conftest import WEBHOOK_SECRET, FakeClock, ViewerClient
+
+
+def signed(body: dict[str, Any] | bytes, timestamp_s: int,
+           secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+    """The SPEC's signature, computed here independently of the provider module."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    mac = hmac.new(secret.encode(), f"{timestamp_s}.".encode() + raw, hashlib.sha256)
+    return raw, {"X-Gateway-Signature": f"t={timestamp_s},v1={mac.hexdigest()}",
+                 "Content-Type": "application/json"}
+
+
+def event(qr: dict[str, Any], clock: FakeClock, event_id: str = "evt-1",
+          **overrides: Any) -> dict[str, Any]:
+    return {"eventId": event_id, "trxId": qr["trxId"], "amount": qr["amount"],
+            "status": "paid", "paidAt": clock(), **overrides}
+
+
+def ledger(settings: Settings) -> list[tuple[Any, ...]]:
+    path = settings.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT event_id, trx_id, amount, applied, reason FROM provider_notifications"
+            " ORDER BY id").fetchall()
+
+
+async def deliver(viewer: ViewerClient, raw: bytes, headers: dict[str, str],
+                  expect: int) -> dict[str, Any]:
+    return await viewer.call("POST", "/api/payment-callback", data=raw, headers=headers,
+                             expect=expect)
+
+
+async def test_an_authentic_notification_pays_the_session(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock), clock() // 1000)
+    answer = await deliver(viewer, raw, headers, 200)
+    assert answer["data"] == {"applied": True, "reason": "paid", "eventId": "evt-1"}
+    assert (await viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+    assert ledger(settings) == [("evt-1", qr["trxId"], 1000, 1, "paid")]
+
+
+@pytest.mark.parametrize(
+    ("make_headers", "reason"),
+    [
+        (lambda raw, t: {}, "missing signature"),
+        (lambda raw, t: {"X-Gateway-Signature": "garbage"}, "malformed signature header"),
+        (lambda raw, t: signed(raw, t, secret="x" * 40)[1], "bad signature"),
+        (lambda raw, t: signed(raw + b" ", t)[1], "bad signature"),
+        (lambda raw, t: signed(raw, t - 301)[1], "timestamp outside the tolerance window"),
+        (lambda raw, t: signed(raw, t + 301)[1], "timestamp outside the tolerance window"),
+        (lambda raw, t: {"X-Gateway-Signature":
+                         signed(raw, t)[1]["X-Gateway-Signature"].replace(f"t={t}",
+                                                                          f"t={t - 1}")},
+         "bad signature"),
+    ],
+    ids=["missing", "malformed", "wrong-secret", "body-changed", "stale", "future",
+         "timestamp-changed"],
+)
+async def test_inauthentic_notifications_get_401_and_change_nothing(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings,
+        make_headers: Any, reason: str) -> None:
+    qr = await viewer.generate_qris()
+    raw = json.dumps(event(qr, clock)).encode()
+    answer = await deliver(viewer, raw, make_headers(raw, clock() // 1000), 401)
+    assert answer == {"success": False, "code": "invalid_signature",
+                      "error": f"Notifikasi pembayaran ditolak: {reason}"}
+    assert ledger(settings) == []
+    assert (await viewer.status(qr["sessionId"]))["status"] == "pending"
+
+
+async def test_a_signature_at_the_edge_of_the_window_is_accepted(
+        viewer: ViewerClient, clock: FakeClock) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock), clock() // 1000 - 300)
+    assert (await deliver(viewer, raw, headers, 200))["data"]["applied"]
+
+
+async def test_a_replayed_delivery_is_refused(viewer: ViewerClient, clock: FakeClock,
+                                              settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock, amount=1), clock() // 1000)
+    await deliver(viewer, raw, headers, 200)
+    clock.advance(5)
+    answer = await deliver(viewer, raw, headers, 401)
+    assert answer["error"] == "Notifikasi pembayaran ditolak: replayed"
+    assert len(ledger(settings)) == 1
+
+
+async def test_duplicates_are_answered_200_and_change_nothing(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    first, headers = signed(event(qr, clock), clock() // 1000)
+    await deliver(viewer, first, headers, 200)
+    paid = await viewer.status(qr["sessionId"])
+    clock.advance(30)
+    # The provider retries the same event, signed anew.
+    again, headers = signed(event(qr, clock), clock() // 1000)
+    answer = await deliver(viewer, again, headers, 200)
+    assert answer["data"] == {"applied": False, "reason": "duplicate_event", "eventId": "evt-1"}
+    # A second event for the same transaction.
+    other, headers = signed(event(qr, clock, "evt-2"), clock() // 1000)
+    answer = await deliver(viewer, other, headers, 200)
+    assert answer["data"]["reason"] == "already_paid"
+    now = await viewer.status(qr["sessionId"])
+    assert (now["paidAt"], now["expiresAt"]) == (paid["paidAt"], paid["expiresAt"])
+    assert [row[4] for row in ledger(settings)] == ["paid", "duplicate_event", "already_paid"]
+
+
+async def test_wrong_amount_and_unknown_transactions_are_kept_not_applied(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    short, headers = signed(event(qr, clock, amount=999), clock() // 1000)
+    answer = await deliver(viewer, short, headers, 200)
+    assert answer["data"] == {"applied": False, "reason": "amount_mismatch", "eventId": "evt-1"}
+    ghost, headers = signed(event(qr, clock, "evt-2", trxId="NOSUCHTRX"), clock() // 1000)
+    answer = await deliver(viewer, ghost, headers, 200)
+    assert answer["data"]["reason"] == "unknown_transaction"
+    assert (await viewer.status(qr["sessionId"]))["status"] == "pending"
+    assert ledger(settings) == [("evt-1", qr["trxId"], 999, 0, "amount_mismatch"),
+                                ("evt-2", "NOSUCHTRX", 1000, 0, "unknown_transaction")]
+
+
+async def test_payment_after_expiry_still_grants_the_full_window(
+        viewer: ViewerClient, clock: FakeClock) -> None:
+    qr = await viewer.generate_qris()
+    clock.advance(1200 + 60)
+    assert (await viewer.status(qr["sessionId"]))["status"] == "expired"
+    raw, headers = signed(event(qr, clock), clock() // 1000)
+    answer = await deliver(viewer, raw, headers, 200)
+    assert answer["data"]["reason"] == "paid_after_payment_window"
+    access = await viewer.check_access("demo", qr["sessionId"])
+    assert access["hasAccess"] and access["remainingTime"] == 7_200_000
+
+
+async def test_an_authentic_body_we_cannot_read_is_400(viewer: ViewerClient,
+                                                       clock: FakeClock,
+                                                       settings: Settings) -> None:
+    raw, headers = signed(b'{"eventId": 5}', clock() // 1000)
+    answer = await deliver(viewer, raw, headers, 400)
+    assert answer["code"] == "invalid_request"
+    assert ledger(settings) == []
+
+
+async def test_callback_ignores_cookies_and_never_sets_one(viewer: ViewerClient,
+                                                          clock: FakeClock) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock), clock() // 1000)
+    async with viewer.http.post("/api/payment-callback", data=raw, headers=headers) as resp:
+        assert resp.status == 200
+        assert "Set-Cookie" not in resp.headers
+

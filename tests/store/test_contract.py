@@ -1,0 +1,183 @@
+"""The contract every store backend keeps: run against each real backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.sessions import (
+    Notification,
+    NotificationReason,
+    PaymentSession,
+    SessionStatus,
+    decide_payment,
+    new_session_id,
+)
+from gateway.store.base import SessionStore
+from gateway.store.sqlite import SQLiteStore
+
+T0 = 1_800_000_000_000
+WINDOW_MS = 1_200_000
+ACCESS_MS = 7_200_000
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    path = str(tmp_path / "store.db") if request.param == "sqlite-file" else ":memory:"
+    opened = await SQLiteStore.open(path)
+    yield opened
+    await opened.close()
+
+
+def pending(user_id: str = "alice", stream_id: str = "demo", *, at_ms: int = T0,
+            trx_id: str | None = None, amount: int = 1000) -> PaymentSession:
+    session_id = new_session_id()
+    return PaymentSession(
+        session_id=session_id, user_id=user_id, stream_id=stream_id, provider="simulator",
+        trx_id=trx_id or f"TRX{session_id[:10]}", amount=amount, fee=0, qr_string="000201",
+        status=SessionStatus.PENDING, created_at_ms=at_ms, paid_at_ms=None,
+        expires_at_ms=at_ms + WINDOW_MS,
+    )
+
+
+def paid_note(session: PaymentSession, *, at_ms: int, event_id: str = "evt-1",
+              amount: int | None = None, replay_key: str | None = None) -> Notification:
+    return Notification(
+        provider="simulator", event_id=event_id, trx_id=session.trx_id,
+        amount=session.amount if amount is None else amount, reported_status="paid",
+        paid_at_ms=at_ms, received_at_ms=at_ms, raw_body='{"x":1}', replay_key=replay_key,
+    )
+
+
+async def pay(store: SessionStore, session: PaymentSession, *, at_ms: int, **kwargs: object):
+    return await store.apply_notification(
+        paid_note(session, at_ms=at_ms, **kwargs),  # type: ignore[arg-type]
+        lambda context: decide_payment(context, ACCESS_MS),
+    )
+
+
+async def test_insert_then_read_back_by_id_trx_and_owner(store: SessionStore) -> None:
+    session = pending()
+    stored, inserted = await store.insert_pending(session, T0)
+    assert inserted and stored == session
+    assert await store.get(session.session_id) == session
+    assert await store.get_by_trx("simulator", session.trx_id) == session
+    assert await store.find_active("alice", "demo", T0) == session
+    assert await store.list_active("alice", T0) == [session]
+    assert await store.get("nope") is None
+    assert await store.find_active("bob", "demo", T0) is None
+
+
+async def test_second_insert_returns_the_existing_active_session(store: SessionStore) -> None:
+    first, _ = await store.insert_pending(pending(), T0)
+    again, inserted = await store.insert_pending(pending(), T0 + 1000)
+    assert not inserted and again == first
+
+
+async def test_concurrent_inserts_leave_exactly_one_active_session(store: SessionStore) -> None:
+    results = await asyncio.gather(*(store.insert_pending(pending(), T0) for _ in range(25)))
+    assert sum(inserted for _, inserted in results) == 1
+    assert len({session.session_id for session, _ in results}) == 1
+
+
+async def test_an_expired_session_makes_room_for_a_new_one(store: SessionStore) -> None:
+    first, _ = await store.insert_pending(pending(), T0)
+    later = T0 + WINDOW_MS
+    second, inserted = await store.insert_pending(pending(at_ms=later), later)
+    assert inserted and second.session_id != first.session_id
+    old = await store.get(first.session_id)
+    assert old is not None and old.status == SessionStatus.EXPIRED  # marked in the same txn
+
+
+async def test_paying_and_its_duplicate(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    decision = await pay(store, session, at_ms=T0 + 5000)
+    assert decision.applied and decision.reason == NotificationReason.PAID
+    paid = await store.get(session.session_id)
+    assert paid is not None and paid.status == SessionStatus.PAID
+    assert paid.paid_at_ms == T0 + 5000 and paid.expires_at_ms == T0 + 5000 + ACCESS_MS
+
+    duplicate = await pay(store, session, at_ms=T0 + 6000)  # same eventId
+    assert not duplicate.applied and duplicate.reason == NotificationReason.DUPLICATE_EVENT
+    retried = await pay(store, session, at_ms=T0 + 7000, event_id="evt-2")
+    assert not retried.applied and retried.reason == NotificationReason.ALREADY_PAID
+    assert await store.get(session.session_id) == paid
+    ledger = await store.notifications(session.trx_id)
+    assert [(n.applied, n.reason) for n in ledger] == [
+        (False, "already_paid"), (False, "duplicate_event"), (True, "paid")]
+
+
+async def test_replayed_delivery_changes_nothing(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    await pay(store, session, at_ms=T0, replay_key="t.sig")
+    replay = await pay(store, session, at_ms=T0, event_id="evt-9", replay_key="t.sig")
+    assert replay.reason == NotificationReason.REPLAYED
+    assert len(await store.notifications(session.trx_id)) == 1
+
+
+async def test_unknown_and_mismatched_notifications_are_kept(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    wrong = await pay(store, session, at_ms=T0, amount=999)
+    ghost = await pay(store, replace(session, trx_id="UNKNOWN"), at_ms=T0, event_id="e2")
+    assert (wrong.applied, wrong.reason) == (False, NotificationReason.AMOUNT_MISMATCH)
+    assert (ghost.applied, ghost.reason) == (False, NotificationReason.UNKNOWN_TRANSACTION)
+    stored = await store.get(session.session_id)
+    assert stored is not None and stored.status == SessionStatus.PENDING
+    assert len(await store.notifications()) == 2
+
+
+async def test_late_payment_supersedes_a_newer_pending_qr(store: SessionStore) -> None:
+    old, _ = await store.insert_pending(pending(), T0)
+    later = T0 + WINDOW_MS + 60_000
+    newer, _ = await store.insert_pending(pending(at_ms=later), later)
+    decision = await pay(store, old, at_ms=later + 1000)
+    assert decision.applied and decision.reason == NotificationReason.PAID_AFTER_WINDOW
+    paid_old = await store.get(old.session_id)
+    superseded = await store.get(newer.session_id)
+    assert paid_old is not None and paid_old.status == SessionStatus.PAID
+    assert paid_old.expires_at_ms == later + 1000 + ACCESS_MS
+    assert superseded is not None and superseded.status == SessionStatus.EXPIRED
+    assert await store.find_active("alice", "demo", later + 2000) == paid_old
+
+
+async def test_late_payment_while_already_holding_access_is_a_refund(store: SessionStore) -> None:
+    old, _ = await store.insert_pending(pending(), T0)
+    later = T0 + WINDOW_MS + 60_000
+    newer, _ = await store.insert_pending(pending(at_ms=later), later)
+    await pay(store, newer, at_ms=later + 1000, event_id="pay-newer")
+    decision = await pay(store, old, at_ms=later + 2000, event_id="pay-old")
+    assert not decision.applied and decision.reason == NotificationReason.DUPLICATE_PAYMENT
+    stale = await store.get(old.session_id)
+    assert stale is not None and stale.status == SessionStatus.EXPIRED and stale.paid_at_ms is None
+
+
+async def test_expire_due_marks_in_batches_and_prune_spares_paid(store: SessionStore) -> None:
+    sessions = [(await store.insert_pending(pending(f"user{i}"), T0))[0] for i in range(5)]
+    await pay(store, sessions[0], at_ms=T0 + 1000)
+    after_window = T0 + WINDOW_MS
+    first = await store.expire_due(after_window, limit=3)
+    second = await store.expire_due(after_window, limit=3)
+    assert len(first) == 3 and len(second) == 1  # the paid one is not due yet
+    assert all(s.status == SessionStatus.EXPIRED for s in first + second)
+    assert await store.expire_due(after_window, limit=3) == []
+
+    after_access = T0 + 1000 + ACCESS_MS
+    assert [s.session_id for s in await store.expire_due(after_access, 10)] == [
+        sessions[0].session_id]
+    assert await store.prune_unpaid(after_access + 1, limit=2) == 2
+    assert await store.prune_unpaid(after_access + 1, limit=2) == 2
+    assert await store.prune_unpaid(after_access + 1, limit=2) == 0
+    ledger = await store.get(sessions[0].session_id)  # paid: kept as the sales ledger
+    assert ledger is not None and ledger.paid_at_ms == T0 + 1000
+
+
+async def test_list_active_is_per_user_and_skips_expired(store: SessionStore) -> None:
+    a, _ = await store.insert_pending(pending("alice", "demo"), T0)
+    b, _ = await store.insert_pending(pending("alice", "other", at_ms=T0 + 1), T0 + 1)
+    await store.insert_pending(pending("bob", "demo"), T0)
+    assert await store.list_active("alice", T0 + 2) == [a, b]
+    assert await store.list_active("alice", T0 + WINDOW_MS + 1) == []

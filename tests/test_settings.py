@@ -1,0 +1,80 @@
+"""Configuration: every variable validated at start-up, one clear line naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import DEFAULT_CATALOG, Settings, SettingsError
+
+
+def test_defaults_match_the_spec(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path)})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.store_url == "sqlite:///var/gateway.db"
+    assert settings.streams_path == DEFAULT_CATALOG
+    assert settings.provider == "simulator"
+    assert (settings.access_seconds, settings.payment_window_seconds,
+            settings.cleanup_interval_seconds) == (7200, 1200, 60)
+    assert settings.api_key is None
+
+
+def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
+    first = Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path)})
+    again = Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path)})
+    assert first.secret == again.secret and len(first.secret) == 64
+    assert first.webhook_secret == again.webhook_secret != first.secret
+    assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "http"}, "PORT: must be a whole number from 1 to 65535, got 'http'"),
+        ({"PORT": "70000"}, "PORT: must be from 1 to 65535, got 70000"),
+        ({"GATEWAY_ACCESS_SECONDS": "2h"}, "GATEWAY_ACCESS_SECONDS: must be a whole number"),
+        ({"GATEWAY_ACCESS_SECONDS": "-5"}, "GATEWAY_ACCESS_SECONDS: must be a whole number"),
+        ({"GATEWAY_PAYMENT_WINDOW_SECONDS": "0"}, "GATEWAY_PAYMENT_WINDOW_SECONDS: must be from"),
+        ({"GATEWAY_STORE": "mysql://x"}, "GATEWAY_STORE: must be sqlite:///PATH"),
+        ({"GATEWAY_STREAMS": "/nonexistent.toml"}, "GATEWAY_STREAMS: no such file"),
+        ({"GATEWAY_PROVIDER": "paypal"}, "GATEWAY_PROVIDER: must be one of simulator"),
+        ({"GATEWAY_SECRET": "short"}, "GATEWAY_SECRET: must be at least 32 characters"),
+        ({"GATEWAY_API_KEY": "abc"}, "GATEWAY_API_KEY: must be at least 24 characters"),
+        ({"GATEWAY_PUBLIC_URL": "ftp://x"}, "GATEWAY_PUBLIC_URL: must be an http"),
+        ({"GATEWAY_MERCHANT_NAME": "X" * 26}, "GATEWAY_MERCHANT_NAME: must be 1 to 25"),
+        ({"GATEWAY_MERCHANT_PAN": "9360000000000001"}, "GATEWAY_MERCHANT_PAN: must be a QRIS"),
+        ({"GATEWAY_ACESS_SECONDS": "60"}, "GATEWAY_ACESS_SECONDS: unknown setting"),
+        ({"GATEWAY_STORE": "redis://localhost:6379/0"}, "GATEWAY_SECRET: required with a Redis"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path), **env})
+    assert str(raised.value).startswith(message)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_service_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_ACCESS_SECONDS": "soon"}
+    result = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "gateway: configuration error: GATEWAY_ACCESS_SECONDS: must be a whole number "
+        "from 60 to 2592000, got 'soon' (seconds)"]
+
+
+def test_a_broken_catalog_names_the_file_and_stream(tmp_path: Path) -> None:
+    catalog = tmp_path / "streams.toml"
+    catalog.write_text('[[stream]]\nid = "x"\ntitle = "X"\nprice = 1.5\norigin = "file:./"\n')
+    env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_STREAMS": str(catalog)}
+    result = subprocess.run([sys.executable, "-m", "gateway", "check-config"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"gateway: configuration error: {catalog}: stream #1: x: price must be whole "
+        "rupiah, 1 to 10000000")
