@@ -8,7 +8,7 @@ from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.identity import IdentityResolver
 from gateway.keys import CATALOG, CLOCK, IDENTITY, PROVIDER, QR_IMAGES, SETTINGS
-from gateway.middlewares import error_middleware, viewer_cookie_middleware
+from gateway.middlewares import error_middleware, set_viewer_cookie
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import http_client_ctx, store_ctx, sweeper_ctx
@@ -18,7 +18,7 @@ from gateway.settings import Settings
 
 def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, viewer_cookie_middleware],
+        middlewares=[error_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -27,6 +27,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[PROVIDER] = make_provider(settings, clock)
     app[IDENTITY] = IdentityResolver(settings, clock)
     app[QR_IMAGES] = QrImages()
+    app.on_response_prepare.append(set_viewer_cookie)
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
     return app

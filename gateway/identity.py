@@ -7,6 +7,7 @@ issued on first contact.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import re
 import secrets
@@ -42,6 +43,8 @@ class IdentityResolver:
         self._jwt_audience = settings.platform_jwt_audience
         self._cookies = Keyring(settings.secret, settings.previous_secrets, purpose="viewer")
         self._clock = clock
+        # A viewer sends the same cookie with every request: check its HMAC once.
+        self._cookie_user = functools.lru_cache(maxsize=65536)(self._verify_cookie)
 
     def resolve(self, *, api_key: str | None, authorization: str | None,
                 viewer_cookie: str | None) -> Viewer:
@@ -54,10 +57,16 @@ class IdentityResolver:
             if scheme.lower() == "bearer":
                 return Viewer(self._verify_platform_token(token.strip()), "bearer")
         if viewer_cookie is not None:
-            fields = self._cookies.verify(viewer_cookie)
-            if fields and len(fields) == 2 and USER_ID.fullmatch(fields[0]):
-                return Viewer(fields[0], "cookie")
+            user_id = self._cookie_user(viewer_cookie)
+            if user_id is not None:
+                return Viewer(user_id, "cookie")
         return Viewer(f"v_{secrets.token_urlsafe(16)}", "new")
+
+    def _verify_cookie(self, cookie: str) -> str | None:
+        fields = self._cookies.verify(cookie)
+        if fields and len(fields) == 2 and USER_ID.fullmatch(fields[0]):
+            return fields[0]
+        return None
 
     def _verify_platform_token(self, token: str) -> str:
         assert self._jwt_secret is not None

@@ -67,18 +67,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, 500, "internal_error")
 
 
-@web.middleware
-async def viewer_cookie_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+async def set_viewer_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: a viewer seen for the first time gets their signed cookie on
+    whatever we answer (a signal rather than a middleware: it costs nothing on requests
+    that never asked who the viewer is)."""
     viewer = request.get(VIEWER)
-    if viewer is not None and viewer.via == "new" and viewer.user_id and not response.prepared:
-        response.set_cookie(
-            VIEWER_COOKIE,
-            request.app[IDENTITY].cookie_for(viewer.user_id),
-            max_age=VIEWER_COOKIE_MAX_AGE_SECONDS,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=request.secure or request.app[SETTINGS].secure_cookies,
+    if viewer is not None and viewer.via == "new" and viewer.user_id:
+        # Headers, not response.set_cookie: aiohttp has already rendered its cookie jar
+        # into the headers when this signal runs. The value is base64url and dots only.
+        secure = request.secure or request.app[SETTINGS].secure_cookies
+        response.headers.add(
+            "Set-Cookie",
+            f"{VIEWER_COOKIE}={request.app[IDENTITY].cookie_for(viewer.user_id)};"
+            f" Max-Age={VIEWER_COOKIE_MAX_AGE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
+            + ("; Secure" if secure else ""),
         )
-    return response

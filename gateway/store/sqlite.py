@@ -8,15 +8,17 @@
   the file itself enforces.
 - Off the event loop: all calls run on two dedicated threads, one connection each: a
   writer, and a reader that WAL lets run while a write is being fsynced. An in-memory
-  database is one connection, so it gets one thread for both.
+  database is one connection, so it gets one thread for both. Calls queued while a
+  thread is busy are run as one batch (see `_Connection`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,18 +95,27 @@ def _session(row: Sequence[Any]) -> PaymentSession:
 
 
 class _Connection:
-    """One SQLite connection owned by one thread; every call hops onto that thread."""
+    """One SQLite connection owned by one thread; every call hops onto that thread.
+
+    A hop costs ~80 us on a small VM, ten times a primary-key query, so the thread
+    drains every job queued since it last woke and hands all their results back to the
+    event loop in one wake-up: under load, the hop is paid once per batch, not per call.
+    """
 
     def __init__(self, path: str, *, read_only: bool,
                  on_connect: Callable[[sqlite3.Connection], None] | None) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite")
         self._path = path
         self._read_only = read_only
         self._on_connect = on_connect
-        self._conn: sqlite3.Connection | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, daemon=True,
+                                        name="sqlite-" + ("reader" if read_only else "writer"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0)
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0,
+                               check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         if self._path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -115,13 +126,42 @@ class _Connection:
             self._on_connect(conn)
         return conn
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = self._connect()
-        return fn(self._conn)
+    def _work(self) -> None:
+        assert self._loop is not None
+        conn = self._connect()
+        try:
+            running = True
+            while running:
+                batch = [self._jobs.get()]
+                while True:
+                    try:
+                        batch.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+                for job in batch:
+                    if job is None:
+                        running = False
+                        continue
+                    fn, future = job
+                    try:
+                        outcomes.append((future, fn(conn), None))
+                    except BaseException as exc:  # delivered to the awaiting coroutine
+                        outcomes.append((future, None, exc))
+                if outcomes:
+                    self._loop.call_soon_threadsafe(_deliver, outcomes)
+        finally:
+            conn.close()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        if self._closed:
+            raise RuntimeError("store is closed")
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread.start()
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, future))
+        return await future
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def transaction(conn: sqlite3.Connection) -> T:
@@ -137,13 +177,25 @@ class _Connection:
         return await self.run(transaction)
 
     async def close(self) -> None:
-        def close(conn: sqlite3.Connection) -> None:
-            conn.close()
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
 
-        if self._conn is not None:
-            await self.run(close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+
+
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class SQLiteStore(SessionStore):

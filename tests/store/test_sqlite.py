@@ -118,3 +118,19 @@ async def test_expired_status_is_stored(tmp_path: Path) -> None:
     assert expired.status == SessionStatus.EXPIRED
     assert await store.get(session.session_id) == expired
     await store.close()
+
+
+async def test_a_failing_call_does_not_disturb_the_others_in_its_batch(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = await SQLiteStore.open(str(tmp_path / "g.db"))
+    good = [pending(f"user{i}") for i in range(10)]
+    bad = replace(pending("mallory"), amount=0)  # violates CHECK (amount > 0)
+    results = await asyncio.gather(*(store.insert_pending(s, T0) for s in [*good[:5], bad,
+                                                                            *good[5:]]),
+                                   return_exceptions=True)
+    assert isinstance(results[5], sqlite3.IntegrityError)
+    assert all(result == (session, True)
+               for result, session in zip(results[:5] + results[6:], good))
+    assert await store.find_active("mallory", "demo", T0) is None
+    await store.close()
