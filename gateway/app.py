@@ -7,11 +7,12 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.identity import IdentityResolver
-from gateway.keys import CATALOG, CLOCK, IDENTITY, PROVIDER, QR_IMAGES, SETTINGS
+from gateway.gate.access import AccessGate
+from gateway.keys import CATALOG, CLOCK, GATE, IDENTITY, PROVIDER, QR_IMAGES, SETTINGS
 from gateway.middlewares import error_middleware, set_viewer_cookie
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
-from gateway.resources import http_client_ctx, store_ctx, sweeper_ctx
+from gateway.resources import gate_ctx, http_client_ctx, store_ctx, sweeper_ctx
 from gateway.routes import setup_routes
 from gateway.settings import Settings
 
@@ -27,7 +28,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[PROVIDER] = make_provider(settings, clock)
     app[IDENTITY] = IdentityResolver(settings, clock)
     app[QR_IMAGES] = QrImages()
+    app[GATE] = AccessGate(settings.secret, settings.previous_secrets, clock,
+                           access_seconds=settings.access_seconds)
     app.on_response_prepare.append(set_viewer_cookie)
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, sweeper_ctx])
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
     return app

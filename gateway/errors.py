@@ -80,9 +80,19 @@ class SimulatorDisabled(GatewayError):
 
 
 class NoAccess(GatewayError):
-    """The HLS gate refused a request: no valid access token for this stream."""
+    """The HLS gate refused a request: no valid access token for this stream.
+    `reason` is for the logs; viewers all get the same message."""
 
     code = "no_access"
+
+    def __init__(self, reason: str = "no token") -> None:
+        super().__init__(reason=reason)
+
+
+class MediaNotFound(GatewayError):
+    """The stream's origin has no such playlist or segment."""
+
+    code = "not_found"
 
 
 class UpstreamFailed(GatewayError):

@@ -9,6 +9,9 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock
+from gateway.gate.access import AccessGate
+from gateway.gate.cache import UpstreamFetcher
+from gateway.gate.origins import Origin
 from gateway.identity import IdentityResolver, Viewer
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
@@ -22,10 +25,13 @@ CATALOG = web.AppKey("catalog", Catalog)
 PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)
 QR_IMAGES = web.AppKey("qr_images", QrImages)
+GATE = web.AppKey("gate", AccessGate)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", PaymentSessions)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
+ORIGINS = web.AppKey("origins", dict[str, Origin])
+UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -12,7 +12,8 @@ from aiohttp.typedefs import Handler
 from gateway import errors
 from gateway.i18n import choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.handlers.common import cookie_secure
+from gateway.keys import IDENTITY, VIEWER
 
 log = logging.getLogger("gateway.http")
 
@@ -26,6 +27,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.UnknownStream: 404,
     errors.SessionNotFound: 404,
     errors.SimulatorDisabled: 404,
+    errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
@@ -75,7 +77,7 @@ async def set_viewer_cookie(request: web.Request, response: web.StreamResponse) 
     if viewer is not None and viewer.via == "new" and viewer.user_id:
         # Headers, not response.set_cookie: aiohttp has already rendered its cookie jar
         # into the headers when this signal runs. The value is base64url and dots only.
-        secure = request.secure or request.app[SETTINGS].secure_cookies
+        secure = cookie_secure(request)
         response.headers.add(
             "Set-Cookie",
             f"{VIEWER_COOKIE}={request.app[IDENTITY].cookie_for(viewer.user_id)};"

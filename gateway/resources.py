@@ -10,7 +10,23 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.keys import CATALOG, CLOCK, HTTP_CLIENT, PROVIDER, SESSIONS, SETTINGS, STORE, SWEEPER
+from gateway.catalog import Stream
+from gateway.clock import Clock
+from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
+from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    GATE,
+    HTTP_CLIENT,
+    ORIGINS,
+    PROVIDER,
+    SESSIONS,
+    SETTINGS,
+    STORE,
+    SWEEPER,
+    UPSTREAM,
+)
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
 from gateway.store import open_store
@@ -41,6 +57,36 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as client:
         app[HTTP_CLIENT] = client
         yield
+
+
+async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The HLS gate's origins, and its map of ended sessions kept current."""
+    settings, clock, gate = app[SETTINGS], app[CLOCK], app[GATE]
+    app[SESSIONS].add_listener(gate.session_changed)
+    # Sessions ended before this process started still have tokens that look valid.
+    for session in await app[SESSIONS].ended_early():
+        gate.session_changed(session)
+    # One memory budget for every origin's hot objects.
+    cache = ByteLru(settings.segment_cache_bytes, clock)
+    fetcher = UpstreamFetcher(app[HTTP_CLIENT], cache, clock, settings.upstream_timeout_seconds)
+    files = LocalFiles(cache, clock)
+    app[UPSTREAM] = fetcher
+    app[ORIGINS] = {stream.stream_id: _origin(stream, app, fetcher, files, clock)
+                    for stream in app[CATALOG]}
+    yield
+    await fetcher.close()
+
+
+def _origin(stream: Stream, app: web.Application, fetcher: UpstreamFetcher,
+            files: LocalFiles, clock: Clock) -> Origin:
+    if stream.origin_url is not None:
+        return HttpOrigin(stream.origin_url, fetcher, app[HTTP_CLIENT], clock,
+                          app[SETTINGS].upstream_timeout_seconds)
+    assert stream.origin_dir is not None
+    if stream.loop_source is not None:
+        return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist, files,
+                              clock)
+    return DirectoryOrigin(stream.origin_dir, files, clock)
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

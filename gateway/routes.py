@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import api, health, qr, simulator
+from gateway.handlers import api, health, hls, qr, simulator
 
 
 def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
@@ -18,5 +18,10 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/api/user-sessions", api.list_user_sessions, name="user-sessions")
     router.add_post("/api/user-sessions", api.user_session_for_stream, name="user-session")
     router.add_get("/api/qr/{session_id}.png", qr.qr_png, name="qr-png")
+    router.add_post("/api/sessions/{session_id}/revoke", api.revoke_session,
+                    name="revoke-session")
+    # The path-token form first: "t/<token>/" would otherwise be taken for a path.
+    router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
+    router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")

@@ -338,6 +338,25 @@ class PaymentSessions:
             self._changed(session)
         return decision
 
+    async def revoke(self, session_id: str, reason: str) -> PaymentSession:
+        """End a paid session now (a refund, an abuse report). Idempotent: revoking a
+        session that is not paid and active changes nothing and returns it as it is."""
+        ended = await self.store.end_paid_session(session_id, self.clock())
+        if ended is None:
+            session = await self.store.get(session_id)
+            if session is None:
+                raise SessionNotFound()
+            return session
+        log_event(log, "session_revoked", sessionId=ended.session_id, trxId=ended.trx_id,
+                  streamId=ended.stream_id, reason=reason, paidAt=ended.paid_at_ms)
+        self._changed(ended)
+        return ended
+
+    async def ended_early(self) -> list[PaymentSession]:
+        """Sessions whose access was ended before its natural expiry and whose access
+        tokens could therefore still look valid."""
+        return await self.store.ended_early(self.clock() - self.access_ms)
+
     async def sweep(self, batch_size: int = 500) -> SweepReport:
         """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,
         in bounded batches so one sweep never holds the store for long."""

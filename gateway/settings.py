@@ -52,6 +52,8 @@ class Settings:
     public_url: str | None = None
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
+    segment_cache_bytes: int = 64 * 1024 * 1024
+    upstream_timeout_seconds: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
@@ -102,6 +104,12 @@ class Settings:
             public_url=env.get("GATEWAY_PUBLIC_URL", _public_url, None),
             var_dir=var_dir,
             max_body_bytes=env.get("GATEWAY_MAX_BODY_BYTES", _int_range(1024, 1 << 20), 65536),
+            segment_cache_bytes=env.get(
+                "GATEWAY_SEGMENT_CACHE_BYTES", _int_range(0, 1 << 40), 64 * 1024 * 1024
+            ),
+            upstream_timeout_seconds=env.get(
+                "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
+            ),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),

@@ -15,12 +15,14 @@ from gateway.handlers.common import (
     TRX_ID,
     current_viewer,
     ok,
+    path_value,
     query_value,
     read_json,
 )
-from gateway.errors import InvalidRequest
+from gateway.handlers.hls import playback_urls, set_gate_cookie
+from gateway.errors import InvalidRequest, NotYours
 from gateway.identity import USER_ID, acting_user, session_owner
-from gateway.keys import CATALOG, CLOCK, PROVIDER, SESSIONS
+from gateway.keys import CATALOG, CLOCK, GATE, PROVIDER, SESSIONS
 from gateway.sessions import PaymentSession
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
@@ -125,12 +127,35 @@ async def check_access(request: web.Request) -> web.Response:
     session_id = query_value(request, "sessionId", SESSION_ID)
     user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
-    return ok({
+    data: dict[str, Any] = {
         "hasAccess": decision.has_access,
         "streamId": stream_id,
         "sessionId": decision.session.session_id if decision.session else None,
         "remainingTime": decision.remaining_ms,
-    })
+    }
+    if not (decision.has_access and decision.session is not None):
+        return ok(data)
+    stream = request.app[CATALOG].get(stream_id)
+    assert stream is not None
+    token = request.app[GATE].token_for(decision.session)
+    response = ok(data | playback_urls(request, stream, token))
+    set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    return response
+
+
+class RevokeBody(msgspec.Struct):
+    reason: Annotated[str, Meta(min_length=1, max_length=200)] = "revoked by operator"
+
+
+async def revoke_session(request: web.Request) -> web.Response:
+    """Operator action (API key): end a paid session now, e.g. after a refund. The gate
+    refuses its next playlist or segment request; its viewer's page hears `expired`."""
+    if not current_viewer(request).is_server:
+        raise NotYours()
+    session_id = path_value(request, "session_id", SESSION_ID)
+    body = await read_json(request, RevokeBody, allow_empty=True)
+    session = await request.app[SESSIONS].revoke(session_id, body.reason)
+    return ok(session_status_json(session, request.app[CLOCK]()))
 
 
 async def list_user_sessions(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.errors import InvalidRequest
 from gateway.identity import Viewer
-from gateway.keys import IDENTITY, VIEWER
+from gateway.keys import IDENTITY, SETTINGS, VIEWER
 
 T = TypeVar("T")
 
@@ -72,3 +72,9 @@ def current_viewer(request: web.Request) -> Viewer:
         )
         request[VIEWER] = viewer
     return viewer
+
+
+def cookie_secure(request: web.Request) -> bool:
+    """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
+    TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL)."""
+    return request.secure or request.app[SETTINGS].secure_cookies

@@ -68,6 +68,16 @@ class SessionStore(abc.ABC):
         Paid sessions are the sales ledger and are never deleted."""
 
     @abc.abstractmethod
+    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+        """Atomically end a paid, unexpired session now (refund, revocation): status
+        expired, expiry now. None when the session was not paid and active."""
+
+    @abc.abstractmethod
+    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
+        """Expired sessions paid after the given time. With `now - access window`, that
+        is every session whose access was ended before its natural expiry."""
+
+    @abc.abstractmethod
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         """The notification ledger, newest first."""

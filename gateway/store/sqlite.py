@@ -83,6 +83,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX provider_notifications_by_event ON provider_notifications (provider, event_id);
     CREATE INDEX provider_notifications_by_trx ON provider_notifications (trx_id);
     """,
+    """
+    -- Sessions ended before their time, reloaded by the HLS gate at start-up.
+    CREATE INDEX payment_sessions_ended ON payment_sessions (paid_at_ms)
+        WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
+    """,
 )
 
 
@@ -368,6 +373,29 @@ class SQLiteStore(SessionStore):
             ).rowcount
 
         return await self._writer.run_in_transaction(prune)
+
+    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+        def end(conn: sqlite3.Connection) -> PaymentSession | None:
+            row = conn.execute(
+                f"UPDATE payment_sessions SET status = 'expired', expires_at_ms = ?"
+                f" WHERE session_id = ? AND status = 'paid' AND expires_at_ms > ?"
+                f" RETURNING {_SESSION_COLUMNS}",
+                (now_ms, session_id, now_ms),
+            ).fetchone()
+            return _session(row) if row else None
+
+        return await self._writer.run_in_transaction(end)
+
+    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND paid_at_ms > ?",
+                (paid_after_ms,),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
 
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:

@@ -1,0 +1,2 @@
+"""The HLS gate: who may fetch (access.py), what may be fetched (paths.py), and where it
+comes from (origins.py, with cache.py in front of HTTP upstreams)."""

@@ -1,0 +1,244 @@
+"""Fetching from an HTTP origin on behalf of many viewers.
+
+- Single flight: concurrent requests for the same upstream object share one upstream
+  request. Its body is streamed to all of them as it arrives (nobody waits for the whole
+  object before getting the first byte).
+- A bounded in-memory cache (size limit in bytes) keeps hot segments, and live playlists
+  for a second, so a thousand viewers of one stream cost the origin about one request per
+  object.
+- Bounded time: connect, read and total timeouts; redirects are not followed, so the gate
+  never contacts anything but the stream's own origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+from gateway.clock import Clock
+from gateway.errors import GatewayError, MediaNotFound, UpstreamFailed, UpstreamTimeout
+
+CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CachedObject:
+    body: bytes
+    content_type: str | None
+    expires_at_ms: int
+
+
+class ByteLru:
+    """Least-recently-used cache bounded by the total size of the bodies it holds."""
+
+    def __init__(self, max_bytes: int, clock: Clock) -> None:
+        self.max_bytes = max_bytes
+        # One object may take an eighth of the cache, so one huge file cannot flush it.
+        self.max_item_bytes = max_bytes // 8
+        self.size_bytes = 0
+        self._clock = clock
+        self._items: OrderedDict[str, CachedObject] = OrderedDict()
+
+    def get(self, key: str) -> CachedObject | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item.expires_at_ms <= self._clock():
+            self._drop(key)
+            return None
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: str, item: CachedObject) -> None:
+        if len(item.body) > self.max_item_bytes:
+            return
+        self._drop(key)
+        self._items[key] = item
+        self.size_bytes += len(item.body)
+        while self.size_bytes > self.max_bytes:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.size_bytes -= len(item.body)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class SharedFetch:
+    """One upstream response, readable by any number of requests while it arrives."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.content_type: str | None = None
+        self.content_length: int | None = None
+        self.max_age_s: int | None = None
+        self.headers_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._chunks: list[bytes] = []
+        self._done = False
+        self._error: GatewayError | None = None
+        self._arrived = asyncio.Condition()
+
+    def set_head(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.content_type = response.content_type if "Content-Type" in response.headers else None
+        self.content_length = response.content_length
+        self.max_age_s = _max_age(response.headers.get("Cache-Control", ""))
+        self.headers_ready.set_result(None)
+
+    async def add(self, chunk: bytes) -> None:
+        async with self._arrived:
+            self._chunks.append(chunk)
+            self._arrived.notify_all()
+
+    async def finish(self, error: GatewayError | None = None) -> None:
+        if not self.headers_ready.done():
+            self.headers_ready.set_exception(error or UpstreamFailed())
+            # Nobody may be waiting: do not warn about an exception never retrieved.
+            self.headers_ready.exception()
+        async with self._arrived:
+            self._done, self._error = True, error
+            self._arrived.notify_all()
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """Every chunk, from the first, as it arrives; raises if the upstream broke."""
+        index = 0
+        while True:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: index < len(self._chunks) or self._done)
+                ready = self._chunks[index:]
+                done, error = self._done, self._error
+            for chunk in ready:
+                yield chunk
+            index += len(ready)
+            if done and index == len(self._chunks):
+                if error is not None:
+                    raise error
+                return
+
+    def whole_body(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+class UpstreamFetcher:
+    def __init__(self, client: aiohttp.ClientSession, cache: ByteLru, clock: Clock,
+                 timeout_seconds: int) -> None:
+        self._client = client
+        self.cache = cache
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds * 4, connect=min(timeout_seconds, 5),
+            sock_read=timeout_seconds,
+        )
+        self._in_flight: dict[str, SharedFetch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.upstream_requests = 0
+        self.coalesced_requests = 0
+
+    def fetch(self, key: str, url: URL, *, cache_for_ms: int | None) -> SharedFetch:
+        """The shared fetch for `url` (cached under `key`, the URL as text): joins one
+        under way, or starts it. With `cache_for_ms`, a complete 200 response is kept
+        that long (capped by the upstream's own max-age)."""
+        shared = self._in_flight.get(key)
+        if shared is not None:
+            self.coalesced_requests += 1
+            return shared
+        shared = SharedFetch()
+        self._in_flight[key] = shared
+        # A task of its own: one viewer hanging up must not cancel it for the others.
+        task = asyncio.create_task(self._run(key, url, shared, cache_for_ms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return shared
+
+    async def _run(self, key: str, url: URL, shared: SharedFetch,
+                   cache_for_ms: int | None) -> None:
+        self.upstream_requests += 1
+        error: GatewayError | None = None
+        try:
+            async with self._client.get(url, timeout=self._timeout, allow_redirects=False,
+                                        headers={"Accept-Encoding": "identity"}) as response:
+                shared.set_head(response)
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    await shared.add(chunk)
+        except TimeoutError:
+            error = UpstreamTimeout()
+        except (aiohttp.ClientError, OSError):
+            error = UpstreamFailed()
+        finally:
+            # Later requests start a fresh fetch (or hit the cache) from here on.
+            self._in_flight.pop(key, None)
+            await shared.finish(error)
+        if shared.max_age_s is not None and cache_for_ms:
+            cache_for_ms = min(cache_for_ms, shared.max_age_s * 1000)
+        if error is None and shared.status == 200 and cache_for_ms:
+            self.cache.put(key, CachedObject(shared.whole_body(), shared.content_type,
+                                             self._clock() + cache_for_ms))
+
+    def cached(self, key: str) -> CachedObject | None:
+        return self.cache.get(key)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _max_age(cache_control: str) -> int | None:
+    for directive in cache_control.lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name in ("no-store", "no-cache", "private"):
+            return 0
+        if name in ("s-maxage", "max-age") and value.isdigit():
+            return int(value)
+    return None
+
+
+class LocalFiles:
+    """Small local files kept in the gate's memory cache: read once, off the event loop
+    (concurrent requests share the read), then served from memory. A file too big to
+    cache comes back as None, for the caller to send with sendfile."""
+
+    def __init__(self, cache: ByteLru, clock: Clock) -> None:
+        self._cache = cache
+        self._clock = clock
+        self._reading: dict[str, asyncio.Future[bytes | None]] = {}
+
+    async def read(self, file: Path, cache_for_ms: int) -> bytes | None:
+        key = f"file:{file}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached.body
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(asyncio.to_thread(self._load, file))
+            self._reading[key] = reading
+            reading.add_done_callback(lambda done: self._loaded(key, done, cache_for_ms))
+        try:
+            return await asyncio.shield(reading)
+        except OSError:
+            raise MediaNotFound() from None
+
+    def _load(self, file: Path) -> bytes | None:
+        if file.stat().st_size > self._cache.max_item_bytes:
+            return None
+        return file.read_bytes()
+
+    def _loaded(self, key: str, done: asyncio.Future[bytes | None], cache_for_ms: int) -> None:
+        self._reading.pop(key, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        body = done.result()
+        if body is not None:
+            self._cache.put(key, CachedObject(body, None, self._clock() + cache_for_ms))

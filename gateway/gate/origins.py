@@ -1,0 +1,270 @@
+"""Where a stream's bytes come from. One class per kind of origin in the catalog:
+
+- `DirectoryOrigin`: a local directory; files read off the loop into the memory cache,
+  or sent with sendfile when too big to cache.
+- `LiveLoopOrigin`: a local VOD playlist played as an endless live stream whose window
+  follows the clock. It is the bundled demo, and works with no ffmpeg and no server.
+- `HttpOrigin`: an upstream server, through the shared client, single flight and cache.
+
+Playlists are never rewritten: relative URIs keep working under both the cookie form and
+the path-token form of the gate's URLs.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import aiohttp
+import m3u8
+from aiohttp import web
+from yarl import URL
+
+from gateway.clock import Clock
+from gateway.errors import MediaNotFound, UpstreamFailed, UpstreamTimeout
+from gateway.gate.access import AccessGrant
+from gateway.gate.cache import LocalFiles, SharedFetch, UpstreamFetcher
+from gateway.gate.paths import MediaKind, MediaPath, upstream_query
+
+PLAYLIST_CACHE_CONTROL = "private, no-cache"
+SEGMENT_MAX_AGE_S = 3600  # segment names are never reused for other content
+LIVE_PLAYLIST_CACHE_MS = 1000  # a live playlist may be a second old
+SEGMENT_CACHE_MS = 10 * 60 * 1000
+
+
+def segment_cache_control(grant: AccessGrant, now_ms: int, lifetime_s: int) -> str:
+    # Never let a browser keep a segment longer than the viewer's access lasts.
+    remaining_s = max(0, (grant.expires_at_ms - now_ms) // 1000)
+    return f"private, max-age={min(lifetime_s, remaining_s)}"
+
+
+class Origin(abc.ABC):
+    @abc.abstractmethod
+    async def serve(self, request: web.Request, media: MediaPath,
+                    grant: AccessGrant) -> web.StreamResponse: ...
+
+    async def close(self) -> None:
+        """Release what the origin holds (in-flight upstream fetches)."""
+
+
+class DirectoryOrigin(Origin):
+    """A local directory, e.g. where a packager on this host writes a live stream.
+    Files are served from memory once read (playlists are re-read after a second)."""
+
+    def __init__(self, directory: Path, files: LocalFiles, clock: Clock) -> None:
+        self._directory = directory
+        self._files = files
+        self._clock = clock
+
+    async def serve(self, request: web.Request, media: MediaPath,
+                    grant: AccessGrant) -> web.StreamResponse:
+        if media.kind is MediaKind.PLAYLIST:
+            cache_control, cache_for_ms = PLAYLIST_CACHE_CONTROL, LIVE_PLAYLIST_CACHE_MS
+        else:
+            cache_control = segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
+            cache_for_ms = SEGMENT_CACHE_MS
+        return await _local_file(request, self._files, self._directory / media.path, media,
+                                 cache_control, cache_for_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class _LoopSegment:
+    file: Path
+    duration_s: float
+
+
+class LiveLoopOrigin(Origin):
+    """Plays a VOD playlist's segments round and round as a live stream.
+
+    Segment k of the live stream is source segment k mod n, published as `<k><ext>`;
+    a discontinuity marks every wrap-around, since the timestamps start over.
+    """
+
+    WINDOW_SEGMENTS = 5
+
+    def __init__(self, directory: Path, source_playlist: str, live_playlist: str,
+                 files: LocalFiles, clock: Clock) -> None:
+        self._files = files
+        source = m3u8.load(str(directory / source_playlist))
+        if source.is_variant or not source.segments:
+            raise ValueError(f"{directory / source_playlist}: not a media playlist")
+        self._segments = [_LoopSegment(directory / segment.uri, float(segment.duration))
+                          for segment in source.segments]
+        extensions = {Path(segment.uri).suffix for segment in source.segments}
+        if len(extensions) != 1:
+            raise ValueError(f"{directory / source_playlist}: mixed segment types")
+        self._extension = extensions.pop()
+        self._segment_name = re.compile(rf"(\d{{1,15}}){re.escape(self._extension)}")
+        self._live_playlist = live_playlist
+        self._cycle_s = sum(segment.duration_s for segment in self._segments)
+        self._starts_s = [sum(s.duration_s for s in self._segments[:i])
+                          for i in range(len(self._segments))]
+        self._target_duration_s = math.ceil(max(s.duration_s for s in self._segments))
+        self._clock = clock
+
+    def playlist(self, now_ms: int) -> str:
+        count = len(self._segments)
+        now_s = now_ms / 1000
+        cycles, into_cycle_s = divmod(now_s, self._cycle_s)
+        current = int(cycles) * count + max(
+            i for i, start in enumerate(self._starts_s) if start <= into_cycle_s)
+        # The newest segment listed is the last one complete by now.
+        last = max(current - 1, self.WINDOW_SEGMENTS - 1)
+        first = last - self.WINDOW_SEGMENTS + 1
+        lines = [
+            "#EXTM3U",
+            "#EXT-X-VERSION:3",
+            f"#EXT-X-TARGETDURATION:{self._target_duration_s}",
+            f"#EXT-X-MEDIA-SEQUENCE:{first}",
+            # Wraps before `first` whose discontinuity tag has left the window.
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{(first - 1) // count if first > 0 else 0}",
+        ]
+        for number in range(first, last + 1):
+            if number > 0 and number % count == 0:
+                lines.append("#EXT-X-DISCONTINUITY")
+            lines.append(f"#EXTINF:{self._segments[number % count].duration_s:.3f},")
+            lines.append(f"{number}{self._extension}")
+        return "\n".join(lines) + "\n"
+
+    async def serve(self, request: web.Request, media: MediaPath,
+                    grant: AccessGrant) -> web.StreamResponse:
+        now_ms = self._clock()
+        if media.path == self._live_playlist:
+            return web.Response(text=self.playlist(now_ms), headers={
+                "Content-Type": media.content_type, "Cache-Control": PLAYLIST_CACHE_CONTROL})
+        match = self._segment_name.fullmatch(media.path)
+        if match is None:
+            raise MediaNotFound()
+        segment = self._segments[int(match.group(1)) % len(self._segments)]
+        # A live segment lives as long as it stays in the window.
+        lifetime_s = math.ceil(self.WINDOW_SEGMENTS * self._target_duration_s)
+        return await _local_file(request, self._files, segment.file, media,
+                                 segment_cache_control(grant, now_ms, lifetime_s),
+                                 SEGMENT_CACHE_MS)
+
+
+class HttpOrigin(Origin):
+    def __init__(self, base_url: str, fetcher: UpstreamFetcher, client: aiohttp.ClientSession,
+                 clock: Clock, timeout_seconds: int) -> None:
+        self._base = URL(base_url)
+        self._base_text = base_url
+        self._fetcher = fetcher
+        self._client = client
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds * 4,
+                                              connect=min(timeout_seconds, 5),
+                                              sock_read=timeout_seconds)
+
+    def _url(self, key: str) -> URL:
+        url = URL(key, encoded=True)
+        # Belt and braces: the safe-path rules make this impossible, keep it impossible.
+        if url.origin() != self._base.origin() or not url.path.startswith(self._base.path):
+            raise UpstreamFailed()
+        return url
+
+    async def serve(self, request: web.Request, media: MediaPath,
+                    grant: AccessGrant) -> web.StreamResponse:
+        # The upstream URL as text is the cache key: no URL object on a cache hit. The
+        # path and the _HLS_ values are URL-safe by construction (paths.py).
+        query = upstream_query(request.query)
+        key = self._base_text + media.path + ("?" + urlencode(sorted(query.items()))
+                                              if query else "")
+        if media.kind is MediaKind.PLAYLIST:
+            cache_control, cache_for_ms = PLAYLIST_CACHE_CONTROL, LIVE_PLAYLIST_CACHE_MS
+        else:
+            cache_control = segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
+            cache_for_ms = SEGMENT_CACHE_MS
+        headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
+        cached = self._fetcher.cached(key)
+        if cached is not None:
+            return _bytes_response(request, cached.body, headers)
+        url = self._url(key)
+        if "Range" in request.headers:
+            return await self._pass_range(request, url, headers)
+        shared = self._fetcher.fetch(key, url, cache_for_ms=cache_for_ms)
+        return await _stream_shared(request, shared, headers)
+
+    async def _pass_range(self, request: web.Request, url: URL,
+                          headers: dict[str, str]) -> web.StreamResponse:
+        """A byte range of an object not in the cache: straight through, not shared."""
+        try:
+            async with self._client.get(url, timeout=self._timeout, allow_redirects=False,
+                                        headers={"Range": request.headers["Range"],
+                                                 "Accept-Encoding": "identity"}) as upstream:
+                if upstream.status in (404, 410):
+                    raise MediaNotFound()
+                if upstream.status not in (200, 206, 416):
+                    raise UpstreamFailed()
+                response = web.StreamResponse(status=upstream.status, headers=headers)
+                for name in ("Content-Range", "Content-Length"):
+                    if name in upstream.headers:
+                        response.headers[name] = upstream.headers[name]
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(64 * 1024):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except (aiohttp.ClientError, OSError):
+            raise UpstreamFailed() from None
+
+
+async def _local_file(request: web.Request, files: LocalFiles, file: Path, media: MediaPath,
+                      cache_control: str, cache_for_ms: int) -> web.StreamResponse:
+    headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
+    body = await files.read(file, cache_for_ms)
+    if body is None:  # too big for the cache: sendfile, which also does ranges
+        return web.FileResponse(file, headers=headers)
+    return _bytes_response(request, body, headers)
+
+
+async def _stream_shared(request: web.Request, shared: SharedFetch,
+                         headers: dict[str, str]) -> web.StreamResponse:
+    await shared.headers_ready  # raises UpstreamFailed / UpstreamTimeout
+    if shared.status in (404, 410):
+        raise MediaNotFound()
+    if shared.status != 200:
+        raise UpstreamFailed()
+    response = web.StreamResponse(headers=headers)
+    if shared.content_length is not None:
+        response.content_length = shared.content_length
+    await response.prepare(request)
+    try:
+        async for chunk in shared.body():
+            await response.write(chunk)
+    except (UpstreamFailed, UpstreamTimeout):
+        # Too late for an error status: cut the connection so the player sees a
+        # truncated response and retries, rather than a short "complete" one.
+        response.force_close()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _bytes_response(request: web.Request, body: bytes,
+                    headers: dict[str, str]) -> web.Response:
+    """A cached body, honouring a single byte range like FileResponse does."""
+    size = len(body)
+    match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if match is None or match.groups() == ("", ""):
+        return web.Response(body=body, headers={**headers, "Accept-Ranges": "bytes"})
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    else:
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or start > end:
+        return web.Response(status=416, headers={**headers,
+                                                 "Content-Range": f"bytes */{size}"})
+    return web.Response(status=206, body=body[start:end + 1], headers={
+        **headers, "Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{size}"})

@@ -1,0 +1,66 @@
+"""What a request may ask the origin for.
+
+The path is checked against an allow-list, not cleaned: segments of letters, digits, `_`,
+`-` and `.` that never start with a dot, separated by `/`. That leaves no way to write
+`..`, an absolute path, a scheme, a backslash, a NUL or a percent sign, whatever the
+encoding the client tried. Only media file types are served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.errors import InvalidRequest
+
+_SAFE_PATH = re.compile(
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}/){0,8}[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}"
+)
+
+
+class MediaKind(Enum):
+    PLAYLIST = "playlist"
+    SEGMENT = "segment"  # media segments, init segments, keys, subtitles
+
+
+CONTENT_TYPES: dict[str, tuple[str, MediaKind]] = {
+    ".m3u8": ("application/vnd.apple.mpegurl", MediaKind.PLAYLIST),
+    ".ts": ("video/mp2t", MediaKind.SEGMENT),
+    ".m4s": ("video/iso.segment", MediaKind.SEGMENT),
+    ".mp4": ("video/mp4", MediaKind.SEGMENT),
+    ".m4a": ("audio/mp4", MediaKind.SEGMENT),
+    ".m4v": ("video/mp4", MediaKind.SEGMENT),
+    ".aac": ("audio/aac", MediaKind.SEGMENT),
+    ".mp3": ("audio/mpeg", MediaKind.SEGMENT),
+    ".vtt": ("text/vtt", MediaKind.SEGMENT),
+    ".webvtt": ("text/vtt", MediaKind.SEGMENT),
+    ".key": ("application/octet-stream", MediaKind.SEGMENT),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPath:
+    path: str  # relative to the origin, safe to join
+    content_type: str
+    kind: MediaKind
+
+
+def media_path(raw: str) -> MediaPath:
+    if len(raw) > 1024 or not _SAFE_PATH.fullmatch(raw):
+        raise InvalidRequest(detail="media path")
+    dot = raw.rfind(".")
+    known = CONTENT_TYPES.get(raw[dot:].lower()) if dot > raw.rfind("/") else None
+    if known is None:
+        raise InvalidRequest(detail="not a media file type")
+    return MediaPath(raw, known[0], known[1])
+
+
+def upstream_query(query: Mapping[str, str]) -> dict[str, str]:
+    """Low-latency HLS delivery directives pass through; anything else stays here."""
+    return {
+        key: value for key, value in query.items()
+        if key.startswith("_HLS_") and len(key) <= 16 and re.fullmatch(r"[A-Za-z0-9._-]{1,32}",
+                                                                        value)
+    }

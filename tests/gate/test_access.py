@@ -1,0 +1,138 @@
+"""Who gets through the gate: only a paid, unexpired, unrevoked session's token, for its
+own stream, in the cookie or in the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.keys import GATE
+from gateway.settings import Settings
+from tests.conftest import API_KEY, SECRET, AppFactory, FakeClock, ViewerClient, make_settings
+from tests.gate.conftest import buy
+
+
+async def status_of(viewer: ViewerClient, path: str) -> int:
+    async with viewer.http.get(path) as response:
+        await response.read()
+        if response.status == 403:
+            assert response.headers["Cache-Control"] == "private, no-store"
+            assert (await response.json())["code"] == "no_access"
+        return response.status
+
+
+async def test_nothing_leaves_the_gate_before_payment(gate_viewer: ViewerClient) -> None:
+    qr = await gate_viewer.generate_qris("dir")
+    assert await status_of(gate_viewer, "/hls/dir/index.m3u8") == 403
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 403
+    check = await gate_viewer.check_access("dir", qr["sessionId"])
+    assert "playbackUrl" not in check and "tokenPlaybackUrl" not in check
+
+
+async def test_check_access_sets_a_scoped_cookie_and_both_urls(gate_viewer: ViewerClient,
+                                                               clock: FakeClock) -> None:
+    qr = await gate_viewer.generate_qris("dir")
+    await gate_viewer.pay(qr["trxId"])
+    clock.advance(100)
+    async with gate_viewer.http.get("/api/check-access",
+                                    params={"streamId": "dir"}) as response:
+        data = (await response.json())["data"]
+        cookie = response.cookies["gate"]
+    assert cookie["path"] == "/hls/dir/" and cookie["httponly"]
+    assert cookie["samesite"] == "Lax" and int(cookie["max-age"]) == 7100
+    assert data["playbackUrl"] == "/hls/dir/index.m3u8"
+    assert data["tokenPlaybackUrl"].startswith("/hls/dir/t/")
+    assert data["tokenPlaybackUrl"].endswith("/index.m3u8")
+    assert await status_of(gate_viewer, "/hls/dir/index.m3u8") == 200
+    assert await status_of(gate_viewer, "/hls/dir/seg1.ts") == 200
+
+
+async def test_the_path_token_works_without_cookies(gate_viewer: ViewerClient,
+                                                    make_viewer: AppFactory) -> None:
+    access = await buy(gate_viewer, "dir")
+    cookieless = await make_viewer()
+    token_base = access["tokenPlaybackUrl"].rsplit("/", 1)[0]
+    assert await status_of(cookieless, access["tokenPlaybackUrl"]) == 200
+    # A relative segment URI resolves under the token path: no playlist rewriting.
+    assert await status_of(cookieless, f"{token_base}/seg2.ts") == 200
+    assert await status_of(cookieless, "/hls/dir/seg2.ts") == 403
+
+
+async def test_a_token_opens_only_its_own_stream(gate_viewer: ViewerClient) -> None:
+    access = await buy(gate_viewer, "dir")
+    token = access["tokenPlaybackUrl"].split("/")[4]
+    assert await status_of(gate_viewer, f"/hls/loop/t/{token}/index.m3u8") == 403
+    assert await status_of(gate_viewer, "/hls/loop/index.m3u8") == 403  # cookie is /hls/dir/
+
+
+async def test_forged_and_tampered_tokens_are_refused(gate_viewer: ViewerClient) -> None:
+    access = await buy(gate_viewer, "dir")
+    token = access["tokenPlaybackUrl"].split("/")[4]
+    kid, body, signature = token.split(".")
+    for forged in (f"{kid}.{body}.{signature[::-1]}", f"{kid}.{body[:-2]}xx.{signature}",
+                   f"00000000.{body}.{signature}", "garbage", "a.b.c"):
+        assert await status_of(gate_viewer, f"/hls/dir/t/{forged}/index.m3u8") == 403, forged
+
+
+async def test_expiry_stops_playback_at_the_next_request(gate_viewer: ViewerClient,
+                                                         clock: FakeClock) -> None:
+    access = await buy(gate_viewer, "dir")
+    clock.advance(7200 - 1)
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 200
+    assert await status_of(gate_viewer, access["tokenPlaybackUrl"]) == 200
+    clock.advance(1)
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 403
+    assert await status_of(gate_viewer, access["tokenPlaybackUrl"]) == 403
+
+
+async def test_revocation_stops_playback_at_the_next_request(gate_viewer: ViewerClient) -> None:
+    access = await buy(gate_viewer, "dir")
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 200
+    revoked = await gate_viewer.call("POST", f"/api/sessions/{access['sessionId']}/revoke",
+                                     json={"reason": "refund"},
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    assert revoked["data"]["status"] == "expired"
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 403
+    assert await status_of(gate_viewer, access["tokenPlaybackUrl"]) == 403
+    again = await gate_viewer.check_access("dir", access["sessionId"])
+    assert not again["hasAccess"]
+
+
+async def test_only_an_operator_may_revoke(gate_viewer: ViewerClient) -> None:
+    access = await buy(gate_viewer, "dir")
+    body = await gate_viewer.call("POST", f"/api/sessions/{access['sessionId']}/revoke",
+                                  expect=403)
+    assert body["code"] == "forbidden"
+    assert await status_of(gate_viewer, "/hls/dir/seg0.ts") == 200
+
+
+async def test_a_restarted_gate_still_refuses_revoked_sessions(
+        gate_viewer: ViewerClient, gate_settings: Settings, make_viewer: AppFactory,
+        aiohttp_client: object, clock: FakeClock) -> None:
+    from gateway.app import create_app
+
+    access = await buy(gate_viewer, "dir")
+    await gate_viewer.call("POST", f"/api/sessions/{access['sessionId']}/revoke",
+                           headers={"X-Api-Key": API_KEY}, expect=200)
+    restarted = await aiohttp_client(create_app(gate_settings, clock=clock))  # type: ignore[operator]
+    async with restarted.get(access["tokenPlaybackUrl"]) as response:
+        assert response.status == 403
+    assert restarted.app[GATE].is_ended(access["sessionId"])
+
+
+async def test_rotating_the_secret_does_not_cut_viewers_off(
+        tmp_path: Path, gate_viewer: ViewerClient, gate_settings: Settings,
+        aiohttp_client: object, clock: FakeClock) -> None:
+    from gateway.app import create_app
+
+    access = await buy(gate_viewer, "dir")
+    rotated = make_settings(tmp_path, GATEWAY_STREAMS=str(gate_settings.streams_path),
+                            GATEWAY_SECRET="r" * 40, GATEWAY_PREVIOUS_SECRETS=SECRET)
+    client = await aiohttp_client(create_app(rotated, clock=clock))  # type: ignore[operator]
+    async with client.get(access["tokenPlaybackUrl"]) as response:
+        assert response.status == 200
+
+
+async def test_unknown_streams_are_404(gate_viewer: ViewerClient) -> None:
+    async with gate_viewer.http.get("/hls/nope/index.m3u8") as response:
+        assert response.status == 404
+        assert (await response.json())["code"] == "unknown_stream"

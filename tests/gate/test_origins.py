@@ -1,0 +1,213 @@
+"""What the gate serves from each kind of origin: bytes, headers, ranges, the demo's live
+window, and how it treats an HTTP upstream (one fetch for many viewers, bounded waits)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import m3u8
+import pytest
+
+from gateway.gate.cache import ByteLru, CachedObject
+from gateway.keys import UPSTREAM
+from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings
+from tests.gate.conftest import OriginServer, buy, write_catalog
+
+
+async def get(viewer: ViewerClient, path: str, **headers: str) -> tuple[int, dict[str, str],
+                                                                         bytes]:
+    async with viewer.http.get(path, headers=headers) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
+    """Wait for a condition the test controls (not for time to pass)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("stream_id", ["dir", "http"])
+async def test_playlists_and_segments_come_through_unchanged(
+        gate_viewer: ViewerClient, ts_dir: Path, stream_id: str, clock: FakeClock) -> None:
+    await buy(gate_viewer, stream_id)
+    clock.advance(7200 - 30)  # 30 s of access left
+    status, headers, body = await get(gate_viewer, f"/hls/{stream_id}/index.m3u8")
+    assert status == 200 and body == (ts_dir / "index.m3u8").read_bytes()  # not rewritten
+    assert headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
+    assert headers["Cache-Control"] == "private, no-cache"
+    status, headers, body = await get(gate_viewer, f"/hls/{stream_id}/seg1.ts")
+    assert status == 200 and body == (ts_dir / "seg1.ts").read_bytes()
+    assert headers["Content-Type"] == "video/mp2t"
+    # A segment is never cached longer than the viewer's access lasts.
+    assert headers["Cache-Control"] == "private, max-age=30"
+
+
+@pytest.mark.parametrize("stream_id", ["dir", "http"])
+async def test_range_requests_get_206(gate_viewer: ViewerClient, ts_dir: Path,
+                                      stream_id: str) -> None:
+    await buy(gate_viewer, stream_id)
+    whole = (ts_dir / "seg2.ts").read_bytes()
+    for attempt in range(2):  # for HTTP: first passed upstream, then from the cache
+        status, headers, body = await get(gate_viewer, f"/hls/{stream_id}/seg2.ts",
+                                          Range="bytes=188-375")
+        assert status == 206, attempt
+        assert body == whole[188:376]
+        assert headers["Content-Range"] == f"bytes 188-375/{len(whole)}"
+        if attempt == 0:
+            await get(gate_viewer, f"/hls/{stream_id}/seg2.ts")  # now cached (HTTP)
+    status, _, _ = await get(gate_viewer, f"/hls/{stream_id}/seg2.ts",
+                             Range=f"bytes={len(whole) + 10}-")
+    assert status == 416
+
+
+async def test_content_types_of_every_media_kind(make_viewer: AppFactory, tmp_path: Path,
+                                                 fmp4_dir: Path) -> None:
+    for name, body in (("sub.vtt", b"WEBVTT\n"), ("audio.aac", b"\xff\xf1"),
+                       ("key.key", b"k" * 16), ("clip.mp4", b"\0\0\0\x18ftyp")):
+        (fmp4_dir / name).write_bytes(body)
+    catalog = write_catalog(tmp_path / "streams.toml", [
+        {"id": "fmp4", "title": "fMP4", "price": 1000, "origin": f"file://{fmp4_dir}/"}])
+    viewer = await make_viewer(make_settings(tmp_path, GATEWAY_STREAMS=str(catalog)))
+    await buy(viewer, "fmp4")
+    expected = {"index.m3u8": "application/vnd.apple.mpegurl", "init.mp4": "video/mp4",
+                "part0.m4s": "video/iso.segment", "sub.vtt": "text/vtt",
+                "audio.aac": "audio/aac", "key.key": "application/octet-stream",
+                "clip.mp4": "video/mp4"}
+    for name, content_type in expected.items():
+        status, headers, _ = await get(viewer, f"/hls/fmp4/{name}")
+        assert status == 200, name
+        assert headers["Content-Type"].split(";")[0] == content_type, name
+    status, _, _ = await get(viewer, "/hls/fmp4/missing.m4s")
+    assert status == 404
+
+
+async def test_the_demo_loop_is_live_and_its_window_moves_with_the_clock(
+        gate_viewer: ViewerClient, clock: FakeClock) -> None:
+    await buy(gate_viewer, "loop")
+
+    async def playlist() -> m3u8.M3U8:
+        status, _, body = await get(gate_viewer, "/hls/loop/index.m3u8")
+        assert status == 200
+        return m3u8.loads(body.decode())
+
+    first = await playlist()
+    assert not first.is_endlist and first.playlist_type is None  # live, not VOD
+    assert len(first.segments) == 5 and first.target_duration == 2
+    clock.advance(2)
+    second = await playlist()
+    assert second.media_sequence == first.media_sequence + 1
+    assert [s.uri for s in second.segments][:-1] == [s.uri for s in first.segments][1:]
+    # Every wrap of the 4-segment loop is a discontinuity, counted once it scrolls out.
+    for listing in (first, second):
+        for segment in listing.segments:
+            number = int(segment.uri.split(".")[0])
+            assert segment.discontinuity == (number % 4 == 0)
+        assert listing.discontinuity_sequence == (listing.media_sequence - 1) // 4
+    for segment in second.segments:
+        status, headers, body = await get(gate_viewer, f"/hls/loop/{segment.uri}")
+        assert status == 200 and body[:1] == b"G"  # MPEG-TS sync byte
+        assert headers["Content-Type"] == "video/mp2t"
+
+
+async def test_concurrent_viewers_cause_one_upstream_fetch(
+        make_viewer: AppFactory, tmp_path: Path, origin: OriginServer, ts_dir: Path) -> None:
+    catalog = write_catalog(tmp_path / "streams.toml", [
+        {"id": "http", "title": "HTTP", "price": 2000, "origin": origin.url()}])
+    # No cache: only coalescing can keep the origin at one request.
+    viewer = await make_viewer(make_settings(tmp_path, GATEWAY_STREAMS=str(catalog),
+                                             GATEWAY_SEGMENT_CACHE_BYTES="0"))
+    await buy(viewer, "http")
+    app = viewer.http.app
+    assert app is not None
+    fetcher = app[UPSTREAM]
+    origin.release = asyncio.Event()
+    viewers = 25
+    requests = [asyncio.create_task(get(viewer, "/hls/http/seg3.ts")) for _ in range(viewers)]
+    await wait_until(lambda: fetcher.coalesced_requests == viewers - 1)
+    origin.release.set()
+    results = await asyncio.gather(*requests)
+    assert origin.hits["seg3.ts"] == 1
+    whole = (ts_dir / "seg3.ts").read_bytes()
+    assert all(status == 200 and body == whole for status, _, body in results)
+
+
+async def test_hot_segments_are_served_from_the_cache(gate_viewer: ViewerClient,
+                                                      origin: OriginServer,
+                                                      clock: FakeClock) -> None:
+    await buy(gate_viewer, "http")
+    for _ in range(5):
+        await get(gate_viewer, "/hls/http/seg0.ts")
+        await get(gate_viewer, "/hls/http/index.m3u8")
+    assert origin.hits["seg0.ts"] == 1
+    assert origin.hits["index.m3u8"] == 1
+    clock.advance(1)  # a live playlist is cached for a second only
+    await get(gate_viewer, "/hls/http/index.m3u8")
+    assert origin.hits["index.m3u8"] == 2
+
+
+async def test_the_origin_can_forbid_caching(gate_viewer: ViewerClient,
+                                             origin: OriginServer) -> None:
+    origin.cache_control = "no-cache"
+    await buy(gate_viewer, "http")
+    for _ in range(3):
+        await get(gate_viewer, "/hls/http/index.m3u8")
+    assert origin.hits["index.m3u8"] == 3
+
+
+def test_the_cache_is_bounded_in_bytes(clock: FakeClock) -> None:
+    cache = ByteLru(max_bytes=800, clock=clock)
+    for index in range(10):
+        cache.put(f"k{index}", CachedObject(b"x" * 100, None, clock() + 10_000))
+        cache.get("k0")  # k0 stays hot
+    assert cache.size_bytes <= 800 and len(cache) == 8
+    assert cache.get("k0") is not None and cache.get("k1") is None
+    cache.put("huge", CachedObject(b"x" * 101, None, clock() + 10_000))
+    assert cache.get("huge") is None  # over an eighth of the cache: never kept
+    clock.advance(10)
+    assert cache.get("k0") is None  # expired
+
+
+async def test_ll_hls_directives_reach_the_upstream_and_nothing_else_does(
+        gate_viewer: ViewerClient, origin: OriginServer) -> None:
+    await buy(gate_viewer, "http")
+    await get(gate_viewer, "/hls/http/index.m3u8?_HLS_msn=12&_HLS_part=2&debug=1")
+    assert origin.queries[-1] == {"_HLS_msn": "12", "_HLS_part": "2"}
+
+
+@pytest.mark.parametrize(("behaviour", "status"), [("fail", 502), ("redirect", 502),
+                                                   ("hang", 504)])
+async def test_upstream_trouble_is_a_quick_5xx(gate_viewer: ViewerClient, origin: OriginServer,
+                                               behaviour: str, status: int) -> None:
+    await buy(gate_viewer, "http")
+    origin.behaviour["seg1.ts"] = behaviour
+    started = time.monotonic()
+    code, headers, body = await get(gate_viewer, "/hls/http/seg1.ts")
+    assert code == status
+    assert time.monotonic() - started < 3  # GATEWAY_UPSTREAM_TIMEOUT_SECONDS=1 here
+    assert headers["Cache-Control"] == "private, no-store"
+    assert re.search(rb'"code": ?"upstream_(failed|timeout)"', body)
+
+
+async def test_an_unreachable_upstream_is_502(make_viewer: AppFactory, tmp_path: Path) -> None:
+    from tests.server_process import free_port
+
+    catalog = write_catalog(tmp_path / "streams.toml", [
+        {"id": "gone", "title": "Gone", "price": 1000,
+         "origin": f"http://127.0.0.1:{free_port()}/live/"}])
+    viewer = await make_viewer(make_settings(tmp_path, GATEWAY_STREAMS=str(catalog)))
+    await buy(viewer, "gone")
+    status, _, _ = await get(viewer, "/hls/gone/index.m3u8")
+    assert status == 502
+
+
+async def test_a_missing_upstream_object_is_404(gate_viewer: ViewerClient) -> None:
+    await buy(gate_viewer, "http")
+    status, _, _ = await get(gate_viewer, "/hls/http/nope.ts")
+    assert status == 404
+
