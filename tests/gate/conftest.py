@@ -77,6 +77,13 @@ class OriginServer:
             await asyncio.sleep(3600)
         if behaviour == "redirect":
             raise web.HTTPFound("http://example.invalid/elsewhere.ts")
+        if behaviour == "truncate":  # promise 1,000 bytes, send 100, hang up
+            response = web.StreamResponse(headers={"Content-Length": "1000"})
+            await response.prepare(request)
+            await response.write(b"G" * 100)
+            assert request.transport is not None
+            request.transport.close()
+            return response
         file = self.root / path
         if not file.is_file():
             return web.Response(status=404)

@@ -87,3 +87,20 @@ async def test_ffmpeg_records_the_stream_through_the_gate(
     clock.advance(7200)  # access over
     after, out = await record(viewer, access["tokenPlaybackUrl"], tmp_path / f"y{suffix}")
     assert after != 0 and "403" in out
+
+
+async def test_the_bundled_demo_plays_out_of_the_box(make_viewer: AppFactory,
+                                                     tmp_path: Path) -> None:
+    """The default catalog, no origin server, no packager: ffmpeg records the live demo."""
+    demo = await make_viewer()
+    access = await buy(demo, "demo")
+    output = tmp_path / "demo.ts"
+    ffmpeg = require_tool("ffmpeg")
+    # The window is 10 s and this clock stands still: take what the live edge offers.
+    code, out = await run(ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+                          "-i", str(demo.http.make_url(access["tokenPlaybackUrl"])),
+                          "-t", "4", "-c", "copy", str(output))
+    assert code == 0, out
+    info = await probe(output)
+    assert {s["codec_type"] for s in info["streams"]} == {"video", "audio"}  # type: ignore[attr-defined]
+    assert float(info["format"]["duration"]) >= 3.9  # type: ignore[index]

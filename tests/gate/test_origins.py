@@ -211,3 +211,25 @@ async def test_a_missing_upstream_object_is_404(gate_viewer: ViewerClient) -> No
     status, _, _ = await get(gate_viewer, "/hls/http/nope.ts")
     assert status == 404
 
+
+
+async def test_an_upstream_dying_mid_body_breaks_the_response(gate_viewer: ViewerClient,
+                                                              origin: OriginServer) -> None:
+    import aiohttp
+
+    await buy(gate_viewer, "http")
+    origin.behaviour["seg1.ts"] = "truncate"
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with gate_viewer.http.get("/hls/http/seg1.ts") as response:
+            assert response.status == 200
+            await response.read()
+    origin.behaviour.clear()  # and nothing broken was cached
+    status, _, body = await get(gate_viewer, "/hls/http/seg1.ts")
+    assert status == 200 and len(body) > 1000
+
+
+async def test_head_requests_are_answered(gate_viewer: ViewerClient) -> None:
+    await buy(gate_viewer, "dir")
+    async with gate_viewer.http.head("/hls/dir/seg0.ts") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "video/mp2t"
