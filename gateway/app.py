@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import weakref
+
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.identity import IdentityResolver
 from gateway.gate.access import AccessGate
-from gateway.keys import CATALOG, CLOCK, GATE, IDENTITY, PROVIDER, QR_IMAGES, SETTINGS
-from gateway.middlewares import error_middleware, set_viewer_cookie
+from gateway.handlers.pages import rupiah
+from gateway.handlers.ws import close_all_on_shutdown
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    GATE,
+    HLS_JS_URL,
+    IDENTITY,
+    PROVIDER,
+    QR_IMAGES,
+    SETTINGS,
+    STATUS_HUB,
+    WEBSOCKETS,
+)
+from gateway.middlewares import error_middleware, set_security_headers, set_viewer_cookie
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
-from gateway.resources import gate_ctx, http_client_ctx, store_ctx, sweeper_ctx
+from gateway.resources import (
+    gate_ctx,
+    http_client_ctx,
+    status_hub_ctx,
+    store_ctx,
+    sweeper_ctx,
+)
 from gateway.routes import setup_routes
-from gateway.settings import Settings
+from gateway.settings import PROJECT_DIR, Settings
+from gateway.status_hub import StatusHub
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.Application:
@@ -30,7 +54,14 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[QR_IMAGES] = QrImages()
     app[GATE] = AccessGate(settings.secret, settings.previous_secrets, clock,
                            access_seconds=settings.access_seconds)
-    app.on_response_prepare.append(set_viewer_cookie)
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, sweeper_ctx])
+    app[STATUS_HUB] = StatusHub(clock)
+    app[WEBSOCKETS] = weakref.WeakSet()
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
+                         filters={"rupiah": rupiah})
+    app[aiohttp_jinja2.static_root_key] = "/static"
+    app.on_response_prepare.extend([set_viewer_cookie, set_security_headers])
+    app.on_shutdown.append(close_all_on_shutdown)
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,7 @@ from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.sessions import PaymentSessions
 from gateway.settings import Settings
+from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,6 +28,9 @@ PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)
 QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", AccessGate)
+STATUS_HUB = web.AppKey("status_hub", StatusHub)
+WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
+HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", PaymentSessions)
@@ -33,5 +38,6 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 ORIGINS = web.AppKey("origins", dict[str, Origin])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
+STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -1,18 +1,20 @@
-"""Cross-cutting request handling: the one place errors become the SPEC's JSON, and the
-one place a new viewer's cookie is set."""
+"""Cross-cutting request handling: the one place errors become the SPEC's JSON (or an
+HTML page for a browser on a page URL), and the one place response headers every answer
+needs are set: a new viewer's cookie, security headers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import errors
-from gateway.i18n import choose_language, error_message
-from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.handlers.common import cookie_secure
+from gateway.i18n import catalog, choose_language, error_message
+from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, VIEWER
 
 log = logging.getLogger("gateway.http")
@@ -35,17 +37,33 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.UpstreamTimeout: 504,
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# Paths whose clients are programs: they always get the SPEC's JSON errors.
+_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
                    params: dict[str, object] | None = None) -> web.Response:
     language = choose_language(request.headers.get("Accept-Language"))
+    if _wants_page(request):
+        t = catalog(language)["page"]
+        response = aiohttp_jinja2.render_template("error.html", request, {
+            "lang": language, "t": t,
+            "heading": t["not_found_heading"] if status == 404 else t["error_heading"],
+            "message": error_message(language, code, params or {}),
+        }, status=status)
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
     return web.json_response(
         {"success": False, "error": error_message(language, code, params or {}), "code": code},
         status=status,
         # Errors depend on who asks and when: never cache them anywhere.
         headers={"Cache-Control": "private, no-store", "Content-Language": language},
     )
+
+
+def _wants_page(request: web.Request) -> bool:
+    return (not request.path.startswith(_MACHINE_PATHS)
+            and "text/html" in request.headers.get("Accept", ""))
 
 
 @web.middleware
@@ -84,3 +102,21 @@ async def set_viewer_cookie(request: web.Request, response: web.StreamResponse) 
             f" Max-Age={VIEWER_COOKIE_MAX_AGE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
             + ("; Secure" if secure else ""),
         )
+
+
+# Pages load only their own scripts, styles and media; the player needs blob: for MSE.
+_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+async def set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: token-bearing URLs never leak through Referer, and HTML pages
+    run nothing that is not ours."""
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.content_type == "text/html":
+        ws = f"ws://{request.host} wss://{request.host}"
+        response.headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)

@@ -23,10 +23,13 @@ from gateway.keys import (
     PROVIDER,
     SESSIONS,
     SETTINGS,
+    STATUS_HUB,
+    STATUS_SENDER,
     STORE,
     SWEEPER,
     UPSTREAM,
 )
+from gateway.status_hub import stop_sender
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
 from gateway.store import open_store
@@ -87,6 +90,16 @@ def _origin(stream: Stream, app: web.Application, fetcher: UpstreamFetcher,
         return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist, files,
                               clock)
     return DirectoryOrigin(stream.origin_dir, files, clock)
+
+
+async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The listener that turns session changes into WebSocket pushes, and its sender."""
+    hub = app[STATUS_HUB]
+    app[SESSIONS].add_listener(hub.publish)
+    app[STATUS_SENDER] = asyncio.create_task(hub.run_sender(), name="status-sender")
+    yield
+    await stop_sender(app[STATUS_SENDER])
+    hub.close()
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import api, health, hls, qr, simulator
+from gateway.handlers import api, health, hls, pages, qr, simulator, ws
+from gateway.settings import PROJECT_DIR
+
+
+HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 
 
 def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router = app.router
+    router.add_get("/", pages.index, name="index")
+    router.add_get("/watch/{stream_id}", pages.watch, name="watch")
+    router.add_get(pages.WS_PATH, ws.status_socket, name="ws")
+    router.add_static("/static/", PROJECT_DIR / "static", name="static")
+    if HLS_JS_FILE.is_file():  # installed from npm by `dev.py serve`; never committed
+        router.add_get("/vendor/hls.min.js", _hls_js, name="hls-js")
     router.add_get("/healthz", health.healthz, name="healthz")
     router.add_get("/api/streams", api.list_streams, name="api-streams")
     router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")
@@ -25,3 +35,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
+
+
+async def _hls_js(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(HLS_JS_FILE, headers={"Cache-Control": "public, max-age=86400"})

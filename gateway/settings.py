@@ -87,9 +87,9 @@ class Settings:
             secret=secret("GATEWAY_SECRET", "secret"),
             previous_secrets=env.get("GATEWAY_PREVIOUS_SECRETS", _secret_list, ()),
             webhook_secret=secret("GATEWAY_WEBHOOK_SECRET", "webhook_secret"),
-            access_seconds=env.get("GATEWAY_ACCESS_SECONDS", _seconds(60, 30 * 86400), 7200),
+            access_seconds=env.get("GATEWAY_ACCESS_SECONDS", _seconds(5, 30 * 86400), 7200),
             payment_window_seconds=env.get(
-                "GATEWAY_PAYMENT_WINDOW_SECONDS", _seconds(60, 86400), 1200
+                "GATEWAY_PAYMENT_WINDOW_SECONDS", _seconds(5, 86400), 1200
             ),
             cleanup_interval_seconds=env.get(
                 "GATEWAY_CLEANUP_INTERVAL_SECONDS", _seconds(1, 3600), 60

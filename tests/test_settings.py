@@ -65,7 +65,7 @@ def test_the_service_refuses_to_start_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "gateway: configuration error: GATEWAY_ACCESS_SECONDS: must be a whole number "
-        "from 60 to 2592000, got 'soon' (seconds)"]
+        "from 5 to 2592000, got 'soon' (seconds)"]
 
 
 def test_a_broken_catalog_names_the_file_and_stream(tmp_path: Path) -> None:

@@ -1,0 +1,84 @@
+"""The viewer's pages: the stream list and the watch page (pay, then play)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.errors import UnknownStream
+from gateway.handlers.common import current_viewer
+from gateway.handlers.hls import playback_urls, set_gate_cookie
+from gateway.i18n import catalog, choose_language
+from gateway.identity import acting_user
+from gateway.keys import CATALOG, GATE, HLS_JS_URL, SESSIONS, SETTINGS
+
+WS_PATH = "/ws"
+
+
+def rupiah(amount: int) -> str:
+    """Rupiah the Indonesian way: `Rp 25.000`."""
+    return "Rp " + f"{amount:,}".replace(",", ".")
+
+
+def duration_text(seconds: int, t: dict[str, str]) -> str:
+    """`2 jam`, `90 menit`, `8 detik`: the largest unit that is exact."""
+    if seconds % 3600 == 0:
+        return t["unit_hours"].format(n=seconds // 3600)
+    if seconds % 60 == 0:
+        return t["unit_minutes"].format(n=seconds // 60)
+    return t["unit_seconds"].format(n=seconds)
+
+
+def page_context(request: web.Request) -> dict[str, Any]:
+    language = choose_language(request.headers.get("Accept-Language"))
+    t = catalog(language)["page"]
+    return {
+        "lang": language,
+        "t": t,
+        "access_duration": duration_text(request.app[SETTINGS].access_seconds, t),
+    }
+
+
+async def index(request: web.Request) -> web.Response:
+    context = page_context(request)
+    context["streams"] = list(request.app[CATALOG])
+    return aiohttp_jinja2.render_template("index.html", request, context)
+
+
+async def watch(request: web.Request) -> web.Response:
+    stream = request.app[CATALOG].get(request.match_info["stream_id"])
+    if stream is None:
+        raise UnknownStream()
+    user_id = acting_user(current_viewer(request), None)
+    decision = await request.app[SESSIONS].check_access(user_id, stream.stream_id, None)
+    context = page_context(request)
+    router = request.app.router
+    token: str | None = None
+    access: dict[str, Any] | None = None
+    if decision.has_access and decision.session is not None:
+        token = request.app[GATE].token_for(decision.session)
+        access = {"hasAccess": True, "sessionId": decision.session.session_id,
+                  "remainingTime": decision.remaining_ms,
+                  **playback_urls(request, stream, token)}
+    urls = {
+        "generateQris": str(router["generate-qris"].url_for()),
+        "checkAccess": str(router["check-access"].url_for()),
+        "ws": WS_PATH,
+    }
+    simulator = "simulator-pay" in router
+    if simulator:
+        urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
+    context.update(
+        stream=stream,
+        has_access=access is not None,
+        simulator=simulator,
+        hls_js_url=request.app[HLS_JS_URL],
+        config={"streamId": stream.stream_id, "strings": context["t"], "urls": urls,
+                "access": access},
+    )
+    response = aiohttp_jinja2.render_template("watch.html", request, context)
+    if token is not None and decision.session is not None:
+        set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    return response

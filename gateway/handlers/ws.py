@@ -1,0 +1,76 @@
+"""GET /ws?sessionId=: a viewer's live session status (SPEC, WebSocket).
+
+The current state at once, then one message per change. Only the session's owner may
+listen: anyone else gets an error message and close code 4403, an unknown session 4404.
+No per-message compression (~90 KB of zlib state per socket); heartbeats keep idle
+connections open through proxies and find dead ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from yarl import URL
+
+from gateway.errors import GatewayError, InvalidRequest, NotYours, SessionNotFound
+from gateway.handlers.common import SESSION_ID, current_viewer, query_value
+from gateway.i18n import choose_language, error_message
+from gateway.identity import session_owner
+from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
+
+log = logging.getLogger("gateway.ws")
+
+HEARTBEAT_S = 25.0
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+async def status_socket(request: web.Request) -> web.WebSocketResponse:
+    origin = request.headers.get("Origin")
+    if origin is not None and URL(origin).host != request.url.host:
+        # A page on another site must not open a socket with this viewer's cookie.
+        raise NotYours()
+    viewer = current_viewer(request)  # before the handshake: it may set the cookie
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)
+    await ws.prepare(request)
+    sockets = request.app[WEBSOCKETS]
+    sockets.add(ws)
+    session_id: str | None = None
+    try:
+        try:
+            session_id = query_value(request, "sessionId", SESSION_ID, required=True)
+            assert session_id is not None
+            session = await request.app[SESSIONS].owned_session(
+                session_owner(viewer, None), session_id=session_id)
+        except (SessionNotFound, InvalidRequest, NotYours) as refused:
+            session_id = None
+            await _refuse(request, ws, refused)
+            return ws
+        await ws.send_str(request.app[STATUS_HUB].watch(ws, session))
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and message.data == "ping":
+                await ws.send_str('{"type":"pong"}')  # for clients behind ping-less proxies
+    finally:
+        if session_id is not None:
+            request.app[STATUS_HUB].unwatch(ws, session_id)
+        sockets.discard(ws)
+    return ws
+
+
+async def _refuse(request: web.Request, ws: web.WebSocketResponse,
+                  refused: GatewayError) -> None:
+    language = choose_language(request.headers.get("Accept-Language"))
+    await ws.send_str(json.dumps({
+        "type": "error", "code": refused.code,
+        "error": error_message(language, refused.code, refused.params),
+    }))
+    await ws.close(code=CLOSE_FORBIDDEN if isinstance(refused, NotYours) else CLOSE_NOT_FOUND)
+
+
+async def close_all_on_shutdown(app: web.Application) -> None:
+    """on_shutdown: tell every viewer we are going away (1001), so they reconnect to
+    another instance instead of waiting for a heartbeat to time out."""
+    for ws in set(app[WEBSOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

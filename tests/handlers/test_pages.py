@@ -1,0 +1,108 @@
+"""The pages as HTML: what each viewer is sent, in which language, with which headers."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+from gateway.handlers.pages import duration_text, rupiah
+from gateway.i18n import catalog
+from gateway.settings import PACKAGE_DIR
+from tests.conftest import ViewerClient
+
+
+async def html(viewer: ViewerClient, path: str, **headers: str) -> tuple[int, dict[str, str],
+                                                                          str]:
+    async with viewer.http.get(path, headers={"Accept": "text/html", **headers}) as response:
+        return response.status, dict(response.headers), await response.text()
+
+
+def config_of(page: str) -> dict[str, object]:
+    match = re.search(r'<script type="application/json" id="watch-config">(.*?)</script>', page)
+    assert match is not None
+    return json.loads(match.group(1))
+
+
+async def test_the_list_shows_every_stream_with_its_price(viewer: ViewerClient) -> None:
+    status, headers, page = await html(viewer, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert '<html lang="id">' in page
+    assert "Demo Live: Pola Uji" in page and "Konser Malam (demo)" in page
+    assert "Rp 1.000" in page and "Rp 25.000" in page and "untuk 2 jam" in page
+    assert 'href="/watch/demo"' in page and 'href="/watch/konser-malam"' in page
+    assert "origin" not in page and "file:" not in page
+
+
+async def test_a_new_viewer_gets_the_pay_panel(viewer: ViewerClient) -> None:
+    status, headers, page = await html(viewer, "/watch/konser-malam")
+    assert status == 200
+    assert re.search(r'<section id="player-panel"[^>]*hidden', page)
+    assert not re.search(r'<section id="pay-panel"[^>]*hidden', page)
+    assert 'alt="Kode QRIS untuk membayar Rp 25.000"' in page
+    assert 'role="status" aria-live="polite"' in page
+    assert '<button type="button" id="simulate"' in page
+    config = config_of(page)
+    assert config["access"] is None and config["streamId"] == "konser-malam"
+    assert "viewer=" in headers["Set-Cookie"]
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert headers["Referrer-Policy"] == "same-origin"
+
+
+async def test_a_viewer_with_access_gets_the_player_at_once(viewer: ViewerClient) -> None:
+    qr = await viewer.generate_qris()
+    await viewer.pay(qr["trxId"])
+    async with viewer.http.get("/watch/demo") as response:
+        page = await response.text()
+        gate = response.cookies["gate"]
+    assert not re.search(r'<section id="player-panel"[^>]*hidden', page)
+    assert re.search(r'<section id="pay-panel"[^>]*hidden', page)
+    access = config_of(page)["access"]
+    assert isinstance(access, dict)
+    assert access["sessionId"] == qr["sessionId"]
+    assert access["playbackUrl"] == "/hls/demo/index.m3u8"
+    assert gate["path"] == "/hls/demo/" and gate["httponly"]
+
+
+async def test_english_when_the_browser_prefers_it(viewer: ViewerClient) -> None:
+    _, headers, page = await html(viewer, "/watch/demo",
+                                  **{"Accept-Language": "en-GB,en;q=0.9,id;q=0.4"})
+    assert '<html lang="en">' in page and "Pay to watch" in page
+    assert 'alt="QRIS code to pay Rp 1.000"' in page
+    assert config_of(page)["strings"]["status_waiting"] == "Waiting for payment…"  # type: ignore[index]
+
+
+async def test_unknown_pages_are_html_for_browsers_and_json_for_programs(
+        viewer: ViewerClient) -> None:
+    status, headers, page = await html(viewer, "/watch/nope")
+    assert status == 404 and "Halaman tidak ditemukan" in page and "Stream tidak ditemukan" in page
+    assert headers["Content-Type"].startswith("text/html")
+    body = await viewer.call("GET", "/watch/nope", expect=404)  # no Accept: text/html
+    assert body["code"] == "unknown_stream"
+    status, _, page = await html(viewer, "/api/nope")
+    assert status == 404 and page.startswith("{")  # the API always answers JSON
+
+
+def test_prices_and_durations_read_the_indonesian_way() -> None:
+    assert rupiah(1000) == "Rp 1.000" and rupiah(1250000) == "Rp 1.250.000"
+    assert rupiah(500) == "Rp 500"
+    page = catalog("id")["page"]
+    assert duration_text(7200, page) == "2 jam"
+    assert duration_text(5400, page) == "90 menit"
+    assert duration_text(8, page) == "8 detik"
+
+
+def test_both_languages_have_every_text() -> None:
+    locales = {path.stem: tomllib.loads(path.read_text())
+               for path in (PACKAGE_DIR / "locales").glob("*.toml")}
+    assert set(locales) == {"id", "en"}
+    for section in locales["id"]:
+        assert set(locales["id"][section]) == set(locales["en"][section]), section
+
+
+def test_page_text_lives_in_templates_and_locales_not_in_code() -> None:
+    script = (Path(__file__).parents[2] / "static" / "watch.js").read_text()
+    # The script shows only strings it was given (config.strings, t.*), no literals.
+    assert set(re.findall(r'textContent = "([^"]+)"', script)) <= {"--:--"}
