@@ -115,6 +115,9 @@ _CONTENT_SECURITY_POLICY = (
 async def set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: token-bearing URLs never leak through Referer, and HTML pages
     run nothing that is not ours."""
+    if response.status == 101:
+        return  # a WebSocket handshake: these headers mean nothing there, and would be
+        # kept for the life of every socket
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.content_type == "text/html":

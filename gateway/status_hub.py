@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -25,7 +26,29 @@ log = logging.getLogger("gateway.status_hub")
 SEND_TIMEOUT_S = 5.0
 
 
-def status_message(session: PaymentSession, now_ms: int) -> str:
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """What a status message needs of a session, and no more: thousands of these live
+    as long as their sockets, so not the whole session (QR payload and all)."""
+
+    session_id: str
+    stream_id: str
+    status: SessionStatus
+    paid_at_ms: int | None
+    expires_at_ms: int
+
+    @classmethod
+    def of(cls, session: PaymentSession) -> _Watched:
+        return cls(session.session_id, session.stream_id, session.status,
+                   session.paid_at_ms, session.expires_at_ms)
+
+    def status_at(self, now_ms: int) -> SessionStatus:
+        if self.status != SessionStatus.EXPIRED and now_ms >= self.expires_at_ms:
+            return SessionStatus.EXPIRED
+        return self.status
+
+
+def status_message(session: PaymentSession | _Watched, now_ms: int) -> str:
     return json.dumps({
         "type": "status",
         "sessionId": session.session_id,
@@ -33,7 +56,7 @@ def status_message(session: PaymentSession, now_ms: int) -> str:
         "status": session.status_at(now_ms).value,
         "paidAt": session.paid_at_ms,
         "expiresAt": session.expires_at_ms,
-        "remainingTime": session.remaining_ms(now_ms),
+        "remainingTime": max(0, session.expires_at_ms - now_ms),
     }, separators=(",", ":"))
 
 
@@ -41,7 +64,7 @@ class StatusHub:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._watchers: dict[str, set[web.WebSocketResponse]] = {}
-        self._latest: dict[str, PaymentSession] = {}
+        self._latest: dict[str, _Watched] = {}
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
         self._outbox: asyncio.Queue[tuple[tuple[web.WebSocketResponse, ...], str]] = (
             asyncio.Queue())
@@ -51,7 +74,7 @@ class StatusHub:
         session_id = session.session_id
         self._watchers.setdefault(session_id, set()).add(ws)
         # A change may have been published while the caller was reading the store.
-        latest = self._latest.setdefault(session_id, session)
+        latest = self._latest.setdefault(session_id, _Watched.of(session))
         self._arm_expiry(latest)
         return status_message(latest, self._clock())
 
@@ -71,16 +94,17 @@ class StatusHub:
         """A status listener: called by the domain with a session's new state."""
         if session.session_id not in self._watchers:
             return
-        self._latest[session.session_id] = session
-        self._arm_expiry(session)
-        self._send(session)
+        watched = _Watched.of(session)
+        self._latest[session.session_id] = watched
+        self._arm_expiry(watched)
+        self._send(watched)
 
-    def _send(self, session: PaymentSession) -> None:
+    def _send(self, session: _Watched) -> None:
         watchers = tuple(self._watchers.get(session.session_id, ()))
         if watchers:
             self._outbox.put_nowait((watchers, status_message(session, self._clock())))
 
-    def _arm_expiry(self, session: PaymentSession) -> None:
+    def _arm_expiry(self, session: _Watched) -> None:
         timer = self._expiry_timers.pop(session.session_id, None)
         if timer is not None:
             timer.cancel()

@@ -29,7 +29,9 @@ CLOSE_NOT_FOUND = 4404
 
 async def status_socket(request: web.Request) -> web.WebSocketResponse:
     origin = request.headers.get("Origin")
-    if origin is not None and URL(origin).host != request.url.host:
+    # request.host, not request.url: the handler lives as long as the socket, and so
+    # does everything it makes the request build and cache.
+    if origin is not None and URL(origin).host != URL.build(authority=request.host).host:
         # A page on another site must not open a socket with this viewer's cookie.
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie
@@ -48,7 +50,9 @@ async def status_socket(request: web.Request) -> web.WebSocketResponse:
             session_id = None
             await _refuse(request, ws, refused)
             return ws
-        await ws.send_str(request.app[STATUS_HUB].watch(ws, session))
+        snapshot = request.app[STATUS_HUB].watch(ws, session)
+        del session  # the hub keeps what it needs
+        await ws.send_str(snapshot)
         async for message in ws:
             if message.type == WSMsgType.TEXT and message.data == "ping":
                 await ws.send_str('{"type":"pong"}')  # for clients behind ping-less proxies
