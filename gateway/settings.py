@@ -67,15 +67,10 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         var_dir = Path(env.get("GATEWAY_VAR_DIR", str, "var"))
         store_url = env.get("GATEWAY_STORE", _store_url, "sqlite:///var/gateway.db")
-        shared_store = store_url.startswith("redis")
 
         def secret(name: str, file_name: str) -> bytes:
             if name in env:
                 return env.get(name, _secret)
-            if shared_store:
-                raise SettingsError(
-                    f"{name}: required with a Redis store, so that every instance shares it"
-                )
             return _secret_file(var_dir / file_name, name)
 
         settings = cls(
@@ -215,9 +210,10 @@ def _nonempty(raw: str) -> str:
 def _store_url(raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
-    parts = urlsplit(raw)
-    if parts.scheme in ("redis", "rediss", "unix") and (parts.hostname or parts.path):
-        return raw
+    if urlsplit(raw).scheme in ("redis", "rediss", "unix"):
+        # Named by the SPEC for running several instances; not built yet (see README).
+        raise SettingsError("the Redis store is not available in this version;"
+                            " use sqlite:///PATH")
     raise SettingsError(
         f"must be sqlite:///PATH, sqlite:///:memory: or redis://HOST:PORT/DB; got {raw!r}"
     )

@@ -13,4 +13,4 @@ async def open_store(url: str) -> SessionStore:
         from gateway.store.sqlite import SQLiteStore
 
         return await SQLiteStore.open(url.removeprefix("sqlite:///"))
-    raise ValueError(f"GATEWAY_STORE: no store backend for {url.split(':', 1)[0]}:// yet")
+    raise ValueError(f"GATEWAY_STORE: {url.split(':', 1)[0]}:// is not a store backend")

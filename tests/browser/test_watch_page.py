@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.settings import PROJECT_DIR
+from gateway.keys import WEBSOCKETS
 from gateway.routes import HLS_JS_FILE
 from tests.conftest import API_KEY, IN_CI, make_settings, require_tool
 
@@ -42,11 +43,15 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def site(tmp_path: Path,
-               aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
+async def server(tmp_path: Path,
+                 aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
     # The real clock: the demo's live window and the expiry push run on real time.
     settings = make_settings(tmp_path, GATEWAY_ACCESS_SECONDS=str(ACCESS_SECONDS))
-    server = await aiohttp_server(create_app(settings))
+    return await aiohttp_server(create_app(settings))
+
+
+@pytest.fixture
+def site(server: TestServer) -> str:
     return str(server.make_url("/")).rstrip("/")
 
 
@@ -191,6 +196,26 @@ async def test_a_403_from_the_gate_brings_back_the_pay_panel(browser: Any, site:
         "Akses Anda telah berakhir. Bayar lagi untuk terus menonton.")
     assert await page.evaluate("document.getElementById('video').paused") is True
     await shot(page, f"5-gate-403-{player}")
+    await context.close()
+
+
+async def test_the_page_reconnects_and_catches_up(browser: Any, server: TestServer,
+                                                  site: str) -> None:
+    context = await browser.new_context(locale="id-ID")
+    page = await context.new_page()
+    await page.goto(f"{site}/watch/demo")
+    await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
+    sessions = await (await context.request.get(f"{site}/api/user-sessions")).json()
+    trx_id = sessions["data"]["activeSessions"][0]["trxId"]
+    # Every socket dropped, as when an instance restarts (1001), and the payment lands at
+    # once, well inside the page's first reconnection delay (at least 250 ms): only the
+    # snapshot the reconnection starts with can tell the page it was paid.
+    for socket in set(server.app[WEBSOCKETS]):
+        await socket.close(code=1001)
+    paid = await context.request.post(f"{site}/simulator/pay/{trx_id}")
+    assert (await paid.json())["data"]["applied"] is True
+    await page.locator("#player-panel").wait_for(state="visible", timeout=15_000)
+    await until(page, "document.getElementById('video').currentTime > 0.5", 15)
     await context.close()
 
 
