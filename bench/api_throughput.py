@@ -64,7 +64,7 @@ def main(seconds: int, rounds: int = 3) -> None:
             gateway.stop()
     hello = sorted(hello_runs, key=lambda r: r.requests_per_s)[rounds // 2]
     access = sorted(access_runs, key=lambda r: r.requests_per_s)[rounds // 2]
-    ratios = sorted(a.requests_per_s / h.requests_per_s for a, h in zip(access_runs, hello_runs))
+    ratios = sorted(a.requests_per_s / h.requests_per_s for a, h in zip(access_runs, hello_runs, strict=True))
     print(f"wrk -t1 -c50 -d{seconds}s, median of {rounds} alternating rounds, same machine")
     print(f"hello-world                     {hello}")
     print(f"check-access (paid, cookie)     {access}   ratio {ratios[rounds // 2]:.2f}"

@@ -37,7 +37,7 @@ PLAYLIST = "".join(
 
 def nginx_config(root: Path, port: int, prefix: Path) -> Path:
     config = prefix / "nginx.conf"
-    config.write_text(f"""
+    config.write_text(rf"""
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;

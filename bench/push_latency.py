@@ -126,7 +126,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def main(count: int, idle: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess({

@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.server_process import ServerProcess, free_port  # noqa: E402
+from tests.server_process import ServerProcess, free_port
 
-__all__ = ["ServerProcess", "free_port", "hello_server", "wrk", "WrkResult", "ROOT"]
+__all__ = ["ROOT", "ServerProcess", "WrkResult", "free_port", "hello_server", "wrk"]
 
 
 @dataclass
@@ -71,7 +71,7 @@ def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
     )
 
 
-class hello_server:  # noqa: N801 - used as a context manager
+class hello_server:
     def __enter__(self) -> str:
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "hello.py"),

@@ -22,7 +22,7 @@ from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Clock)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 CATALOG = web.AppKey("catalog", Catalog)
 PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)

@@ -58,7 +58,7 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str) -> None:
     # The logging HOWTO's "Optimization" switches: we never log the caller's file and
     # line, thread or process, and looking them up costs more than the line itself.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -197,7 +197,8 @@ def problems(payload: str) -> list[str]:
         if not re.fullmatch(r"[0-9A-F]{4}", crc):
             found.append(f"CRC {crc!r} is not 4 uppercase hex digits")
         elif crc != crc_field(payload[:-4]):
-            found.append(f"CRC mismatch: payload says {crc}, content gives {crc_field(payload[:-4])}")
+            found.append(f"CRC mismatch: payload says {crc},"
+                         f" content gives {crc_field(payload[:-4])}")
     for tag in ("01", "52", "53", "58", "59", "60"):
         if qris.get(tag) is None:
             found.append(f"required tag {tag} missing")

@@ -29,9 +29,9 @@ from gateway.keys import (
     SWEEPER,
     UPSTREAM,
 )
-from gateway.status_hub import stop_sender
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
+from gateway.status_hub import stop_sender
 from gateway.store import open_store
 
 log = logging.getLogger("gateway.resources")

@@ -7,7 +7,6 @@ from aiohttp import web
 from gateway.handlers import api, health, hls, pages, qr, simulator, ws
 from gateway.settings import PROJECT_DIR
 
-
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 
 

@@ -150,7 +150,8 @@ class _Env:
 
     def reject_unknown(self) -> None:
         self._known.update(_ACCEPTED_ELSEWHERE)
-        unknown = sorted(k for k in self._environ if k.startswith("GATEWAY_") and k not in self._known)
+        unknown = sorted(name for name in self._environ
+                         if name.startswith("GATEWAY_") and name not in self._known)
         if unknown:
             raise SettingsError(f"{unknown[0]}: unknown setting (check the spelling)")
 
@@ -295,4 +296,5 @@ def _secret_file(path: Path, name: str) -> bytes:
     except FileExistsError:  # another process won the race: use its secret
         return path.read_bytes().strip()
     except OSError as exc:
-        raise SettingsError(f"{name}: unset, and cannot keep a generated one in {path}: {exc}")
+        raise SettingsError(
+            f"{name}: unset, and cannot keep a generated one in {path}: {exc}") from None

@@ -113,8 +113,11 @@ class SharedFetch:
         """Every chunk, from the first, as it arrives; raises if the upstream broke."""
         index = 0
         while True:
+            def more_or_done(seen: int = index) -> bool:
+                return seen < len(self._chunks) or self._done
+
             async with self._arrived:
-                await self._arrived.wait_for(lambda: index < len(self._chunks) or self._done)
+                await self._arrived.wait_for(more_or_done)
                 ready = self._chunks[index:]
                 done, error = self._done, self._error
             for chunk in ready:

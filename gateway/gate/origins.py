@@ -47,9 +47,6 @@ class Origin(abc.ABC):
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse: ...
 
-    async def close(self) -> None:
-        """Release what the origin holds (in-flight upstream fetches)."""
-
 
 class DirectoryOrigin(Origin):
     """A local directory, e.g. where a packager on this host writes a live stream.

@@ -10,6 +10,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
+from gateway.errors import InvalidRequest, NotYours
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -20,7 +21,6 @@ from gateway.handlers.common import (
     read_json,
 )
 from gateway.handlers.hls import playback_urls, set_gate_cookie
-from gateway.errors import InvalidRequest, NotYours
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, GATE, PROVIDER, SESSIONS
 from gateway.sessions import PaymentSession

@@ -43,7 +43,8 @@ def page_context(request: web.Request) -> dict[str, Any]:
 
 async def index(request: web.Request) -> web.Response:
     context = page_context(request)
-    context["streams"] = list(request.app[CATALOG])
+    streams = request.app[CATALOG]
+    context["streams"] = [*streams]
     return aiohttp_jinja2.render_template("index.html", request, context)
 
 

@@ -76,5 +76,6 @@ async def _refuse(request: web.Request, ws: web.WebSocketResponse,
 async def close_all_on_shutdown(app: web.Application) -> None:
     """on_shutdown: tell every viewer we are going away (1001), so they reconnect to
     another instance instead of waiting for a heartbeat to time out."""
-    for ws in set(app[WEBSOCKETS]):
+    sockets = app[WEBSOCKETS]
+    for ws in list(sockets):  # closing one removes it from the set
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -358,7 +358,7 @@ class SQLiteStore(SessionStore):
                 "UPDATE payment_sessions SET status = 'expired' WHERE session_id = ?",
                 [(row[0],) for row in rows],
             )
-            return [_session(row[:8] + ("expired",) + row[9:]) for row in rows]
+            return [_session((*row[:8], "expired", *row[9:])) for row in rows]
 
         return await self._writer.run_in_transaction(expire)
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.settings import PROJECT_DIR
 from gateway.keys import WEBSOCKETS
 from gateway.routes import HLS_JS_FILE
+from gateway.settings import PROJECT_DIR
 from tests.conftest import API_KEY, IN_CI, make_settings, require_tool
 
 SCREENSHOTS = PROJECT_DIR / "test-output" / "screenshots"

@@ -67,7 +67,7 @@ async def test_a_viewer_with_access_gets_the_player_at_once(viewer: ViewerClient
 
 
 async def test_english_when_the_browser_prefers_it(viewer: ViewerClient) -> None:
-    _, headers, page = await html(viewer, "/watch/demo",
+    _, _, page = await html(viewer, "/watch/demo",
                                   **{"Accept-Language": "en-GB,en;q=0.9,id;q=0.4"})
     assert '<html lang="en">' in page and "Pay to watch" in page
     assert 'alt="QRIS code to pay Rp 1.000"' in page

@@ -131,6 +131,6 @@ async def test_a_failing_call_does_not_disturb_the_others_in_its_batch(tmp_path:
                                    return_exceptions=True)
     assert isinstance(results[5], sqlite3.IntegrityError)
     assert all(result == (session, True)
-               for result, session in zip(results[:5] + results[6:], good))
+               for result, session in zip(results[:5] + results[6:], good, strict=True))
     assert await store.find_active("mallory", "demo", T0) is None
     await store.close()
