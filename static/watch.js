@@ -258,7 +258,9 @@
 
   async function accessLost() {
     const access = await checkAccess();
-    if (access && access.hasAccess) return; // a passing error: hls.js retries
+    // Only the server saying "no access" ends playback: a failed check (the network
+    // blinked) is no verdict, and the next stall asks again.
+    if (access === null || access.hasAccess) return;
     endPlayback();
   }
 
