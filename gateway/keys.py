@@ -37,6 +37,7 @@ SESSIONS = web.AppKey("sessions", PaymentSessions)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 ORIGINS = web.AppKey("origins", dict[str, Origin])
+PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import errors
-from gateway.handlers.common import cookie_secure
+from gateway.handlers.common import add_cookie
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, VIEWER
@@ -93,15 +93,11 @@ async def set_viewer_cookie(request: web.Request, response: web.StreamResponse) 
     that never asked who the viewer is)."""
     viewer = request.get(VIEWER)
     if viewer is not None and viewer.via == "new" and viewer.user_id:
-        # Headers, not response.set_cookie: aiohttp has already rendered its cookie jar
-        # into the headers when this signal runs. The value is base64url and dots only.
-        secure = cookie_secure(request)
-        response.headers.add(
-            "Set-Cookie",
-            f"{VIEWER_COOKIE}={request.app[IDENTITY].cookie_for(viewer.user_id)};"
-            f" Max-Age={VIEWER_COOKIE_MAX_AGE_SECONDS}; Path=/; HttpOnly; SameSite=Lax"
-            + ("; Secure" if secure else ""),
-        )
+        # A header, not response.set_cookie: aiohttp has already rendered its cookie jar
+        # into the headers when this signal runs.
+        add_cookie(request, response, VIEWER_COOKIE,
+                   request.app[IDENTITY].cookie_for(viewer.user_id),
+                   path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
 
 
 # Pages load only their own scripts, styles and media; the player needs blob: for MSE.

@@ -14,12 +14,14 @@ from gateway.catalog import Stream
 from gateway.clock import Clock
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
+from gateway.handlers.hls import playback_url_templates
 from gateway.keys import (
     CATALOG,
     CLOCK,
     GATE,
     HTTP_CLIENT,
     ORIGINS,
+    PLAYBACK_URLS,
     PROVIDER,
     SESSIONS,
     SETTINGS,
@@ -76,6 +78,8 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAM] = fetcher
     app[ORIGINS] = {stream.stream_id: _origin(stream, app, fetcher, files, clock)
                     for stream in app[CATALOG]}
+    app[PLAYBACK_URLS] = {stream.stream_id: playback_url_templates(app, stream)
+                          for stream in app[CATALOG]}
     yield
     await fetcher.close()
 

@@ -34,6 +34,8 @@ class AccessGate:
         self._keys = Keyring(secret, previous_secrets, purpose="hls")
         # A player presents the same token for every playlist and segment: verify once.
         self._claims = functools.lru_cache(maxsize=65536)(self._verify)
+        # check-access hands the same session the same token many times: sign once.
+        self._tokens = functools.lru_cache(maxsize=65536)(self._sign)
         self._clock = clock
         self._access_ms = access_seconds * 1000
         # session id -> until when its tokens must be refused (after that they are
@@ -41,8 +43,10 @@ class AccessGate:
         self._ended: dict[str, int] = {}
 
     def token_for(self, session: PaymentSession) -> str:
-        return self._keys.sign(session.session_id, session.stream_id,
-                               str(session.expires_at_ms))
+        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms)
+
+    def _sign(self, session_id: str, stream_id: str, expires_at_ms: int) -> str:
+        return self._keys.sign(session_id, stream_id, str(expires_at_ms))
 
     def check(self, token: str | None, stream_id: str) -> AccessGrant:
         if not token:

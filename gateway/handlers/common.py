@@ -74,6 +74,18 @@ def current_viewer(request: web.Request) -> Viewer:
     return viewer
 
 
+def add_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *,
+               path: str, max_age_s: int) -> None:
+    """Set an HttpOnly, SameSite=Lax cookie (Secure over HTTPS). Written as a header:
+    http.cookies costs ~13 us a cookie, a noticeable share of a check-access, and every
+    value here is base64url and dots, nothing to quote."""
+    response.headers.add(
+        "Set-Cookie",
+        f"{name}={value}; Max-Age={max_age_s}; Path={path}; HttpOnly; SameSite=Lax"
+        + ("; Secure" if cookie_secure(request) else ""),
+    )
+
+
 def cookie_secure(request: web.Request) -> bool:
     """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
     TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL)."""
