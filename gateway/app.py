@@ -26,7 +26,7 @@ from gateway.keys import (
     STATUS_HUB,
     WEBSOCKETS,
 )
-from gateway.middlewares import error_middleware, set_security_headers, set_viewer_cookie
+from gateway.middlewares import error_middleware, finish_headers
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah})
     app[aiohttp_jinja2.static_root_key] = "/static"
-    app.on_response_prepare.extend([set_viewer_cookie, set_security_headers])
+    app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")

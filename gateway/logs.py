@@ -6,6 +6,7 @@ callers pass ids (sessionId, trxId, streamId, eventId), never tokens or keys.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -55,6 +56,55 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines logged during one turn of the event loop in one write.
+
+    stderr is line-buffered: a line per request is a syscall per request. Here a burst of
+    requests costs one. Lines wait at most until the loop's next turn; outside a running
+    loop (start-up, shutdown, other threads) they are written at once.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write([*self._take(), line])
+            return
+        self._pending.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._write_pending)
+
+    def _take(self) -> list[str]:
+        lines, self._pending = self._pending, []
+        return lines
+
+    def _write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._scheduled = False
+            self._write(self._take())
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.flush()
+
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write(self._take())
+        super().close()
+
+
 def configure_logging(level: str, fmt: str) -> None:
     # The logging HOWTO's "Optimization" switches: we never log the caller's file and
     # line, thread or process, and looking them up costs more than the line itself.
@@ -62,7 +112,7 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LoopBatchedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

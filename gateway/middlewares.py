@@ -87,19 +87,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, 500, "internal_error")
 
 
-async def set_viewer_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: a viewer seen for the first time gets their signed cookie on
-    whatever we answer (a signal rather than a middleware: it costs nothing on requests
-    that never asked who the viewer is)."""
-    viewer = request.get(VIEWER)
-    if viewer is not None and viewer.via == "new" and viewer.user_id:
-        # A header, not response.set_cookie: aiohttp has already rendered its cookie jar
-        # into the headers when this signal runs.
-        add_cookie(request, response, VIEWER_COOKIE,
-                   request.app[IDENTITY].cookie_for(viewer.user_id),
-                   path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
-
-
 # Pages load only their own scripts, styles and media; the player needs blob: for MSE.
 _CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -108,14 +95,24 @@ _CONTENT_SECURITY_POLICY = (
 )
 
 
-async def set_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: token-bearing URLs never leak through Referer, and HTML pages
-    run nothing that is not ours."""
+async def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare, for every answer (one callback: it runs on every segment):
+    - a viewer seen for the first time gets their signed cookie (here rather than in a
+      middleware, so that requests that never asked who the viewer is pay nothing);
+    - token-bearing URLs never leak through Referer, and pages run nothing not ours.
+    """
     if response.status == 101:
-        return  # a WebSocket handshake: these headers mean nothing there, and would be
-        # kept for the life of every socket
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if response.content_type == "text/html":
+        return  # a WebSocket handshake: the headers below would live as long as the socket
+    viewer = request.get(VIEWER)
+    if viewer is not None and viewer.via == "new" and viewer.user_id:
+        # A header, not response.set_cookie: aiohttp has already rendered its cookie jar
+        # into the headers when this signal runs.
+        add_cookie(request, response, VIEWER_COOKIE,
+                   request.app[IDENTITY].cookie_for(viewer.user_id),
+                   path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
+    headers = response.headers
+    headers["Referrer-Policy"] = "same-origin"
+    headers["X-Content-Type-Options"] = "nosniff"
+    if headers.get("Content-Type", "").startswith("text/html"):
         ws = f"ws://{request.host} wss://{request.host}"
-        response.headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)
+        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)

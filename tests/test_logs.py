@@ -34,3 +34,49 @@ async def test_a_purchase_leaves_a_searchable_trail(viewer: ViewerClient,
     everything = "\n".join(JsonFormatter().format(record) for record in caplog.records)
     for secret in (SECRET, WEBHOOK_SECRET, API_KEY, cookie.value, qr["qrString"]):
         assert secret not in everything
+
+
+class CountingStream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    import asyncio
+
+    from gateway.logs import LoopBatchedHandler
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("gateway.test.batched")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for index in range(50):
+            logger.warning("line", extra={"event_fields": {"n": index}})
+        assert stream.writes == []  # not yet: the loop has not turned
+        await asyncio.sleep(0)
+        assert len(stream.writes) == 1
+        lines = stream.writes[0].splitlines()
+        assert [json.loads(line)["n"] for line in lines] == list(range(50))
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_outside_a_loop_lines_are_written_at_once() -> None:
+    from gateway.logs import LoopBatchedHandler
+
+    stream = CountingStream()
+    handler = LoopBatchedHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.handle(logging.LogRecord("gateway", logging.INFO, __file__, 1, "started", None,
+                                     None))
+    assert len(stream.writes) == 1 and json.loads(stream.writes[0])["event"] == "started"

@@ -62,7 +62,7 @@ def path_value(request: web.Request, name: str, pattern: re.Pattern[str]) -> str
 
 def current_viewer(request: web.Request) -> Viewer:
     """Resolved once per request, lazily, so that only handlers that care about identity
-    issue a viewer cookie (see middlewares.set_viewer_cookie)."""
+    issue a viewer cookie (see middlewares.finish_headers)."""
     viewer = request.get(VIEWER)
     if viewer is None:
         viewer = request.app[IDENTITY].resolve(
