@@ -158,6 +158,31 @@ async def revoke_session(request: web.Request) -> web.Response:
     return ok(session_status_json(session, request.app[CLOCK]()))
 
 
+async def list_notifications(request: web.Request) -> web.Response:
+    """Operator view (API key) of the notification ledger, newest first: every
+    authentic notification, what it did, and why (e.g. refunds due)."""
+    if not current_viewer(request).is_server:
+        raise NotYours()
+    trx_id = query_value(request, "trxId", TRX_ID)
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise InvalidRequest(detail="limit must be 1 to 1000")
+    ledger = await request.app[SESSIONS].store.notifications(trx_id, int(raw_limit))
+    return ok({"notifications": [{
+        "provider": entry.notification.provider,
+        "eventId": entry.notification.event_id,
+        "trxId": entry.notification.trx_id,
+        "sessionId": entry.session_id,
+        "amount": entry.notification.amount,
+        "reportedStatus": entry.notification.reported_status,
+        "paidAt": entry.notification.paid_at_ms,
+        "receivedAt": entry.notification.received_at_ms,
+        "applied": entry.applied,
+        "reason": entry.reason,
+        "rawBody": entry.notification.raw_body,
+    } for entry in ledger]})
+
+
 async def list_user_sessions(request: web.Request) -> web.Response:
     user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
     sessions = await request.app[SESSIONS].active_sessions(user_id)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import WEBHOOK_SECRET, FakeClock, ViewerClient
+from tests.conftest import API_KEY, WEBHOOK_SECRET, FakeClock, ViewerClient
 
 
 def signed(body: dict[str, Any] | bytes, timestamp_s: int,
@@ -164,3 +164,23 @@ async def test_callback_ignores_cookies_and_never_sets_one(viewer: ViewerClient,
         assert resp.status == 200
         assert "Set-Cookie" not in resp.headers
 
+
+
+async def test_operators_read_the_ledger_viewers_cannot(viewer: ViewerClient,
+                                                        clock: FakeClock) -> None:
+    qr = await viewer.generate_qris()
+    short, headers = signed(event(qr, clock, amount=999), clock() // 1000)
+    await deliver(viewer, short, headers, 200)
+    paid, headers = signed(event(qr, clock, "evt-2"), clock() // 1000)
+    await deliver(viewer, paid, headers, 200)
+    body = await viewer.call("GET", "/api/notifications", params={"trxId": qr["trxId"]},
+                             headers={"X-Api-Key": API_KEY}, expect=200)
+    ledger = body["data"]["notifications"]
+    assert [(n["eventId"], n["applied"], n["reason"]) for n in ledger] == [
+        ("evt-2", True, "paid"), ("evt-1", False, "amount_mismatch")]
+    assert ledger[1]["amount"] == 999 and json.loads(ledger[1]["rawBody"])["amount"] == 999
+    refused = await viewer.call("GET", "/api/notifications", expect=403)
+    assert refused["code"] == "forbidden"
+    bad = await viewer.call("GET", "/api/notifications", params={"limit": "0"},
+                            headers={"X-Api-Key": API_KEY}, expect=400)
+    assert bad["code"] == "invalid_request"
