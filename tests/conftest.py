@@ -3,8 +3,10 @@ the test moves instead of waiting."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,14 @@ async def viewer(make_viewer: AppFactory) -> ViewerClient:
 @pytest.fixture
 async def other_viewer(viewer: ViewerClient, make_viewer: AppFactory) -> ViewerClient:
     return await make_viewer()
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
+    """Wait for a condition the test controls, not for time to pass."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 def require_tool(name: str) -> str:

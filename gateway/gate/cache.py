@@ -28,6 +28,12 @@ from gateway.errors import GatewayError, MediaNotFound, UpstreamFailed, Upstream
 CHUNK_BYTES = 64 * 1024
 
 
+def upstream_timeout(timeout_seconds: int) -> aiohttp.ClientTimeout:
+    """Bounded waits for an origin: connecting, each read, and the whole response."""
+    return aiohttp.ClientTimeout(total=timeout_seconds * 4, connect=min(timeout_seconds, 5),
+                                 sock_read=timeout_seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class CachedObject:
     body: bytes
@@ -138,10 +144,7 @@ class UpstreamFetcher:
         self._client = client
         self.cache = cache
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(
-            total=timeout_seconds * 4, connect=min(timeout_seconds, 5),
-            sock_read=timeout_seconds,
-        )
+        self._timeout = upstream_timeout(timeout_seconds)
         self._in_flight: dict[str, SharedFetch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.upstream_requests = 0

@@ -27,7 +27,7 @@ from yarl import URL
 from gateway.clock import Clock
 from gateway.errors import MediaNotFound, UpstreamFailed, UpstreamTimeout
 from gateway.gate.access import AccessGrant
-from gateway.gate.cache import LocalFiles, SharedFetch, UpstreamFetcher
+from gateway.gate.cache import LocalFiles, SharedFetch, UpstreamFetcher, upstream_timeout
 from gateway.gate.paths import MediaKind, MediaPath, upstream_query
 
 PLAYLIST_CACHE_CONTROL = "private, no-cache"
@@ -102,6 +102,8 @@ class LiveLoopOrigin(Origin):
                           for i in range(len(self._segments))]
         self._target_duration_s = math.ceil(max(s.duration_s for s in self._segments))
         self._clock = clock
+        # The playlist changes when a segment completes, not per request: keep the last.
+        self._rendered: tuple[int, str] = (-1, "")
 
     def playlist(self, now_ms: int) -> str:
         count = len(self._segments)
@@ -111,6 +113,8 @@ class LiveLoopOrigin(Origin):
             i for i, start in enumerate(self._starts_s) if start <= into_cycle_s)
         # The newest segment listed is the last one complete by now.
         last = max(current - 1, self.WINDOW_SEGMENTS - 1)
+        if self._rendered[0] == last:
+            return self._rendered[1]
         first = last - self.WINDOW_SEGMENTS + 1
         lines = [
             "#EXTM3U",
@@ -125,7 +129,9 @@ class LiveLoopOrigin(Origin):
                 lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXTINF:{self._segments[number % count].duration_s:.3f},")
             lines.append(f"{number}{self._extension}")
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        self._rendered = (last, text)
+        return text
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
@@ -152,9 +158,7 @@ class HttpOrigin(Origin):
         self._fetcher = fetcher
         self._client = client
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds * 4,
-                                              connect=min(timeout_seconds, 5),
-                                              sock_read=timeout_seconds)
+        self._timeout = upstream_timeout(timeout_seconds)
 
     def _url(self, key: str) -> URL:
         url = URL(key, encoded=True)

@@ -15,7 +15,7 @@ from gateway.errors import NoAccess, UnknownStream
 from gateway.gate.access import GATE_COOKIE
 from gateway.gate.paths import media_path
 from gateway.handlers.common import add_cookie
-from gateway.keys import CATALOG, GATE, ORIGINS, PLAYBACK_URLS
+from gateway.keys import GATE, ORIGINS, PLAYBACK_URLS
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.gate")
@@ -23,7 +23,8 @@ log = logging.getLogger("gateway.gate")
 
 async def serve(request: web.Request) -> web.StreamResponse:
     stream_id = request.match_info["stream_id"]
-    if request.app[CATALOG].get(stream_id) is None:
+    origin = request.app[ORIGINS].get(stream_id)  # one per catalog stream
+    if origin is None:
         raise UnknownStream()
     token = request.match_info.get("token") or request.cookies.get(GATE_COOKIE)
     try:
@@ -33,7 +34,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
                   form="path" if "token" in request.match_info else "cookie")
         raise
     media = media_path(request.match_info["path"])
-    return await request.app[ORIGINS][stream_id].serve(request, media, grant)
+    return await origin.serve(request, media, grant)
 
 
 _TOKEN_SLOT = "TOKEN"

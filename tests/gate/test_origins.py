@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import m3u8
@@ -14,7 +13,7 @@ import pytest
 
 from gateway.gate.cache import ByteLru, CachedObject
 from gateway.keys import UPSTREAM
-from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings
+from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings, wait_until
 from tests.gate.conftest import OriginServer, buy, write_catalog
 
 
@@ -22,14 +21,6 @@ async def get(viewer: ViewerClient, path: str, **headers: str) -> tuple[int, dic
                                                                          bytes]:
     async with viewer.http.get(path, headers=headers) as response:
         return response.status, dict(response.headers), await response.read()
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
-    """Wait for a condition the test controls (not for time to pass)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("stream_id", ["dir", "http"])

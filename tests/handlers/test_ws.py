@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from gateway.handlers import ws as ws_module
 from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
 from gateway.sessions import PaymentSession, SessionStatus
 from gateway.status_hub import StatusHub
-from tests.conftest import API_KEY, FakeClock, ViewerClient, make_settings
+from tests.conftest import API_KEY, FakeClock, ViewerClient, make_settings, wait_until
 
 STATUS_FIELDS = {"type", "sessionId", "streamId", "status", "paidAt", "expiresAt",
                  "remainingTime"}
@@ -29,13 +28,6 @@ async def next_json(socket: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     message = await asyncio.wait_for(socket.receive(), timeout=5)
     assert message.type == WSMsgType.TEXT, message
     return json.loads(message.data)
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 async def test_snapshot_on_connect_then_every_change(viewer: ViewerClient,
