@@ -221,8 +221,8 @@ class LocalFiles:
         self._clock = clock
         self._reading: dict[str, asyncio.Future[bytes | None]] = {}
 
-    async def read(self, file: Path, cache_for_ms: int) -> bytes | None:
-        key = f"file:{file}"
+    async def read(self, file: str, cache_for_ms: int) -> bytes | None:
+        key = "file:" + file
         cached = self._cache.get(key)
         if cached is not None:
             return cached.body
@@ -236,10 +236,11 @@ class LocalFiles:
         except OSError:
             raise MediaNotFound() from None
 
-    def _load(self, file: Path) -> bytes | None:
-        if file.stat().st_size > self._cache.max_item_bytes:
+    def _load(self, file: str) -> bytes | None:
+        path = Path(file)
+        if path.stat().st_size > self._cache.max_item_bytes:
             return None
-        return file.read_bytes()
+        return path.read_bytes()
 
     def _loaded(self, key: str, done: asyncio.Future[bytes | None], cache_for_ms: int) -> None:
         self._reading.pop(key, None)

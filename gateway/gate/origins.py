@@ -53,7 +53,9 @@ class DirectoryOrigin(Origin):
     Files are served from memory once read (playlists are re-read after a second)."""
 
     def __init__(self, directory: Path, files: LocalFiles, clock: Clock) -> None:
-        self._directory = directory
+        # Joined as text: media paths are safe to join by construction (paths.py), and a
+        # pathlib join per segment request costs more than the rest of the lookup.
+        self._prefix = str(directory) + "/"
         self._files = files
         self._clock = clock
 
@@ -64,13 +66,13 @@ class DirectoryOrigin(Origin):
         else:
             cache_control = segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
             cache_for_ms = SEGMENT_CACHE_MS
-        return await _local_file(request, self._files, self._directory / media.path, media,
+        return await _local_file(request, self._files, self._prefix + media.path, media,
                                  cache_control, cache_for_ms)
 
 
 @dataclass(frozen=True, slots=True)
 class _LoopSegment:
-    file: Path
+    file: str
     duration_s: float
 
 
@@ -89,7 +91,7 @@ class LiveLoopOrigin(Origin):
         source = m3u8.load(str(directory / source_playlist))
         if source.is_variant or not source.segments:
             raise ValueError(f"{directory / source_playlist}: not a media playlist")
-        self._segments = [_LoopSegment(directory / segment.uri, float(segment.duration))
+        self._segments = [_LoopSegment(str(directory / segment.uri), float(segment.duration))
                           for segment in source.segments]
         extensions = {Path(segment.uri).suffix for segment in source.segments}
         if len(extensions) != 1:
@@ -215,7 +217,7 @@ class HttpOrigin(Origin):
             raise UpstreamFailed() from None
 
 
-async def _local_file(request: web.Request, files: LocalFiles, file: Path, media: MediaPath,
+async def _local_file(request: web.Request, files: LocalFiles, file: str, media: MediaPath,
                       cache_control: str, cache_for_ms: int) -> web.StreamResponse:
     headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
     body = await files.read(file, cache_for_ms)
@@ -256,7 +258,8 @@ def _bytes_response(request: web.Request, body: bytes,
                     headers: dict[str, str]) -> web.Response:
     """A cached body, honouring a single byte range like FileResponse does."""
     size = len(body)
-    match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
+    range_header = request.headers.get("Range")
+    match = None if range_header is None else _RANGE.fullmatch(range_header.strip())
     if match is None or match.groups() == ("", ""):
         return web.Response(body=body, headers={**headers, "Accept-Ranges": "bytes"})
     first, last = match.groups()
