@@ -82,6 +82,7 @@
     qrImage.onerror = () => setStatus(t.status_error);
     qrImage.src = session.qrCode;
     state.payDeadline = performance.now() + session.remainingTime;
+    renderCountdowns();
     setStatus(t.status_waiting);
     if (simulateButton) simulateButton.disabled = false;
     listen(session.sessionId);
@@ -107,6 +108,7 @@
 
   function qrExpired() {
     state.payDeadline = null;
+    renderCountdowns();
     state.session = null;
     qrImage.hidden = true;
     qrLoading.hidden = true;
@@ -163,9 +165,11 @@
   function onStatus(message) {
     if (message.status === "pending") {
       state.payDeadline = performance.now() + message.remainingTime;
+      renderCountdowns();
       if (state.mode === "pay") setStatus(t.status_waiting);
     } else if (message.status === "paid") {
       state.accessDeadline = performance.now() + message.remainingTime;
+      renderCountdowns();
       if (state.mode === "pay") {
         setStatus(t.status_paid);
         startPlayback();
@@ -209,6 +213,7 @@
     state.session = null;
     state.payDeadline = null;
     state.accessDeadline = performance.now() + access.remainingTime;
+    renderCountdowns();
     payPanel.hidden = true;
     playerPanel.hidden = false;
     listen(access.sessionId);
@@ -268,6 +273,7 @@
     if (state.mode !== "play") return;
     detach();
     state.accessDeadline = null;
+    renderCountdowns();
     showPayPanel();
     qrImage.hidden = true;
     qrLoading.hidden = true;
@@ -312,7 +318,8 @@
     }
   }
 
-  setInterval(() => {
+  // Also run at once whenever a deadline changes, so no "--:--" flashes in between.
+  function renderCountdowns() {
     const now = performance.now();
     if (state.payDeadline !== null) {
       const left = state.payDeadline - now;
@@ -326,7 +333,8 @@
       accessCountdown.textContent = clock(left, true);
       announce("access", accessAnnouncer, t.access_left, left);
     }
-  }, 250);
+  }
+  setInterval(renderCountdowns, 250);
 
   // ---- Start ---------------------------------------------------------------------
 
