@@ -31,8 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         print("gateway: configuration is valid")
         return 0
     configure_logging(settings.log_level, settings.log_format)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
-                print=lambda message: print(message, file=sys.stderr), shutdown_timeout=10)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+                    print=lambda message: print(message, file=sys.stderr),
+                    shutdown_timeout=10)
+    except ConnectionError as exc:  # the store could not be reached at start-up
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

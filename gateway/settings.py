@@ -37,6 +37,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     store_url: str = "sqlite:///var/gateway.db"
+    redis_key_prefix: str = "gateway:"
     streams_path: Path = DEFAULT_CATALOG
     provider: str = "simulator"
     previous_secrets: tuple[bytes, ...] = ()
@@ -71,12 +72,17 @@ class Settings:
         def secret(name: str, file_name: str) -> bytes:
             if name in env:
                 return env.get(name, _secret)
+            if not store_url.startswith("sqlite:"):
+                # Each instance would make its own, and refuse the others' tokens.
+                raise SettingsError(f"{name}: must be set when instances share a Redis "
+                                    "store (the same value on every instance)")
             return _secret_file(var_dir / file_name, name)
 
         settings = cls(
             host=env.get("GATEWAY_HOST", _host, "127.0.0.1"),
             port=env.get("PORT", _port, 8080),
             store_url=store_url,
+            redis_key_prefix=env.get("GATEWAY_REDIS_KEY_PREFIX", _key_prefix, "gateway:"),
             streams_path=env.get("GATEWAY_STREAMS", _existing_file, DEFAULT_CATALOG),
             provider=env.get("GATEWAY_PROVIDER", _one_of("simulator"), "simulator"),
             secret=secret("GATEWAY_SECRET", "secret"),
@@ -211,13 +217,27 @@ def _nonempty(raw: str) -> str:
 def _store_url(raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
-    if urlsplit(raw).scheme in ("redis", "rediss", "unix"):
-        # Named by the SPEC for running several instances; not built yet (see README).
-        raise SettingsError("the Redis store is not available in this version;"
-                            " use sqlite:///PATH")
+    parts = urlsplit(raw)
+    if parts.scheme in ("redis", "rediss"):
+        database = parts.path.strip("/")
+        try:
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:
+            port_ok = False
+        if parts.hostname and port_ok and (database == "" or database.isdigit()):
+            return raw
+        raise SettingsError(f"not a Redis URL (redis://HOST:PORT/DB): {raw!r}")
+    if parts.scheme == "unix" and parts.path:
+        return raw
     raise SettingsError(
         f"must be sqlite:///PATH, sqlite:///:memory: or redis://HOST:PORT/DB; got {raw!r}"
     )
+
+
+def _key_prefix(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_.-]{1,64}", raw):
+        raise SettingsError("must be 1-64 letters, digits or : _ . -")
+    return raw
 
 
 def _existing_file(raw: str) -> Path:

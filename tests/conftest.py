@@ -4,10 +4,12 @@ the test moves instead of waiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +150,59 @@ def require_tool(name: str) -> str:
     return path
 
 
+# A database of its own on the machine's Redis; every test works under a fresh prefix.
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_redis() -> str:
+    """The test Redis URL. Unreachable in CI fails the test; elsewhere it is skipped,
+    and the summary at the end says so loudly."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
+        pytest.skip(f"NOT TESTED: no Redis at {REDIS_URL} ({exc}); "
+                    "set GATEWAY_TEST_REDIS_URL")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@contextlib.asynccontextmanager
+async def redis_keyspace() -> AsyncIterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    import redis.asyncio as aioredis
+
+    require_redis()
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    async with redis_keyspace() as prefix:
+        yield prefix
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     skipped = terminalreporter.stats.get("skipped", [])
     missing = [report for report in skipped if "NOT TESTED" in str(report.longrepr)]
     if missing:
-        terminalreporter.write_sep("!", f"{len(missing)} TESTS DID NOT RUN: tools missing",
-                                   red=True, bold=True)
+        terminalreporter.write_sep(
+            "!", f"{len(missing)} TESTS DID NOT RUN: tools or services missing",
+            red=True, bold=True)
         for report in missing:
             terminalreporter.write_line(f"  {report.nodeid}: {report.longrepr[2]}")

@@ -48,8 +48,12 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
         ({"GATEWAY_MERCHANT_NAME": "X" * 26}, "GATEWAY_MERCHANT_NAME: must be 1 to 25"),
         ({"GATEWAY_MERCHANT_PAN": "9360000000000001"}, "GATEWAY_MERCHANT_PAN: must be a QRIS"),
         ({"GATEWAY_ACESS_SECONDS": "60"}, "GATEWAY_ACESS_SECONDS: unknown setting"),
+        ({"GATEWAY_STORE": "redis://localhost:6379/zero"}, "GATEWAY_STORE: not a Redis URL"),
+        ({"GATEWAY_STORE": "redis://:6379/0"}, "GATEWAY_STORE: not a Redis URL"),
+        ({"GATEWAY_STORE": "redis://localhost:99999/0"}, "GATEWAY_STORE: not a Redis URL"),
         ({"GATEWAY_STORE": "redis://localhost:6379/0"},
-         "GATEWAY_STORE: the Redis store is not available in this version"),
+         "GATEWAY_SECRET: must be set when instances share a Redis store"),
+        ({"GATEWAY_REDIS_KEY_PREFIX": "a b"}, "GATEWAY_REDIS_KEY_PREFIX: must be 1-64"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -79,3 +83,13 @@ def test_a_broken_catalog_names_the_file_and_stream(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         f"gateway: configuration error: {catalog}: stream #1: x: price must be whole "
         "rupiah, 1 to 10000000")
+
+
+def test_a_shared_redis_store_with_shared_secrets(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_STORE": "rediss://cache.internal:6380/2",
+        "GATEWAY_SECRET": "s" * 40, "GATEWAY_WEBHOOK_SECRET": "w" * 40,
+        "GATEWAY_REDIS_KEY_PREFIX": "pay-gate:prod:"})
+    assert settings.store_url == "rediss://cache.internal:6380/2"
+    assert settings.redis_key_prefix == "pay-gate:prod:"
+    assert not (tmp_path / "secret").exists()  # nothing generated per instance

@@ -8,7 +8,7 @@ transaction and lets the domain's pure `decide` function choose the outcome.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
@@ -84,3 +84,18 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    # Status changes across instances. An embedded store has one instance: nothing to
+    # tell anyone. A shared store publishes every change and lets each instance listen.
+    shared: bool = False
+
+    async def publish_change(self, session: PaymentSession) -> None:
+        """Tell the other instances sharing this store that a session changed."""
+        return None  # an embedded store has no other instances
+
+    def changes(self, on_subscribed: Callable[[], Awaitable[None]]
+                ) -> AsyncIterator[PaymentSession]:
+        """Sessions changed by other instances, from the moment `on_subscribed` is
+        called (so the caller can resync what it may have missed before that). Only
+        for a shared store."""
+        raise NotImplementedError

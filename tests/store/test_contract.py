@@ -18,15 +18,23 @@ from gateway.sessions import (
     new_session_id,
 )
 from gateway.store.base import SessionStore
+from gateway.store.redis import RedisStore
 from gateway.store.sqlite import SQLiteStore
+from tests.conftest import REDIS_URL, redis_keyspace
 
 T0 = 1_800_000_000_000
 WINDOW_MS = 1_200_000
 ACCESS_MS = 7_200_000
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
+    if request.param == "redis":
+        async with redis_keyspace() as prefix:
+            opened: SessionStore = await RedisStore.open(REDIS_URL, prefix)
+            yield opened
+            await opened.close()
+        return
     path = str(tmp_path / "store.db") if request.param == "sqlite-file" else ":memory:"
     opened = await SQLiteStore.open(path)
     yield opened
@@ -181,3 +189,65 @@ async def test_list_active_is_per_user_and_skips_expired(store: SessionStore) ->
     await store.insert_pending(pending("bob", "demo"), T0)
     assert await store.list_active("alice", T0 + 2) == [a, b]
     assert await store.list_active("alice", T0 + WINDOW_MS + 1) == []
+
+
+async def test_ending_a_paid_session_early(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    await pay(store, session, at_ms=T0 + 1000)
+    assert await store.end_paid_session(session.session_id, T0 + 5000) is not None
+    ended = await store.get(session.session_id)
+    assert ended is not None and ended.status == SessionStatus.EXPIRED
+    assert ended.expires_at_ms == T0 + 5000 and ended.paid_at_ms == T0 + 1000
+    assert await store.end_paid_session(session.session_id, T0 + 6000) is None  # once
+    assert [s.session_id for s in await store.ended_early(T0)] == [session.session_id]
+    assert await store.ended_early(T0 + 1000) == []  # paid at or before the cutoff
+    assert await store.find_active("alice", "demo", T0 + 6000) is None
+    again, inserted = await store.insert_pending(pending(at_ms=T0 + 7000), T0 + 7000)
+    assert inserted and again.session_id != session.session_id
+
+
+async def test_only_a_paid_active_session_can_be_ended(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    assert await store.end_paid_session(session.session_id, T0 + 1) is None
+    assert await store.end_paid_session("no-such-session", T0 + 1) is None
+    unchanged = await store.get(session.session_id)
+    assert unchanged == session
+
+
+async def test_the_ledger_keeps_every_notification_newest_first(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    await pay(store, session, at_ms=T0 + 1000, event_id="e1", amount=1)
+    await pay(store, session, at_ms=T0 + 2000, event_id="e2")
+    await store.apply_notification(
+        replace(paid_note(session, at_ms=T0 + 3000, event_id="e3"), trx_id="UNKNOWN"),
+        lambda context: decide_payment(context, ACCESS_MS))
+    ledger = await store.notifications()
+    assert [(n.notification.event_id, n.applied, n.reason) for n in ledger] == [
+        ("e3", False, "unknown_transaction"), ("e2", True, "paid"),
+        ("e1", False, "amount_mismatch")]
+    assert ledger[1].session_id == session.session_id and ledger[0].session_id is None
+    assert ledger[1].notification == paid_note(session, at_ms=T0 + 2000, event_id="e2")
+    mine = await store.notifications(trx_id=session.trx_id, limit=1)
+    assert [n.notification.event_id for n in mine] == ["e2"]
+
+
+async def test_two_handles_on_one_store_race_for_one_viewer(store: SessionStore) -> None:
+    """Two instances (or processes) sharing the store: still one active session."""
+    if isinstance(store, RedisStore):
+        other: SessionStore = await RedisStore.open(REDIS_URL, store.key_prefix)
+    elif isinstance(store, SQLiteStore) and store.path != ":memory:":
+        other = await SQLiteStore.open(store.path)
+    else:
+        pytest.skip("an in-memory database belongs to one handle")
+    try:
+        results = await asyncio.gather(*(
+            handle.insert_pending(pending(), T0) for handle in [store, other] * 10))
+        assert sum(inserted for _, inserted in results) == 1
+        winner = next(session for session, inserted in results if inserted)
+        decisions = await asyncio.gather(
+            pay(store, winner, at_ms=T0 + 1000, event_id="same-event"),
+            pay(other, winner, at_ms=T0 + 1000, event_id="same-event"))
+        assert sorted(d.reason for d in decisions) == ["duplicate_event", "paid"]
+        assert len(await other.notifications()) == 2  # both kept, one applied
+    finally:
+        await other.close()

@@ -1,0 +1,468 @@
+"""Redis store: for several gateway instances sharing one store (SPEC, "Stores").
+
+- Atomic: every write is an optimistic transaction (WATCH, read, MULTI/EXEC, retried
+  when a watched key changed). Rule 1 is held by one pointer key per viewer and stream
+  that names their active session; every transaction that creates or ends an active
+  session watches that key, so two instances racing for one viewer cannot both win.
+- Status changes are published on a channel (`changes()`), so a viewer's WebSocket held
+  by one instance hears a payment that another instance received, and every instance's
+  HLS gate learns of a revocation.
+- Durable only as far as the Redis server is configured to be: payments need
+  `appendonly yes` (with `appendfsync always` for the same guarantee as SQLite's
+  `synchronous=FULL`). `open()` logs a warning when the server keeps nothing on disk.
+
+Layout, under a key prefix (default `gateway:`): one hash per session, per-trx and
+per-viewer-and-stream pointers, sorted sets for the sweeper's due, prunable and
+ended-early queries, and the notification ledger as hashes indexed newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, WatchError
+
+from gateway.sessions import (
+    ACTIVE_STATUSES,
+    Notification,
+    NotificationReason,
+    PaymentContext,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+)
+from gateway.store.base import SessionStore, StoredNotification
+
+log = logging.getLogger("gateway.store.redis")
+
+T = TypeVar("T")
+# redis-py's annotations cannot say that `decode_responses=True` makes every reply a str
+# (they are unions of bytes, str and awaitables): the client and its pipelines are typed
+# loosely here, and every reply is converted where it is read.
+Pipeline = Any
+DEFAULT_KEY_PREFIX = "gateway:"
+_MAX_ATTEMPTS = 100  # a WATCH conflict means someone else committed: retrying is progress
+
+
+def _part(value: str) -> str:
+    """A key component that cannot contain the separator, whatever the viewer id is."""
+    return quote(value, safe="")
+
+
+def _session_fields(session: PaymentSession) -> dict[str, str]:
+    return {
+        "session_id": session.session_id, "user_id": session.user_id,
+        "stream_id": session.stream_id, "provider": session.provider,
+        "trx_id": session.trx_id, "amount": str(session.amount), "fee": str(session.fee),
+        "qr_string": session.qr_string, "status": session.status.value,
+        "created_at_ms": str(session.created_at_ms),
+        "paid_at_ms": "" if session.paid_at_ms is None else str(session.paid_at_ms),
+        "expires_at_ms": str(session.expires_at_ms),
+    }
+
+
+def _session(fields: dict[str, str]) -> PaymentSession | None:
+    if not fields:
+        return None
+    return PaymentSession(
+        session_id=fields["session_id"], user_id=fields["user_id"],
+        stream_id=fields["stream_id"], provider=fields["provider"],
+        trx_id=fields["trx_id"], amount=int(fields["amount"]), fee=int(fields["fee"]),
+        qr_string=fields["qr_string"], status=SessionStatus(fields["status"]),
+        created_at_ms=int(fields["created_at_ms"]),
+        paid_at_ms=int(fields["paid_at_ms"]) if fields["paid_at_ms"] else None,
+        expires_at_ms=int(fields["expires_at_ms"]),
+    )
+
+
+def _is_stale(session: PaymentSession, now_ms: int) -> bool:
+    return session.status in ACTIVE_STATUSES and session.expires_at_ms <= now_ms
+
+
+class _Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.due = prefix + "due"  # active sessions by expires_at_ms
+        self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
+        self.ended = prefix + "paid-expired"  # paid and over, by paid_at_ms
+        self.notification_ids = prefix + "notification-seq"
+        self.notifications = prefix + "notifications"  # ids by id: newest is highest
+        self.changes = prefix + "session-changes"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def trx(self, provider: str, trx_id: str) -> str:
+        return f"{self.prefix}trx:{_part(provider)}:{_part(trx_id)}"
+
+    def active(self, user_id: str, stream_id: str) -> str:
+        return f"{self.prefix}active:{_part(user_id)}:{_part(stream_id)}"
+
+    def user_active(self, user_id: str) -> str:
+        return f"{self.prefix}user-active:{_part(user_id)}"
+
+    def notification(self, number: int) -> str:
+        return f"{self.prefix}notification:{number}"
+
+    def notifications_by_trx(self, trx_id: str) -> str:
+        return f"{self.prefix}notifications-by-trx:{_part(trx_id)}"
+
+    def replay(self, replay_key: str) -> str:
+        return f"{self.prefix}replay:{_part(replay_key)}"
+
+    def event(self, provider: str, event_id: str) -> str:
+        return f"{self.prefix}event:{_part(provider)}:{_part(event_id)}"
+
+
+class RedisStore(SessionStore):
+    shared = True
+
+    def __init__(self, client: aioredis.Redis, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
+        self._redis: Any = client
+        self.key_prefix = key_prefix
+        self._keys = _Keys(key_prefix)
+        # Lets an instance skip its own changes when they come back from the channel.
+        self.instance_id = uuid.uuid4().hex
+
+    @classmethod
+    async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStore:
+        client = aioredis.Redis.from_url(url, decode_responses=True,
+                                         health_check_interval=30)
+        try:
+            await client.ping()
+        except RedisError as exc:
+            await client.aclose()
+            where = client.connection_pool.connection_kwargs
+            # One line an operator can act on; never the URL, which may hold a password.
+            raise ConnectionError(f"GATEWAY_STORE: no Redis at {where.get('host', '?')}:"
+                                  f"{where.get('port', '?')}: {exc}") from None
+        store = cls(client, key_prefix)
+        await store._warn_if_not_durable()
+        return store
+
+    async def _warn_if_not_durable(self) -> None:
+        try:
+            config = await self._redis.config_get("appendonly")
+        except Exception:  # managed Redis often forbids CONFIG: nothing to tell then
+            return
+        if config.get("appendonly") != "yes":
+            log.warning("the Redis server has appendonly off: a restart of Redis loses "
+                        "payments stored since its last snapshot")
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    # --- reads -----------------------------------------------------------------
+
+    async def _load(self, session_id: str | None) -> PaymentSession | None:
+        if not session_id:
+            return None
+        return _session(await self._redis.hgetall(self._keys.session(session_id)))
+
+    async def _load_many(self, session_ids: Iterable[str]) -> list[PaymentSession]:
+        ids = list(session_ids)
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(self._keys.session(session_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return [session for session in map(_session, rows) if session is not None]
+
+    async def get(self, session_id: str) -> PaymentSession | None:
+        return await self._load(session_id)
+
+    async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
+        return await self._load(await self._redis.get(self._keys.trx(provider, trx_id)))
+
+    async def find_active(
+        self, user_id: str, stream_id: str, now_ms: int
+    ) -> PaymentSession | None:
+        session = await self._load(
+            await self._redis.get(self._keys.active(user_id, stream_id)))
+        if session is None or not session.is_active(now_ms):
+            return None
+        return session
+
+    async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
+        ids = await self._redis.smembers(self._keys.user_active(user_id))
+        sessions = [session for session in await self._load_many(ids)
+                    if session.is_active(now_ms)]
+        return sorted(sessions, key=lambda session: session.created_at_ms)
+
+    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.ended, f"({paid_after_ms}", "+inf")
+        return [session for session in await self._load_many(ids)
+                if session.status == SessionStatus.EXPIRED and session.paid_at_ms is not None]
+
+    async def notifications(self, trx_id: str | None = None,
+                            limit: int = 100) -> list[StoredNotification]:
+        if trx_id is None:
+            numbers = await self._redis.zrevrange(self._keys.notifications, 0, limit - 1)
+        else:
+            numbers = await self._redis.lrange(self._keys.notifications_by_trx(trx_id), 0,
+                                               limit - 1)
+        if not numbers:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hgetall(self._keys.notification(int(number)))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return [_stored_notification(row) for row in rows if row]
+
+    # --- writes ----------------------------------------------------------------
+
+    async def _transaction(self, watch: list[str],
+                           body: Callable[[Pipeline], Awaitable[T]]) -> T:
+        """Run `body` under WATCH until it commits. `body` WATCHes what it reads (the
+        pipeline runs commands at once while watching, and queues them otherwise), then
+        calls `pipe.multi()` and queues its writes, or returns without it to commit
+        nothing."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for _ in range(_MAX_ATTEMPTS):
+                try:
+                    if watch:
+                        await pipe.watch(*watch)
+                    result = await body(pipe)
+                    if pipe.explicit_transaction:
+                        await pipe.execute()
+                    return result  # leaving the pipeline resets it, which unwatches
+                except WatchError:
+                    await pipe.reset()
+                    continue
+        raise RuntimeError("Redis transaction kept conflicting")
+
+    async def _read_session(self, pipe: Pipeline, session_id: str | None,
+                            ) -> PaymentSession | None:
+        if not session_id:
+            return None
+        key = self._keys.session(session_id)
+        await pipe.watch(key)
+        return _session(await pipe.hgetall(key))
+
+    def _queue_write(self, pipe: Pipeline, session: PaymentSession,
+                     pointer: str | None) -> str | None:
+        """Queue the writes that store `session` as it now is, with every index kept
+        in step. `pointer` is what the viewer's active pointer holds so far in this
+        transaction; the return value is what it holds after."""
+        keys = self._keys
+        session_id = session.session_id
+        pipe.hset(keys.session(session_id), mapping=_session_fields(session))
+        pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        active_key = keys.active(session.user_id, session.stream_id)
+        if session.status in ACTIVE_STATUSES:
+            pipe.zadd(keys.due, {session_id: session.expires_at_ms})
+            pipe.sadd(keys.user_active(session.user_id), session_id)
+            pipe.set(active_key, session_id)
+            return session_id
+        pipe.zrem(keys.due, session_id)
+        pipe.srem(keys.user_active(session.user_id), session_id)
+        if session.paid_at_ms is None:
+            pipe.zadd(keys.prunable, {session_id: session.expires_at_ms})
+        else:
+            pipe.zadd(keys.ended, {session_id: session.paid_at_ms})
+        if pointer == session_id:
+            pipe.delete(active_key)
+            return None
+        return pointer
+
+    async def _stale_active(self, pipe: Pipeline, user_id: str, stream_id: str,
+                            now_ms: int) -> tuple[str | None, PaymentSession | None]:
+        """Watch the viewer's active pointer; return it and the session it names."""
+        active_key = self._keys.active(user_id, stream_id)
+        await pipe.watch(active_key)
+        pointer: str | None = await pipe.get(active_key)
+        return pointer, await self._read_session(pipe, pointer)
+
+    async def insert_pending(
+        self, candidate: PaymentSession, now_ms: int
+    ) -> tuple[PaymentSession, bool]:
+        async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
+            pointer, current = await self._stale_active(
+                pipe, candidate.user_id, candidate.stream_id, now_ms)
+            if current is not None and current.status in ACTIVE_STATUSES \
+                    and not _is_stale(current, now_ms):
+                return current, False
+            pipe.multi()
+            if current is not None and _is_stale(current, now_ms):
+                pointer = self._queue_write(pipe, _expired(current), pointer)
+            self._queue_write(pipe, candidate, pointer)
+            return candidate, True
+
+        return await self._transaction([], insert)
+
+    async def apply_notification(
+        self,
+        notification: Notification,
+        decide: Callable[[PaymentContext], PaymentDecision],
+    ) -> PaymentDecision:
+        note = notification
+        keys = self._keys
+        event_key = keys.event(note.provider, note.event_id)
+        replay_key = keys.replay(note.replay_key) if note.replay_key is not None else None
+        trx_key = keys.trx(note.provider, note.trx_id)
+
+        async def apply(pipe: Pipeline) -> PaymentDecision:
+            if replay_key is not None and await pipe.exists(replay_key):
+                return PaymentDecision(False, NotificationReason.REPLAYED, None)
+            now_ms = note.received_at_ms
+            session = await self._read_session(pipe, await pipe.get(trx_key))
+            pointer: str | None = None
+            writes: list[PaymentSession] = []  # stale sessions found expired, then decided
+            others: tuple[PaymentSession, ...] = ()
+            if session is not None:
+                pointer, current = await self._stale_active(
+                    pipe, session.user_id, session.stream_id, now_ms)
+                if session.session_id != pointer and _is_stale(session, now_ms):
+                    session = _expired(session)  # cannot happen while the pointer holds
+                    writes.append(session)
+                if current is not None and _is_stale(current, now_ms):
+                    current = _expired(current)
+                    writes.append(current)
+                    if current.session_id == session.session_id:
+                        session = current
+                if (current is not None and current.session_id != session.session_id
+                        and current.status in ACTIVE_STATUSES):
+                    others = (current,)
+            seen = bool(await pipe.exists(event_key))
+            decision = decide(PaymentContext(note, session, seen, others))
+            number = int(await self._redis.incr(keys.notification_ids))  # gaps are harmless
+            pipe.multi()
+            # In the decision's order: what it ends comes before what it makes active.
+            for changed in (*writes, *decision.changed):
+                pointer = self._queue_write(pipe, changed, pointer)
+            pipe.hset(keys.notification(number),
+                      mapping=_notification_fields(note, decision))
+            pipe.zadd(keys.notifications, {str(number): number})
+            pipe.lpush(keys.notifications_by_trx(note.trx_id), str(number))
+            pipe.set(event_key, "1")
+            if replay_key is not None:
+                pipe.set(replay_key, str(number))
+            return decision
+
+        return await self._transaction([trx_key, event_key]
+                                       + ([replay_key] if replay_key else []), apply)
+
+    async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.due, "-inf", now_ms, start=0,
+                                              num=limit)
+        expired: list[PaymentSession] = []
+        for session_id in ids:
+            async def expire(pipe: Pipeline, session_id: str = session_id
+                             ) -> PaymentSession | None:
+                session = await self._read_session(pipe, session_id)
+                if session is None or session.status not in ACTIVE_STATUSES:
+                    pipe.multi()
+                    pipe.zrem(self._keys.due, session_id)  # a leftover entry
+                    return None
+                if not _is_stale(session, now_ms):
+                    return None  # paid since it was listed: its expiry moved
+                pointer, _ = await self._stale_active(pipe, session.user_id,
+                                                      session.stream_id, now_ms)
+                pipe.multi()
+                ended = _expired(session)
+                self._queue_write(pipe, ended, pointer)
+                return ended
+
+            ended = await self._transaction([], expire)
+            if ended is not None:
+                expired.append(ended)
+        return expired
+
+    async def prune_unpaid(self, expired_before_ms: int, limit: int) -> int:
+        ids = await self._redis.zrangebyscore(self._keys.prunable, "-inf",
+                                              f"({expired_before_ms}", start=0, num=limit)
+        pruned = 0
+        for session_id in ids:
+            async def prune(pipe: Pipeline, session_id: str = session_id) -> bool:
+                session = await self._read_session(pipe, session_id)
+                pipe.multi()
+                pipe.zrem(self._keys.prunable, session_id)
+                if session is None or session.status != SessionStatus.EXPIRED \
+                        or session.paid_at_ms is not None:
+                    return False
+                pipe.delete(self._keys.session(session_id),
+                            self._keys.trx(session.provider, session.trx_id))
+                return True
+
+            pruned += await self._transaction([], prune)
+        return pruned
+
+    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+        async def end(pipe: Pipeline) -> PaymentSession | None:
+            session = await self._read_session(pipe, session_id)
+            if session is None or session.status != SessionStatus.PAID \
+                    or session.expires_at_ms <= now_ms:
+                return None
+            pointer, _ = await self._stale_active(pipe, session.user_id, session.stream_id,
+                                                  now_ms)
+            ended = replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+            pipe.multi()
+            self._queue_write(pipe, ended, pointer)
+            return ended
+
+        return await self._transaction([], end)
+
+    # --- status changes across instances -----------------------------------------
+
+    async def publish_change(self, session: PaymentSession) -> None:
+        message = {"from": self.instance_id, "session": _session_fields(session)}
+        await self._redis.publish(self._keys.changes, json.dumps(message))
+
+    async def changes(self, on_subscribed: Callable[[], Awaitable[None]]
+                      ) -> AsyncIterator[PaymentSession]:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._keys.changes)
+            await on_subscribed()
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    decoded = json.loads(message["data"])
+                    if decoded.get("from") == self.instance_id:
+                        continue
+                    session = _session(decoded["session"])
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignored a malformed session change message")
+                    continue
+                if session is not None:
+                    yield session
+        finally:
+            await pubsub.aclose()
+
+
+def _expired(session: PaymentSession) -> PaymentSession:
+    return replace(session, status=SessionStatus.EXPIRED)
+
+
+def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:
+    return {
+        "provider": note.provider, "event_id": note.event_id, "trx_id": note.trx_id,
+        "amount": str(note.amount), "reported_status": note.reported_status,
+        "paid_at_ms": "" if note.paid_at_ms is None else str(note.paid_at_ms),
+        "received_at_ms": str(note.received_at_ms), "raw_body": note.raw_body,
+        "replay_key": note.replay_key or "", "applied": "1" if decision.applied else "0",
+        "reason": decision.reason.value, "session_id": decision.session_id or "",
+    }
+
+
+def _stored_notification(row: dict[str, str]) -> StoredNotification:
+    return StoredNotification(
+        Notification(
+            provider=row["provider"], event_id=row["event_id"], trx_id=row["trx_id"],
+            amount=int(row["amount"]), reported_status=row["reported_status"],
+            paid_at_ms=int(row["paid_at_ms"]) if row["paid_at_ms"] else None,
+            received_at_ms=int(row["received_at_ms"]), raw_body=row["raw_body"],
+            replay_key=row["replay_key"] or None,
+        ),
+        applied=row["applied"] == "1", reason=row["reason"],
+        session_id=row["session_id"] or None,
+    )
