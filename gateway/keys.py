@@ -40,5 +40,6 @@ ORIGINS = web.AppKey("origins", dict[str, Origin])
 PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -17,6 +17,7 @@ from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Or
 from gateway.handlers.hls import playback_url_templates
 from gateway.keys import (
     CATALOG,
+    CHANGE_FOLLOWER,
     CLOCK,
     GATE,
     HTTP_CLIENT,
@@ -41,7 +42,7 @@ log = logging.getLogger("gateway.resources")
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await open_store(settings.store_url)
+    store = await open_store(settings.store_url, settings.redis_key_prefix)
     app[STORE] = store
     app[SESSIONS] = PaymentSessions(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
@@ -104,6 +105,56 @@ async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await stop_sender(app[STATUS_SENDER])
     hub.close()
+
+
+async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With a shared store: status changes made by other instances, told to this one's
+    listeners, so a WebSocket held here hears a payment another instance received and
+    this HLS gate refuses a session another instance revoked."""
+    if not app[STORE].shared:
+        yield
+        return
+    task = asyncio.create_task(_follow_changes(app), name="store-changes")
+    app[CHANGE_FOLLOWER] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+_RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
+
+
+async def _follow_changes(app: web.Application) -> None:
+    sessions = app[SESSIONS]
+    failures = 0
+
+    async def catch_up() -> None:
+        # Pub/sub delivers at most once and only while subscribed: whatever changed
+        # before this (re)subscription is read from the store instead.
+        nonlocal failures
+        gate, hub = app[GATE], app[STATUS_HUB]
+        for session in await sessions.ended_early():
+            gate.session_changed(session)
+        for session_id in hub.watched_session_ids():
+            watched = await sessions.store.get(session_id)
+            if watched is not None:
+                hub.publish_if_changed(watched)
+        if failures:
+            log_event(log, "store_changes_resumed", after_failures=failures)
+        failures = 0
+
+    while True:
+        try:
+            async for session in sessions.store.changes(catch_up):
+                sessions.notify_listeners(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lost the store's change feed; resubscribing")
+        delay_s = _RESUBSCRIBE_DELAYS_S[min(failures, len(_RESUBSCRIBE_DELAYS_S) - 1)]
+        failures += 1
+        await asyncio.sleep(delay_s)
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -221,7 +221,16 @@ class PaymentSessions:
         """Called with a session's new state on every status change this process makes."""
         self._listeners.append(listener)
 
-    def _changed(self, session: PaymentSession) -> None:
+    async def _changed(self, session: PaymentSession) -> None:
+        self.notify_listeners(session)
+        try:
+            await self.store.publish_change(session)
+        except Exception:  # stored already; other instances catch up when they resync
+            log.exception("could not publish a session change to other instances")
+
+    def notify_listeners(self, session: PaymentSession) -> None:
+        """Tell this process's listeners of a status change, made here or by another
+        instance sharing the store."""
         for listener in self._listeners:
             try:
                 listener(session)
@@ -335,7 +344,7 @@ class PaymentSessions:
         for session in decision.changed:
             self._log_state(session, "payment_applied" if session.status == "paid"
                             else "session_superseded")
-            self._changed(session)
+            await self._changed(session)
         return decision
 
     async def revoke(self, session_id: str, reason: str) -> PaymentSession:
@@ -349,7 +358,7 @@ class PaymentSessions:
             return session
         log_event(log, "session_revoked", sessionId=ended.session_id, trxId=ended.trx_id,
                   streamId=ended.stream_id, reason=reason, paidAt=ended.paid_at_ms)
-        self._changed(ended)
+        await self._changed(ended)
         return ended
 
     async def ended_early(self) -> list[PaymentSession]:
@@ -366,7 +375,7 @@ class PaymentSessions:
             batch = await self.store.expire_due(now_ms, batch_size)
             for session in batch:
                 self._log_state(session, "session_expired")
-                self._changed(session)
+                await self._changed(session)
             expired += len(batch)
             if len(batch) < batch_size:
                 break

@@ -99,6 +99,17 @@ class StatusHub:
         self._arm_expiry(watched)
         self._send(watched)
 
+    def watched_session_ids(self) -> list[str]:
+        return list(self._watchers)
+
+    def publish_if_changed(self, session: PaymentSession) -> None:
+        """Catching up after a gap in the change feed: push only what is news."""
+        latest = self._latest.get(session.session_id)
+        if latest is not None and (latest.status, latest.expires_at_ms) == (
+                session.status, session.expires_at_ms):
+            return
+        self.publish(session)
+
     def _send(self, session: _Watched) -> None:
         watchers = tuple(self._watchers.get(session.session_id, ()))
         if watchers:

@@ -5,11 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from gateway.keys import SESSIONS, SWEEPER
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import ClientWebSocketResponse, web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.keys import GATE, SESSIONS, SWEEPER
 from gateway.sessions import PaymentSession
-from tests.conftest import AppFactory, FakeClock, make_settings
+from gateway.settings import Settings, SettingsError
+from tests.conftest import (
+    API_KEY,
+    REDIS_URL,
+    AppFactory,
+    FakeClock,
+    ViewerClient,
+    make_settings,
+    wait_until,
+)
 
 
 async def test_the_sweeper_marks_expired_sessions_and_tells_listeners(
@@ -41,3 +58,97 @@ async def test_shutdown_stops_the_sweeper(make_viewer: AppFactory) -> None:
     assert not sweeper.done()
     await viewer.http.close()
     assert sweeper.cancelled()
+
+
+# --- several instances sharing a Redis store ------------------------------------------
+
+Instances = tuple[ViewerClient, ViewerClient]
+
+
+@pytest.fixture
+async def two_instances(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    tmp_path: Path, clock: FakeClock, redis_prefix: str,
+) -> Instances:
+    """Two gateway processes' worth of app, each with its own var dir, on one store."""
+    clients = []
+    for name in ("a", "b"):
+        settings = make_settings(tmp_path / name, GATEWAY_STORE=REDIS_URL,
+                                 GATEWAY_REDIS_KEY_PREFIX=redis_prefix)
+        clients.append(ViewerClient(await aiohttp_client(create_app(settings, clock=clock))))
+    return clients[0], clients[1]
+
+
+def _same_browser(here: ViewerClient, there: ViewerClient) -> None:
+    """Behind one load balancer a browser sends the same cookies to every instance."""
+    for cookie in here.http.session.cookie_jar:
+        there.http.session.cookie_jar.update_cookies({cookie.key: cookie.value})
+
+
+async def _until_status(socket: ClientWebSocketResponse, status: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while True:
+            message = await socket.receive_json()
+            if message.get("status") == status:
+                return message
+
+
+async def test_a_payment_received_by_one_instance_reaches_a_socket_on_another(
+        two_instances: Instances) -> None:
+    here, there = two_instances
+    qr = await here.generate_qris()
+    async with here.http.ws_connect(f"/ws?sessionId={qr['sessionId']}") as socket:
+        assert (await socket.receive_json())["status"] == "pending"
+        _same_browser(here, there)
+        await there.pay(qr["trxId"])  # the provider's callback lands on the other one
+        paid = await _until_status(socket, "paid")
+    assert paid["sessionId"] == qr["sessionId"]
+
+
+async def _revoke_elsewhere_then_wait(here: ViewerClient, there: ViewerClient,
+                                      session_id: str) -> None:
+    await there.call("POST", f"/api/sessions/{session_id}/revoke",
+                     headers={"X-Api-Key": API_KEY}, expect=200)
+    app = here.http.app
+    assert app is not None
+    await wait_until(lambda: app[GATE].is_ended(session_id), timeout_s=10)
+
+
+async def test_a_session_revoked_on_one_instance_is_refused_by_the_others_gate(
+        two_instances: Instances) -> None:
+    here, there = two_instances
+    qr = await here.generate_qris()
+    await here.pay(qr["trxId"])
+    access = await here.check_access("demo", qr["sessionId"])
+    playlist = access["tokenPlaybackUrl"]
+    async with here.http.get(playlist) as response:
+        assert response.status == 200
+    await _revoke_elsewhere_then_wait(here, there, qr["sessionId"])
+    async with here.http.get(playlist) as response:
+        assert response.status == 403
+        assert response.headers["Cache-Control"] == "private, no-store"
+
+
+async def test_the_change_feed_comes_back_after_redis_drops_it(
+        two_instances: Instances) -> None:
+    here, there = two_instances
+    qr = await here.generate_qris()
+    await here.pay(qr["trxId"])
+    access = await here.check_access("demo", qr["sessionId"])
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        # Every subscriber connection on the server: both instances lose their feed.
+        assert await client.client_kill_filter(_type="pubsub") >= 2
+    finally:
+        await client.aclose()
+    # Whether the revocation is heard on the resumed feed or read back when it resumes,
+    # the gate here must come to refuse it.
+    await _revoke_elsewhere_then_wait(here, there, qr["sessionId"])
+    async with here.http.get(access["tokenPlaybackUrl"]) as response:
+        assert response.status == 403
+
+
+async def test_instances_must_share_their_secrets(tmp_path: Path, redis_prefix: str) -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_SECRET: must be set when instances"):
+        Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_STORE": REDIS_URL,
+                           "GATEWAY_REDIS_KEY_PREFIX": redis_prefix})
