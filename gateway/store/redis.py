@@ -273,8 +273,8 @@ class RedisStore(SessionStore):
             return None
         return pointer
 
-    async def _stale_active(self, pipe: Pipeline, user_id: str, stream_id: str,
-                            now_ms: int) -> tuple[str | None, PaymentSession | None]:
+    async def _active_pointer(self, pipe: Pipeline, user_id: str, stream_id: str,
+                              ) -> tuple[str | None, PaymentSession | None]:
         """Watch the viewer's active pointer; return it and the session it names."""
         active_key = self._keys.active(user_id, stream_id)
         await pipe.watch(active_key)
@@ -285,8 +285,8 @@ class RedisStore(SessionStore):
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
-            pointer, current = await self._stale_active(
-                pipe, candidate.user_id, candidate.stream_id, now_ms)
+            pointer, current = await self._active_pointer(pipe, candidate.user_id,
+                                                          candidate.stream_id)
             if current is not None and current.status in ACTIVE_STATUSES \
                     and not _is_stale(current, now_ms):
                 return current, False
@@ -318,8 +318,8 @@ class RedisStore(SessionStore):
             writes: list[PaymentSession] = []  # stale sessions found expired, then decided
             others: tuple[PaymentSession, ...] = ()
             if session is not None:
-                pointer, current = await self._stale_active(
-                    pipe, session.user_id, session.stream_id, now_ms)
+                pointer, current = await self._active_pointer(pipe, session.user_id,
+                                                              session.stream_id)
                 if session.session_id != pointer and _is_stale(session, now_ms):
                     session = _expired(session)  # cannot happen while the pointer holds
                     writes.append(session)
@@ -364,8 +364,8 @@ class RedisStore(SessionStore):
                     return None
                 if not _is_stale(session, now_ms):
                     return None  # paid since it was listed: its expiry moved
-                pointer, _ = await self._stale_active(pipe, session.user_id,
-                                                      session.stream_id, now_ms)
+                pointer, _ = await self._active_pointer(pipe, session.user_id,
+                                                        session.stream_id)
                 pipe.multi()
                 ended = _expired(session)
                 self._queue_write(pipe, ended, pointer)
@@ -401,8 +401,8 @@ class RedisStore(SessionStore):
             if session is None or session.status != SessionStatus.PAID \
                     or session.expires_at_ms <= now_ms:
                 return None
-            pointer, _ = await self._stale_active(pipe, session.user_id, session.stream_id,
-                                                  now_ms)
+            pointer, _ = await self._active_pointer(pipe, session.user_id,
+                                                    session.stream_id)
             ended = replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
             pipe.multi()
             self._queue_write(pipe, ended, pointer)
