@@ -1,4 +1,10 @@
-"""The ceiling for any aiohttp handler: the same files, from memory, no checks at all."""
+"""The ceiling for any aiohttp handler: the same files, from memory, no checks at all.
+
+    bare_files.py PORT DIRECTORY [uvloop]
+
+With `uvloop` (the `bench` extra), the same server on uvloop's event loop, to show
+whether a faster loop would lift the ceiling.
+"""
 
 import sys
 from pathlib import Path
@@ -17,4 +23,10 @@ async def serve(request: web.Request) -> web.Response:
 
 app = web.Application()
 app.router.add_get("/{name}", serve)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+loop_factory = None
+if sys.argv[3:] == ["uvloop"]:
+    import uvloop
+
+    loop_factory = uvloop.new_event_loop
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+            loop=loop_factory() if loop_factory else None)
