@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from aiohttp.test_utils import BaseTestServer, TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.store import open_store
 
 API_KEY = "test-api-key-0123456789abcdef"
 SECRET = "s" * 40
@@ -57,9 +59,43 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
     return Settings.from_env(env)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+@pytest.fixture(params=["sqlite", "redis"])
+async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The app's settings, once on each store backend: every test of the HTTP API runs
+    against SQLite and against Redis."""
+    if request.param == "sqlite":
+        yield make_settings(tmp_path)
+        return
+    async with redis_keyspace() as prefix:
+        yield make_settings(tmp_path, GATEWAY_STORE=REDIS_URL,
+                            GATEWAY_REDIS_KEY_PREFIX=prefix)
+
+
+def store_snapshot(settings: Settings) -> list[Any]:
+    """Everything the store holds, to show that a request changed nothing."""
+    if settings.store_url.startswith("sqlite:///"):
+        with sqlite3.connect(settings.store_url.removeprefix("sqlite:///")) as conn:
+            return [conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                    for table in ("payment_sessions", "provider_notifications")]
+    import redis
+
+    client = redis.Redis.from_url(settings.store_url)
+    try:
+        keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000))
+        return [(key, client.dump(key)) for key in keys]
+    finally:
+        client.close()
+
+
+async def stored_notifications(settings: Settings) -> list[tuple[str, str, int, bool, str]]:
+    """The notification ledger as the store reports it, oldest first."""
+    store = await open_store(settings.store_url, settings.redis_key_prefix)
+    try:
+        ledger = await store.notifications(limit=1000)
+    finally:
+        await store.close()
+    return [(n.notification.event_id, n.notification.trx_id, n.notification.amount,
+             n.applied, n.reason) for n in reversed(ledger)]
 
 
 class ViewerClient:

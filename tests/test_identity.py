@@ -4,6 +4,7 @@ pays for or polls another viewer's session."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,14 +158,15 @@ async def test_a_bad_bearer_token_is_401(make_viewer: AppFactory, platform_setti
     assert body["code"] == "unauthenticated"
 
 
-async def test_rotating_the_secret_keeps_viewers(tmp_path: Path, make_viewer: AppFactory,
+async def test_rotating_the_secret_keeps_viewers(settings: Settings, make_viewer: AppFactory,
                                                  aiohttp_client: Any) -> None:
     from gateway.app import create_app
 
     old = await make_viewer()
     qr = await old.generate_qris()
     cookie = old.http.session.cookie_jar.filter_cookies(old.http.make_url("/"))["viewer"].value
-    rotated = make_settings(tmp_path, GATEWAY_SECRET="n" * 40, GATEWAY_PREVIOUS_SECRETS=SECRET)
+    # The same store, restarted with a new secret and the old one kept for verifying.
+    rotated = replace(settings, secret=b"n" * 40, previous_secrets=(SECRET.encode(),))
     client = await aiohttp_client(create_app(rotated))
     async with client.get("/api/payment-callback", params={"sessionId": qr["sessionId"]},
                           headers={"Cookie": f"viewer={cookie}"}) as response:

@@ -38,7 +38,9 @@ class SessionStore(abc.ABC):
         """The viewer's session for the stream that is pending or paid and unexpired."""
 
     @abc.abstractmethod
-    async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]: ...
+    async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
+        """The viewer's pending and paid unexpired sessions, oldest first (ties by id, so
+        every backend gives the same order)."""
 
     @abc.abstractmethod
     async def insert_pending(

@@ -195,7 +195,7 @@ class RedisStore(SessionStore):
         ids = await self._redis.smembers(self._keys.user_active(user_id))
         sessions = [session for session in await self._load_many(ids)
                     if session.is_active(now_ms)]
-        return sorted(sessions, key=lambda session: session.created_at_ms)
+        return sorted(sessions, key=lambda session: (session.created_at_ms, session.session_id))
 
     async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
         ids = await self._redis.zrangebyscore(self._keys.ended, f"({paid_after_ms}", "+inf")

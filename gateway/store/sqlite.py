@@ -261,7 +261,7 @@ class SQLiteStore(SessionStore):
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE user_id = ? AND {_ACTIVE} AND expires_at_ms > ?"
-                " ORDER BY created_at_ms",
+                " ORDER BY created_at_ms, session_id",
                 (user_id, now_ms),
             ).fetchall()
             return [_session(row) for row in rows]

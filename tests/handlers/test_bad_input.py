@@ -3,13 +3,12 @@ traceback, and the store exactly as it was."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import ViewerClient
+from tests.conftest import ViewerClient, store_snapshot
 
 HUGE = "a" * 100_000
 VALID_BUT_UNKNOWN_SESSION = "A" * 22
@@ -88,13 +87,6 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
 ]
 
 
-def snapshot(settings: Settings) -> list[Any]:
-    path = settings.store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return [conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-                for table in ("payment_sessions", "provider_notifications")]
-
-
 def fill(value: Any, qr: dict[str, Any]) -> Any:
     if isinstance(value, str):
         return value.replace("{sid}", qr["sessionId"]).replace("{trx}", qr["trxId"])
@@ -113,7 +105,7 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
         viewer: ViewerClient, settings: Settings,
         method: str, path: str, kwargs: dict[str, Any], status: int) -> None:
     qr = await viewer.generate_qris()
-    before = snapshot(settings)
+    before = store_snapshot(settings)
     async with viewer.http.request(method, fill(path, qr), **fill(kwargs, qr)) as response:
         text = await response.text()
         assert response.status == status, text
@@ -124,4 +116,4 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
     assert isinstance(body["code"], str) and body["code"]
     assert set(body) == {"success", "error", "code"}
     assert "Traceback" not in text and 'File "' not in text
-    assert snapshot(settings) == before
+    assert store_snapshot(settings) == before

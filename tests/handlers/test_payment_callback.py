@@ -6,13 +6,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import sqlite3
 from typing import Any
 
 import pytest
 
 from gateway.settings import Settings
-from tests.conftest import API_KEY, WEBHOOK_SECRET, FakeClock, ViewerClient
+from tests.conftest import (
+    API_KEY,
+    WEBHOOK_SECRET,
+    FakeClock,
+    ViewerClient,
+    stored_notifications,
+)
 
 
 def signed(body: dict[str, Any] | bytes, timestamp_s: int,
@@ -30,14 +35,6 @@ def event(qr: dict[str, Any], clock: FakeClock, event_id: str = "evt-1",
             "status": "paid", "paidAt": clock(), **overrides}
 
 
-def ledger(settings: Settings) -> list[tuple[Any, ...]]:
-    path = settings.store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return conn.execute(
-            "SELECT event_id, trx_id, amount, applied, reason FROM provider_notifications"
-            " ORDER BY id").fetchall()
-
-
 async def deliver(viewer: ViewerClient, raw: bytes, headers: dict[str, str],
                   expect: int) -> dict[str, Any]:
     return await viewer.call("POST", "/api/payment-callback", data=raw, headers=headers,
@@ -51,7 +48,8 @@ async def test_an_authentic_notification_pays_the_session(
     answer = await deliver(viewer, raw, headers, 200)
     assert answer["data"] == {"applied": True, "reason": "paid", "eventId": "evt-1"}
     assert (await viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
-    assert ledger(settings) == [("evt-1", qr["trxId"], 1000, 1, "paid")]
+    assert await stored_notifications(settings) == [
+        ("evt-1", qr["trxId"], 1000, True, "paid")]
 
 
 @pytest.mark.parametrize(
@@ -79,7 +77,7 @@ async def test_inauthentic_notifications_get_401_and_change_nothing(
     answer = await deliver(viewer, raw, make_headers(raw, clock() // 1000), 401)
     assert answer == {"success": False, "code": "invalid_signature",
                       "error": f"Notifikasi pembayaran ditolak: {reason}"}
-    assert ledger(settings) == []
+    assert await stored_notifications(settings) == []
     assert (await viewer.status(qr["sessionId"]))["status"] == "pending"
 
 
@@ -98,7 +96,7 @@ async def test_a_replayed_delivery_is_refused(viewer: ViewerClient, clock: FakeC
     clock.advance(5)
     answer = await deliver(viewer, raw, headers, 401)
     assert answer["error"] == "Notifikasi pembayaran ditolak: replayed"
-    assert len(ledger(settings)) == 1
+    assert len(await stored_notifications(settings)) == 1
 
 
 async def test_duplicates_are_answered_200_and_change_nothing(
@@ -118,7 +116,8 @@ async def test_duplicates_are_answered_200_and_change_nothing(
     assert answer["data"]["reason"] == "already_paid"
     now = await viewer.status(qr["sessionId"])
     assert (now["paidAt"], now["expiresAt"]) == (paid["paidAt"], paid["expiresAt"])
-    assert [row[4] for row in ledger(settings)] == ["paid", "duplicate_event", "already_paid"]
+    assert [row[4] for row in await stored_notifications(settings)] == [
+        "paid", "duplicate_event", "already_paid"]
 
 
 async def test_wrong_amount_and_unknown_transactions_are_kept_not_applied(
@@ -131,8 +130,9 @@ async def test_wrong_amount_and_unknown_transactions_are_kept_not_applied(
     answer = await deliver(viewer, ghost, headers, 200)
     assert answer["data"]["reason"] == "unknown_transaction"
     assert (await viewer.status(qr["sessionId"]))["status"] == "pending"
-    assert ledger(settings) == [("evt-1", qr["trxId"], 999, 0, "amount_mismatch"),
-                                ("evt-2", "NOSUCHTRX", 1000, 0, "unknown_transaction")]
+    assert await stored_notifications(settings) == [
+        ("evt-1", qr["trxId"], 999, False, "amount_mismatch"),
+        ("evt-2", "NOSUCHTRX", 1000, False, "unknown_transaction")]
 
 
 async def test_payment_after_expiry_still_grants_the_full_window(
@@ -153,7 +153,7 @@ async def test_an_authentic_body_we_cannot_read_is_400(viewer: ViewerClient,
     raw, headers = signed(b'{"eventId": 5}', clock() // 1000)
     answer = await deliver(viewer, raw, headers, 400)
     assert answer["code"] == "invalid_request"
-    assert ledger(settings) == []
+    assert await stored_notifications(settings) == []
 
 
 async def test_callback_ignores_cookies_and_never_sets_one(viewer: ViewerClient,
