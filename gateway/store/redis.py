@@ -22,7 +22,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -121,6 +121,51 @@ class _Keys:
         return f"{self.prefix}event:{_part(provider)}:{_part(event_id)}"
 
 
+# Everything a notification's decision reads, in one round trip: whether this delivery
+# was replayed, whether its event was seen, its session, and the session that the
+# viewer's active pointer names. KEYS: trx pointer, event marker, ledger counter.
+# ARGV: key prefix, replay marker key or "", and "number" to also draw the ledger number
+# for the notification (a counter: a number drawn by an attempt that is retried is
+# skipped).
+_READ_NOTIFICATION_CONTEXT = """
+local number = 0
+if ARGV[3] == 'number' then number = redis.call('INCR', KEYS[3]) end
+local replayed = 0
+if ARGV[2] ~= '' then replayed = redis.call('EXISTS', ARGV[2]) end
+local seen = redis.call('EXISTS', KEYS[2])
+local sid = redis.call('GET', KEYS[1])
+if not sid then return {replayed, seen, '', {}, '', '', {}, number} end
+local session = redis.call('HGETALL', ARGV[1] .. 'session:' .. sid)
+local active_key = ''
+for i = 1, #session, 2 do
+  if session[i] == 'active_key' then active_key = session[i + 1] end
+end
+local pointer = ''
+local current = {}
+if active_key ~= '' then
+  pointer = redis.call('GET', active_key) or ''
+  if pointer ~= '' and pointer ~= sid then
+    current = redis.call('HGETALL', ARGV[1] .. 'session:' .. pointer)
+  end
+end
+return {replayed, seen, sid, session, active_key, pointer, current, number}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _NotificationContext:
+    replayed: bool
+    event_seen: bool
+    session: PaymentSession | None
+    pointer: str | None
+    current: PaymentSession | None  # what the pointer names, when not `session`
+    derived_keys: tuple[str, ...]  # the keys read through the others: to WATCH
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 class RedisStore(SessionStore):
     shared = True
 
@@ -130,11 +175,14 @@ class RedisStore(SessionStore):
         self._keys = _Keys(key_prefix)
         # Lets an instance skip its own changes when they come back from the channel.
         self.instance_id = uuid.uuid4().hex
+        self._read_notification_context = client.register_script(_READ_NOTIFICATION_CONTEXT)
 
     @classmethod
     async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStore:
+        # Bounded connects (and disconnects, which redis-py times by the same setting);
+        # no read timeout, which would break the change feed's idle subscription.
         client = aioredis.Redis.from_url(url, decode_responses=True,
-                                         health_check_interval=30)
+                                         health_check_interval=30, socket_connect_timeout=5)
         try:
             await client.ping()
         except RedisError as exc:
@@ -254,9 +302,11 @@ class RedisStore(SessionStore):
         transaction; the return value is what it holds after."""
         keys = self._keys
         session_id = session.session_id
-        pipe.hset(keys.session(session_id), mapping=_session_fields(session))
-        pipe.set(keys.trx(session.provider, session.trx_id), session_id)
         active_key = keys.active(session.user_id, session.stream_id)
+        # The pointer's key name rides along, for the notification script to follow.
+        pipe.hset(keys.session(session_id),
+                  mapping={**_session_fields(session), "active_key": active_key})
+        pipe.set(keys.trx(session.provider, session.trx_id), session_id)
         if session.status in ACTIVE_STATUSES:
             pipe.zadd(keys.due, {session_id: session.expires_at_ms})
             pipe.sadd(keys.user_active(session.user_id), session_id)
@@ -280,6 +330,23 @@ class RedisStore(SessionStore):
         await pipe.watch(active_key)
         pointer: str | None = await pipe.get(active_key)
         return pointer, await self._read_session(pipe, pointer)
+
+    async def _notification_context(self, trx_key: str, event_key: str, replay_key: str | None,
+                                    *, draw_number: bool = False
+                                    ) -> tuple[_NotificationContext, int]:
+        replayed, seen, session_id, session, active_key, pointer, current, number = (
+            await self._read_notification_context(
+                keys=[trx_key, event_key, self._keys.notification_ids],
+                args=[self._keys.prefix, replay_key or "", "number" if draw_number else ""]))
+        current_session = _session(_pairs(current))
+        return _NotificationContext(
+            replayed=bool(replayed), event_seen=bool(seen),
+            session=_session(_pairs(session)), pointer=pointer or None,
+            current=current_session,
+            derived_keys=tuple(key for key in (
+                self._keys.session(session_id) if session_id else "", active_key,
+                self._keys.session(current_session.session_id) if current_session else "",
+            ) if key)), int(number)
 
     async def insert_pending(
         self, candidate: PaymentSession, now_ms: int
@@ -310,16 +377,24 @@ class RedisStore(SessionStore):
         trx_key = keys.trx(note.provider, note.trx_id)
 
         async def apply(pipe: Pipeline) -> PaymentDecision:
-            if replay_key is not None and await pipe.exists(replay_key):
+            # Read everything in one round trip, WATCH all it touched, read again: if
+            # nothing moved in between, the WATCH covers every read (EXEC fails on any
+            # change after it, whichever connection read the keys).
+            first, _ = await self._notification_context(trx_key, event_key, replay_key)
+            await pipe.watch(*own_keys, *first.derived_keys)
+            context, number = await self._notification_context(
+                trx_key, event_key, replay_key, draw_number=True)
+            if context != first:
+                raise WatchError("changed between the reads")
+            if context.replayed:
                 return PaymentDecision(False, NotificationReason.REPLAYED, None)
             now_ms = note.received_at_ms
-            session = await self._read_session(pipe, await pipe.get(trx_key))
-            pointer: str | None = None
+            session = context.session
+            pointer = context.pointer
             writes: list[PaymentSession] = []  # stale sessions found expired, then decided
             others: tuple[PaymentSession, ...] = ()
             if session is not None:
-                pointer, current = await self._active_pointer(pipe, session.user_id,
-                                                              session.stream_id)
+                current = session if pointer == session.session_id else context.current
                 if session.session_id != pointer and _is_stale(session, now_ms):
                     session = _expired(session)  # cannot happen while the pointer holds
                     writes.append(session)
@@ -331,9 +406,8 @@ class RedisStore(SessionStore):
                 if (current is not None and current.session_id != session.session_id
                         and current.status in ACTIVE_STATUSES):
                     others = (current,)
-            seen = bool(await pipe.exists(event_key))
+            seen = context.event_seen
             decision = decide(PaymentContext(note, session, seen, others))
-            number = int(await self._redis.incr(keys.notification_ids))  # gaps are harmless
             pipe.multi()
             # In the decision's order: what it ends comes before what it makes active.
             for changed in (*writes, *decision.changed):
@@ -347,8 +421,8 @@ class RedisStore(SessionStore):
                 pipe.set(replay_key, str(number))
             return decision
 
-        return await self._transaction([trx_key, event_key]
-                                       + ([replay_key] if replay_key else []), apply)
+        own_keys = [trx_key, event_key] + ([replay_key] if replay_key else [])
+        return await self._transaction([], apply)
 
     async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
         ids = await self._redis.zrangebyscore(self._keys.due, "-inf", now_ms, start=0,
