@@ -59,6 +59,7 @@ async def new_session(client: aiohttp.ClientSession, base: str, user_id: str) ->
 async def time_one_payment(client: aiohttp.ClientSession, base: str,
                            socket: aiohttp.ClientWebSocketResponse,
                            session: dict[str, str]) -> tuple[float, float]:
+    """The callback goes to `base`, which need not be the server holding `socket`."""
     body, headers = signed_callback(session["trxId"], int(session["amount"]))
     started = time.perf_counter()
     callback = asyncio.create_task(client.post(f"{base}/api/payment-callback", data=body,
@@ -75,15 +76,19 @@ async def time_one_payment(client: aiohttp.ClientSession, base: str,
     return (pushed - started) * 1000, (answered - started) * 1000
 
 
-async def payments(base: str, count: int) -> tuple[list[float], list[float]]:
+async def payments(base: str, count: int, callback_base: str | None = None,
+                   viewer_prefix: str = "pay") -> tuple[list[float], list[float]]:
+    """`count` payments to viewers watching on `base`; the provider's callbacks go to
+    `callback_base` (another instance sharing the store), or to `base` itself."""
     pushes, callbacks = [], []
     async with aiohttp.ClientSession() as client:
         for index in range(count):
-            session = await new_session(client, base, f"pay-{index}")
+            session = await new_session(client, base, f"{viewer_prefix}-{index}")
             async with client.ws_connect(f"{base}/ws?sessionId={session['sessionId']}",
                                          headers={"X-Api-Key": API_KEY}) as socket:
                 await socket.receive()  # the snapshot
-                push_ms, callback_ms = await time_one_payment(client, base, socket, session)
+                push_ms, callback_ms = await time_one_payment(
+                    client, callback_base or base, socket, session)
             pushes.append(push_ms)
             callbacks.append(callback_ms)
     return pushes, callbacks
