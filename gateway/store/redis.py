@@ -4,6 +4,9 @@
   when a watched key changed). Rule 1 is held by one pointer key per viewer and stream
   that names their active session; every transaction that creates or ends an active
   session watches that key, so two instances racing for one viewer cannot both win.
+  A notification's reads are one Lua script (a round trip costs ~0.25 ms through
+  redis-py, and there would be a dozen); the script follows keys it derives, so this
+  store needs one Redis server or a primary with replicas, not Redis Cluster.
 - Status changes are published on a channel (`changes()`), so a viewer's WebSocket held
   by one instance hears a payment that another instance received, and every instance's
   HLS gate learns of a revocation.
