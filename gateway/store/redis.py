@@ -428,8 +428,21 @@ class RedisStore(SessionStore):
         return await self._transaction([], apply)
 
     async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
-        ids = await self._redis.zrangebyscore(self._keys.due, "-inf", now_ms, start=0,
-                                              num=limit)
+        expired: list[PaymentSession] = []
+        # Another instance's sweeper may be expiring the same sessions: those it wins
+        # leave the due set, so list again until `limit` are ours or none are due. A
+        # short batch then means "drained", as the caller assumes.
+        listed_before: list[str] = []
+        while len(expired) < limit:
+            ids = await self._redis.zrangebyscore(self._keys.due, "-inf", now_ms, start=0,
+                                                  num=limit - len(expired))
+            if not ids or ids == listed_before:  # nothing due, or nothing moving
+                break
+            expired += await self._expire_listed(ids, now_ms)
+            listed_before = ids
+        return expired
+
+    async def _expire_listed(self, ids: list[str], now_ms: int) -> list[PaymentSession]:
         expired: list[PaymentSession] = []
         for session_id in ids:
             async def expire(pipe: Pipeline, session_id: str = session_id

@@ -251,3 +251,23 @@ async def test_two_handles_on_one_store_race_for_one_viewer(store: SessionStore)
         assert len(await other.notifications()) == 2  # both kept, one applied
     finally:
         await other.close()
+
+
+async def test_two_sweepers_expire_each_session_once(store: SessionStore) -> None:
+    """Every instance runs the sweeper: a session expired by one is not reported (and
+    pushed to viewers) again by another."""
+    if isinstance(store, RedisStore):
+        other: SessionStore = await RedisStore.open(REDIS_URL, store.key_prefix)
+    elif isinstance(store, SQLiteStore) and store.path != ":memory:":
+        other = await SQLiteStore.open(store.path)
+    else:
+        pytest.skip("an in-memory database belongs to one handle")
+    try:
+        due = [(await store.insert_pending(pending(f"user{i}"), T0))[0] for i in range(30)]
+        after_window = T0 + WINDOW_MS
+        batches = await asyncio.gather(*(handle.expire_due(after_window, limit=7)
+                                         for handle in [store, other] * 5))
+        expired = [session.session_id for batch in batches for session in batch]
+        assert sorted(expired) == sorted(session.session_id for session in due)
+    finally:
+        await other.close()
