@@ -41,6 +41,25 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
+@pytest.fixture(params=["sqlite-file", "redis"])
+async def two_handles(request: pytest.FixtureRequest, tmp_path: Path
+                      ) -> AsyncIterator[tuple[SessionStore, SessionStore]]:
+    """Two handles on one store, as two instances (or processes) would hold it."""
+    if request.param == "redis":
+        async with redis_keyspace() as prefix:
+            handles = (await RedisStore.open(REDIS_URL, prefix),
+                       await RedisStore.open(REDIS_URL, prefix))
+            yield handles
+            for handle in handles:
+                await handle.close()
+        return
+    path = str(tmp_path / "store.db")
+    shared = (await SQLiteStore.open(path), await SQLiteStore.open(path))
+    yield shared
+    for handle in shared:
+        await handle.close()
+
+
 def pending(user_id: str = "alice", stream_id: str = "demo", *, at_ms: int = T0,
             trx_id: str | None = None, amount: int = 1000) -> PaymentSession:
     session_id = new_session_id()
@@ -231,43 +250,29 @@ async def test_the_ledger_keeps_every_notification_newest_first(store: SessionSt
     assert [n.notification.event_id for n in mine] == ["e2"]
 
 
-async def test_two_handles_on_one_store_race_for_one_viewer(store: SessionStore) -> None:
+async def test_two_handles_on_one_store_race_for_one_viewer(
+        two_handles: tuple[SessionStore, SessionStore]) -> None:
     """Two instances (or processes) sharing the store: still one active session."""
-    if isinstance(store, RedisStore):
-        other: SessionStore = await RedisStore.open(REDIS_URL, store.key_prefix)
-    elif isinstance(store, SQLiteStore) and store.path != ":memory:":
-        other = await SQLiteStore.open(store.path)
-    else:
-        pytest.skip("an in-memory database belongs to one handle")
-    try:
-        results = await asyncio.gather(*(
-            handle.insert_pending(pending(), T0) for handle in [store, other] * 10))
-        assert sum(inserted for _, inserted in results) == 1
-        winner = next(session for session, inserted in results if inserted)
-        decisions = await asyncio.gather(
-            pay(store, winner, at_ms=T0 + 1000, event_id="same-event"),
-            pay(other, winner, at_ms=T0 + 1000, event_id="same-event"))
-        assert sorted(d.reason for d in decisions) == ["duplicate_event", "paid"]
-        assert len(await other.notifications()) == 2  # both kept, one applied
-    finally:
-        await other.close()
+    store, other = two_handles
+    results = await asyncio.gather(*(
+        handle.insert_pending(pending(), T0) for handle in [store, other] * 10))
+    assert sum(inserted for _, inserted in results) == 1
+    winner = next(session for session, inserted in results if inserted)
+    decisions = await asyncio.gather(
+        pay(store, winner, at_ms=T0 + 1000, event_id="same-event"),
+        pay(other, winner, at_ms=T0 + 1000, event_id="same-event"))
+    assert sorted(d.reason for d in decisions) == ["duplicate_event", "paid"]
+    assert len(await other.notifications()) == 2  # both kept, one applied
 
 
-async def test_two_sweepers_expire_each_session_once(store: SessionStore) -> None:
+async def test_two_sweepers_expire_each_session_once(
+        two_handles: tuple[SessionStore, SessionStore]) -> None:
     """Every instance runs the sweeper: a session expired by one is not reported (and
-    pushed to viewers) again by another."""
-    if isinstance(store, RedisStore):
-        other: SessionStore = await RedisStore.open(REDIS_URL, store.key_prefix)
-    elif isinstance(store, SQLiteStore) and store.path != ":memory:":
-        other = await SQLiteStore.open(store.path)
-    else:
-        pytest.skip("an in-memory database belongs to one handle")
-    try:
-        due = [(await store.insert_pending(pending(f"user{i}"), T0))[0] for i in range(30)]
-        after_window = T0 + WINDOW_MS
-        batches = await asyncio.gather(*(handle.expire_due(after_window, limit=7)
-                                         for handle in [store, other] * 5))
-        expired = [session.session_id for batch in batches for session in batch]
-        assert sorted(expired) == sorted(session.session_id for session in due)
-    finally:
-        await other.close()
+    pushed to viewers) again by another, and nothing due is left for the next round."""
+    store, other = two_handles
+    due = [(await store.insert_pending(pending(f"user{i}"), T0))[0] for i in range(30)]
+    after_window = T0 + WINDOW_MS
+    batches = await asyncio.gather(*(handle.expire_due(after_window, limit=7)
+                                     for handle in [store, other] * 5))
+    expired = [session.session_id for batch in batches for session in batch]
+    assert sorted(expired) == sorted(session.session_id for session in due)
