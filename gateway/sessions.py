@@ -218,7 +218,8 @@ class PaymentSessions:
         self._listeners: list[StatusListener] = []
 
     def add_listener(self, listener: StatusListener) -> None:
-        """Called with a session's new state on every status change this process makes."""
+        """Called with a session's new state on every status change: made by this
+        process, or (with a shared store) by another instance."""
         self._listeners.append(listener)
 
     async def _changed(self, session: PaymentSession) -> None:
