@@ -20,18 +20,21 @@ from gateway.keys import (
     GATE,
     HLS_JS_URL,
     IDENTITY,
+    METRICS,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
     STATUS_HUB,
     WEBSOCKETS,
 )
+from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware, finish_headers
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
     gate_ctx,
     http_client_ctx,
+    metrics_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -57,13 +60,14 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
                            access_seconds=settings.access_seconds)
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[METRICS] = Metrics()
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah})
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
-                            store_changes_ctx, sweeper_ctx])
+                            store_changes_ctx, metrics_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

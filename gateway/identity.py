@@ -46,6 +46,15 @@ class IdentityResolver:
         # A viewer sends the same cookie with every request: check its HMAC once.
         self._cookie_user = functools.lru_cache(maxsize=65536)(self._verify_cookie)
 
+    def is_operator(self, *, api_key: str | None, authorization: str | None) -> bool:
+        """The API key, as `X-Api-Key` or as a bearer token (what Prometheus can send).
+        Never resolves a viewer: a scraper must not be handed a viewer cookie."""
+        if authorization is not None and api_key is None:
+            scheme, _, credentials = authorization.partition(" ")
+            api_key = credentials.strip() if scheme.lower() == "bearer" else None
+        return (api_key is not None and self._api_key is not None
+                and hmac.compare_digest(api_key.encode(), self._api_key))
+
     def resolve(self, *, api_key: str | None, authorization: str | None,
                 viewer_cookie: str | None) -> Viewer:
         if api_key is not None:

@@ -14,6 +14,7 @@ from gateway.gate.access import AccessGate
 from gateway.gate.cache import UpstreamFetcher
 from gateway.gate.origins import Origin
 from gateway.identity import IdentityResolver, Viewer
+from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.sessions import PaymentSessions
@@ -30,6 +31,7 @@ QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", AccessGate)
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
+METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)

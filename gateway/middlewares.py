@@ -38,7 +38,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/metrics", "/static/",
+                  "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,

@@ -21,6 +21,7 @@ from gateway.keys import (
     CLOCK,
     GATE,
     HTTP_CLIENT,
+    METRICS,
     ORIGINS,
     PLAYBACK_URLS,
     PROVIDER,
@@ -31,6 +32,7 @@ from gateway.keys import (
     STORE,
     SWEEPER,
     UPSTREAM,
+    WEBSOCKETS,
 )
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
@@ -126,7 +128,8 @@ _RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
 
 
 async def _follow_changes(app: web.Application) -> None:
-    sessions = app[SESSIONS]
+    sessions, metrics = app[SESSIONS], app[METRICS]
+    metrics.change_feed_up = False
     failures = 0
 
     async def catch_up() -> None:
@@ -143,6 +146,7 @@ async def _follow_changes(app: web.Application) -> None:
         if failures:
             log_event(log, "store_changes_resumed", after_failures=failures)
         failures = 0
+        metrics.change_feed_up = True
 
     while True:
         try:
@@ -152,9 +156,32 @@ async def _follow_changes(app: web.Application) -> None:
             raise
         except Exception:
             log.exception("lost the store's change feed; resubscribing")
+        metrics.change_feed_up = False
         delay_s = _RESUBSCRIBE_DELAYS_S[min(failures, len(_RESUBSCRIBE_DELAYS_S) - 1)]
         failures += 1
         await asyncio.sleep(delay_s)
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Counts status changes, and reads the hot path's figures when Prometheus asks."""
+    metrics = app[METRICS]
+    app[SESSIONS].add_listener(metrics.session_changed)
+    fetcher, hub, gate, websockets = app[UPSTREAM], app[STATUS_HUB], app[GATE], app[WEBSOCKETS]
+
+    def live_figures() -> dict[str, float]:
+        return {
+            "gateway_upstream_fetches": fetcher.upstream_requests,
+            "gateway_upstream_coalesced": fetcher.coalesced_requests,
+            "gateway_segment_cache_bytes": fetcher.cache.size_bytes,
+            "gateway_segment_cache_objects": len(fetcher.cache),
+            "gateway_segment_cache_limit_bytes": fetcher.cache.max_bytes,
+            "gateway_websockets": len(websockets),
+            "gateway_watched_sessions": hub.watched_sessions,
+            "gateway_ended_sessions": gate.ended_sessions,
+        }
+
+    metrics.watch(live_figures)
+    yield
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

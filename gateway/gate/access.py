@@ -84,5 +84,9 @@ class AccessGate:
         if len(self._ended) > _PRUNE_ABOVE:
             self._ended = {sid: until for sid, until in self._ended.items() if until > now_ms}
 
+    @property
+    def ended_sessions(self) -> int:
+        return len(self._ended)
+
     def is_ended(self, session_id: str) -> bool:
         return session_id in self._ended

@@ -10,7 +10,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
-from gateway.errors import InvalidRequest, NotYours
+from gateway.errors import InvalidRequest, NotificationRejected, NotYours
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -22,7 +22,7 @@ from gateway.handlers.common import (
 )
 from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
-from gateway.keys import CATALOG, CLOCK, GATE, PROVIDER, SESSIONS
+from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
 from gateway.sessions import PaymentSession
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
@@ -68,6 +68,8 @@ async def generate_qris(request: web.Request) -> web.Response:
     session, created = await request.app[SESSIONS].request_qr(
         user_id, body.stream_id, body.amount
     )
+    if created:
+        request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
     return ok(
@@ -111,10 +113,16 @@ async def payment_status(request: web.Request) -> web.Response:
 async def payment_notification(request: web.Request) -> web.Response:
     """The provider's callback. Read raw bytes first: signatures cover the exact body."""
     raw_body = await request.read()
-    notification = request.app[PROVIDER].verify_notification(
-        request.headers, raw_body, request.app[CLOCK]()
-    )
-    decision = await request.app[SESSIONS].record_notification(notification)
+    metrics = request.app[METRICS]
+    try:
+        notification = request.app[PROVIDER].verify_notification(
+            request.headers, raw_body, request.app[CLOCK]()
+        )
+        decision = await request.app[SESSIONS].record_notification(notification)
+    except NotificationRejected as rejected:
+        metrics.notifications_rejected.labels(str(rejected.params["reason"])).inc()
+        raise
+    metrics.notifications.labels(decision.reason.value, str(decision.applied).lower()).inc()
     # 200 also for duplicates and refusals: the provider must stop retrying, and
     # `applied`/`reason` say what happened.
     return ok({"applied": decision.applied, "reason": decision.reason.value,

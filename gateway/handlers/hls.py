@@ -15,7 +15,7 @@ from gateway.errors import NoAccess, UnknownStream
 from gateway.gate.access import GATE_COOKIE
 from gateway.gate.paths import media_path
 from gateway.handlers.common import add_cookie
-from gateway.keys import GATE, ORIGINS, PLAYBACK_URLS
+from gateway.keys import GATE, METRICS, ORIGINS, PLAYBACK_URLS
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.gate")
@@ -30,9 +30,12 @@ async def serve(request: web.Request) -> web.StreamResponse:
     try:
         grant = request.app[GATE].check(token, stream_id)
     except NoAccess as refused:
-        log_event(log, "gate_refused", streamId=stream_id, reason=refused.params["reason"],
+        reason = str(refused.params["reason"])
+        log_event(log, "gate_refused", streamId=stream_id, reason=reason,
                   form="path" if "token" in request.match_info else "cookie")
+        request.app[METRICS].gate_refusals.labels(reason).inc()
         raise
+    request.app[METRICS].gate_granted += 1
     media = media_path(request.match_info["path"])
     return await origin.serve(request, media, grant)
 
