@@ -99,5 +99,11 @@ class UpstreamFailed(GatewayError):
     code = "upstream_failed"
 
 
+class StoreUnavailable(GatewayError):
+    """The store did not answer a readiness check in time."""
+
+    code = "store_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"

@@ -35,11 +35,12 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.ProviderReturnedInvalidQris: 502,
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
+    errors.StoreUnavailable: 503,
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/metrics", "/static/",
-                  "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/readyz", "/metrics",
+                  "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,

@@ -19,6 +19,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     if HLS_JS_FILE.is_file():  # installed from npm by `dev.py serve`; never committed
         router.add_get("/vendor/hls.min.js", _hls_js, name="hls-js")
     router.add_get("/healthz", health.healthz, name="healthz")
+    router.add_get("/readyz", health.readyz, name="readyz")
     router.add_get("/metrics", metrics.metrics, name="metrics")
     router.add_get("/api/streams", api.list_streams, name="api-streams")
     router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")

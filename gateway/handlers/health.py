@@ -1,11 +1,26 @@
-"""GET /healthz: liveness for the process supervisor and load balancer."""
+"""GET /healthz: liveness, for the process supervisor (the process answers).
+GET /readyz: readiness, for the load balancer (and its store answers too)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
+from gateway.errors import StoreUnavailable
 from gateway.handlers.common import ok
+from gateway.keys import STORE
+
+READY_TIMEOUT_S = 1.0  # a load balancer checks every few seconds: answer well inside
 
 
 async def healthz(request: web.Request) -> web.Response:
     return ok({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[STORE].ping(), READY_TIMEOUT_S)
+    except Exception:  # timeout or connection error alike: send traffic elsewhere
+        raise StoreUnavailable() from None
+    return ok({"status": "ready"})

@@ -85,6 +85,10 @@ class SessionStore(abc.ABC):
         """The notification ledger, newest first."""
 
     @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return once the store has answered a trivial request (readiness)."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...
 
     # Status changes across instances. An embedded store has one instance: nothing to

@@ -207,6 +207,9 @@ class RedisStore(SessionStore):
             log.warning("the Redis server has appendonly off: a restart of Redis loses "
                         "payments stored since its last snapshot")
 
+    async def ping(self) -> None:
+        await self._redis.ping()
+
     async def close(self) -> None:
         await self._redis.aclose()
 

@@ -223,6 +223,10 @@ class SQLiteStore(SessionStore):
         await store._writer.run(_migrate)
         return store
 
+    async def ping(self) -> None:
+        # Through the writer: a stuck write transaction is what would make us unready.
+        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         if self._reader is not self._writer:
             await self._reader.close()

@@ -1,0 +1,44 @@
+"""Liveness (/healthz: the process answers) and readiness (/readyz: its store too)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.app import create_app
+from tests.conftest import REDIS_URL, ViewerClient, make_settings
+
+
+async def test_ready_when_the_store_answers(viewer: ViewerClient) -> None:
+    assert (await viewer.call("GET", "/readyz", expect=200))["data"] == {"status": "ready"}
+
+
+async def test_a_stalled_redis_makes_the_instance_unready_not_dead(
+        tmp_path: Path, aiohttp_client: Any, redis_prefix: str) -> None:
+    settings = make_settings(tmp_path, GATEWAY_STORE=REDIS_URL,
+                             GATEWAY_REDIS_KEY_PREFIX=redis_prefix)
+    viewer = ViewerClient(await aiohttp_client(create_app(settings)))
+    await viewer.call("GET", "/readyz", expect=200)
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        # Redis answers nobody for 2.5 s, as when it stalls on a slow disk or a fork.
+        await admin.execute_command("CLIENT", "PAUSE", "2500", "ALL")
+        started = time.monotonic()
+        refused = await viewer.call("GET", "/readyz", expect=503)
+        assert refused["code"] == "store_unavailable"
+        assert time.monotonic() - started < 2.0  # answered within its bound, not hung
+        await viewer.call("GET", "/healthz", expect=200)  # alive: don't restart it
+        deadline = time.monotonic() + 10
+        while True:  # ready again once Redis answers
+            async with viewer.http.get("/readyz") as reply:
+                if reply.status == 200:
+                    break
+            assert time.monotonic() < deadline, "never ready again"
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
