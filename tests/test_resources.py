@@ -15,7 +15,7 @@ from aiohttp import ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.keys import GATE, SESSIONS, SWEEPER
+from gateway.keys import GATE, METRICS, SESSIONS, SWEEPER
 from gateway.sessions import PaymentSession
 from gateway.settings import Settings, SettingsError
 from tests.conftest import (
@@ -135,6 +135,9 @@ async def test_the_change_feed_comes_back_after_redis_drops_it(
     qr = await here.generate_qris()
     await here.pay(qr["trxId"])
     access = await here.check_access("demo", qr["sessionId"])
+    apps = [instance.http.app for instance in two_instances]
+    await wait_until(lambda: all(app is not None and app[METRICS].change_feed_up
+                                 for app in apps))
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         # Every subscriber connection on the server: both instances lose their feed.
@@ -146,6 +149,8 @@ async def test_the_change_feed_comes_back_after_redis_drops_it(
     await _revoke_elsewhere_then_wait(here, there, qr["sessionId"])
     async with here.http.get(access["tokenPlaybackUrl"]) as response:
         assert response.status == 403
+    await wait_until(lambda: all(app is not None and app[METRICS].change_feed_up
+                                 for app in apps), timeout_s=10)  # and it is back
 
 
 async def test_instances_must_share_their_secrets(tmp_path: Path, redis_prefix: str) -> None:
