@@ -52,13 +52,16 @@ class IdentityResolver:
         if authorization is not None and api_key is None:
             scheme, _, credentials = authorization.partition(" ")
             api_key = credentials.strip() if scheme.lower() == "bearer" else None
-        return (api_key is not None and self._api_key is not None
-                and hmac.compare_digest(api_key.encode(), self._api_key))
+        return api_key is not None and self._is_api_key(api_key)
+
+    def _is_api_key(self, candidate: str) -> bool:
+        return self._api_key is not None and hmac.compare_digest(candidate.encode(),
+                                                                 self._api_key)
 
     def resolve(self, *, api_key: str | None, authorization: str | None,
                 viewer_cookie: str | None) -> Viewer:
         if api_key is not None:
-            if self._api_key is None or not hmac.compare_digest(api_key.encode(), self._api_key):
+            if not self._is_api_key(api_key):
                 raise Unauthenticated()
             return Viewer(None, "api_key")
         if authorization is not None and self._jwt_secret is not None:

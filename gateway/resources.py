@@ -36,7 +36,6 @@ from gateway.keys import (
 )
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
-from gateway.status_hub import stop_sender
 from gateway.store import open_store
 
 log = logging.getLogger("gateway.resources")
@@ -105,7 +104,7 @@ async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS].add_listener(hub.publish)
     app[STATUS_SENDER] = asyncio.create_task(hub.run_sender(), name="status-sender")
     yield
-    await stop_sender(app[STATUS_SENDER])
+    await _stop(app[STATUS_SENDER])
     hub.close()
 
 
@@ -116,12 +115,9 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[STORE].shared:
         yield
         return
-    task = asyncio.create_task(_follow_changes(app), name="store-changes")
-    app[CHANGE_FOLLOWER] = task
+    app[CHANGE_FOLLOWER] = asyncio.create_task(_follow_changes(app), name="store-changes")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await _stop(app[CHANGE_FOLLOWER])
 
 
 _RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
@@ -139,10 +135,8 @@ async def _follow_changes(app: web.Application) -> None:
         gate, hub = app[GATE], app[STATUS_HUB]
         for session in await sessions.ended_early():
             gate.session_changed(session)
-        for session_id in hub.watched_session_ids():
-            watched = await sessions.store.get(session_id)
-            if watched is not None:
-                hub.publish_if_changed(watched)
+        for watched in await sessions.store.get_many(hub.watched_session_ids()):
+            hub.publish_if_changed(watched)
         if failures:
             log_event(log, "store_changes_resumed", after_failures=failures)
         failures = 0
@@ -185,9 +179,13 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(app), name="session-sweeper")
-    app[SWEEPER] = task
+    app[SWEEPER] = asyncio.create_task(_sweep_forever(app), name="session-sweeper")
     yield
+    await _stop(app[SWEEPER])
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a background task of this module's and wait until it has finished."""
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -156,8 +155,3 @@ class StatusHub:
             timer.cancel()
         self._expiry_timers.clear()
 
-
-async def stop_sender(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -27,6 +27,7 @@ from tests.conftest import (
     make_settings,
     wait_until,
 )
+from tests.gate.conftest import buy
 
 
 async def test_the_sweeper_marks_expired_sessions_and_tells_listeners(
@@ -117,13 +118,11 @@ async def _revoke_elsewhere_then_wait(here: ViewerClient, there: ViewerClient,
 async def test_a_session_revoked_on_one_instance_is_refused_by_the_others_gate(
         two_instances: Instances) -> None:
     here, there = two_instances
-    qr = await here.generate_qris()
-    await here.pay(qr["trxId"])
-    access = await here.check_access("demo", qr["sessionId"])
+    access = await buy(here, "demo")
     playlist = access["tokenPlaybackUrl"]
     async with here.http.get(playlist) as response:
         assert response.status == 200
-    await _revoke_elsewhere_then_wait(here, there, qr["sessionId"])
+    await _revoke_elsewhere_then_wait(here, there, access["sessionId"])
     async with here.http.get(playlist) as response:
         assert response.status == 403
         assert response.headers["Cache-Control"] == "private, no-store"
@@ -132,12 +131,13 @@ async def test_a_session_revoked_on_one_instance_is_refused_by_the_others_gate(
 async def test_the_change_feed_comes_back_after_redis_drops_it(
         two_instances: Instances) -> None:
     here, there = two_instances
-    qr = await here.generate_qris()
-    await here.pay(qr["trxId"])
-    access = await here.check_access("demo", qr["sessionId"])
-    apps = [instance.http.app for instance in two_instances]
-    await wait_until(lambda: all(app is not None and app[METRICS].change_feed_up
-                                 for app in apps))
+    access = await buy(here, "demo")
+
+    def both_feeds_up() -> bool:
+        return all(instance.http.app is not None
+                   and instance.http.app[METRICS].change_feed_up for instance in two_instances)
+
+    await wait_until(both_feeds_up)
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         # Every subscriber connection on the server: both instances lose their feed.
@@ -146,11 +146,10 @@ async def test_the_change_feed_comes_back_after_redis_drops_it(
         await client.aclose()
     # Whether the revocation is heard on the resumed feed or read back when it resumes,
     # the gate here must come to refuse it.
-    await _revoke_elsewhere_then_wait(here, there, qr["sessionId"])
+    await _revoke_elsewhere_then_wait(here, there, access["sessionId"])
     async with here.http.get(access["tokenPlaybackUrl"]) as response:
         assert response.status == 403
-    await wait_until(lambda: all(app is not None and app[METRICS].change_feed_up
-                                 for app in apps), timeout_s=10)  # and it is back
+    await wait_until(both_feeds_up, timeout_s=10)  # and it is back
 
 
 async def test_instances_must_share_their_secrets(tmp_path: Path, redis_prefix: str) -> None:

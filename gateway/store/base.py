@@ -29,6 +29,10 @@ class SessionStore(abc.ABC):
     async def get(self, session_id: str) -> PaymentSession | None: ...
 
     @abc.abstractmethod
+    async def get_many(self, session_ids: list[str]) -> list[PaymentSession]:
+        """The sessions that exist among `session_ids`, in one trip to the store."""
+
+    @abc.abstractmethod
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None: ...
 
     @abc.abstractmethod

@@ -233,6 +233,9 @@ class RedisStore(SessionStore):
     async def get(self, session_id: str) -> PaymentSession | None:
         return await self._load(session_id)
 
+    async def get_many(self, session_ids: list[str]) -> list[PaymentSession]:
+        return await self._load_many(session_ids)
+
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
         return await self._load(await self._redis.get(self._keys.trx(provider, trx_id)))
 

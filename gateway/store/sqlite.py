@@ -245,6 +245,18 @@ class SQLiteStore(SessionStore):
             (session_id,),
         )
 
+    async def get_many(self, session_ids: list[str]) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            found: list[PaymentSession] = []
+            for start in range(0, len(session_ids), 500):  # under SQLite's variable limit
+                chunk = session_ids[start:start + 500]
+                found += map(_session, conn.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                    f" WHERE session_id IN ({', '.join('?' * len(chunk))})", chunk))
+            return found
+
+        return await self._reader.run(query)
+
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
         return await self._one(
             f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE provider = ? AND trx_id = ?",

@@ -276,3 +276,10 @@ async def test_two_sweepers_expire_each_session_once(
                                      for handle in [store, other] * 5))
     expired = [session.session_id for batch in batches for session in batch]
     assert sorted(expired) == sorted(session.session_id for session in due)
+
+
+async def test_get_many_returns_those_that_exist(store: SessionStore) -> None:
+    sessions = [(await store.insert_pending(pending(f"user{i}"), T0))[0] for i in range(3)]
+    found = await store.get_many([sessions[2].session_id, "nope", sessions[0].session_id])
+    assert sorted(found, key=lambda s: s.user_id) == [sessions[0], sessions[2]]
+    assert await store.get_many([]) == []
