@@ -11,6 +11,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from gateway.ledger import LedgerEntry, LedgerQuery, SalesBucket, Settlement
 from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
 
 
@@ -87,6 +88,37 @@ class SessionStore(abc.ABC):
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         """The notification ledger, newest first."""
+
+    # --- the operator's console: answered from indexes and counters kept on every
+    # write, never by reading every session (see gateway/ledger.py) ---
+
+    @abc.abstractmethod
+    async def ledger(self, query: LedgerQuery, limit: int) -> list[LedgerEntry]:
+        """Ledger entries matching `query`, newest first (by received time, then entry
+        id), at most `limit`."""
+
+    @abc.abstractmethod
+    async def ledger_entry(self, entry_id: int) -> LedgerEntry | None: ...
+
+    @abc.abstractmethod
+    async def settle(self, entry_id: int, settlement: Settlement) -> LedgerEntry | None:
+        """Atomically record that a person dealt with an entry that needs one. None when
+        there is no such entry, it needs nobody, or it was settled already. Changes no
+        session: settling is bookkeeping, never a payment."""
+
+    @abc.abstractmethod
+    async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
+        """The non-empty hourly sales counters of hours starting in [from_ms, to_ms),
+        by hour then stream. QRs count in the hour they were created, tickets in the
+        hour they were paid."""
+
+    @abc.abstractmethod
+    async def paid_now(self, now_ms: int) -> dict[str, int]:
+        """Per stream with any, how many sessions are paid and not yet over."""
+
+    @abc.abstractmethod
+    async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
+        """The viewer's sessions of any status, newest first (ties by id)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -27,11 +27,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from gateway.ledger import (
+    HOUR_MS,
+    LedgerEntry,
+    LedgerQuery,
+    LedgerStatus,
+    SalesBucket,
+    Settlement,
+    hour_start,
+    needs_person,
+)
 from gateway.sessions import (
     ACTIVE_STATUSES,
     Notification,
@@ -98,6 +108,24 @@ class _Keys:
         self.notification_ids = prefix + "notification-seq"
         self.notifications = prefix + "notifications"  # ids by id: newest is highest
         self.changes = prefix + "session-changes"
+        # The operator's console (gateway/ledger.py).
+        self.sales_streams = prefix + "sales-streams"  # every stream with counters
+        self.ledger_sets = prefix + "ledger-sets"  # "<applied>:<stream>:<reason>" in use
+        self.attention = prefix + "ledger-attention"  # needing a person, unsettled
+        self.settled = prefix + "ledger-settled"
+
+    def sales(self, stream_id: str) -> str:
+        """Hourly counters of one stream: fields q:<hour_ms>, t:<hour_ms>, a:<hour_ms>."""
+        return f"{self.prefix}sales:{_part(stream_id)}"
+
+    def paid_now(self, stream_id: str) -> str:
+        return f"{self.prefix}paid-now:{_part(stream_id)}"  # by expires_at_ms
+
+    def user_sessions(self, user_id: str) -> str:
+        return f"{self.prefix}user-sessions:{_part(user_id)}"  # by created_at_ms
+
+    def ledger(self, ledger_set: str) -> str:
+        return f"{self.prefix}ledger:{ledger_set}"  # by _ledger_score
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
@@ -316,6 +344,11 @@ class RedisStore(SessionStore):
         pipe.hset(keys.session(session_id),
                   mapping={**_session_fields(session), "active_key": active_key})
         pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        pipe.zadd(keys.user_sessions(session.user_id), {session_id: session.created_at_ms})
+        if session.status == SessionStatus.PAID:
+            pipe.zadd(keys.paid_now(session.stream_id), {session_id: session.expires_at_ms})
+        else:
+            pipe.zrem(keys.paid_now(session.stream_id), session_id)
         if session.status in ACTIVE_STATUSES:
             pipe.zadd(keys.due, {session_id: session.expires_at_ms})
             pipe.sadd(keys.user_active(session.user_id), session_id)
@@ -370,6 +403,7 @@ class RedisStore(SessionStore):
             if current is not None and _is_stale(current, now_ms):
                 pointer = self._queue_write(pipe, _expired(current), pointer)
             self._queue_write(pipe, candidate, pointer)
+            self._queue_count(pipe, candidate.stream_id, "q", candidate.created_at_ms, 1)
             return candidate, True
 
         return await self._transaction([], insert)
@@ -421,9 +455,16 @@ class RedisStore(SessionStore):
             # In the decision's order: what it ends comes before what it makes active.
             for changed in (*writes, *decision.changed):
                 pointer = self._queue_write(pipe, changed, pointer)
+            for changed in decision.changed:
+                if changed.status == SessionStatus.PAID and changed.paid_at_ms is not None:
+                    self._queue_count(pipe, changed.stream_id, "t", changed.paid_at_ms, 1)
+                    self._queue_count(pipe, changed.stream_id, "a", changed.paid_at_ms,
+                                      changed.amount)
+            stream_id = session.stream_id if session is not None else ""
             pipe.hset(keys.notification(number),
-                      mapping=_notification_fields(note, decision))
+                      mapping={**_notification_fields(note, decision), "stream_id": stream_id})
             pipe.zadd(keys.notifications, {str(number): number})
+            self._queue_ledger_index(pipe, number, note, decision, stream_id)
             pipe.lpush(keys.notifications_by_trx(note.trx_id), str(number))
             pipe.set(event_key, "1")
             if replay_key is not None:
@@ -486,6 +527,7 @@ class RedisStore(SessionStore):
                     return False
                 pipe.delete(self._keys.session(session_id),
                             self._keys.trx(session.provider, session.trx_id))
+                pipe.zrem(self._keys.user_sessions(session.user_id), session_id)
                 return True
 
             pruned += await self._transaction([], prune)
@@ -505,6 +547,128 @@ class RedisStore(SessionStore):
             return ended
 
         return await self._transaction([], end)
+
+    def _queue_count(self, pipe: Pipeline, stream_id: str, kind: str, at_ms: int,
+                     amount: int) -> None:
+        pipe.hincrby(self._keys.sales(stream_id), f"{kind}:{hour_start(at_ms)}", amount)
+        pipe.sadd(self._keys.sales_streams, stream_id)
+
+    def _queue_ledger_index(self, pipe: Pipeline, number: int, note: Notification,
+                            decision: PaymentDecision, stream_id: str) -> None:
+        score = _ledger_score(note.received_at_ms, number)
+        ledger_set = (f"{int(decision.applied)}:{_part(stream_id)}"
+                      f":{_part(decision.reason.value)}")
+        pipe.zadd(self._keys.ledger(ledger_set), {str(number): score})
+        pipe.sadd(self._keys.ledger_sets, ledger_set)
+        if needs_person(decision.reason.value):
+            pipe.zadd(self._keys.attention, {str(number): score})
+
+    # --- the operator's console ----------------------------------------------------
+
+    async def ledger(self, query: LedgerQuery, limit: int) -> list[LedgerEntry]:
+        """A merge, newest first, of the sorted sets that can hold matching entries:
+        one per (outcome, stream, reason) in use, or the attention or settled set. The
+        score range does the time filter; what a set cannot say is checked per entry."""
+        if query.status is LedgerStatus.ATTENTION:
+            sources = [self._keys.attention]
+        elif query.status is LedgerStatus.SETTLED:
+            sources = [self._keys.settled]
+        else:
+            sources = [self._keys.ledger(name)
+                       for name in await self._redis.smembers(self._keys.ledger_sets)
+                       if _ledger_set_matches(name, query)]
+        high: str = "+inf"
+        if query.to_ms is not None:
+            high = f"({_ledger_score(query.to_ms, 0)}"
+        if query.before is not None and (query.to_ms is None
+                                         or query.before[0] < query.to_ms):
+            high = f"({_ledger_score(*query.before)}"
+        low = "-inf" if query.from_ms is None else str(_ledger_score(query.from_ms, 0))
+        found: list[LedgerEntry] = []
+        batch = limit if query.status is None else max(limit, 100)
+        while sources and len(found) < limit:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for source in sources:
+                    pipe.zrevrangebyscore(source, high, low, start=0, num=batch,
+                                          withscores=True)
+                listed: list[list[tuple[str, float]]] = await pipe.execute()
+            merged = sorted((item for items in listed for item in items),
+                            key=lambda item: item[1], reverse=True)[:batch]
+            if not merged:
+                break
+            numbers = [int(member) for member, _ in merged]
+            for entry in await self._ledger_entries(numbers):
+                if query.matches(entry) and len(found) < limit:
+                    found.append(entry)
+            if len(merged) < batch:
+                break
+            high = f"({int(merged[-1][1])}"
+        return found
+
+    async def _ledger_entries(self, numbers: list[int]) -> list[LedgerEntry]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hgetall(self._keys.notification(number))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return [_ledger_entry(number, row) for number, row in zip(numbers, rows, strict=True)
+                if row]
+
+    async def ledger_entry(self, entry_id: int) -> LedgerEntry | None:
+        found = await self._ledger_entries([entry_id])
+        return found[0] if found else None
+
+    async def settle(self, entry_id: int, settlement: Settlement) -> LedgerEntry | None:
+        key = self._keys.notification(entry_id)
+
+        async def settle(pipe: Pipeline) -> LedgerEntry | None:
+            await pipe.watch(key)
+            row = await pipe.hgetall(key)
+            if not row or not needs_person(row["reason"]) or row.get("settled_at_ms"):
+                return None
+            fields = {"settled_at_ms": str(settlement.settled_at_ms),
+                      "settled_by": settlement.settled_by, "settled_note": settlement.note}
+            score = _ledger_score(int(row["received_at_ms"]), entry_id)
+            pipe.multi()
+            pipe.hset(key, mapping=fields)
+            pipe.zrem(self._keys.attention, str(entry_id))
+            pipe.zadd(self._keys.settled, {str(entry_id): score})
+            return _ledger_entry(entry_id, {**row, **fields})
+
+        return await self._transaction([], settle)
+
+    async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
+        hours = list(range(hour_start(from_ms) + (HOUR_MS if from_ms % HOUR_MS else 0),
+                           to_ms, HOUR_MS))
+        stream_ids = sorted(await self._redis.smembers(self._keys.sales_streams))
+        if not hours or not stream_ids:
+            return []
+        fields = [f"{kind}:{hour}" for hour in hours for kind in ("q", "t", "a")]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.hmget(self._keys.sales(stream_id), fields)
+            counters: list[list[str | None]] = await pipe.execute()
+        buckets: list[SalesBucket] = []
+        for index, hour in enumerate(hours):
+            for stream_id, values in zip(stream_ids, counters, strict=True):
+                qrs, sold, money = (int(value or 0) for value in values[3 * index:3 * index + 3])
+                if qrs or sold or money:
+                    buckets.append(SalesBucket(stream_id, hour, qrs, sold, money))
+        return buckets
+
+    async def paid_now(self, now_ms: int) -> dict[str, int]:
+        stream_ids = sorted(await self._redis.smembers(self._keys.sales_streams))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.zcount(self._keys.paid_now(stream_id), f"({now_ms}", "+inf")
+            counts: list[int] = await pipe.execute()
+        return {stream_id: count for stream_id, count in zip(stream_ids, counts, strict=True)
+                if count}
+
+    async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrevrange(self._keys.user_sessions(user_id), 0, limit - 1)
+        sessions = await self._load_many(ids)
+        return sorted(sessions, key=lambda session: (session.created_at_ms,
+                                                     session.session_id), reverse=True)
 
     # --- status changes across instances -----------------------------------------
 
@@ -548,6 +712,35 @@ def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[
         "replay_key": note.replay_key or "", "applied": "1" if decision.applied else "0",
         "reason": decision.reason.value, "session_id": decision.session_id or "",
     }
+
+
+def _ledger_score(received_at_ms: int, number: int) -> int:
+    """Time order with the entry number breaking ties, in one exact float (below 2**53
+    until the year 2255): the number's last three digits, as no two of the last
+    thousand entries arrive in the same millisecond."""
+    return received_at_ms * 1000 + number % 1000
+
+
+def _ledger_set_matches(name: str, query: LedgerQuery) -> bool:
+    applied, stream_id, reason = (unquote(part) for part in name.split(":"))
+    if query.status is LedgerStatus.APPLIED and applied != "1":
+        return False
+    if query.status is LedgerStatus.REFUSED and applied != "0":
+        return False
+    return ((query.stream_id is None or stream_id == query.stream_id)
+            and (query.reason is None or reason == query.reason))
+
+
+def _ledger_entry(number: int, row: dict[str, str]) -> LedgerEntry:
+    stored = _stored_notification(row)
+    settled_at = row.get("settled_at_ms")
+    return LedgerEntry(
+        entry_id=number, notification=stored.notification, applied=stored.applied,
+        reason=stored.reason, session_id=stored.session_id,
+        stream_id=row.get("stream_id") or None,
+        settlement=Settlement(int(settled_at), row["settled_by"], row["settled_note"])
+        if settled_at else None,
+    )
 
 
 def _stored_notification(row: dict[str, str]) -> StoredNotification:

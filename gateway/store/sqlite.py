@@ -22,6 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.ledger import (
+    LedgerEntry,
+    LedgerQuery,
+    LedgerStatus,
+    SalesBucket,
+    Settlement,
+    hour_start,
+    needs_person,
+)
 from gateway.sessions import (
     Notification,
     NotificationReason,
@@ -88,7 +97,108 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_sessions_ended ON payment_sessions (paid_at_ms)
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
     """,
+    r"""
+    -- The operator's console (gateway/ledger.py): the ledger filtered by stream, reason,
+    -- outcome and time without reading it all, settlements, and sales counted per
+    -- stream and hour as payments happen.
+    ALTER TABLE provider_notifications ADD COLUMN stream_id TEXT;
+    ALTER TABLE provider_notifications ADD COLUMN needs_person INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE provider_notifications ADD COLUMN settled_at_ms INTEGER;
+    ALTER TABLE provider_notifications ADD COLUMN settled_by TEXT;
+    ALTER TABLE provider_notifications ADD COLUMN settled_note TEXT;
+    UPDATE provider_notifications SET stream_id = (
+        SELECT stream_id FROM payment_sessions
+        WHERE payment_sessions.session_id = provider_notifications.session_id);
+    UPDATE provider_notifications SET needs_person = 1
+        WHERE reason IN ('amount_mismatch', 'duplicate_payment_refund_due',
+                         'unknown_transaction')
+           OR reason LIKE '%\_refund\_due' ESCAPE '\';
+    CREATE INDEX ledger_by_time ON provider_notifications (received_at_ms, id);
+    CREATE INDEX ledger_by_stream ON provider_notifications (stream_id, received_at_ms, id);
+    CREATE INDEX ledger_by_reason ON provider_notifications (reason, received_at_ms, id);
+    CREATE INDEX ledger_by_stream_reason
+        ON provider_notifications (stream_id, reason, received_at_ms, id);
+    CREATE INDEX ledger_by_outcome ON provider_notifications (applied, received_at_ms, id);
+    CREATE INDEX ledger_attention ON provider_notifications (received_at_ms, id)
+        WHERE needs_person = 1 AND settled_at_ms IS NULL;
+    CREATE INDEX ledger_settled ON provider_notifications (received_at_ms, id)
+        WHERE settled_at_ms IS NOT NULL;
+    CREATE INDEX payment_sessions_by_user ON payment_sessions (user_id, created_at_ms);
+    CREATE INDEX payment_sessions_paid ON payment_sessions (stream_id, expires_at_ms)
+        WHERE status = 'paid';
+    CREATE TABLE sales_hourly (
+        hour_ms      INTEGER NOT NULL,
+        stream_id    TEXT NOT NULL,
+        qrs_created  INTEGER NOT NULL DEFAULT 0,
+        tickets_sold INTEGER NOT NULL DEFAULT 0,
+        takings      INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour_ms, stream_id)
+    ) WITHOUT ROWID;
+    INSERT INTO sales_hourly (hour_ms, stream_id, qrs_created)
+        SELECT created_at_ms - created_at_ms % 3600000, stream_id, COUNT(*)
+        FROM payment_sessions WHERE true GROUP BY 1, 2;
+    INSERT INTO sales_hourly (hour_ms, stream_id, tickets_sold, takings)
+        SELECT paid_at_ms - paid_at_ms % 3600000, stream_id, COUNT(*), SUM(amount)
+        FROM payment_sessions WHERE paid_at_ms IS NOT NULL GROUP BY 1, 2
+        ON CONFLICT (hour_ms, stream_id) DO UPDATE SET
+            tickets_sold = excluded.tickets_sold, takings = excluded.takings;
+    """,
 )
+
+_LEDGER_COLUMNS = (
+    "provider, event_id, trx_id, amount, reported_status, paid_at_ms, received_at_ms,"
+    " raw_body, replay_key, applied, reason, session_id, id, stream_id, settled_at_ms,"
+    " settled_by, settled_note"
+)
+
+
+def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row[12], notification=Notification(*row[:9]), applied=bool(row[9]),
+        reason=row[10], session_id=row[11], stream_id=row[13],
+        settlement=None if row[14] is None else Settlement(row[14], row[15], row[16]),
+    )
+
+
+def _ledger_where(query: LedgerQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.stream_id is not None:
+        clauses.append("stream_id = ?")
+        params.append(query.stream_id)
+    if query.reason is not None:
+        clauses.append("reason = ?")
+        params.append(query.reason)
+    if query.status is LedgerStatus.APPLIED:
+        clauses.append("applied = 1")
+    elif query.status is LedgerStatus.REFUSED:
+        clauses.append("applied = 0")
+    elif query.status is LedgerStatus.ATTENTION:
+        clauses.append("needs_person = 1 AND settled_at_ms IS NULL")
+    elif query.status is LedgerStatus.SETTLED:
+        clauses.append("settled_at_ms IS NOT NULL")
+    if query.from_ms is not None:
+        clauses.append("received_at_ms >= ?")
+        params.append(query.from_ms)
+    if query.to_ms is not None:
+        clauses.append("received_at_ms < ?")
+        params.append(query.to_ms)
+    if query.before is not None:
+        clauses.append("(received_at_ms, id) < (?, ?)")
+        params.extend(query.before)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _count_sale(conn: sqlite3.Connection, stream_id: str, at_ms: int, *, qrs: int = 0,
+                tickets: int = 0, takings: int = 0) -> None:
+    conn.execute(
+        "INSERT INTO sales_hourly (hour_ms, stream_id, qrs_created, tickets_sold, takings)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour_ms, stream_id) DO UPDATE SET"
+        " qrs_created = qrs_created + excluded.qrs_created,"
+        " tickets_sold = tickets_sold + excluded.tickets_sold,"
+        " takings = takings + excluded.takings",
+        (hour_start(at_ms), stream_id, qrs, tickets, takings),
+    )
 
 
 def _session(row: Sequence[Any]) -> PaymentSession:
@@ -304,6 +414,7 @@ class SQLiteStore(SessionStore):
                  candidate.qr_string, candidate.status.value, candidate.created_at_ms,
                  candidate.paid_at_ms, candidate.expires_at_ms),
             )
+            _count_sale(conn, candidate.stream_id, candidate.created_at_ms, qrs=1)
             return candidate, True
 
         return await self._writer.run_in_transaction(insert)
@@ -351,13 +462,19 @@ class SQLiteStore(SessionStore):
                     (changed.status.value, changed.paid_at_ms, changed.expires_at_ms,
                      changed.session_id),
                 )
+                if changed.status == SessionStatus.PAID and changed.paid_at_ms is not None:
+                    _count_sale(conn, changed.stream_id, changed.paid_at_ms, tickets=1,
+                                takings=changed.amount)
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, raw_body, stream_id, needs_person)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (note.provider, note.event_id, note.trx_id, decision.session_id, note.amount,
                  note.reported_status, note.paid_at_ms, note.received_at_ms, note.replay_key,
-                 int(decision.applied), decision.reason.value, note.raw_body),
+                 int(decision.applied), decision.reason.value, note.raw_body,
+                 session.stream_id if session is not None else None,
+                 int(needs_person(decision.reason.value))),
             )
             return decision
 
@@ -432,6 +549,67 @@ class SQLiteStore(SessionStore):
             ]
 
         return await self._reader.run(query)
+
+    async def ledger(self, query: LedgerQuery, limit: int) -> list[LedgerEntry]:
+        where, params = _ledger_where(query)
+
+        def select(conn: sqlite3.Connection) -> list[LedgerEntry]:
+            rows = conn.execute(
+                f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications{where}"
+                " ORDER BY received_at_ms DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
+            return [_ledger_entry(row) for row in rows]
+
+        return await self._reader.run(select)
+
+    async def ledger_entry(self, entry_id: int) -> LedgerEntry | None:
+        def select(conn: sqlite3.Connection) -> LedgerEntry | None:
+            row = conn.execute(f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications"
+                               " WHERE id = ?", (entry_id,)).fetchone()
+            return _ledger_entry(row) if row else None
+
+        return await self._reader.run(select)
+
+    async def settle(self, entry_id: int, settlement: Settlement) -> LedgerEntry | None:
+        def update(conn: sqlite3.Connection) -> LedgerEntry | None:
+            row = conn.execute(
+                "UPDATE provider_notifications"
+                " SET settled_at_ms = ?, settled_by = ?, settled_note = ?"
+                " WHERE id = ? AND needs_person = 1 AND settled_at_ms IS NULL"
+                f" RETURNING {_LEDGER_COLUMNS}",
+                (settlement.settled_at_ms, settlement.settled_by, settlement.note, entry_id),
+            ).fetchone()
+            return _ledger_entry(row) if row else None
+
+        return await self._writer.run_in_transaction(update)
+
+    async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
+        def select(conn: sqlite3.Connection) -> list[SalesBucket]:
+            rows = conn.execute(
+                "SELECT stream_id, hour_ms, qrs_created, tickets_sold, takings"
+                " FROM sales_hourly WHERE hour_ms >= ? AND hour_ms < ?"
+                " ORDER BY hour_ms, stream_id", (from_ms, to_ms)).fetchall()
+            return [SalesBucket(*row) for row in rows]
+
+        return await self._reader.run(select)
+
+    async def paid_now(self, now_ms: int) -> dict[str, int]:
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(conn.execute(
+                "SELECT stream_id, COUNT(*) FROM payment_sessions"
+                " WHERE status = 'paid' AND expires_at_ms > ? GROUP BY stream_id",
+                (now_ms,)).fetchall())
+
+        return await self._reader.run(select)
+
+    async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
+        def select(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE user_id = ?"
+                " ORDER BY created_at_ms DESC, session_id DESC LIMIT ?",
+                (user_id, limit)).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(select)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -27,20 +27,6 @@ WINDOW_MS = 1_200_000
 ACCESS_MS = 7_200_000
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SessionStore]:
-    if request.param == "redis":
-        async with redis_keyspace() as prefix:
-            opened: SessionStore = await RedisStore.open(REDIS_URL, prefix)
-            yield opened
-            await opened.close()
-        return
-    path = str(tmp_path / "store.db") if request.param == "sqlite-file" else ":memory:"
-    opened = await SQLiteStore.open(path)
-    yield opened
-    await opened.close()
-
-
 @pytest.fixture(params=["sqlite-file", "redis"])
 async def two_handles(request: pytest.FixtureRequest, tmp_path: Path
                       ) -> AsyncIterator[tuple[SessionStore, SessionStore]]:

@@ -1,0 +1,220 @@
+"""The operator's view of the money, free of HTTP: the notification ledger with what
+each entry needs from a person, and sales counted in hourly buckets.
+
+Both are read by the console on every page view, so the store keeps them ready:
+notifications indexed by stream, reason, outcome and time, sales as counters per stream
+and hour, updated in the same transaction as the payment they count. Nothing here can
+pay a session: settling an entry only records that a person dealt with the money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from gateway.sessions import Notification, NotificationReason
+
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+# Days and "today" are counted in Western Indonesian Time (UTC+7, no daylight saving),
+# where most viewers and the operator's books are.
+LOCAL_OFFSET_MS = 7 * HOUR_MS
+
+# Money that arrived and that we did not turn into access: someone must refund it or
+# match it by hand. A later reason ending in `_refund_due` is one too.
+NEEDS_PERSON_REASONS = frozenset({
+    NotificationReason.AMOUNT_MISMATCH.value,
+    NotificationReason.DUPLICATE_PAYMENT.value,
+    NotificationReason.UNKNOWN_TRANSACTION.value,
+})
+
+
+def needs_person(reason: str) -> bool:
+    return reason in NEEDS_PERSON_REASONS or reason.endswith("_refund_due")
+
+
+class LedgerStatus(StrEnum):
+    APPLIED = "applied"  # the notification paid a session
+    REFUSED = "refused"  # stored, changed nothing (duplicate, mismatch, unknown...)
+    ATTENTION = "attention"  # needs a person and nobody has settled it yet
+    SETTLED = "settled"  # a person recorded that they dealt with it
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    settled_at_ms: int
+    settled_by: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    entry_id: int  # the ledger's own number, increasing with arrival
+    notification: Notification
+    applied: bool
+    reason: str
+    session_id: str | None
+    stream_id: str | None  # the paid-for stream; None when the transaction is unknown
+    settlement: Settlement | None = None
+
+    @property
+    def needs_person(self) -> bool:
+        return needs_person(self.reason)
+
+    @property
+    def status(self) -> LedgerStatus:
+        if self.settlement is not None:
+            return LedgerStatus.SETTLED
+        if self.needs_person:
+            return LedgerStatus.ATTENTION
+        return LedgerStatus.APPLIED if self.applied else LedgerStatus.REFUSED
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        return self.notification.received_at_ms, self.entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerQuery:
+    """Which entries to list, newest first. `before` continues a listing after the last
+    entry of the previous page (its `cursor`), so deep pages cost what the first does."""
+
+    stream_id: str | None = None
+    reason: str | None = None
+    status: LedgerStatus | None = None
+    from_ms: int | None = None  # received at or after
+    to_ms: int | None = None  # received before
+    before: tuple[int, int] | None = None
+
+    def matches(self, entry: LedgerEntry) -> bool:
+        received_ms = entry.notification.received_at_ms
+        return ((self.stream_id is None or entry.stream_id == self.stream_id)
+                and (self.reason is None or entry.reason == self.reason)
+                and (self.status is None or _status_matches(self.status, entry))
+                and (self.from_ms is None or received_ms >= self.from_ms)
+                and (self.to_ms is None or received_ms < self.to_ms)
+                and (self.before is None or entry.cursor < self.before))
+
+
+def _status_matches(status: LedgerStatus, entry: LedgerEntry) -> bool:
+    if status is LedgerStatus.APPLIED:
+        return entry.applied
+    if status is LedgerStatus.REFUSED:
+        return not entry.applied
+    if status is LedgerStatus.ATTENTION:
+        return entry.needs_person and entry.settlement is None
+    return entry.settlement is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SalesBucket:
+    """One stream's hour: QRs created in it, and tickets sold (sessions paid) in it."""
+
+    stream_id: str
+    hour_ms: int  # start of the hour, UTC ms
+    qrs_created: int
+    tickets_sold: int
+    takings: int  # rupiah of the tickets sold
+
+
+def hour_start(ms: int) -> int:
+    return ms - ms % HOUR_MS
+
+
+def local_day_start(ms: int) -> int:
+    return (ms + LOCAL_OFFSET_MS) // DAY_MS * DAY_MS - LOCAL_OFFSET_MS
+
+
+@dataclass(frozen=True, slots=True)
+class Takings:
+    today: int
+    last_7_days: int
+    last_30_days: int
+
+
+def takings(buckets: Iterable[SalesBucket], now_ms: int) -> Takings:
+    """Today since local midnight; the last 7 and 30 days include today."""
+    today_ms = local_day_start(now_ms)
+    starts = (today_ms, today_ms - 6 * DAY_MS, today_ms - 29 * DAY_MS)
+    totals = [0, 0, 0]
+    for bucket in buckets:
+        for index, start_ms in enumerate(starts):
+            if start_ms <= bucket.hour_ms <= now_ms:
+                totals[index] += bucket.takings
+    return Takings(*totals)
+
+
+@dataclass(frozen=True, slots=True)
+class SalesSeries:
+    """What the chart draws: bucket start times, and per stream one value per bucket."""
+
+    bucket_starts_ms: list[int]
+    tickets: dict[str, list[int]]
+    takings: dict[str, list[int]]
+
+
+def sales_series(buckets: Iterable[SalesBucket], stream_ids: Sequence[str], from_ms: int,
+                 to_ms: int, bucket_ms: int) -> SalesSeries:
+    """Hourly buckets summed into `bucket_ms` buckets (an hour, or a local day), with
+    zeroes where nothing sold, so the chart's time axis has no holes."""
+    align = local_day_start if bucket_ms == DAY_MS else hour_start
+    first_ms = align(from_ms)
+    starts = list(range(first_ms, to_ms, bucket_ms))
+    tickets = {stream_id: [0] * len(starts) for stream_id in stream_ids}
+    money = {stream_id: [0] * len(starts) for stream_id in stream_ids}
+    for bucket in buckets:
+        index = (bucket.hour_ms - first_ms) // bucket_ms
+        if bucket.stream_id in tickets and 0 <= index < len(starts):
+            tickets[bucket.stream_id][index] += bucket.tickets_sold
+            money[bucket.stream_id][index] += bucket.takings
+    return SalesSeries(starts, tickets, money)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    qrs_created: int
+    tickets_sold: int
+
+    @property
+    def percent(self) -> float | None:
+        return None if not self.qrs_created else 100.0 * self.tickets_sold / self.qrs_created
+
+
+def conversion_by_stream(buckets: Iterable[SalesBucket]) -> dict[str, Conversion]:
+    qrs: dict[str, int] = {}
+    sold: dict[str, int] = {}
+    for bucket in buckets:
+        qrs[bucket.stream_id] = qrs.get(bucket.stream_id, 0) + bucket.qrs_created
+        sold[bucket.stream_id] = sold.get(bucket.stream_id, 0) + bucket.tickets_sold
+    return {stream_id: Conversion(qrs[stream_id], sold[stream_id]) for stream_id in qrs}
+
+
+CSV_HEADER = ("entry_id", "received_at_utc", "provider", "trx_id", "event_id", "session_id",
+              "stream_id", "amount", "reported_status", "paid_at_utc", "applied", "reason",
+              "status", "settled_at_utc", "settled_by", "settlement_note")
+
+
+def csv_row(entry: LedgerEntry) -> list[str]:
+    note, settlement = entry.notification, entry.settlement
+    return [_cell(value) for value in (
+        str(entry.entry_id), utc_text(note.received_at_ms), note.provider, note.trx_id,
+        note.event_id, entry.session_id or "", entry.stream_id or "", str(note.amount),
+        note.reported_status, utc_text(note.paid_at_ms), "1" if entry.applied else "0",
+        entry.reason, entry.status.value,
+        utc_text(settlement.settled_at_ms if settlement else None),
+        settlement.settled_by if settlement else "", settlement.note if settlement else "",
+    )]
+
+
+def utc_text(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet opening the export must not run a provider's or an operator's text
+    as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
