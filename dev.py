@@ -59,7 +59,7 @@ def ensure_player_assets() -> None:
     fingerprint = _fingerprint("package.json", "package-lock.json")
     if stamp.exists() and stamp.read_text() == fingerprint:
         return
-    print("dev.py: npm ci (hls.js)", file=sys.stderr)
+    print("dev.py: npm ci (hls.js, uPlot)", file=sys.stderr)
     subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                    cwd=ROOT, check=True)
     stamp.write_text(fingerprint)

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.access import AccessGate
-from gateway.handlers.pages import rupiah
+from gateway.handlers.pages import local_time, rupiah
 from gateway.handlers.ws import close_all_on_shutdown
 from gateway.identity import IdentityResolver
 from gateway.keys import (
@@ -21,14 +21,17 @@ from gateway.keys import (
     HLS_JS_URL,
     IDENTITY,
     METRICS,
+    OPERATOR_AUTH,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
+    SIGN_IN_THROTTLE,
     STATUS_HUB,
     WEBSOCKETS,
 )
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware, finish_headers
+from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
@@ -38,6 +41,7 @@ from gateway.resources import (
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
+    stream_health_ctx,
     sweeper_ctx,
 )
 from gateway.routes import setup_routes
@@ -61,13 +65,18 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
+    if settings.api_key is not None:
+        app[OPERATOR_AUTH] = OperatorAuth(settings.api_key, settings.secret,
+                                          settings.previous_secrets, clock)
+        app[SIGN_IN_THROTTLE] = SignInThrottle(clock)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
-                         filters={"rupiah": rupiah})
+                         filters={"rupiah": rupiah, "local_time": local_time})
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx])
-    setup_routes(app, simulator_enabled=settings.provider == "simulator")
+                            store_changes_ctx, metrics_ctx, sweeper_ctx, stream_health_ctx])
+    setup_routes(app, simulator_enabled=settings.provider == "simulator",
+                 console_enabled=settings.api_key is not None)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

@@ -107,3 +107,15 @@ class StoreUnavailable(GatewayError):
 
 class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
+
+
+class SignInRequired(GatewayError):
+    """A console action without a live operator sign-in."""
+
+    code = "sign_in_required"
+
+
+class CsrfRefused(GatewayError):
+    """A console action from another origin, or without this sign-in's CSRF token."""
+
+    code = "csrf_refused"

@@ -15,12 +15,14 @@ from gateway.gate.cache import UpstreamFetcher
 from gateway.gate.origins import Origin
 from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
+from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.sessions import PaymentSessions
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
+from gateway.stream_health import StreamHealthMonitor
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -33,6 +35,9 @@ STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
+# The operator's console; only with GATEWAY_API_KEY set.
+OPERATOR_AUTH = web.AppKey("operator_auth", OperatorAuth)
+SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", PaymentSessions)
@@ -42,6 +47,7 @@ ORIGINS = web.AppKey("origins", dict[str, Origin])
 PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+STREAM_HEALTH = web.AppKey("stream_health", StreamHealthMonitor)
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -23,6 +23,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
     errors.AmountMismatch: 400,
     errors.Unauthenticated: 401,
+    errors.SignInRequired: 401,
+    errors.CsrfRefused: 403,
     errors.NotificationRejected: 401,
     errors.NotYours: 403,
     errors.NoAccess: 403,

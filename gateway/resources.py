@@ -30,6 +30,7 @@ from gateway.keys import (
     STATUS_HUB,
     STATUS_SENDER,
     STORE,
+    STREAM_HEALTH,
     SWEEPER,
     UPSTREAM,
     WEBSOCKETS,
@@ -37,6 +38,7 @@ from gateway.keys import (
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
 from gateway.store import open_store
+from gateway.stream_health import StreamHealthMonitor
 
 log = logging.getLogger("gateway.resources")
 
@@ -175,6 +177,12 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         }
 
     metrics.watch(live_figures)
+    yield
+
+
+async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What the console shows of each stream's origin; looks only when asked."""
+    app[STREAM_HEALTH] = StreamHealthMonitor(app[CATALOG], app[HTTP_CLIENT], app[CLOCK])
     yield
 
 

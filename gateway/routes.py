@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import api, health, hls, metrics, pages, qr, simulator, ws
+from gateway.handlers import admin, api, health, hls, metrics, pages, qr, simulator, ws
 from gateway.settings import PROJECT_DIR
 
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+UPLOT_DIR = PROJECT_DIR / "node_modules" / "uplot" / "dist"
 
 
-def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
+def setup_routes(app: web.Application, *, simulator_enabled: bool,
+                 console_enabled: bool) -> None:
     router = app.router
     router.add_get("/", pages.index, name="index")
     router.add_get("/watch/{stream_id}", pages.watch, name="watch")
@@ -37,7 +39,30 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
+    if console_enabled:
+        _console_routes(router)
+
+
+def _console_routes(router: web.UrlDispatcher) -> None:
+    """The operator's console: only when there is an operator's key to sign in with."""
+    router.add_get("/admin", admin.dashboard, name="admin")
+    router.add_get("/admin/sign-in", admin.sign_in_form, name="admin-signin")
+    router.add_post("/admin/sign-in", admin.sign_in, name="admin-signin-post")
+    router.add_post("/admin/sign-out", admin.sign_out, name="admin-signout")
+    router.add_get("/admin/payments", admin.payments, name="admin-payments")
+    router.add_get("/admin/payments.csv", admin.payments_csv, name="admin-payments-csv")
+    router.add_post("/admin/payments/{entry_id}/settle", admin.settle, name="admin-settle")
+    router.add_get("/admin/sessions", admin.sessions, name="admin-sessions")
+    router.add_post("/admin/sessions/{session_id}/revoke", admin.revoke, name="admin-revoke")
+    if (UPLOT_DIR / "uPlot.iife.min.js").is_file():  # from npm, like hls.js
+        router.add_get("/vendor/uplot/{name:uPlot\\.iife\\.min\\.js|uPlot\\.min\\.css}",
+                       _uplot, name="uplot")
 
 
 async def _hls_js(request: web.Request) -> web.FileResponse:
     return web.FileResponse(HLS_JS_FILE, headers={"Cache-Control": "public, max-age=86400"})
+
+
+async def _uplot(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(UPLOT_DIR / request.match_info["name"],
+                            headers={"Cache-Control": "public, max-age=86400"})

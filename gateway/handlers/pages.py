@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -13,6 +14,7 @@ from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.i18n import catalog, choose_language
 from gateway.identity import acting_user
 from gateway.keys import CATALOG, GATE, HLS_JS_URL, SESSIONS, SETTINGS
+from gateway.ledger import LOCAL_OFFSET_MS
 
 WS_PATH = "/ws"
 
@@ -20,6 +22,14 @@ WS_PATH = "/ws"
 def rupiah(amount: int) -> str:
     """Rupiah the Indonesian way: `Rp 25.000`."""
     return "Rp " + f"{amount:,}".replace(",", ".")
+
+
+def local_time(ms: int | None) -> str:
+    """A moment as the operator reads it: Western Indonesian Time, to the second."""
+    if ms is None:
+        return "-"
+    moment = datetime.fromtimestamp((ms + LOCAL_OFFSET_MS) / 1000, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + " WIB"
 
 
 def duration_text(seconds: int, t: dict[str, str]) -> str:

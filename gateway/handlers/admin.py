@@ -1,0 +1,462 @@
+"""The operator's console at /admin: sales, payments to settle, sessions to end.
+
+Safe by construction:
+- sign-in with the operator's key (GATEWAY_API_KEY) and a name; a signed, HttpOnly,
+  SameSite=Strict cookie scoped to /admin lasts a working day; failed attempts are
+  throttled per address;
+- every action is a POST that must carry this sign-in's CSRF token and come from our own
+  origin (Origin, else Referer), and is logged with who did what;
+- nothing here can mark a payment paid: money only comes from providers. Settling a
+  ledger entry records that a person dealt with it; revoking ends access.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.errors import CsrfRefused, InvalidRequest, SignInRequired
+from gateway.handlers.common import SESSION_ID, TRX_ID, cookie_secure
+from gateway.i18n import catalog, choose_language
+from gateway.identity import USER_ID
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    GATE,
+    OPERATOR_AUTH,
+    PROVIDER,
+    SESSIONS,
+    SETTINGS,
+    SIGN_IN_THROTTLE,
+    STORE,
+    STREAM_HEALTH,
+)
+from gateway.ledger import (
+    CSV_HEADER,
+    DAY_MS,
+    HOUR_MS,
+    LOCAL_OFFSET_MS,
+    LedgerQuery,
+    LedgerStatus,
+    Settlement,
+    conversion_by_stream,
+    csv_row,
+    local_day_start,
+    sales_series,
+    takings,
+)
+from gateway.logs import log_event
+from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
+from gateway.sessions import NotificationReason, PaymentSession
+
+log = logging.getLogger("gateway.admin")
+
+OPERATOR_COOKIE = "operator"
+COOKIE_PATH = "/admin"
+LEDGER_PAGE_SIZE = 50
+ATTENTION_LIMIT = 100
+SESSIONS_LIMIT = 50
+MAX_NOTE_CHARS = 500
+RANGE_DAYS = (1, 7, 30, 90)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CURSOR = re.compile(r"(\d{1,15})-(\d{1,15})")
+_REASON = re.compile(r"[a-z_]{1,64}")
+_NO_STORE = {"Cache-Control": "private, no-store", "X-Frame-Options": "DENY"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --- who is asking ---------------------------------------------------------------
+
+def _operator(request: web.Request) -> Operator | None:
+    return request.app[OPERATOR_AUTH].operator(request.cookies.get(OPERATOR_COOKIE))
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _expected_origin(request: web.Request) -> str:
+    public_url = request.app[SETTINGS].public_url
+    if public_url:
+        parts = urlsplit(public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return f"{request.scheme}://{request.host}"
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Browsers send Origin with every POST; an old one may send only Referer. A request
+    with neither is refused: it is not a form of ours."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        referer = urlsplit(request.headers.get("Referer", ""))
+        origin = f"{referer.scheme}://{referer.netloc}" if referer.netloc else None
+    return origin is not None and origin == _expected_origin(request)
+
+
+def page(handler: Handler) -> Handler:
+    """A console page: the signed-in operator, else the sign-in form."""
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if _operator(request) is None:
+            target = request.app.router["admin-signin"].url_for().with_query(
+                next=request.path_qs)
+            raise web.HTTPSeeOther(str(target))
+        return await handler(request)
+    return wrapped
+
+
+async def _action(request: web.Request, action: str) -> tuple[Operator, dict[str, str]]:
+    """A console action: our origin, a live sign-in, and its CSRF token. Refusals are
+    logged like the actions they stopped."""
+    operator = _operator(request)
+    form = await request.post()
+    if not _same_origin(request):
+        _log_refused(request, action, operator, "origin")
+        raise CsrfRefused()
+    if operator is None:
+        _log_refused(request, action, None, "not signed in")
+        raise SignInRequired()
+    token = form.get("csrf")
+    if not isinstance(token, str) or not request.app[OPERATOR_AUTH].csrf_valid(operator, token):
+        _log_refused(request, action, operator, "csrf token")
+        raise CsrfRefused()
+    return operator, {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+def _log_action(request: web.Request, operator: Operator | None, action: str,
+                **details: Any) -> None:
+    log_event(log, "operator_action", operator=operator.name if operator else None,
+              address=_address(request), action=action, **details)
+
+
+def _log_refused(request: web.Request, action: str, operator: Operator | None,
+                 why: str) -> None:
+    log_event(log, "operator_action_refused", level=logging.WARNING,
+              operator=operator.name if operator else None, address=_address(request),
+              action=action, why=why)
+
+
+def _context(request: web.Request, operator: Operator | None, **values: Any) -> dict[str, Any]:
+    language = choose_language(request.headers.get("Accept-Language"))
+    strings = catalog(language)
+    return {"lang": language, "t": strings["page"], "a": strings["admin"],
+            "operator": operator,
+            "csrf": request.app[OPERATOR_AUTH].csrf_token(operator) if operator else "",
+            "done": request.query.get("done", ""), **values}
+
+
+def _render(template: str, request: web.Request, context: dict[str, Any],
+            status: int = 200) -> web.Response:
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers.update(_NO_STORE)
+    return response
+
+
+# --- sign-in -----------------------------------------------------------------------
+
+def _safe_next(value: str | None) -> str:
+    """Only back into the console: never an open redirect."""
+    if value and value.startswith("/admin") and not value.startswith("//") \
+            and "\\" not in value:
+        return value
+    return COOKIE_PATH
+
+
+async def sign_in_form(request: web.Request) -> web.Response:
+    return _render("admin/sign_in.html", request, _context(
+        request, None, next=_safe_next(request.query.get("next")), error=""))
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    form = await request.post()
+    name = str(form.get("name", "")).strip()
+    key = str(form.get("key", ""))
+    next_url = _safe_next(str(form.get("next", "")))
+    context = _context(request, None, next=next_url, name=name)
+    strings = context["a"]
+    address = _address(request)
+    if not _same_origin(request):
+        _log_refused(request, "sign_in", None, "origin")
+        raise CsrfRefused()
+    throttle, auth = request.app[SIGN_IN_THROTTLE], request.app[OPERATOR_AUTH]
+    wait_s = throttle.retry_after_s(address)
+    if wait_s:
+        _log_refused(request, "sign_in", None, "throttled")
+        response = _render("admin/sign_in.html", request, {
+            **context, "error": strings["sign_in_throttled"].format(minutes=-(-wait_s // 60))},
+            status=429)
+        response.headers["Retry-After"] = str(wait_s)
+        return response
+    if not OPERATOR_NAME.fullmatch(name):
+        return _render("admin/sign_in.html", request,
+                       {**context, "error": strings["sign_in_name_needed"]}, status=400)
+    if not auth.key_matches(key):
+        throttle.failed(address)
+        _log_refused(request, "sign_in", None, "wrong key")
+        log_event(log, "operator_sign_in_failed", level=logging.WARNING, name=name,
+                  address=address)
+        return _render("admin/sign_in.html", request,
+                       {**context, "error": strings["sign_in_wrong_key"]}, status=401)
+    throttle.succeeded(address)
+    operator, cookie = auth.sign_in(name)
+    _log_action(request, operator, "sign_in")
+    response = web.HTTPSeeOther(next_url)
+    response.headers.add(
+        "Set-Cookie",
+        f"{OPERATOR_COOKIE}={cookie}; Max-Age={SIGN_IN_SECONDS}; Path={COOKIE_PATH};"
+        " HttpOnly; SameSite=Strict" + ("; Secure" if cookie_secure(request) else ""))
+    raise response
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    operator, _ = await _action(request, "sign_out")
+    _log_action(request, operator, "sign_out")
+    response = web.HTTPSeeOther(str(request.app.router["admin-signin"].url_for()))
+    response.headers.add("Set-Cookie", f"{OPERATOR_COOKIE}=; Max-Age=0; Path={COOKIE_PATH};"
+                         " HttpOnly; SameSite=Strict")
+    raise response
+
+
+# --- dashboard ---------------------------------------------------------------------
+
+@page
+async def dashboard(request: web.Request) -> web.Response:
+    app = request.app
+    now_ms = app[CLOCK]()
+    days = _choice(request, "days", RANGE_DAYS, 7)
+    bucket = request.query.get("bucket") or ("hour" if days == 1 else "day")
+    if bucket not in ("hour", "day"):
+        raise InvalidRequest(detail="bucket must be hour or day")
+    today_ms = local_day_start(now_ms)
+    range_from_ms = today_ms - (days - 1) * DAY_MS
+    first_ms = min(range_from_ms, today_ms - 29 * DAY_MS)
+    buckets = await app[STORE].sales(first_ms, now_ms + HOUR_MS)
+    in_range = [b for b in buckets if b.hour_ms >= range_from_ms]
+    stream_ids = [stream.stream_id for stream in app[CATALOG]]
+    series = sales_series(in_range, stream_ids, range_from_ms, now_ms + 1,
+                          HOUR_MS if bucket == "hour" else DAY_MS)
+    paid_now = await app[STORE].paid_now(now_ms)
+    health = {item.stream_id: item for item in await app[STREAM_HEALTH].all()}
+    conversion = conversion_by_stream(in_range)
+    streams = [{
+        "stream": stream, "paid_now": paid_now.get(stream.stream_id, 0),
+        "conversion": conversion.get(stream.stream_id), "health": health[stream.stream_id],
+    } for stream in app[CATALOG]]
+    chart = {
+        "bucket": bucket,
+        # Seconds, as uPlot's time axis wants, shifted so it draws local (WIB) time.
+        "x": [start // 1000 for start in series.bucket_starts_ms],
+        "offsetSeconds": LOCAL_OFFSET_MS // 1000,
+        "series": [{"label": stream.title, "tickets": series.tickets[stream.stream_id],
+                    "takings": series.takings[stream.stream_id]} for stream in app[CATALOG]],
+    }
+    context = _context(request, _operator(request), section="dashboard",
+                       takings=takings(buckets, now_ms), streams=streams, days=days,
+                       bucket=bucket, range_days=RANGE_DAYS, chart=chart,
+                       total_qrs=sum(b.qrs_created for b in in_range),
+                       total_sold=sum(b.tickets_sold for b in in_range), now_ms=now_ms,
+                       **_uplot_urls(request))
+    return _render("admin/dashboard.html", request, context)
+
+
+def _uplot_urls(request: web.Request) -> dict[str, str]:
+    """uPlot from npm, served here (like hls.js); without it the figures still show."""
+    if "uplot" not in request.app.router:
+        return {"uplot_js": "", "uplot_css": ""}
+    route = request.app.router["uplot"]
+    return {"uplot_js": str(route.url_for(name="uPlot.iife.min.js")),
+            "uplot_css": str(route.url_for(name="uPlot.min.css"))}
+
+
+def _choice(request: web.Request, name: str, allowed: tuple[int, ...], default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) not in allowed:
+        raise InvalidRequest(detail=f"{name} must be one of {allowed}")
+    return int(raw)
+
+
+# --- payments ----------------------------------------------------------------------
+
+def _ledger_query(request: web.Request) -> LedgerQuery:
+    query = request.query
+    stream_id = query.get("stream") or None
+    if stream_id is not None and request.app[CATALOG].get(stream_id) is None:
+        raise InvalidRequest(detail="stream is not in the catalog")
+    reason = query.get("reason") or None
+    if reason is not None and not _REASON.fullmatch(reason):
+        raise InvalidRequest(detail="reason is not a reason")
+    status_text = query.get("status") or None
+    if status_text is not None and status_text not in {s.value for s in LedgerStatus}:
+        raise InvalidRequest(detail="status is not a status")
+    before = None
+    if query.get("before"):
+        match = _CURSOR.fullmatch(query["before"])
+        if match is None:
+            raise InvalidRequest(detail="before is not a cursor")
+        before = (int(match.group(1)), int(match.group(2)))
+    return LedgerQuery(
+        stream_id=stream_id, reason=reason,
+        status=LedgerStatus(status_text) if status_text else None,
+        from_ms=_local_date_ms(query.get("from"), "from"),
+        to_ms=None if not query.get("to") else _date_ms(query["to"], "to") + DAY_MS,
+        before=before)
+
+
+def _local_date_ms(text: str | None, name: str) -> int | None:
+    """A local (WIB) calendar date, as the ms its day starts at."""
+    if not text:
+        return None
+    return _date_ms(text, name)
+
+
+def _date_ms(text: str, name: str) -> int:
+    if not _DATE.fullmatch(text):
+        raise InvalidRequest(detail=f"{name} must be a date, YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(detail=f"{name} must be a date, YYYY-MM-DD") from None
+    utc_midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return int(utc_midnight.timestamp() * 1000) - LOCAL_OFFSET_MS
+
+
+@page
+async def payments(request: web.Request) -> web.Response:
+    query = _ledger_query(request)
+    store = request.app[STORE]
+    entries = await store.ledger(query, LEDGER_PAGE_SIZE + 1)
+    more = len(entries) > LEDGER_PAGE_SIZE
+    entries = entries[:LEDGER_PAGE_SIZE]
+    attention = [] if query.before else await store.ledger(
+        LedgerQuery(status=LedgerStatus.ATTENTION), ATTENTION_LIMIT)
+    filters = {key: request.query[key] for key in ("stream", "status", "reason", "from", "to")
+               if request.query.get(key)}
+    older = None
+    if more:
+        cursor = entries[-1].cursor
+        older = "?" + urlencode({**filters, "before": f"{cursor[0]}-{cursor[1]}"})
+    context = _context(
+        request, _operator(request), section="payments", entries=entries,
+        attention=attention, filters=filters, older=older, older_page=query.before is not None,
+        csv_query=("?" + urlencode(filters)) if filters else "",
+        streams=[*request.app[CATALOG]], statuses=[s.value for s in LedgerStatus],
+        reasons=[r.value for r in NotificationReason if r != NotificationReason.REPLAYED])
+    return _render("admin/payments.html", request, context)
+
+
+@page
+async def payments_csv(request: web.Request) -> web.StreamResponse:
+    """The ledger for accounting, every matching entry, streamed page by page."""
+    query = _ledger_query(request)
+    operator = _operator(request)
+    _log_action(request, operator, "export_csv",
+                filters={k: v for k, v in request.query.items() if v})
+    stamp = datetime.fromtimestamp(request.app[CLOCK]() / 1000, UTC).strftime("%Y%m%d-%H%M")
+    response = web.StreamResponse(headers={
+        **_NO_STORE, "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="ledger-{stamp}.csv"'})
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    store = request.app[STORE]
+    while True:
+        page_entries = await store.ledger(query, 1000)
+        for entry in page_entries:
+            writer.writerow(csv_row(entry))
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+        if len(page_entries) < 1000:
+            break
+        query = LedgerQuery(query.stream_id, query.reason, query.status, query.from_ms,
+                            query.to_ms, before=page_entries[-1].cursor)
+    await response.write_eof()
+    return response
+
+
+async def settle(request: web.Request) -> web.Response:
+    operator, form = await _action(request, "settle")
+    entry_id = _int_path(request, "entry_id")
+    note = form.get("note", "").strip()
+    if not note or len(note) > MAX_NOTE_CHARS:
+        raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
+    settled = await request.app[STORE].settle(
+        entry_id, Settlement(request.app[CLOCK](), operator.name, note))
+    if settled is None:
+        raise InvalidRequest(detail="this entry needs no settling, or is settled already")
+    _log_action(request, operator, "settle", entryId=entry_id,
+                trxId=settled.notification.trx_id, reason=settled.reason,
+                amount=settled.notification.amount, note=note)
+    raise web.HTTPSeeOther(str(request.app.router["admin-payments"].url_for().with_query(
+        done="settled")))
+
+
+def _int_path(request: web.Request, name: str) -> int:
+    value = request.match_info[name]
+    if not value.isdigit() or len(value) > 15:
+        raise InvalidRequest(detail=f"{name} is not a number")
+    return int(value)
+
+
+# --- sessions ----------------------------------------------------------------------
+
+@page
+async def sessions(request: web.Request) -> web.Response:
+    search = request.query.get("q", "").strip()
+    found = await _find_sessions(request, search) if search else []
+    now_ms = request.app[CLOCK]()
+    gate = request.app[GATE]
+    rows = [{
+        "session": session, "status": session.status_at(now_ms).value,
+        "remaining_ms": session.remaining_ms(now_ms),
+        "stream": request.app[CATALOG].get(session.stream_id),
+        "ended_early": gate.is_ended(session.session_id),
+        "can_revoke": session.status_at(now_ms) == "paid",
+    } for session in found]
+    return _render("admin/sessions.html", request, _context(
+        request, _operator(request), section="sessions", search=search, rows=rows,
+        now_ms=now_ms))
+
+
+async def _find_sessions(request: web.Request, search: str) -> list[PaymentSession]:
+    """One box for a trxId, a sessionId or a userId: whatever the text could be."""
+    store = request.app[STORE]
+    found: dict[str, PaymentSession] = {}
+    if SESSION_ID.fullmatch(search):
+        session = await store.get(search)
+        if session is not None:
+            found[session.session_id] = session
+    if TRX_ID.fullmatch(search):
+        session = await store.get_by_trx(request.app[PROVIDER].name, search)
+        if session is not None:
+            found[session.session_id] = session
+    if USER_ID.fullmatch(search):
+        for session in await store.sessions_of_user(search, SESSIONS_LIMIT):
+            found[session.session_id] = session
+    return sorted(found.values(), key=lambda s: (s.created_at_ms, s.session_id), reverse=True)
+
+
+async def revoke(request: web.Request) -> web.Response:
+    operator, form = await _action(request, "revoke")
+    session_id = request.match_info["session_id"]
+    if not SESSION_ID.fullmatch(session_id):
+        raise InvalidRequest(detail="session_id is not a valid id")
+    note = form.get("note", "").strip()[:MAX_NOTE_CHARS]
+    session = await request.app[SESSIONS].revoke(session_id, reason=f"operator {operator.name}")
+    _log_action(request, operator, "revoke", sessionId=session_id, trxId=session.trx_id,
+                streamId=session.stream_id, note=note)
+    back = form.get("q") or session_id
+    raise web.HTTPSeeOther(str(request.app.router["admin-sessions"].url_for().with_query(
+        q=back, done="revoked")))

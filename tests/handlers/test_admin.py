@@ -1,0 +1,288 @@
+"""The operator's console over HTTP, on both stores: sign-in and its cookie, throttling,
+CSRF on every action, the dashboard's figures, the ledger with settling and CSV, sessions
+found and revoked. Nothing here can make a session paid."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.operators import FAILED_SIGN_IN_WINDOW_MS, MAX_FAILED_SIGN_INS, SIGN_IN_SECONDS
+from gateway.settings import Settings
+from tests.conftest import API_KEY, AppFactory, FakeClock, ViewerClient, make_settings
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class Console:
+    """An operator's browser: its own cookie jar, same-origin forms."""
+
+    def __init__(self, viewer: ViewerClient) -> None:
+        self.http: TestClient[Any, Any] = viewer.http
+        self.origin = str(self.http.make_url("")).rstrip("/")
+        self.csrf = ""
+
+    async def sign_in(self, key: str = API_KEY, name: str = "Sari", *, expect: int = 303,
+                      origin: str | None = None) -> ClientResponse:
+        response = await self.http.post(
+            "/admin/sign-in", data={"name": name, "key": key, "next": "/admin/payments"},
+            headers={"Origin": origin or self.origin}, allow_redirects=False)
+        assert response.status == expect, (response.status, await response.text())
+        return response
+
+    async def get(self, path: str, *, expect: int = 200, **params: str) -> str:
+        response = await self.http.get(path, params=params, allow_redirects=False,
+                                       headers={"Accept": "text/html"})
+        text = await response.text()
+        assert response.status == expect, (response.status, text[:2000])
+        found = CSRF.search(text)
+        if found:
+            self.csrf = found.group(1)
+        return text
+
+    async def post(self, path: str, data: dict[str, str], *, expect: int = 303,
+                   headers: dict[str, str] | None = None, csrf: bool = True) -> str:
+        form = {"csrf": self.csrf, **data} if csrf else data
+        response = await self.http.post(
+            path, data=form, allow_redirects=False,
+            headers={"Origin": self.origin, "Accept": "text/html"} if headers is None
+            else headers)
+        text = await response.text()
+        assert response.status == expect, (response.status, text[:2000])
+        return text
+
+
+@pytest.fixture
+async def console(make_viewer: AppFactory) -> Console:
+    return Console(await make_viewer())
+
+
+async def signed_in(console: Console) -> Console:
+    await console.sign_in()
+    await console.get("/admin")
+    return console
+
+
+async def paid(viewer: ViewerClient, stream_id: str = "demo", **pay: Any) -> dict[str, Any]:
+    qr = await viewer.generate_qris(stream_id)
+    await viewer.pay(qr["trxId"], **pay)
+    return qr
+
+
+async def test_the_console_needs_a_sign_in_and_keeps_it_in_a_strict_cookie(
+        console: Console) -> None:
+    response = await console.http.get("/admin/payments", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/admin/sign-in?next=")
+    page = await console.get("/admin/sign-in")
+    assert 'type="password"' in page
+    signed = await console.sign_in()
+    assert signed.headers["Location"] == "/admin/payments"
+    cookie = signed.headers["Set-Cookie"]
+    assert cookie.startswith("operator=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/admin",
+                      f"Max-Age={SIGN_IN_SECONDS}"):
+        assert attribute in cookie
+    assert API_KEY not in cookie
+    page = await console.get("/admin/payments")
+    assert "Sari" in page and console.csrf
+    assert (await console.http.get("/admin/payments")).headers["Cache-Control"] \
+        == "private, no-store"
+
+
+async def test_a_wrong_key_is_refused_and_sets_no_cookie(console: Console) -> None:
+    response = await console.sign_in("x" * 30, expect=401)
+    assert "Set-Cookie" not in response.headers
+    assert "Kunci operator salah" in await response.text()
+    await console.get("/admin", expect=303)
+
+
+async def test_the_sign_in_lasts_a_working_day(console: Console, clock: FakeClock) -> None:
+    await console.sign_in()
+    clock.advance(SIGN_IN_SECONDS - 60)
+    await console.get("/admin")
+    clock.advance(120)
+    await console.get("/admin", expect=303)
+
+
+async def test_failed_sign_ins_are_throttled_per_address(console: Console,
+                                                          clock: FakeClock) -> None:
+    for _ in range(MAX_FAILED_SIGN_INS):
+        await console.sign_in("wrong-key-wrong-key-wrong", expect=401)
+    throttled = await console.sign_in(expect=429)  # even the right key must wait
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert "Set-Cookie" not in throttled.headers
+    clock.advance(FAILED_SIGN_IN_WINDOW_MS / 1000)
+    await console.sign_in()
+
+
+async def test_sign_in_from_another_origin_is_refused(console: Console) -> None:
+    response = await console.sign_in(origin="https://evil.example", expect=403)
+    assert "Set-Cookie" not in response.headers
+
+
+async def test_every_action_needs_the_csrf_token_and_our_origin(
+        console: Console, make_viewer: AppFactory, settings: Settings) -> None:
+    viewer = await make_viewer()
+    qr = await viewer.generate_qris()
+    await viewer.pay(qr["trxId"], amount=999)  # a wrong amount: needs a person
+    await signed_in(console)
+    page = await console.get("/admin/payments")
+    entry_id = re.search(r'data-entry="(\d+)"', page).group(1)  # type: ignore[union-attr]
+    settle = f"/admin/payments/{entry_id}/settle"
+    note = {"note": "refunded by transfer"}
+    await console.post(settle, {**note, "csrf": "forged"}, expect=403)
+    await console.post(settle, note, csrf=False, expect=403)
+    await console.post(settle, note, headers={"Origin": "https://evil.example"}, expect=403)
+    await console.post(settle, note, headers={}, expect=403)  # neither Origin nor Referer
+    # A token from another sign-in is no good either.
+    other = Console(await make_viewer())
+    await signed_in(other)
+    await console.post(settle, {**note, "csrf": other.csrf}, expect=403)
+    await console.post("/admin/sign-out", {}, headers={"Origin": "https://evil.example"},
+                       expect=403)
+    assert "perlu ditangani" in await console.get("/admin/payments")
+    # The real form, from our own page, works; Referer alone will do.
+    await console.post(settle, note, headers={"Referer": console.origin + "/admin/payments"})
+    page = await console.get("/admin/payments")
+    assert "refunded by transfer" in page and "oleh Sari" in page
+
+
+async def test_an_action_without_a_sign_in_is_refused(console: Console) -> None:
+    await console.post("/admin/payments/1/settle", {"note": "x"}, expect=401)
+
+
+async def test_the_ledger_lists_what_needs_a_person_first_and_settling_pays_nothing(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    good = await paid(viewer, "demo")
+    short = await viewer.generate_qris("konser-malam")
+    await viewer.pay(short["trxId"], amount=20000)
+    await signed_in(console)
+    page = await console.get("/admin/payments")
+    attention = page.split('id="attention"')[1].split("</section>")[0]
+    assert short["trxId"] in attention and good["trxId"] not in attention
+    assert "amount_mismatch" in attention and "Rp 20.000" in attention
+    entry_id = re.search(r'data-entry="(\d+)"', attention).group(1)  # type: ignore[union-attr]
+    await console.post(f"/admin/payments/{entry_id}/settle", {"note": "refunded"})
+    page = await console.get("/admin/payments", done="settled")
+    assert "Dicatat sebagai selesai" in page
+    assert short["trxId"] not in page.split('id="attention"')[1].split("</section>")[0]
+    # Settling is bookkeeping: the short payment still gives no access.
+    assert (await viewer.status(short["sessionId"]))["status"] == "pending"
+    assert not (await viewer.check_access("konser-malam"))["hasAccess"]
+    # Settling twice, or settling a payment that needs nobody, is refused.
+    await console.post(f"/admin/payments/{entry_id}/settle", {"note": "again"}, expect=400)
+
+
+async def test_the_ledger_filters_and_pages(console: Console, make_viewer: AppFactory,
+                                            clock: FakeClock) -> None:
+    viewer = await make_viewer()
+    demo = await paid(viewer, "demo")
+    concert = await paid(viewer, "konser-malam")
+    await signed_in(console)
+    table = (await console.get("/admin/payments", stream="demo")).split('id="ledger"')[1]
+    assert demo["trxId"] in table and concert["trxId"] not in table
+    table = (await console.get("/admin/payments", status="refused")).split("Semua notifikasi")[1]
+    assert "Tidak ada notifikasi yang cocok" in table
+    table = (await console.get("/admin/payments", reason="paid")).split('id="ledger"')[1]
+    assert demo["trxId"] in table and concert["trxId"] in table
+    # Dates are local (WIB) days; START_MS is 2027-01-15 15:00 WIB.
+    assert concert["trxId"] in await console.get("/admin/payments", **{"from": "2027-01-15",
+                                                                        "to": "2027-01-15"})
+    assert "Tidak ada notifikasi yang cocok" in await console.get(
+        "/admin/payments", **{"from": "2027-01-16"})
+    await console.get("/admin/payments", status="nonsense", expect=400)
+    await console.get("/admin/payments", stream="no-such-stream", expect=400)
+    await console.get("/admin/payments", **{"from": "2027-13-01"}, expect=400)
+
+
+async def test_the_ledger_exports_as_csv(console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    good = await paid(viewer, "demo")
+    short = await viewer.generate_qris("konser-malam")
+    await viewer.pay(short["trxId"], amount=20000)
+    await signed_in(console)
+    response = await console.http.get("/admin/payments.csv")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(row["trx_id"], row["amount"], row["reason"], row["status"]) for row in rows] == [
+        (short["trxId"], "20000", "amount_mismatch", "attention"),
+        (good["trxId"], "1000", "paid", "applied")]
+    only_demo = await (await console.http.get("/admin/payments.csv?stream=demo")).text()
+    assert good["trxId"] in only_demo and short["trxId"] not in only_demo
+
+
+async def test_sessions_are_found_by_trx_session_or_user_and_can_be_revoked(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    qr = await paid(viewer, "demo")
+    await signed_in(console)
+    by_trx = await console.get("/admin/sessions", q=qr["trxId"])
+    assert qr["sessionId"] in by_trx
+    user_id = re.search(r"<dd><code>(v_[^<]+)</code>", by_trx).group(1)  # type: ignore[union-attr]
+    assert qr["sessionId"] in await console.get("/admin/sessions", q=qr["sessionId"])
+    assert qr["sessionId"] in await console.get("/admin/sessions", q=user_id)
+    assert "Tidak ada sesi yang cocok" in await console.get("/admin/sessions", q="nobody")
+    assert (await viewer.check_access("demo"))["hasAccess"]
+    revoke = f"/admin/sessions/{qr['sessionId']}/revoke"
+    await console.post(revoke, {"note": "abuse"}, headers={"Origin": "https://evil.example"},
+                       expect=403)
+    assert (await viewer.check_access("demo"))["hasAccess"]
+    await console.post(revoke, {"note": "abuse", "q": qr["trxId"]})
+    assert not (await viewer.check_access("demo"))["hasAccess"]
+    page = await console.get("/admin/sessions", q=qr["trxId"], done="revoked")
+    assert "Akses sesi dihentikan" in page and "Dihentikan lebih awal" in page
+
+
+async def test_the_dashboard_shows_takings_conversion_and_access_open_now(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    await paid(viewer, "demo")
+    await paid(viewer, "konser-malam")
+    await (await make_viewer()).generate_qris("demo")  # a QR nobody paid
+    await signed_in(console)
+    page = await console.get("/admin")
+    assert re.search(r'id="takings-today">Rp 26\.000<', page)
+    assert re.search(r'id="takings-30">Rp 26\.000<', page)
+    assert "2 tiket dari 3 QR (66.7%)" in page
+    row = page.split('data-stream="demo"')[1].split("</tr>")[0]
+    assert '<td class="num paid-now">1</td>' in row and "1 / 2" in row
+    assert "Aktif" in row  # the demo's looped origin is up
+    chart = json.loads(page.split('id="sales-data">')[1].split("</script>")[0])
+    assert chart["bucket"] == "day" and len(chart["x"]) == 7
+    assert [sum(series["tickets"]) for series in chart["series"]] == [1, 1]
+    hourly = await console.get("/admin", days="1", bucket="hour")
+    chart = json.loads(hourly.split('id="sales-data">')[1].split("</script>")[0])
+    assert chart["bucket"] == "hour" and 1 <= len(chart["x"]) <= 24
+    await console.get("/admin", days="5", expect=400)
+
+
+async def test_english_by_accept_language(console: Console) -> None:
+    response = await console.http.get("/admin/sign-in", headers={"Accept-Language": "en"})
+    assert "Sign in to the operator" in await response.text()
+
+
+async def test_sign_out_ends_the_sign_in(console: Console) -> None:
+    await signed_in(console)
+    await console.post("/admin/sign-out", {})
+    await console.get("/admin", expect=303)
+
+
+async def test_no_console_without_an_operator_key(tmp_path: Path, aiohttp_client: Any) -> None:
+    env = make_settings(tmp_path)
+    settings = Settings(**{**{f: getattr(env, f) for f in env.__slots__}, "api_key": None})
+    client = await aiohttp_client(create_app(settings))
+    assert (await client.get("/admin", allow_redirects=False)).status == 404
+    assert (await client.get("/admin/sign-in")).status == 404
