@@ -16,7 +16,7 @@
     // uPlot draws times in the browser's zone; the buckets are WIB days and hours.
     const shifted = data.x.map((seconds) => seconds + data.offsetSeconds);
     const palette = ['#ff5a36', '#3ecf8e', '#4ea8ff', '#ffd166', '#c77dff', '#ff8fab'];
-    const series = [{}];
+    const series = [{ label: strings ? strings.time : '', value: (u, ts) => (ts == null ? '-' : format(options.tzDate(ts))) }];
     const values = [shifted];
     data.series.forEach((stream, index) => {
       series.push({
@@ -28,13 +28,16 @@
       });
       values.push(stream.tickets);
     });
+    // Indonesian order: day before month.
+    const format = uPlot.fmtDate(data.bucket === 'hour' ? '{D}/{M} {HH}:{mm}' : '{D}/{M}');
     const options = {
       width: Math.max(280, target.clientWidth),
       height: Math.round(Math.min(320, Math.max(200, target.clientWidth * 0.45))),
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'UTC'),
       series: series,
       axes: [
-        { stroke: '#a9afbb', grid: { stroke: 'rgba(169,175,187,0.15)' } },
+        { stroke: '#a9afbb', grid: { stroke: 'rgba(169,175,187,0.15)' },
+          values: (u, ticks) => ticks.map((ts) => format(options.tzDate(ts))) },
         { stroke: '#a9afbb', grid: { stroke: 'rgba(169,175,187,0.15)' },
           label: strings ? strings.tickets : '', size: 50,
           values: (u, ticks) => ticks.map((v) => (Number.isInteger(v) ? String(v) : '')) },

@@ -340,6 +340,9 @@ async def payments(request: web.Request) -> web.Response:
     entries = entries[:LEDGER_PAGE_SIZE]
     attention = [] if query.before else await store.ledger(
         LedgerQuery(status=LedgerStatus.ATTENTION), ATTENTION_LIMIT)
+    # What each short or duplicate payment should have been, in one trip to the store.
+    prices = {session.session_id: session.amount for session in await store.get_many(
+        [entry.session_id for entry in attention if entry.session_id])}
     filters = {key: request.query[key] for key in ("stream", "status", "reason", "from", "to")
                if request.query.get(key)}
     older = None
@@ -348,7 +351,7 @@ async def payments(request: web.Request) -> web.Response:
         older = "?" + urlencode({**filters, "before": f"{cursor[0]}-{cursor[1]}"})
     context = _context(
         request, _operator(request), section="payments", entries=entries,
-        attention=attention, filters=filters, older=older, older_page=query.before is not None,
+        attention=attention, prices=prices, filters=filters, older=older, older_page=query.before is not None,
         csv_query=("?" + urlencode(filters)) if filters else "",
         streams=[*request.app[CATALOG]], statuses=[s.value for s in LedgerStatus],
         reasons=[r.value for r in NotificationReason if r != NotificationReason.REPLAYED])

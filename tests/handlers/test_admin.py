@@ -258,7 +258,7 @@ async def test_the_dashboard_shows_takings_conversion_and_access_open_now(
     assert re.search(r'id="takings-30">Rp 26\.000<', page)
     assert "2 tiket dari 3 QR (66.7%)" in page
     row = page.split('data-stream="demo"')[1].split("</tr>")[0]
-    assert '<td class="num paid-now">1</td>' in row and "1 / 2" in row
+    assert re.search(r'class="num paid-now"[^>]*>1</td>', row) and "1 / 2" in row
     assert "Aktif" in row  # the demo's looped origin is up
     chart = json.loads(page.split('id="sales-data">')[1].split("</script>")[0])
     assert chart["bucket"] == "day" and len(chart["x"]) == 7
