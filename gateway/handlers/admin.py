@@ -351,7 +351,8 @@ async def payments(request: web.Request) -> web.Response:
         older = "?" + urlencode({**filters, "before": f"{cursor[0]}-{cursor[1]}"})
     context = _context(
         request, _operator(request), section="payments", entries=entries,
-        attention=attention, prices=prices, filters=filters, older=older, older_page=query.before is not None,
+        attention=attention, prices=prices, filters=filters, older=older,
+        older_page=query.before is not None,
         csv_query=("?" + urlencode(filters)) if filters else "",
         streams=[*request.app[CATALOG]], statuses=[s.value for s in LedgerStatus],
         reasons=[r.value for r in NotificationReason if r != NotificationReason.REPLAYED])
