@@ -113,6 +113,7 @@ class _Keys:
         self.ledger_sets = prefix + "ledger-sets"  # "<applied>:<stream>:<reason>" in use
         self.attention = prefix + "ledger-attention"  # needing a person, unsettled
         self.settled = prefix + "ledger-settled"
+        self.console_indexed = prefix + "console-indexed"  # set once the above are whole
 
     def sales(self, stream_id: str) -> str:
         """Hourly counters of one stream: fields q:<hour_ms>, t:<hour_ms>, a:<hour_ms>."""
@@ -224,7 +225,58 @@ class RedisStore(SessionStore):
                                   f"{where.get('port', '?')}: {exc}") from None
         store = cls(client, key_prefix)
         await store._warn_if_not_durable()
+        await store._index_for_console()
         return store
+
+    async def _index_for_console(self) -> None:
+        """Sessions and notifications stored by a version without the console's indexes
+        and counters get them, once: the first instance to open the store claims the job
+        (SET NX), so nothing is counted twice."""
+        if not await self._redis.set(self._keys.console_indexed, "1", nx=True):
+            return
+        keys = self._keys
+        total = await self._redis.zcard(keys.notifications)
+        for start in range(0, total, 1000):
+            numbers = [int(n) for n in await self._redis.zrange(keys.notifications, start,
+                                                                 start + 999)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for number in numbers:
+                    pipe.hgetall(keys.notification(number))
+                rows: list[dict[str, str]] = await pipe.execute()
+            sessions = {session.session_id: session for session in await self._load_many(
+                {row["session_id"] for row in rows if row.get("session_id")})}
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for number, row in zip(numbers, rows, strict=True):
+                    if not row:
+                        continue
+                    session = sessions.get(row["session_id"])
+                    stream_id = session.stream_id if session is not None else ""
+                    pipe.hset(keys.notification(number), "stream_id", stream_id)
+                    self._queue_ledger_index(pipe, number, int(row["received_at_ms"]),
+                                             row["applied"] == "1", row["reason"], stream_id)
+                await pipe.execute()
+        batch: list[str] = []
+        async for key in self._redis.scan_iter(match=f"{keys.prefix}session:*", count=1000):
+            batch.append(key.removeprefix(f"{keys.prefix}session:"))
+            if len(batch) >= 1000:
+                await self._index_sessions(batch)
+                batch = []
+        await self._index_sessions(batch)
+
+    async def _index_sessions(self, session_ids: list[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session in await self._load_many(session_ids):
+                pipe.zadd(self._keys.user_sessions(session.user_id),
+                          {session.session_id: session.created_at_ms})
+                if session.status == SessionStatus.PAID:
+                    pipe.zadd(self._keys.paid_now(session.stream_id),
+                              {session.session_id: session.expires_at_ms})
+                self._queue_count(pipe, session.stream_id, "q", session.created_at_ms, 1)
+                if session.paid_at_ms is not None:
+                    self._queue_count(pipe, session.stream_id, "t", session.paid_at_ms, 1)
+                    self._queue_count(pipe, session.stream_id, "a", session.paid_at_ms,
+                                      session.amount)
+            await pipe.execute()
 
     async def _warn_if_not_durable(self) -> None:
         try:
@@ -464,7 +516,8 @@ class RedisStore(SessionStore):
             pipe.hset(keys.notification(number),
                       mapping={**_notification_fields(note, decision), "stream_id": stream_id})
             pipe.zadd(keys.notifications, {str(number): number})
-            self._queue_ledger_index(pipe, number, note, decision, stream_id)
+            self._queue_ledger_index(pipe, number, note.received_at_ms, decision.applied,
+                                     decision.reason.value, stream_id)
             pipe.lpush(keys.notifications_by_trx(note.trx_id), str(number))
             pipe.set(event_key, "1")
             if replay_key is not None:
@@ -553,14 +606,13 @@ class RedisStore(SessionStore):
         pipe.hincrby(self._keys.sales(stream_id), f"{kind}:{hour_start(at_ms)}", amount)
         pipe.sadd(self._keys.sales_streams, stream_id)
 
-    def _queue_ledger_index(self, pipe: Pipeline, number: int, note: Notification,
-                            decision: PaymentDecision, stream_id: str) -> None:
-        score = _ledger_score(note.received_at_ms, number)
-        ledger_set = (f"{int(decision.applied)}:{_part(stream_id)}"
-                      f":{_part(decision.reason.value)}")
+    def _queue_ledger_index(self, pipe: Pipeline, number: int, received_at_ms: int,
+                            applied: bool, reason: str, stream_id: str) -> None:
+        score = _ledger_score(received_at_ms, number)
+        ledger_set = f"{int(applied)}:{_part(stream_id)}:{_part(reason)}"
         pipe.zadd(self._keys.ledger(ledger_set), {str(number): score})
         pipe.sadd(self._keys.ledger_sets, ledger_set)
-        if needs_person(decision.reason.value):
+        if needs_person(reason):
             pipe.zadd(self._keys.attention, {str(number): score})
 
     # --- the operator's console ----------------------------------------------------

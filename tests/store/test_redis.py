@@ -89,3 +89,35 @@ async def test_a_server_that_keeps_nothing_on_disk_is_reported(
     await store.close()
     warned = any("appendonly off" in record.getMessage() for record in caplog.records)
     assert warned == (appendonly != "yes")
+
+
+async def test_data_from_before_the_console_gets_its_indexes_once(redis_prefix: str) -> None:
+    """A store written by a version without the console's indexes and counters: the
+    first instance to open it builds them, and a second opening adds nothing twice."""
+    from gateway.ledger import LedgerQuery
+    from tests.store.test_console_contract import fill
+
+    store = await RedisStore.open(REDIS_URL, redis_prefix)
+    await fill(store)
+    expected = (await store.ledger(LedgerQuery(), 100), await store.sales(T0 - 3_600_000,
+                                                                          T0 + 3_600_000),
+                await store.paid_now(T0 + 6000), await store.sessions_of_user("bob", 10))
+    # Back to what the old version left: no console keys at all.
+    console_keys = [key async for key in store._redis.scan_iter(match=f"{redis_prefix}*")
+                    if key.removeprefix(redis_prefix).split(":")[0] in (
+                        "ledger", "ledger-sets", "ledger-attention", "ledger-settled",
+                        "sales", "sales-streams", "paid-now", "user-sessions",
+                        "console-indexed")]
+    await store._redis.delete(*console_keys)
+    async for key in store._redis.scan_iter(match=f"{redis_prefix}notification:*"):
+        await store._redis.hdel(key, "stream_id")
+    assert await store.ledger(LedgerQuery(), 100) == []
+    await store.close()
+
+    for _ in range(2):
+        reopened = await RedisStore.open(REDIS_URL, redis_prefix)
+        assert (await reopened.ledger(LedgerQuery(), 100),
+                await reopened.sales(T0 - 3_600_000, T0 + 3_600_000),
+                await reopened.paid_now(T0 + 6000),
+                await reopened.sessions_of_user("bob", 10)) == expected
+        await reopened.close()
