@@ -78,8 +78,10 @@ class StreamHealthMonitor:
         if not playlist.segments:
             raise ValueError("playlist has no segments")
         newest = playlist.segments[-1]
-        if newest.program_date_time is not None:
-            ended_s = float(newest.program_date_time.timestamp()) + float(newest.duration or 0)
+        # Carried forward from the last EXT-X-PROGRAM-DATE-TIME by the parser.
+        started = newest.current_program_date_time
+        if started is not None:
+            ended_s = float(started.timestamp()) + float(newest.duration or 0)
             return max(0.0, now_ms / 1000 - ended_s)
         async with self._client.head(playlist_url.join(URL(newest.uri)),
                                      allow_redirects=False) as response:

@@ -286,3 +286,36 @@ async def test_no_console_without_an_operator_key(tmp_path: Path, aiohttp_client
     client = await aiohttp_client(create_app(settings))
     assert (await client.get("/admin", allow_redirects=False)).status == 404
     assert (await client.get("/admin/sign-in")).status == 404
+
+
+async def test_every_action_is_logged_with_who_and_what(
+        console: Console, make_viewer: AppFactory, caplog: pytest.LogCaptureFixture) -> None:
+    viewer = await make_viewer()
+    short = await viewer.generate_qris("konser-malam")
+    await viewer.pay(short["trxId"], amount=20000)
+    sold = await paid(viewer, "demo")
+    caplog.set_level("INFO", logger="gateway.admin")
+    await signed_in(console)
+    page = await console.get("/admin/payments")
+    entry_id = re.search(r'data-entry="(\d+)"', page).group(1)  # type: ignore[union-attr]
+    await console.post(f"/admin/payments/{entry_id}/settle", {"note": "refunded"})
+    await console.post(f"/admin/sessions/{sold['sessionId']}/revoke", {"note": "abuse"})
+    await console.post(f"/admin/sessions/{sold['sessionId']}/revoke", {"note": "x"},
+                       headers={"Origin": "https://evil.example"}, expect=403)
+    await console.http.get("/admin/payments.csv?stream=demo")
+    await console.post("/admin/sign-out", {})
+    logged = [(record.getMessage(), record.event_fields)  # type: ignore[attr-defined]
+              for record in caplog.records if record.name == "gateway.admin"]
+    actions = [(fields["operator"], fields["action"]) for message, fields in logged
+               if message == "operator_action"]
+    assert actions == [("Sari", "sign_in"), ("Sari", "settle"), ("Sari", "revoke"),
+                       ("Sari", "export_csv"), ("Sari", "sign_out")]
+    settle = next(f for m, f in logged if m == "operator_action" and f["action"] == "settle")
+    assert settle["trxId"] == short["trxId"] and settle["note"] == "refunded"
+    assert settle["reason"] == "amount_mismatch" and settle["address"]
+    revoke = next(f for m, f in logged if m == "operator_action" and f["action"] == "revoke")
+    assert revoke["sessionId"] == sold["sessionId"] and revoke["note"] == "abuse"
+    refused = [f for m, f in logged if m == "operator_action_refused"]
+    assert [(f["operator"], f["action"], f["why"]) for f in refused] == [
+        ("Sari", "revoke", "origin")]
+    assert all(API_KEY not in str(fields) for _, fields in logged)
