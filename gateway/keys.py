@@ -17,7 +17,7 @@ from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
-from gateway.sessions import PaymentSessions
+from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
@@ -35,7 +35,7 @@ METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
-SESSIONS = web.AppKey("sessions", PaymentSessions)
+SESSIONS = web.AppKey("sessions", SessionService)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 ORIGINS = web.AppKey("origins", dict[str, Origin])

@@ -35,7 +35,7 @@ from gateway.keys import (
     WEBSOCKETS,
 )
 from gateway.logs import log_event
-from gateway.sessions import PaymentSessions
+from gateway.sessions import SessionService
 from gateway.store import open_store
 
 log = logging.getLogger("gateway.resources")
@@ -45,7 +45,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = await open_store(settings.store_url, settings.redis_key_prefix)
     app[STORE] = store
-    app[SESSIONS] = PaymentSessions(
+    app[SESSIONS] = SessionService(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,
         payment_window_seconds=settings.payment_window_seconds,

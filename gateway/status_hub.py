@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.clock import Clock
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus
 
 log = logging.getLogger("gateway.status_hub")
 SEND_TIMEOUT_S = 5.0

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import GATE, METRICS, SESSIONS, SWEEPER
-from gateway.sessions import PaymentSession
+from gateway.model import PaymentSession
 from gateway.settings import Settings, SettingsError
 from tests.conftest import (
     API_KEY,

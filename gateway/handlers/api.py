@@ -23,7 +23,7 @@ from gateway.handlers.common import (
 from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
-from gateway.sessions import PaymentSession
+from gateway.model import PaymentSession
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]

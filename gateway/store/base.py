@@ -11,7 +11,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.model import Notification, PaymentContext, PaymentDecision, PaymentSession
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from gateway.sessions import (
+from gateway.model import (
     ACTIVE_STATUSES,
     Notification,
     NotificationReason,

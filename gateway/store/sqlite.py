@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     NotificationReason,
     PaymentContext,
