@@ -33,7 +33,7 @@ stored and write back what it returns.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -45,6 +45,14 @@ class SessionStatus(StrEnum):
 
 
 ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
+
+
+def status_at(status: SessionStatus, expires_at_ms: int, now_ms: int) -> SessionStatus:
+    """Rule 5, the one place it is decided: an active session past its expiry is
+    expired, on every read, whatever the sweeper has got round to."""
+    if status in ACTIVE_STATUSES and now_ms >= expires_at_ms:
+        return SessionStatus.EXPIRED
+    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +71,11 @@ class PaymentSession:
     expires_at_ms: int
 
     def status_at(self, now_ms: int) -> SessionStatus:
-        """Expiry is exact on every read, whatever the sweeper has got round to."""
-        if self.status in ACTIVE_STATUSES and now_ms >= self.expires_at_ms:
-            return SessionStatus.EXPIRED
-        return self.status
+        return status_at(self.status, self.expires_at_ms, now_ms)
+
+    def is_stale(self, now_ms: int) -> bool:
+        """Stored as active, but over: to be written back as expired."""
+        return self.status != self.status_at(now_ms)
 
     def remaining_ms(self, now_ms: int) -> int:
         return max(0, self.expires_at_ms - now_ms)
@@ -110,15 +119,59 @@ class NotificationReason(StrEnum):
     REPLAYED = "replayed"
 
 
+def expire_stale(sessions: Iterable[PaymentSession], now_ms: int
+                 ) -> tuple[list[PaymentSession], tuple[PaymentSession, ...]]:
+    """`sessions` as they are at `now_ms` (stale ones marked expired), and the ones so
+    marked, which the store writes back."""
+    current: list[PaymentSession] = []
+    expired: list[PaymentSession] = []
+    for session in sessions:
+        if session.is_stale(now_ms):
+            session = replace(session, status=SessionStatus.EXPIRED)
+            expired.append(session)
+        current.append(session)
+    return current, tuple(expired)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSessionDecision:
+    """What a QR request does to the viewer's sessions for the stream (rules 1-2)."""
+
+    session: PaymentSession  # the viewer's active session: the one found, or the new one
+    inserted: bool
+    # Stale sessions found, marked expired: written before the new one is inserted.
+    expired: tuple[PaymentSession, ...] = ()
+
+
+def decide_new_session(candidate: PaymentSession, active_as_stored: Iterable[PaymentSession],
+                       now_ms: int) -> NewSessionDecision:
+    """Rule 1: `active_as_stored` are the viewer's sessions for the stream whose stored
+    status is active (some may be past expiry). Pure: no I/O, no clock."""
+    current, expired = expire_stale(active_as_stored, now_ms)
+    for session in current:
+        if session.status in ACTIVE_STATUSES:
+            return NewSessionDecision(session, False, expired)
+    return NewSessionDecision(candidate, True, expired)
+
+
+def decide_revocation(session: PaymentSession, now_ms: int) -> PaymentSession | None:
+    """An operator ends a session now (refund, abuse): only a paid, unexpired one; its
+    new state is expired, expiring now. None when there is nothing to end."""
+    if session.status_at(now_ms) != SessionStatus.PAID:
+        return None
+    return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentContext:
-    """What the store read inside its transaction for one notification."""
+    """What the store read inside its transaction for one notification, as stored."""
 
     notification: Notification
     session: PaymentSession | None
     event_already_recorded: bool
-    # The viewer's other sessions that are active now for the same stream.
-    other_active: tuple[PaymentSession, ...]
+    # The viewer's other sessions for the same stream whose stored status is active
+    # (some may be past expiry: this module decides that).
+    others_as_stored: tuple[PaymentSession, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,16 +181,34 @@ class PaymentDecision:
     session_id: str | None
     # New states to write, in order (superseded sessions before the one being paid, so
     # that "one active session per viewer and stream" holds after every statement).
+    # Listeners hear of these.
     changed: tuple[PaymentSession, ...] = ()
+    # Stale sessions the store read, marked expired: written before `changed`. Found
+    # inside the transaction, not announced (the status hub's timer and every read
+    # already see them as expired).
+    expired: tuple[PaymentSession, ...] = ()
+
+    @property
+    def writes(self) -> tuple[PaymentSession, ...]:
+        """Everything the store writes, in order."""
+        return (*self.expired, *self.changed)
 
 
 def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
-    """Rule 3: what a verified notification does. Pure: no I/O, no clock."""
+    """Rule 3: what a verified notification does. Pure: no I/O, no clock (the time is
+    the notification's receipt)."""
     note, session = context.notification, context.session
     session_id = session.session_id if session else None
+    others: list[PaymentSession] = []
+    expired: tuple[PaymentSession, ...] = ()
+    if session is not None:
+        (session, *others), expired = expire_stale(
+            (session, *context.others_as_stored), note.received_at_ms)
+        others = [other for other in others if other.status in ACTIVE_STATUSES]
 
     def refuse(reason: NotificationReason) -> PaymentDecision:
-        return PaymentDecision(applied=False, reason=reason, session_id=session_id)
+        return PaymentDecision(applied=False, reason=reason, session_id=session_id,
+                               expired=expired)
 
     if context.event_already_recorded:
         return refuse(NotificationReason.DUPLICATE_EVENT)
@@ -149,7 +220,7 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
         return refuse(NotificationReason.AMOUNT_MISMATCH)
     if session.paid_at_ms is not None:
         return refuse(NotificationReason.ALREADY_PAID)
-    if any(other.status == SessionStatus.PAID for other in context.other_active):
+    if any(other.status == SessionStatus.PAID for other in others):
         return refuse(NotificationReason.DUPLICATE_PAYMENT)
 
     # The provider's clock says when the money moved; never before the QR existed, never
@@ -157,9 +228,7 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
     paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
     late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
-    superseded = tuple(
-        replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
-    )
+    superseded = tuple(replace(other, status=SessionStatus.EXPIRED) for other in others)
     paid = replace(
         session,
         status=SessionStatus.PAID,
@@ -171,6 +240,7 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
         reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
         session_id=session.session_id,
         changed=(*superseded, paid),
+        expired=expired,
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.clock import Clock
-from gateway.model import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus, status_at
 
 log = logging.getLogger("gateway.status_hub")
 SEND_TIMEOUT_S = 5.0
@@ -42,9 +42,7 @@ class _Watched:
                    session.paid_at_ms, session.expires_at_ms)
 
     def status_at(self, now_ms: int) -> SessionStatus:
-        if self.status != SessionStatus.EXPIRED and now_ms >= self.expires_at_ms:
-            return SessionStatus.EXPIRED
-        return self.status
+        return status_at(self.status, self.expires_at_ms, now_ms)
 
 
 def status_message(session: PaymentSession | _Watched, now_ms: int) -> str:

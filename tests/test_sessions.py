@@ -16,14 +16,7 @@ from gateway.errors import (
     SessionNotFound,
     UnknownStream,
 )
-from gateway.model import (
-    Notification,
-    NotificationReason,
-    PaymentContext,
-    PaymentSession,
-    SessionStatus,
-    decide_payment,
-)
+from gateway.model import Notification, NotificationReason, PaymentSession, SessionStatus
 from gateway.providers.base import CreatedQris
 from gateway.providers.simulator import SimulatorProvider
 from gateway.qris import MerchantProfile
@@ -184,15 +177,3 @@ async def test_a_provider_payload_that_is_not_valid_qris_is_never_shown(
         await domain.request_qr("alice", "demo", None)
     assert await domain.active_sessions("alice") == []
 
-
-def test_decide_payment_is_a_pure_function_of_what_the_store_read() -> None:
-    session = PaymentSession("s" * 22, "alice", "demo", "simulator", "T1", 1000, 0, "q",
-                             SessionStatus.PENDING, 1_000, None, 2_000)
-    note = Notification("simulator", "e", "T1", 1000, "paid", 500, 1_500, "{}")
-    decision = decide_payment(PaymentContext(note, session, False, ()), access_ms=10_000)
-    # paidAt is clamped to [createdAt, receivedAt]: never before the QR existed.
-    assert decision.changed[-1].paid_at_ms == 1_000
-    assert decision.changed[-1].expires_at_ms == 11_000
-    future = Notification("simulator", "e", "T1", 1000, "paid", 9_999, 1_500, "{}")
-    assert decide_payment(PaymentContext(future, session, False, ()),
-                          10_000).changed[-1].paid_at_ms == 1_500
