@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
-from gateway.gate.access import AccessGate
+from gateway.gate.hls_gate import HlsGate
 from gateway.handlers.pages import rupiah
 from gateway.handlers.ws import close_all_on_shutdown
 from gateway.identity import IdentityResolver
@@ -56,8 +56,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[PROVIDER] = make_provider(settings, clock)
     app[IDENTITY] = IdentityResolver(settings, clock)
     app[QR_IMAGES] = QrImages()
-    app[GATE] = AccessGate(settings.secret, settings.previous_secrets, clock,
-                           access_seconds=settings.access_seconds)
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
@@ -69,5 +67,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
                             store_changes_ctx, metrics_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    # After the routes: the gate builds its playback URLs from the named routes.
+    app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

@@ -10,11 +10,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.catalog import Stream
-from gateway.clock import Clock
-from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
-from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
-from gateway.handlers.hls import playback_url_templates
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
@@ -22,8 +17,6 @@ from gateway.keys import (
     GATE,
     HTTP_CLIENT,
     METRICS,
-    ORIGINS,
-    PLAYBACK_URLS,
     PROVIDER,
     SESSIONS,
     SETTINGS,
@@ -31,7 +24,6 @@ from gateway.keys import (
     STATUS_SENDER,
     STORE,
     SWEEPER,
-    UPSTREAM,
     WEBSOCKETS,
 )
 from gateway.logs import log_event
@@ -68,34 +60,14 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     """The HLS gate's origins, and its map of ended sessions kept current."""
-    settings, clock, gate = app[SETTINGS], app[CLOCK], app[GATE]
+    gate = app[GATE]
     app[SESSIONS].add_listener(gate.session_changed)
     # Sessions ended before this process started still have tokens that look valid.
     for session in await app[SESSIONS].ended_early():
         gate.session_changed(session)
-    # One memory budget for every origin's hot objects.
-    cache = ByteLru(settings.segment_cache_bytes, clock)
-    fetcher = UpstreamFetcher(app[HTTP_CLIENT], cache, clock, settings.upstream_timeout_seconds)
-    files = LocalFiles(cache, clock)
-    app[UPSTREAM] = fetcher
-    app[ORIGINS] = {stream.stream_id: _origin(stream, app, fetcher, files, clock)
-                    for stream in app[CATALOG]}
-    app[PLAYBACK_URLS] = {stream.stream_id: playback_url_templates(app, stream)
-                          for stream in app[CATALOG]}
+    gate.open(app[HTTP_CLIENT])
     yield
-    await fetcher.close()
-
-
-def _origin(stream: Stream, app: web.Application, fetcher: UpstreamFetcher,
-            files: LocalFiles, clock: Clock) -> Origin:
-    if stream.origin_url is not None:
-        return HttpOrigin(stream.origin_url, fetcher, app[HTTP_CLIENT], clock,
-                          app[SETTINGS].upstream_timeout_seconds)
-    assert stream.origin_dir is not None
-    if stream.loop_source is not None:
-        return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist, files,
-                              clock)
-    return DirectoryOrigin(stream.origin_dir, files, clock)
+    await gate.close()
 
 
 async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -160,7 +132,8 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Counts status changes, and reads the hot path's figures when Prometheus asks."""
     metrics = app[METRICS]
     app[SESSIONS].add_listener(metrics.session_changed)
-    fetcher, hub, gate, websockets = app[UPSTREAM], app[STATUS_HUB], app[GATE], app[WEBSOCKETS]
+    gate, hub, websockets = app[GATE], app[STATUS_HUB], app[WEBSOCKETS]
+    fetcher = gate.fetcher
 
     def live_figures() -> dict[str, float]:
         return {
@@ -171,7 +144,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_segment_cache_limit_bytes": fetcher.cache.max_bytes,
             "gateway_websockets": len(websockets),
             "gateway_watched_sessions": hub.watched_sessions,
-            "gateway_ended_sessions": gate.ended_sessions,
+            "gateway_ended_sessions": gate.access.ended_sessions,
         }
 
     metrics.watch(live_figures)

@@ -19,8 +19,8 @@ from gateway.handlers.common import (
     path_value,
     query_value,
     read_json,
+    set_gate_cookie,
 )
-from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
 from gateway.model import PaymentSession
@@ -143,11 +143,9 @@ async def check_access(request: web.Request) -> web.Response:
     }
     if not (decision.has_access and decision.session is not None):
         return ok(data)
-    stream = request.app[CATALOG].get(stream_id)
-    assert stream is not None
-    token = request.app[GATE].token_for(decision.session)
-    response = ok(data | playback_urls(request, stream, token))
-    set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
+    response = ok(data | grant.urls)
+    set_gate_cookie(request, response, grant)
     return response
 
 

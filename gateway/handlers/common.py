@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import InvalidRequest
+from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 
@@ -84,6 +85,13 @@ def add_cookie(request: web.Request, response: web.StreamResponse, name: str, va
         f"{name}={value}; Max-Age={max_age_s}; Path={path}; HttpOnly; SameSite=Lax"
         + ("; Secure" if cookie_secure(request) else ""),
     )
+
+
+def set_gate_cookie(request: web.Request, response: web.StreamResponse,
+                    grant: PlaybackGrant) -> None:
+    cookie = grant.cookie
+    add_cookie(request, response, cookie.name, cookie.value, path=cookie.path,
+               max_age_s=cookie.max_age_s)
 
 
 def cookie_secure(request: web.Request) -> bool:

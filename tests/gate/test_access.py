@@ -116,7 +116,7 @@ async def test_a_restarted_gate_still_refuses_revoked_sessions(
     restarted = await aiohttp_client(create_app(gate_settings, clock=clock))  # type: ignore[operator]
     async with restarted.get(access["tokenPlaybackUrl"]) as response:
         assert response.status == 403
-    assert restarted.app[GATE].is_ended(access["sessionId"])
+    assert restarted.app[GATE].access.is_ended(access["sessionId"])
 
 
 async def test_rotating_the_secret_does_not_cut_viewers_off(
