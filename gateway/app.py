@@ -64,6 +64,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
+    # Opened in this order, closed in reverse. The store first: it makes the
+    # SessionService and registers its status listeners, and everything after uses it.
+    # The HTTP client before the gate, whose HTTP origins fetch through it. The gate
+    # (reloading sessions ended early) and the status hub's sender before the change
+    # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
+    # every listener running; it stops first at shutdown, the store closes last.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
                             store_changes_ctx, metrics_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from gateway.change_feed import ChangeFeed
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
@@ -37,14 +38,33 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = await open_store(settings.store_url, settings.redis_key_prefix)
     app[STORE] = store
-    app[SESSIONS] = SessionService(
+    sessions = SessionService(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,
         payment_window_seconds=settings.payment_window_seconds,
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
+    app[SESSIONS] = sessions
+    _listen_to_status_changes(app, sessions)
     yield
     await store.close()
+
+
+def _listen_to_status_changes(app: web.Application, sessions: SessionService) -> None:
+    """Every listener of session status changes, registered here and nowhere else.
+
+    A change is a payment applied or a session superseded (SessionService.
+    record_notification), a revocation (.revoke) or an expiry found by the sweeper
+    (.sweep), made by this instance; with a shared store also one made by another
+    instance, arriving through the ChangeFeed (change_feed.py). Each listener is called
+    with the session's new state, in this order:
+    """
+    # The gate: a session ended early is refused at its next playlist or segment.
+    sessions.add_listener(app[GATE].session_changed)
+    # The status hub: pushes the new state to the WebSockets watching the session.
+    sessions.add_listener(app[STATUS_HUB].publish)
+    # Metrics: counts status changes by their new status.
+    sessions.add_listener(app[METRICS].session_changed)
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +81,6 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     """The HLS gate's origins, and its map of ended sessions kept current."""
     gate = app[GATE]
-    app[SESSIONS].add_listener(gate.session_changed)
     # Sessions ended before this process started still have tokens that look valid.
     for session in await app[SESSIONS].ended_early():
         gate.session_changed(session)
@@ -73,7 +92,6 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
 async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """The listener that turns session changes into WebSocket pushes, and its sender."""
     hub = app[STATUS_HUB]
-    app[SESSIONS].add_listener(hub.publish)
     app[STATUS_SENDER] = asyncio.create_task(hub.run_sender(), name="status-sender")
     yield
     await _stop(app[STATUS_SENDER])
@@ -87,51 +105,15 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[STORE].shared:
         yield
         return
-    app[CHANGE_FOLLOWER] = asyncio.create_task(_follow_changes(app), name="store-changes")
+    feed = ChangeFeed(app[SESSIONS], app[GATE], app[STATUS_HUB], app[METRICS])
+    app[CHANGE_FOLLOWER] = asyncio.create_task(feed.run(), name="store-changes")
     yield
     await _stop(app[CHANGE_FOLLOWER])
-
-
-_RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
-
-
-async def _follow_changes(app: web.Application) -> None:
-    sessions, metrics = app[SESSIONS], app[METRICS]
-    metrics.change_feed_up = False
-    failures = 0
-
-    async def catch_up() -> None:
-        # Pub/sub delivers at most once and only while subscribed: whatever changed
-        # before this (re)subscription is read from the store instead.
-        nonlocal failures
-        gate, hub = app[GATE], app[STATUS_HUB]
-        for session in await sessions.ended_early():
-            gate.session_changed(session)
-        for watched in await sessions.store.get_many(hub.watched_session_ids()):
-            hub.publish_if_changed(watched)
-        if failures:
-            log_event(log, "store_changes_resumed", after_failures=failures)
-        failures = 0
-        metrics.change_feed_up = True
-
-    while True:
-        try:
-            async for session in sessions.store.changes(catch_up):
-                sessions.notify_listeners(session)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("lost the store's change feed; resubscribing")
-        metrics.change_feed_up = False
-        delay_s = _RESUBSCRIBE_DELAYS_S[min(failures, len(_RESUBSCRIBE_DELAYS_S) - 1)]
-        failures += 1
-        await asyncio.sleep(delay_s)
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Counts status changes, and reads the hot path's figures when Prometheus asks."""
     metrics = app[METRICS]
-    app[SESSIONS].add_listener(metrics.session_changed)
     gate, hub, websockets = app[GATE], app[STATUS_HUB], app[WEBSOCKETS]
     fetcher = gate.fetcher
 
