@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.clock import Clock
 from gateway.model import PaymentSession, SessionStatus, status_at
+from gateway.session_json import STATUS_MESSAGE_FIELDS, session_json
 
 log = logging.getLogger("gateway.status_hub")
 SEND_TIMEOUT_S = 5.0
@@ -46,15 +47,9 @@ class _Watched:
 
 
 def status_message(session: PaymentSession | _Watched, now_ms: int) -> str:
-    return json.dumps({
-        "type": "status",
-        "sessionId": session.session_id,
-        "streamId": session.stream_id,
-        "status": session.status_at(now_ms).value,
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-        "remainingTime": max(0, session.expires_at_ms - now_ms),
-    }, separators=(",", ":"))
+    return json.dumps({"type": "status",
+                       **session_json(session, now_ms, STATUS_MESSAGE_FIELDS)},
+                      separators=(",", ":"))
 
 
 class StatusHub:

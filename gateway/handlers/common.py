@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, Unauthenticated
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
@@ -73,6 +73,15 @@ def current_viewer(request: web.Request) -> Viewer:
         )
         request[VIEWER] = viewer
     return viewer
+
+
+def require_operator(request: web.Request) -> None:
+    """The one check for operator endpoints: the API key, as `X-Api-Key` or as a bearer
+    token (what Prometheus can send). Missing or wrong, it is a 401. It never resolves
+    a viewer, so an operator endpoint never hands anyone a viewer cookie."""
+    if not request.app[IDENTITY].is_operator(api_key=request.headers.get("X-Api-Key"),
+                                             authorization=request.headers.get("Authorization")):
+        raise Unauthenticated()
 
 
 def add_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *,
