@@ -3,6 +3,8 @@ changes. No store, no clock: the time is an argument."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 
 from gateway.model import (
@@ -15,6 +17,7 @@ from gateway.model import (
     decide_payment,
     decide_revocation,
 )
+from gateway.settings import PROJECT_DIR
 
 PENDING = PaymentSession("s" * 22, "alice", "demo", "simulator", "T1", 1000, 0, "q",
                          SessionStatus.PENDING, 1_000, None, 2_000)
@@ -83,3 +86,12 @@ def test_only_a_paid_unexpired_session_can_be_revoked() -> None:
     assert ended.expires_at_ms == 5_000
     assert decide_revocation(paid, now_ms=9_000) is None
     assert decide_revocation(PENDING, now_ms=1_500) is None
+
+
+def test_the_model_stands_alone() -> None:
+    # Imported on its own, it brings in no store, provider, use case or HTTP code.
+    code = ("import sys, gateway.model; print(sorted(m for m in sys.modules if m.startswith("
+            "('gateway.store', 'gateway.providers', 'gateway.sessions', 'aiohttp'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=PROJECT_DIR, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
