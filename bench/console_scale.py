@@ -31,14 +31,14 @@ import aiohttp
 from bench.tools import ServerProcess
 from gateway import qris
 from gateway.ledger import HOUR_MS, LedgerQuery, LedgerStatus, needs_person
-from gateway.qris import MerchantProfile
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     NotificationReason,
     PaymentDecision,
     PaymentSession,
     SessionStatus,
 )
+from gateway.qris import MerchantProfile
 from gateway.store.base import SessionStore
 from gateway.store.redis import RedisStore, _notification_fields
 from gateway.store.sqlite import SQLiteStore

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from gateway.sessions import Notification, NotificationReason
+from gateway.model import Notification, NotificationReason
 
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS

@@ -55,8 +55,8 @@ from gateway.ledger import (
     takings,
 )
 from gateway.logs import log_event
+from gateway.model import NotificationReason, PaymentSession
 from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
-from gateway.sessions import NotificationReason, PaymentSession
 
 log = logging.getLogger("gateway.admin")
 
@@ -426,7 +426,7 @@ async def sessions(request: web.Request) -> web.Response:
         "session": session, "status": session.status_at(now_ms).value,
         "remaining_ms": session.remaining_ms(now_ms),
         "stream": request.app[CATALOG].get(session.stream_id),
-        "ended_early": gate.is_ended(session.session_id),
+        "ended_early": gate.access.is_ended(session.session_id),
         "can_revoke": session.status_at(now_ms) == "paid",
     } for session in found]
     return _render("admin/sessions.html", request, _context(

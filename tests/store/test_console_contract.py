@@ -4,7 +4,7 @@ and pages, settlements, sales counters, paid sessions per stream, a viewer's ses
 from __future__ import annotations
 
 from gateway.ledger import HOUR_MS, LedgerQuery, LedgerStatus, SalesBucket, Settlement
-from gateway.sessions import SessionStatus, decide_payment
+from gateway.model import SessionStatus, decide_payment
 from gateway.store.base import SessionStore
 from tests.store.test_contract import ACCESS_MS, T0, paid_note, pay, pending
 
