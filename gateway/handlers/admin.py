@@ -67,6 +67,7 @@ ATTENTION_LIMIT = 100
 SESSIONS_LIMIT = 50
 MAX_NOTE_CHARS = 500
 RANGE_DAYS = (1, 7, 30, 90)
+MAX_RANGE_DAYS = 92
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURSOR = re.compile(r"(\d{1,15})-(\d{1,15})")
 _REASON = re.compile(r"[a-z_]{1,64}")
@@ -232,17 +233,17 @@ async def sign_out(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     app = request.app
     now_ms = app[CLOCK]()
-    days = _choice(request, "days", RANGE_DAYS, 7)
+    range_from_ms, range_to_ms, days = _chart_range(request, now_ms)
     bucket = request.query.get("bucket") or ("hour" if days == 1 else "day")
     if bucket not in ("hour", "day"):
         raise InvalidRequest(detail="bucket must be hour or day")
     today_ms = local_day_start(now_ms)
-    range_from_ms = today_ms - (days - 1) * DAY_MS
-    first_ms = min(range_from_ms, today_ms - 29 * DAY_MS)
-    buckets = await app[STORE].sales(first_ms, now_ms + HOUR_MS)
-    in_range = [b for b in buckets if b.hour_ms >= range_from_ms]
+    # One read for the chart's range and the last 30 days' takings.
+    buckets = await app[STORE].sales(min(range_from_ms, today_ms - 29 * DAY_MS),
+                                     max(range_to_ms, now_ms + HOUR_MS))
+    in_range = [b for b in buckets if range_from_ms <= b.hour_ms < range_to_ms]
     stream_ids = [stream.stream_id for stream in app[CATALOG]]
-    series = sales_series(in_range, stream_ids, range_from_ms, now_ms + 1,
+    series = sales_series(in_range, stream_ids, range_from_ms, min(range_to_ms, now_ms + 1),
                           HOUR_MS if bucket == "hour" else DAY_MS)
     paid_now = await app[STORE].paid_now(now_ms)
     health = {item.stream_id: item for item in await app[STREAM_HEALTH].all()}
@@ -261,11 +262,28 @@ async def dashboard(request: web.Request) -> web.Response:
     }
     context = _context(request, _operator(request), section="dashboard",
                        takings=takings(buckets, now_ms), streams=streams, days=days,
+                       range_from=request.query.get("from", "") if days is None else "",
+                       range_to=request.query.get("to", "") if days is None else "",
                        bucket=bucket, range_days=RANGE_DAYS, chart=chart,
                        total_qrs=sum(b.qrs_created for b in in_range),
                        total_sold=sum(b.tickets_sold for b in in_range), now_ms=now_ms,
                        **_uplot_urls(request))
     return _render("admin/dashboard.html", request, context)
+
+
+def _chart_range(request: web.Request, now_ms: int) -> tuple[int, int, int | None]:
+    """The chart's [from, to) in ms and its preset: the last 1, 7, 30 or 90 days (today
+    included), or local dates `from` to `to` (both included, at most MAX_RANGE_DAYS)."""
+    query = request.query
+    if query.get("from") or query.get("to"):
+        from_ms = _date_ms(query.get("from", ""), "from")
+        to_ms = _date_ms(query.get("to", ""), "to") + DAY_MS
+        if not from_ms < to_ms <= from_ms + MAX_RANGE_DAYS * DAY_MS:
+            raise InvalidRequest(detail=f"from must be before to, {MAX_RANGE_DAYS} days at most")
+        return from_ms, to_ms, None
+    days = _choice(request, "days", RANGE_DAYS, 7)
+    today_ms = local_day_start(now_ms)
+    return today_ms - (days - 1) * DAY_MS, today_ms + DAY_MS, days
 
 
 def _uplot_urls(request: web.Request) -> dict[str, str]:

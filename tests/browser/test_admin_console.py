@@ -95,6 +95,7 @@ async def test_sign_in_then_every_page_and_an_action_at_phone_width(browser: Any
     await page.locator("#takings-today").wait_for()
     assert await page.locator("#takings-today").text_content() == "Rp 1.000"
     await page.locator("#sales-chart[data-drawn=true] canvas").wait_for()
+    await page.locator("#takings-chart[data-drawn=true] canvas").wait_for()
     assert "Sari" in (await page.locator(".who").text_content() or "")
     demo_row = page.locator("tr[data-stream=demo]")
     assert await demo_row.locator(".paid-now").text_content() == "1"

@@ -267,6 +267,17 @@ async def test_the_dashboard_shows_takings_conversion_and_access_open_now(
     chart = json.loads(hourly.split('id="sales-data">')[1].split("</script>")[0])
     assert chart["bucket"] == "hour" and 1 <= len(chart["x"]) <= 24
     await console.get("/admin", days="5", expect=400)
+    # A range of one's own: local dates, both included.
+    custom = await console.get("/admin", **{"from": "2027-01-10", "to": "2027-01-15"})
+    chart = json.loads(custom.split('id="sales-data">')[1].split("</script>")[0])
+    assert len(chart["x"]) == 6
+    assert [sum(series["takings"]) for series in chart["series"]] == [1000, 25000]
+    before = await console.get("/admin", **{"from": "2027-01-01", "to": "2027-01-14"})
+    chart = json.loads(before.split('id="sales-data">')[1].split("</script>")[0])
+    assert len(chart["x"]) == 14 and sum(chart["series"][0]["tickets"]) == 0
+    assert re.search(r'id="takings-today">Rp 26\.000<', before)  # takings stay current
+    await console.get("/admin", **{"from": "2027-01-15", "to": "2027-01-10"}, expect=400)
+    await console.get("/admin", **{"from": "2026-01-01", "to": "2027-01-15"}, expect=400)
 
 
 async def test_english_by_accept_language(console: Console) -> None:
