@@ -5,6 +5,7 @@ found and revoked. Nothing here can make a session paid."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -292,8 +293,7 @@ async def test_sign_out_ends_the_sign_in(console: Console) -> None:
 
 
 async def test_no_console_without_an_operator_key(tmp_path: Path, aiohttp_client: Any) -> None:
-    env = make_settings(tmp_path)
-    settings = Settings(**{**{f: getattr(env, f) for f in env.__slots__}, "api_key": None})
+    settings = dataclasses.replace(make_settings(tmp_path), api_key=None)
     client = await aiohttp_client(create_app(settings))
     assert (await client.get("/admin", allow_redirects=False)).status == 404
     assert (await client.get("/admin/sign-in")).status == 404
@@ -330,3 +330,13 @@ async def test_every_action_is_logged_with_who_and_what(
     assert [(f["operator"], f["action"], f["why"]) for f in refused] == [
         ("Sari", "revoke", "origin")]
     assert all(API_KEY not in str(fields) for _, fields in logged)
+
+
+async def test_behind_https_the_cookie_is_secure_and_the_origin_is_the_public_one(
+        make_viewer: AppFactory, settings: Settings) -> None:
+    public = "https://tonton.example"
+    console = Console(await make_viewer(dataclasses.replace(settings, public_url=public)))
+    await console.sign_in(expect=403)  # the request's own origin is not the public one
+    console.origin = public
+    signed = await console.sign_in()
+    assert "; Secure" in signed.headers["Set-Cookie"]
