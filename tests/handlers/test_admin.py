@@ -340,3 +340,23 @@ async def test_behind_https_the_cookie_is_secure_and_the_origin_is_the_public_on
     console.origin = public
     signed = await console.sign_in()
     assert "; Secure" in signed.headers["Set-Cookie"]
+
+
+async def test_the_ledger_pages_back_fifty_at_a_time(console: Console,
+                                                     make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    qr = await paid(viewer, "demo")
+    for _ in range(54):  # the provider tells us again and again: each one is kept
+        await viewer.pay(qr["trxId"])
+    await signed_in(console)
+    first = await console.get("/admin/payments", stream="demo")
+    assert first.count("<tr data-entry=") == 50
+    older = re.search(r'href="(/admin/payments\?[^"]*before=[^"]+)" rel="next"', first)
+    assert older is not None
+    second = await console.get(older.group(1).replace("&amp;", "&"))
+    assert second.count("<tr data-entry=") == 5 and 'rel="next"' not in second
+    assert 'id="attention"' not in second  # the list of what needs a person is on page 1
+    first_ids = set(re.findall(r'<tr data-entry="(\d+)"', first))
+    second_ids = set(re.findall(r'<tr data-entry="(\d+)"', second))
+    assert not first_ids & second_ids and len(first_ids | second_ids) == 55
+    assert second.count('<td title="paid"') == 1  # the very first: the one that paid
