@@ -12,8 +12,9 @@ from aiohttp import web
 
 from gateway.catalog import Stream
 from gateway.errors import NoAccess, UnknownStream
-from gateway.gate.access import GATE_COOKIE
-from gateway.gate.paths import media_path
+from gateway.gate.access import GATE_COOKIE, AccessGrant
+from gateway.gate.origins import Origin
+from gateway.gate.paths import MediaPath, media_path
 from gateway.handlers.common import add_cookie
 from gateway.keys import GATE, METRICS, ORIGINS, PLAYBACK_URLS
 from gateway.logs import log_event
@@ -22,22 +23,34 @@ log = logging.getLogger("gateway.gate")
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
-    stream_id = request.match_info["stream_id"]
+    match = request.match_info
+    origin, grant, media = admit(request, match["stream_id"], match.get("token"),
+                                 match["path"])
+    return await origin.serve(request, media, grant)
+
+
+def admit(request: web.Request, stream_id: str, path_token: str | None,
+          path: str) -> tuple[Origin, AccessGrant, MediaPath]:
+    """The one access decision, for this gate and for nginx's (/gate/auth): a known
+    stream, a valid token for it (path form first, else the cookie: signature, stream,
+    expiry, ended sessions) and an allowed path. In memory, never the store. Refusals
+    are logged and counted here, whoever asked. A check that needs the viewer's address
+    (the device limit) belongs here too: `client_address(request)` gives it, behind
+    nginx as well."""
     origin = request.app[ORIGINS].get(stream_id)  # one per catalog stream
     if origin is None:
         raise UnknownStream()
-    token = request.match_info.get("token") or request.cookies.get(GATE_COOKIE)
+    token = path_token or request.cookies.get(GATE_COOKIE)
     try:
         grant = request.app[GATE].check(token, stream_id)
     except NoAccess as refused:
         reason = str(refused.params["reason"])
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
-                  form="path" if "token" in request.match_info else "cookie")
+                  form="path" if path_token else "cookie")
         request.app[METRICS].gate_refusals.labels(reason).inc()
         raise
     request.app[METRICS].gate_granted += 1
-    media = media_path(request.match_info["path"])
-    return await origin.serve(request, media, grant)
+    return origin, grant, media_path(path)
 
 
 _TOKEN_SLOT = "TOKEN"
