@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from gateway.app import create_app
 from gateway.handlers.edge import DECISION_REUSE_S
@@ -103,7 +104,7 @@ async def buy(viewer: aiohttp.ClientSession, stream_id: str) -> dict[str, Any]:
 
 def gate_cookie(viewer: aiohttp.ClientSession, edge: Edge, stream_id: str) -> str:
     cookies = viewer.cookie_jar.filter_cookies(
-        aiohttp.client.URL(f"{edge.url}/hls/{stream_id}/x.ts"))
+        URL(f"{edge.url}/hls/{stream_id}/x.ts"))
     return cookies["gate"].value
 
 
