@@ -8,10 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from tests.conftest import require_tool
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET, require_tool
 from tests.server_process import free_port
 
 
@@ -29,7 +34,7 @@ class Edge:
         self.gateways = list(gateways)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.answers: list[int] = []  # per service instance, when a test counts them
+        self.answered: list[list[str]] = []  # per service instance: the paths it answered
 
     @property
     def url(self) -> str:
@@ -85,3 +90,45 @@ class Edge:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def edge_env(var_root: Path, catalog: Path, **overrides: str) -> dict[str, str]:
+    return {
+        "GATEWAY_VAR_DIR": str(var_root / "var"),
+        "GATEWAY_STORE": f"sqlite:///{var_root / 'gateway.db'}",
+        "GATEWAY_SECRET": SECRET,
+        "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GATEWAY_API_KEY": API_KEY,
+        "GATEWAY_STREAMS": str(catalog),
+        "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "5",
+        "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
+        **overrides,
+    }
+
+
+async def edge_in_front(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]],
+                        catalog: Path, instances: int = 1, **overrides: str) -> Edge:
+    """That many service instances (real clock, each its own var dir, the public URL
+    nginx's) behind one real nginx whose configuration the CLI wrote. The caller stops it.
+    `edge.answered` lists the paths each instance answered."""
+    require_nginx()
+    edge = Edge(tmp_path / "edge", {}, [])
+    for number in range(instances):
+        env = edge_env(tmp_path / f"instance{number}", catalog,
+                       GATEWAY_PUBLIC_URL=edge.url, **overrides)
+        app = create_app(Settings.from_env(env))
+        app.on_response_prepare.append(_note_answers(edge, number))
+        server = await aiohttp_server(app)
+        edge.gateways.append(str(server.make_url("")).rstrip("/"))
+        edge.env.update(env)
+    return await edge.start()
+
+
+def _note_answers(edge: Edge, instance: int) -> Callable[[web.Request, web.StreamResponse],
+                                                          Awaitable[None]]:
+    edge.answered.append([])
+
+    async def note(request: web.Request, response: web.StreamResponse) -> None:
+        edge.answered[instance].append(request.path)
+
+    return note

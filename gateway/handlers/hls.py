@@ -15,7 +15,7 @@ from gateway.errors import NoAccess, UnknownStream
 from gateway.gate.access import GATE_COOKIE, AccessGrant
 from gateway.gate.origins import Origin
 from gateway.gate.paths import MediaPath, media_path
-from gateway.handlers.common import add_cookie
+from gateway.handlers.common import add_cookie, client_address
 from gateway.keys import GATE, METRICS, ORIGINS, PLAYBACK_URLS
 from gateway.logs import log_event
 
@@ -46,7 +46,7 @@ def admit(request: web.Request, stream_id: str, path_token: str | None,
     except NoAccess as refused:
         reason = str(refused.params["reason"])
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
-                  form="path" if path_token else "cookie")
+                  form="path" if path_token else "cookie", client=client_address(request))
         request.app[METRICS].gate_refusals.labels(reason).inc()
         raise
     request.app[METRICS].gate_granted += 1

@@ -19,6 +19,7 @@ from gateway.handlers.common import SESSION_ID, current_viewer, public_host, que
 from gateway.i18n import choose_language, error_message
 from gateway.identity import session_owner
 from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
+from gateway.logs import log_event
 
 log = logging.getLogger("gateway.ws")
 
@@ -31,8 +32,13 @@ async def status_socket(request: web.Request) -> web.WebSocketResponse:
     origin = request.headers.get("Origin")
     # The host, not request.url: the handler lives as long as the socket, and so does
     # everything it makes the request build and cache.
-    if origin is not None and URL(origin).host != URL.build(authority=public_host(request)).host:
-        # A page on another site must not open a socket with this viewer's cookie.
+    host = public_host(request)
+    if origin is not None and URL(origin).host != URL.build(authority=host).host:
+        # A page on another site must not open a socket with this viewer's cookie. When
+        # it is our own page behind a proxy that drops `Host`, say how to fix that.
+        log_event(log, "websocket_origin_refused", level=logging.WARNING, origin=origin,
+                  host=host, hint="behind a proxy: set GATEWAY_PUBLIC_URL, or have the "
+                  "proxy pass Host on (gateway nginx-config does)")
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)

@@ -14,34 +14,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway.app import create_app
 from gateway.handlers.edge import DECISION_REUSE_S
-from gateway.settings import Settings
-from tests.conftest import API_KEY, REDIS_URL, SECRET, WEBHOOK_SECRET, require_tool
+from tests.conftest import API_KEY, REDIS_URL, require_tool
 from tests.gate.conftest import DEMO_SEGMENTS, OriginServer, write_catalog
 from tests.gate.test_ffmpeg import probe, run
-from tests.nginx_process import Edge, require_nginx
+from tests.nginx_process import Edge, edge_env, edge_in_front, require_nginx
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 EdgeFactory = Callable[..., Awaitable[Edge]]
-
-
-def edge_env(tmp_path: Path, catalog: Path, **overrides: str) -> dict[str, str]:
-    return {
-        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
-        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'gateway.db'}",
-        "GATEWAY_SECRET": SECRET,
-        "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "GATEWAY_API_KEY": API_KEY,
-        "GATEWAY_STREAMS": str(catalog),
-        "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": "5",
-        "GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
-        **overrides,
-    }
 
 
 @pytest.fixture
@@ -57,22 +40,12 @@ def catalog(tmp_path: Path, ts_dir: Path, origin: OriginServer) -> Path:
 @pytest.fixture
 async def make_edge(tmp_path: Path, aiohttp_server: ServerFactory,
                     catalog: Path) -> AsyncIterator[EdgeFactory]:
-    """make_edge(instances=1, **env): that many service instances (real clock, each its
-    own var dir) behind one real nginx whose configuration the CLI wrote."""
-    require_nginx()
+    """make_edge(instances=1, **env): service instances behind one real nginx."""
     edges: list[Edge] = []
 
     async def make(instances: int = 1, **overrides: str) -> Edge:
-        edge = Edge(tmp_path / "edge", {}, [])
-        for number in range(instances):
-            env = edge_env(tmp_path / f"instance{number}", catalog,
-                           GATEWAY_PUBLIC_URL=edge.url, **overrides)
-            app = create_app(Settings.from_env(env))
-            app.on_response_prepare.append(_count_answer(edge, number))
-            server = await aiohttp_server(app)
-            edge.gateways.append(str(server.make_url("")).rstrip("/"))
-            edge.env.update(env)
-        edges.append(await edge.start())
+        edge = await edge_in_front(tmp_path, aiohttp_server, catalog, instances, **overrides)
+        edges.append(edge)
         return edge
 
     yield make
@@ -200,6 +173,9 @@ async def test_nginx_serves_what_the_python_gate_would(edge: Edge,
         status, headers, _ = await fetch(viewer, "/hls/dir/seg1.ts")
         assert (status, headers["Content-Type"]) == (200, "video/mp2t")
         assert headers["Cache-Control"].startswith("private, max-age=")
+    # The service only decided: nginx served every byte.
+    assert "/gate/auth" in edge.answered[0]
+    assert not [path for path in edge.answered[0] if path.startswith("/hls/")]
 
 
 async def test_revocation_stops_playback_within_the_decision_lifetime(edge: Edge) -> None:
@@ -313,15 +289,4 @@ async def test_two_instances_on_one_redis_behind_one_nginx(make_edge: EdgeFactor
             assert time.monotonic() - revoked_at < DECISION_REUSE_S + 2, "still served"
             await asyncio.sleep(0.2)
         assert_refused(*await fetch(viewer, access["tokenPlaybackUrl"]))
-    assert all(answers > 2 for answers in edge.answers), edge.answers
-
-
-def _count_answer(edge: Edge, instance: int) -> Callable[[web.Request, web.StreamResponse],
-                                                          Awaitable[None]]:
-    """How many answers each instance gave: both must have served."""
-    edge.answers.append(0)
-
-    async def count(request: web.Request, response: web.StreamResponse) -> None:
-        edge.answers[instance] += 1
-
-    return count
+    assert all(len(paths) > 2 for paths in edge.answered), edge.answered
