@@ -86,7 +86,7 @@ def render(streams: Catalog, settings: Settings, options: EdgeOptions) -> str:
         *([f"user {options.user};"] if options.user else []),
         f"pid {quote(str(prefix / 'nginx.pid'))};",
         f"error_log {quote(str(prefix / 'logs' / 'error.log'))} warn;",
-        "events { worker_connections 4096; }",
+        "events { worker_connections 8192; }",
         "http {",
         f"    access_log {quote(str(prefix / 'logs' / 'access.log'))};"
         if options.access_log else "    access_log off;",
