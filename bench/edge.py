@@ -90,25 +90,31 @@ def viewers_carried(base: str, stream_tokens: list[str], seconds: int, cap: int,
     """(viewers, result) for each count tried: doubling, then one bisecting step."""
     tried: list[tuple[int, WrkResult]] = []
 
-    def run(count: int) -> WrkResult:
-        result = wrk(base, connections=count, seconds=seconds,
-                     script=viewers_script(token_file(stream_tokens[:count], directory)))
+    def carried(count: int) -> bool:
+        try:
+            result = wrk(base, connections=count, seconds=seconds,
+                         script=viewers_script(token_file(stream_tokens[:count], directory)))
+        except RuntimeError as exc:  # nothing answered in time: not carried
+            print(f"    {count:5d} viewers: {exc}", flush=True)
+            return False
         tried.append((count, result))
         print(f"    {count:5d} viewers: {result}", flush=True)
-        return result
+        return _carried(result)
 
     count, good = 100, 0
-    while count <= cap and run(count).p99_ms < P99_LIMIT_MS:
+    while count <= cap and carried(count):
         good, count = count, count * 2
     if good and count <= cap:
-        middle = (good + count) // 2
-        run(middle)
+        carried((good + count) // 2)
     return tried
 
 
+def _carried(result: WrkResult) -> bool:
+    return result.p99_ms < P99_LIMIT_MS and result.non_2xx == 0 and result.socket_errors == 0
+
+
 def best(tried: list[tuple[int, WrkResult]]) -> int:
-    passing = [count for count, result in tried
-               if result.p99_ms < P99_LIMIT_MS and result.non_2xx == 0]
+    passing = [count for count, result in tried if _carried(result)]
     return max(passing, default=0)
 
 
