@@ -290,3 +290,26 @@ async def test_two_instances_on_one_redis_behind_one_nginx(make_edge: EdgeFactor
             await asyncio.sleep(0.2)
         assert_refused(*await fetch(viewer, access["tokenPlaybackUrl"]))
     assert all(len(paths) > 2 for paths in edge.answered), edge.answered
+
+
+async def test_playlists_are_at_most_a_second_old_and_the_origin_may_forbid_caching(
+        edge: Edge, origin: OriginServer) -> None:
+    async with browser(edge) as viewer:
+        access = await buy(viewer, "http")
+        playlist = access["tokenPlaybackUrl"]
+        base = playlist.rsplit("/", 1)[0]
+        origin.cache_control = "max-age=60"  # nginx keeps the segment, not the playlist
+        for _ in range(2):
+            assert (await fetch(viewer, f"{base}/seg0.ts"))[0] == 200
+        assert origin.hits["seg0.ts"] == 1
+        assert (await fetch(viewer, playlist))[0] == 200
+        asked_at = time.monotonic()
+        while origin.hits["index.m3u8"] < 2:  # nginx's clock counts whole seconds
+            assert time.monotonic() - asked_at < 2.5, "a playlist older than a second"
+            assert (await fetch(viewer, playlist))[0] == 200
+            await asyncio.sleep(0.1)
+
+        origin.cache_control = "no-store"
+        for _ in range(2):
+            assert (await fetch(viewer, f"{base}/seg1.ts"))[0] == 200
+        assert origin.hits["seg1.ts"] == 2
