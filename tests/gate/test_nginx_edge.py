@@ -126,6 +126,21 @@ async def test_the_config_runs_unprivileged_from_an_empty_prefix(tmp_path: Path,
         assert f"proxy_set_header {header};" in config
 
 
+async def test_the_command_names_what_it_cannot_do(tmp_path: Path, catalog: Path) -> None:
+    edge = Edge(tmp_path / "edge", edge_env(tmp_path, catalog), ["ftp://127.0.0.1:9001"])
+    code, output = await edge.generate()
+    assert (code, output.strip()) == (
+        2, "gateway: nginx-config: not an http://HOST:PORT URL: 'ftp://127.0.0.1:9001'")
+    edge.gateways = []
+    code, output = await edge.generate("--tls-cert", str(tmp_path / "cert.pem"))
+    assert (code, output.strip()) == (2, "gateway: --tls-cert and --tls-key go together")
+    code, output = await edge.generate("--tls-cert", "c.pem", "--tls-key", "k.pem")
+    assert code == 0, output
+    config = (edge.prefix / "nginx.conf").read_text()
+    assert f"listen 127.0.0.1:{edge.port} ssl;" in config
+    assert f'ssl_certificate "{Path("c.pem").resolve()}";' in config
+
+
 @pytest.mark.parametrize("stream_id", ["dir", "http", "loop"])
 async def test_refused_before_payment_and_ffmpeg_plays_both_forms_after(
         edge: Edge, tmp_path: Path, stream_id: str) -> None:
