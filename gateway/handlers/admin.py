@@ -25,7 +25,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.errors import CsrfRefused, InvalidRequest, SignInRequired
-from gateway.handlers.common import SESSION_ID, TRX_ID, cookie_secure
+from gateway.handlers.common import SESSION_ID, TRX_ID, client_address, cookie_secure
 from gateway.i18n import catalog, choose_language
 from gateway.identity import USER_ID
 from gateway.keys import (
@@ -83,7 +83,7 @@ def _operator(request: web.Request) -> Operator | None:
 
 
 def _address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_address(request) or "unknown"
 
 
 def _expected_origin(request: web.Request) -> str:
@@ -91,7 +91,9 @@ def _expected_origin(request: web.Request) -> str:
     if public_url:
         parts = urlsplit(public_url)
         return f"{parts.scheme}://{parts.netloc}"
-    return f"{request.scheme}://{request.host}"
+    # Through a trusted TLS-terminating proxy the browser's origin is https.
+    scheme = "https" if cookie_secure(request) else request.scheme
+    return f"{scheme}://{request.host}"
 
 
 def _same_origin(request: web.Request) -> bool:

@@ -26,5 +26,3 @@ async def browser() -> AsyncIterator[Any]:
                                                     args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
-
-

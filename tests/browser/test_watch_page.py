@@ -24,6 +24,7 @@ SCREENSHOTS = PROJECT_DIR / "test-output" / "screenshots"
 SHORT_ACCESS_SECONDS = 15
 pytestmark = pytest.mark.browser
 
+
 @pytest.fixture
 async def server(tmp_path: Path,
                  aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:

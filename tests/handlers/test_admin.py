@@ -360,3 +360,21 @@ async def test_the_ledger_pages_back_fifty_at_a_time(console: Console,
     second_ids = set(re.findall(r'<tr data-entry="(\d+)"', second))
     assert not first_ids & second_ids and len(first_ids | second_ids) == 55
     assert second.count('<td title="paid"') == 1  # the very first: the one that paid
+
+
+async def test_behind_a_trusted_proxy_each_operator_has_their_own_throttle(
+        make_viewer: AppFactory, settings: Settings, tmp_path: Path) -> None:
+    proxied = make_settings(tmp_path, GATEWAY_TRUSTED_PROXIES="127.0.0.1")
+    console = Console(await make_viewer(dataclasses.replace(
+        settings, trusted_proxies=proxied.trusted_proxies)))
+
+    async def sign_in(key: str, address: str) -> int:
+        response = await console.http.post(
+            "/admin/sign-in", data={"name": "Sari", "key": key}, allow_redirects=False,
+            headers={"Origin": console.origin, "X-Forwarded-For": address})
+        return response.status
+
+    for _ in range(MAX_FAILED_SIGN_INS):
+        assert await sign_in("wrong-key-wrong-key-wrong", "203.0.113.7") == 401
+    assert await sign_in(API_KEY, "203.0.113.7") == 429
+    assert await sign_in(API_KEY, "198.51.100.20") == 303  # another operator, elsewhere
