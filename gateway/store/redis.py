@@ -231,9 +231,15 @@ class RedisStore(SessionStore):
         """Sessions and notifications stored by a version without the console's indexes
         and counters get them, once: the first instance to open the store claims the job
         (SET NX), so nothing is counted twice."""
-        if not await self._redis.set(self._keys.console_indexed, "1", nx=True):
-            return
         keys = self._keys
+        if not await self._redis.set(keys.console_indexed, "1", nx=True):
+            return
+        # Every stored session is in one of these sets, every notification in the last:
+        # a new store (or a new prefix on a shared server) has nothing to index, and
+        # must not scan the server's other keys to find that out.
+        if not await self._redis.exists(keys.due, keys.prunable, keys.ended,
+                                        keys.notifications):
+            return
         total = await self._redis.zcard(keys.notifications)
         for start in range(0, total, 1000):
             numbers = [int(n) for n in await self._redis.zrange(keys.notifications, start,
