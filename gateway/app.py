@@ -35,6 +35,8 @@ from gateway.resources import (
     gate_ctx,
     http_client_ctx,
     metrics_ctx,
+    provider_ctx,
+    reconciler_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -66,8 +68,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx])
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
+                            status_hub_ctx, store_changes_ctx, metrics_ctx, sweeper_ctx,
+                            reconciler_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    if settings.public_url:
+        # Sent to providers that take a notification URL per transaction.
+        app[PROVIDER].callback_url = (
+            settings.public_url + str(app.router["payment-callback"].url_for()))
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

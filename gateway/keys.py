@@ -17,6 +17,7 @@ from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
+from gateway.reconcile import Reconciler
 from gateway.sessions import PaymentSessions
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
@@ -42,6 +43,8 @@ ORIGINS = web.AppKey("origins", dict[str, Origin])
 PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+RECONCILER = web.AppKey("reconciler", Reconciler)  # real providers only
+RECONCILE_TASK = web.AppKey("reconcile_task", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

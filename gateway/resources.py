@@ -25,6 +25,8 @@ from gateway.keys import (
     ORIGINS,
     PLAYBACK_URLS,
     PROVIDER,
+    RECONCILE_TASK,
+    RECONCILER,
     SESSIONS,
     SETTINGS,
     STATUS_HUB,
@@ -35,6 +37,7 @@ from gateway.keys import (
     WEBSOCKETS,
 )
 from gateway.logs import log_event
+from gateway.reconcile import Reconciler
 from gateway.sessions import PaymentSessions
 from gateway.store import open_store
 
@@ -64,6 +67,43 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as client:
         app[HTTP_CLIENT] = client
         yield
+
+
+async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The provider's API client: the pooled HTTP client, opened and closed with it."""
+    provider = app[PROVIDER]
+    await provider.open(app[HTTP_CLIENT])
+    yield
+    await provider.close()
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Asks a real provider about payments whose notification has not come. The
+    simulator delivers in-process and cannot lose one: nothing to reconcile."""
+    settings = app[SETTINGS]
+    if settings.provider == "simulator":
+        yield
+        return
+    reconciler = Reconciler(
+        app[SESSIONS], app[PROVIDER], app[CLOCK],
+        delay_seconds=settings.reconcile_interval_seconds,
+        payment_window_seconds=settings.payment_window_seconds,
+    )
+    app[RECONCILER] = reconciler
+    app[RECONCILE_TASK] = asyncio.create_task(
+        _reconcile_forever(reconciler, settings.reconcile_interval_seconds),
+        name="reconciler")
+    yield
+    await _stop(app[RECONCILE_TASK])
+
+
+async def _reconcile_forever(reconciler: Reconciler, interval_s: int) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reconciler.run_once()
+        except Exception:  # a bad round (the store, say) must not end reconciling
+            log.exception("reconciliation round failed")
 
 
 async def gate_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -94,11 +94,17 @@ class Notification:
     raw_body: str
     # Identifies this exact signed delivery, so a captured request cannot be replayed.
     replay_key: str | None = None
+    # What the payer paid above `amount` (Midtrans fee imposition, Tripay customer fee):
+    # `amount` is the price part, compared with the session's; the difference is kept.
+    fee: int = 0
 
 
 class NotificationReason(StrEnum):
     PAID = "paid"
     PAID_AFTER_WINDOW = "paid_after_payment_window"
+    # Heard of after the access it bought would already have run out: granted from
+    # our receipt instead (paidAt is then our receipt; the ledger keeps the provider's).
+    PAID_WINDOW_FROM_RECEIPT = "paid_window_from_receipt"
     DUPLICATE_EVENT = "duplicate_event"
     ALREADY_PAID = "already_paid"
     AMOUNT_MISMATCH = "amount_mismatch"
@@ -155,6 +161,12 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
     paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
     late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
+    reason = NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID
+    if paid_at_ms + access_ms <= note.received_at_ms:
+        # Providers retry for up to a day: the access this payment bought would be over
+        # before we heard of it. The viewer paid for a window, so it starts now.
+        paid_at_ms = note.received_at_ms
+        reason = NotificationReason.PAID_WINDOW_FROM_RECEIPT
     superseded = tuple(
         replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
     )
@@ -166,7 +178,7 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     )
     return PaymentDecision(
         applied=True,
-        reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
+        reason=reason,
         session_id=session.session_id,
         changed=(*superseded, paid),
     )
@@ -255,10 +267,13 @@ class PaymentSessions:
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms
         created = await self.provider.create_qris(session_id, stream.price, expires_at_ms)
-        found = qris.problems_for_transaction(created.qr_string, stream.price, created.trx_id)
+        # The payer is asked for the price plus whatever fee the provider adds on top.
+        found = qris.problems_for_transaction(created.qr_string, stream.price + created.fee,
+                                              created.qr_reference or created.trx_id)
         if found:
             log_event(log, "provider_qris_rejected", level=logging.ERROR,
                       provider=self.provider.name, trxId=created.trx_id, problems=found)
+            await self._withdraw(created.trx_id)
             raise ProviderReturnedInvalidQris()
         candidate = PaymentSession(
             session_id=session_id,
@@ -279,10 +294,20 @@ class PaymentSessions:
             # A concurrent request by the same viewer won; its QR is the one to show.
             log_event(log, "qris_discarded_after_race", sessionId=session_id,
                       trxId=created.trx_id, streamId=stream_id)
+            await self._withdraw(created.trx_id)
             return self._reuse(stored, now_ms), False
         log_event(log, "session_created", sessionId=session_id, trxId=created.trx_id,
                   streamId=stream_id, amount=stream.price, status="pending")
         return stored, True
+
+    async def _withdraw(self, trx_id: str) -> None:
+        """End a provider transaction no viewer will ever see, where the API allows, so
+        it cannot be paid. Best effort: if it is paid anyway, it is recorded as an
+        unknown transaction in the ledger."""
+        try:
+            await self.provider.cancel(trx_id)
+        except Exception:
+            log.warning("could not cancel an unused provider transaction %s", trx_id)
 
     def _reuse(self, existing: PaymentSession, now_ms: int) -> PaymentSession:
         if existing.status_at(now_ms) == SessionStatus.PAID:

@@ -11,7 +11,13 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.sessions import (
+    Notification,
+    PaymentContext,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,18 @@ class SessionStore(abc.ABC):
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         """The notification ledger, newest first."""
+
+    @abc.abstractmethod
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        """Never-paid sessions (pending or expired) created in (after, before], oldest
+        first: the ones to ask the provider about."""
+
+    @abc.abstractmethod
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        """Sessions, newest first, optionally of one status and one stream (the status
+        as stored: the sweeper may not have marked the latest expiries yet)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

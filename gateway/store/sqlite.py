@@ -19,6 +19,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +88,14 @@ MIGRATIONS: tuple[str, ...] = (
     -- Sessions ended before their time, reloaded by the HLS gate at start-up.
     CREATE INDEX payment_sessions_ended ON payment_sessions (paid_at_ms)
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
+    """,
+    """
+    -- What a payer paid above the price (provider fees), kept beside the compared amount.
+    ALTER TABLE provider_notifications ADD COLUMN fee INTEGER NOT NULL DEFAULT 0;
+    -- Unpaid sessions by creation, for reconciliation with the provider's status API.
+    CREATE INDEX payment_sessions_unpaid ON payment_sessions (created_at_ms)
+        WHERE paid_at_ms IS NULL;
+    CREATE INDEX payment_sessions_by_creation ON payment_sessions (created_at_ms);
     """,
 )
 
@@ -354,10 +363,10 @@ class SQLiteStore(SessionStore):
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, raw_body, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (note.provider, note.event_id, note.trx_id, decision.session_id, note.amount,
                  note.reported_status, note.paid_at_ms, note.received_at_ms, note.replay_key,
-                 int(decision.applied), decision.reason.value, note.raw_body),
+                 int(decision.applied), decision.reason.value, note.raw_body, note.fee),
             )
             return decision
 
@@ -419,17 +428,49 @@ class SQLiteStore(SessionStore):
             where, params = ("WHERE trx_id = ?", [trx_id]) if trx_id is not None else ("", [])
             rows = conn.execute(
                 "SELECT provider, event_id, trx_id, amount, reported_status, paid_at_ms,"
-                " received_at_ms, raw_body, replay_key, applied, reason, session_id"
+                " received_at_ms, raw_body, replay_key, applied, reason, session_id, fee"
                 f" FROM provider_notifications {where} ORDER BY id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
             return [
                 StoredNotification(
-                    Notification(*row[:9]), applied=bool(row[9]), reason=row[10],
-                    session_id=row[11],
+                    replace(Notification(*row[:9]), fee=row[12]), applied=bool(row[9]),
+                    reason=row[10], session_id=row[11],
                 )
                 for row in rows
             ]
+
+        return await self._reader.run(query)
+
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE paid_at_ms IS NULL AND created_at_ms > ? AND created_at_ms <= ?"
+                " ORDER BY created_at_ms LIMIT ?",
+                (created_after_ms, created_before_ms, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
+
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            where, params = ["1"], []
+            if status is not None:
+                where.append("status = ?")
+                params.append(status.value)
+            if stream_id is not None:
+                where.append("stream_id = ?")
+                params.append(stream_id)
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE {' AND '.join(where)}"
+                " ORDER BY created_at_ms DESC, session_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
 
         return await self._reader.run(query)
 
