@@ -30,9 +30,19 @@ def _midtrans(settings: Settings, clock: Clock) -> Provider:
                             timeout_s=settings.provider_timeout_seconds)
 
 
+def _otomatis(settings: Settings, clock: Clock) -> Provider:
+    from gateway.providers.otomatis import OtomatisProvider
+
+    return OtomatisProvider(settings.credential("GATEWAY_OTOMATIS_USERNAME"),
+                            settings.credential("GATEWAY_OTOMATIS_API_KEY"), clock,
+                            base_url=settings.provider_url,
+                            timeout_s=settings.provider_timeout_seconds)
+
+
 _FACTORIES: dict[str, Callable[[Settings, Clock], Provider]] = {
     "simulator": _simulator,
     "midtrans": _midtrans,
+    "otomatis": _otomatis,
 }
 
 

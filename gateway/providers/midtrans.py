@@ -21,8 +21,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gateway.clock import Clock
@@ -35,12 +33,11 @@ from gateway.providers.base import (
     TransactionStatus,
 )
 from gateway.providers.http import call_json
+from gateway.providers.values import whole_rupiah, wib_ms, wib_text
 from gateway.sessions import Notification
 
 PRODUCTION_URL = "https://api.midtrans.com"
 SANDBOX_URL = "https://api.sandbox.midtrans.com"
-# Midtrans writes and expects times in Western Indonesia Time.
-WIB = timezone(timedelta(hours=7))
 _PAID_STATUSES = frozenset({"settlement", "capture"})
 _ENDED_STATUSES = frozenset({"expire", "cancel", "deny", "failure"})
 
@@ -76,7 +73,7 @@ class MidtransProvider(Provider):
             "transaction_details": {"order_id": reference, "gross_amount": amount_rupiah},
             "qris": {"acquirer": "gopay"},
             "custom_expiry": {
-                "order_time": _wib_text(now_ms),
+                "order_time": wib_text(now_ms),
                 "expiry_duration": minutes,
                 "unit": "minute",
             },
@@ -89,7 +86,7 @@ class MidtransProvider(Provider):
         qr_string, transaction_id = answer.get("qr_string"), answer.get("transaction_id")
         if not isinstance(qr_string, str) or not isinstance(transaction_id, str):
             raise ProviderBadResponse(detail="charge answer without qr_string")
-        gross = _rupiah(answer.get("gross_amount"))
+        gross = whole_rupiah(answer.get("gross_amount"))
         fee = gross - amount_rupiah if gross is not None and gross > amount_rupiah else 0
         return CreatedQris(trx_id=reference, qr_string=qr_string, fee=fee,
                            qr_reference=transaction_id)
@@ -137,14 +134,14 @@ class MidtransProvider(Provider):
         """What a notification or a status answer says, in neutral terms."""
         order_id = str(body.get("order_id") or "")
         transaction_status = body.get("transaction_status")
-        gross = _rupiah(body.get("gross_amount"))
+        gross = whole_rupiah(body.get("gross_amount"))
         if gross is None:
             raise InvalidRequest(detail="gross_amount is not a whole rupiah amount")
         amount, fee = gross, 0
         info = (_dict(_dict(body.get("metadata")).get("extra_info"))
                 .get("gross_amount_info"))
         if isinstance(info, dict):
-            original = _rupiah(info.get("original_amount"))
+            original = whole_rupiah(info.get("original_amount"))
             if original is None or original > gross:
                 raise InvalidRequest(detail="gross_amount_info.original_amount is unreadable")
             amount, fee = original, gross - original
@@ -161,7 +158,7 @@ class MidtransProvider(Provider):
             state = TransactionState.PENDING
         else:
             state = TransactionState.UNKNOWN
-        paid_at_ms = _wib_ms(body.get("settlement_time") or body.get("transaction_time")) \
+        paid_at_ms = wib_ms(body.get("settlement_time") or body.get("transaction_time")) \
             if paid else None
         return TransactionStatus(order_id, state, amount, paid_at_ms, fee=fee,
                                  raw_body=raw_body)
@@ -187,33 +184,8 @@ class MidtransProvider(Provider):
         return expired
 
 
-def _rupiah(value: object) -> int | None:
-    """Midtrans amounts are strings like "1000.00"; only whole rupiah make sense."""
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    if not amount.is_finite() or amount != amount.to_integral_value() or amount < 0:
-        return None
-    return int(amount)
-
-
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _wib_text(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, WIB).strftime("%Y-%m-%d %H:%M:%S +0700")
-
-
-def _wib_ms(value: object) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=WIB)
-    except ValueError:
-        return None
-    return int(moment.timestamp() * 1000)
 
 
 def _describe(answer: object) -> str:

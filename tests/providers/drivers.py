@@ -9,6 +9,7 @@ from aiohttp import web
 
 from tests.conftest import FakeClock
 from tests.providers.fake_midtrans import FakeMidtrans
+from tests.providers.fake_otomatis import FakeOtomatis
 
 Delivery = tuple[dict[str, str], bytes]
 
@@ -88,4 +89,46 @@ class MidtransDriver:
         return bool(self.fake.transactions[trx_id]["transaction_status"] == "expire")
 
 
-DRIVERS: dict[str, type[Any]] = {"midtrans": MidtransDriver}
+class OtomatisDriver:
+    name = "otomatis"
+    credentials: ClassVar[dict[str, str]] = {
+        "GATEWAY_OTOMATIS_USERNAME": "tokotonton",
+        "GATEWAY_OTOMATIS_API_KEY": "5f0c8a1e-2b7d-4c39-9e61-0d4a8b2c7f13"}
+    signs_notifications = False
+    can_cancel = False
+    imposes_fees = False
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.fake = FakeOtomatis(self.credentials["GATEWAY_OTOMATIS_USERNAME"],
+                                 self.credentials["GATEWAY_OTOMATIS_API_KEY"], clock)
+        self.app = self.fake.app
+
+    def fail(self, mode: str | None) -> None:
+        self.fake.failure = mode
+
+    def asked(self, trx_id: str) -> tuple[int, str, int | None]:
+        import base64
+
+        transaction = self.fake.transactions[trx_id]
+        body = next(body for path, body in self.fake.requests
+                    if path == "/api/generate" and body["custom_ref"] == transaction["custom_ref"])
+        # Our reference goes as 32 hex digits (its custom_ref takes only A-Z and 0-9).
+        reference = base64.urlsafe_b64encode(bytes.fromhex(body["custom_ref"])).decode()
+        return body["amount"], reference.rstrip("="), self.clock() + body["expire"] * 1000
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None, fee: int = 0) -> None:
+        assert fee == 0, "otomatis.vip adds no fees"
+        self.fake.pay(trx_id, paid_rupiah)
+
+    def notification(self, trx_id: str) -> Delivery:
+        return self.fake.callback(trx_id)
+
+    def forged(self, trx_id: str, amount: int) -> Delivery:
+        return self.fake.callback(trx_id, status="success", amount=amount, rrn="123456")
+
+    def cancelled(self, trx_id: str) -> bool:
+        return False  # it has no cancel API
+
+
+DRIVERS: dict[str, type[Any]] = {"midtrans": MidtransDriver, "otomatis": OtomatisDriver}
