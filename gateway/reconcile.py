@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.logs import log_event
+from gateway.model import PaymentSession, SessionStatus
 from gateway.providers.base import Provider, TransactionState, status_notification
-from gateway.sessions import PaymentSession, PaymentSessions, SessionStatus
+from gateway.sessions import SessionService
 
 log = logging.getLogger("gateway.reconcile")
 
@@ -46,7 +47,7 @@ class ReconcileReport:
 
 
 class Reconciler:
-    def __init__(self, sessions: PaymentSessions, provider: Provider, clock: Clock, *,
+    def __init__(self, sessions: SessionService, provider: Provider, clock: Clock, *,
                  delay_seconds: int, payment_window_seconds: int,
                  concurrency: int = 4, batch_size: int = 200,
                  max_backoff_seconds: int = 600, follow_after_window_seconds: int = 7200,

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import aiohttp
 
-from gateway.sessions import Notification
+from gateway.model import Notification
 
 
 @dataclass(frozen=True, slots=True)

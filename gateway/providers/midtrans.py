@@ -26,6 +26,7 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderBadResponse
 from gateway.logs import log_event
+from gateway.model import Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -34,7 +35,6 @@ from gateway.providers.base import (
 )
 from gateway.providers.http import call_json
 from gateway.providers.values import whole_rupiah, wib_ms, wib_text
-from gateway.sessions import Notification
 
 PRODUCTION_URL = "https://api.midtrans.com"
 SANDBOX_URL = "https://api.sandbox.midtrans.com"

@@ -26,6 +26,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderBadResponse
+from gateway.model import Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -35,7 +36,6 @@ from gateway.providers.base import (
 )
 from gateway.providers.http import call_json
 from gateway.providers.values import whole_rupiah, wib_ms
-from gateway.sessions import Notification
 
 PRODUCTION_URL = "https://rest.otomatis.vip"
 _TRX_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

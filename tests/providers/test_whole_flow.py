@@ -265,8 +265,8 @@ async def test_operators_list_payments_by_status_and_stream(world: World) -> Non
     assert [(p["sessionId"], p["status"]) for p in listed["data"]["payments"]] == [
         (pending["sessionId"], "pending")]
     assert json.dumps(listed).count("qrString") == 0
-    refused = await world.viewer.call("GET", "/api/payments", expect=403)
-    assert refused["code"] == "forbidden"
+    refused = await world.viewer.call("GET", "/api/payments", expect=401)
+    assert refused["code"] == "unauthenticated"
     bad = await world.viewer.call("GET", "/api/payments", params={"status": "lost"},
                                   headers={"X-Api-Key": API_KEY}, expect=400)
     assert bad["code"] == "invalid_request"
