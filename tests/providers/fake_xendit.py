@@ -41,18 +41,15 @@ def _error(status: int, error_code: str, message: str) -> web.Response:
     return web.json_response({"error_code": error_code, "message": message}, status=status)
 
 
-class FakeXendit:
+class FakeXendit(harness.FakeApi):
     def __init__(self, secret_key: str, callback_token: str, clock: Clock) -> None:
+        super().__init__()
         self.secret_key = secret_key
         self.callback_token = callback_token
         self.clock = clock
         self.qr_codes: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, list[dict[str, Any]]] = {}
         self.create_requests: list[dict[str, Any]] = []
-        self.failure: str | None = None
-        self.status_failure: str | None = None  # SERVER_ERROR breaks the status calls
-        self.hang = harness.Hang()
-        self.base_url = ""  # set once its server listens
 
     def app(self) -> web.Application:
         app = web.Application()

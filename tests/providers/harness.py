@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import string
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,19 @@ class Hang:
         self._released.set()
 
 
+class FakeApi:
+    """What every fake provider has: its app, where it listens, and its knobs."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None  # one of FAILURES (or the fake's own), on create
+        self.status_failure: str | None = None  # SERVER_ERROR breaks the status calls
+        self.hang = Hang()
+        self.base_url = ""  # set once its server listens
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+
 @dataclass
 class CallbackReceiver:
     """Our side of the callback, minus the service: the raw bytes go to the adapter, an
@@ -100,6 +114,11 @@ class CallbackReceiver:
             return web.json_response({"success": False, "code": invalid.code}, status=400)
         self.notifications.append(note)
         return web.json_response({"success": True, "data": {"eventId": note.event_id}})
+
+
+Receiver = tuple[CallbackReceiver, str]  # and the URL it listens at
+ServeReceiver = Callable[[Provider], Awaitable[Receiver]]
+ServeFake = Callable[[FakeApi], Awaitable[None]]
 
 
 async def post_json(http: aiohttp.ClientSession, url: str, raw_body: bytes,

@@ -5,13 +5,10 @@ API is read right, and every way Xendit can fail becomes a clean provider error.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gateway import qris
 from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
@@ -27,21 +24,13 @@ CALLBACK_TOKEN = "t" * 48
 PRICE = 25000
 WINDOW_MS = 1200 * 1000
 
-ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 
 
 @pytest.fixture
-async def fake(clock: FakeClock, aiohttp_server: ServerFactory) -> AsyncIterator[FakeXendit]:
+async def fake(clock: FakeClock, serve_fake: harness.ServeFake) -> FakeXendit:
     fake = FakeXendit(SECRET_KEY, CALLBACK_TOKEN, clock)
-    fake.base_url = str((await aiohttp_server(fake.app())).make_url(""))
-    yield fake
-    fake.hang.release()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    await serve_fake(fake)
+    return fake
 
 
 def adapter(fake: FakeXendit, http: aiohttp.ClientSession, clock: FakeClock,
@@ -59,11 +48,9 @@ def xendit(fake: FakeXendit, http: aiohttp.ClientSession, clock: FakeClock) -> X
 
 
 @pytest.fixture
-async def receiver(xendit: XenditProvider, clock: FakeClock,
-                   aiohttp_server: ServerFactory) -> tuple[harness.CallbackReceiver, str]:
-    receiver = harness.CallbackReceiver(xendit, clock)
-    server = await aiohttp_server(receiver.app())
-    return receiver, str(server.make_url("/api/payment-callback"))
+async def receiver(xendit: XenditProvider,
+                   serve_receiver: harness.ServeReceiver) -> harness.Receiver:
+    return await serve_receiver(xendit)
 
 
 async def test_create_asks_for_our_reference_price_and_window_and_returns_valid_qris(
@@ -119,7 +106,7 @@ async def test_an_unreachable_xendit_is_a_provider_error(
 @pytest.mark.parametrize("legacy", [False, True], ids=["2022-07-31", "v1"])
 async def test_a_payment_callback_with_the_dashboard_token_is_a_payment(
         xendit: XenditProvider, fake: FakeXendit, http: aiohttp.ClientSession,
-        clock: FakeClock, receiver: tuple[harness.CallbackReceiver, str], legacy: bool) -> None:
+        clock: FakeClock, receiver: harness.Receiver, legacy: bool) -> None:
     created = await xendit.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
     clock.advance(30)
     status, answer = await fake.pay(http, created.trx_id, receiver[1], legacy=legacy)
@@ -151,7 +138,7 @@ async def test_xendit_retrying_one_payment_gives_the_same_event_id(
 ])
 async def test_a_callback_without_the_dashboard_token_is_refused(
         xendit: XenditProvider, fake: FakeXendit, http: aiohttp.ClientSession,
-        clock: FakeClock, receiver: tuple[harness.CallbackReceiver, str], token: str,
+        clock: FakeClock, receiver: harness.Receiver, token: str,
         reason: str) -> None:
     created = await xendit.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
     status, answer = await fake.pay(http, created.trx_id, receiver[1], token=token)
@@ -161,7 +148,7 @@ async def test_a_callback_without_the_dashboard_token_is_refused(
 
 async def test_a_fee_inflated_or_short_payment_reports_what_was_paid(
         xendit: XenditProvider, fake: FakeXendit, http: aiohttp.ClientSession,
-        clock: FakeClock, receiver: tuple[harness.CallbackReceiver, str]) -> None:
+        clock: FakeClock, receiver: harness.Receiver) -> None:
     created = await xendit.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
     await fake.pay(http, created.trx_id, receiver[1], amount=PRICE + 2500)
     await fake.pay(http, created.trx_id, receiver[1], amount=PRICE - 1)
@@ -177,7 +164,7 @@ async def test_a_fee_inflated_or_short_payment_reports_what_was_paid(
 ])
 async def test_an_authentic_callback_that_is_not_a_qr_payment_is_invalid(
         http: aiohttp.ClientSession, clock: FakeClock,
-        receiver: tuple[harness.CallbackReceiver, str], body: bytes, detail: str) -> None:
+        receiver: harness.Receiver, body: bytes, detail: str) -> None:
     status, answer = await harness.post_json(http, receiver[1], body,
                                              {"x-callback-token": CALLBACK_TOKEN})
     assert (status, answer["code"]) == (400, "invalid_request")
