@@ -42,7 +42,7 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
     try:
         async with http.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout_seconds),
                                 **request) as response:
-            raw = await response.content.read(_MAX_ANSWER_BYTES + 1)
+            raw = await _read_bounded(response)
             status = response.status
     except TimeoutError:
         log_event(log, "provider_timeout", level=logging.WARNING, provider=provider,
@@ -57,6 +57,18 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
                   method=method, url=url, status=status, answer=excerpt(raw))
         raise ProviderUnavailable()
     return Answer(status, raw)
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first _MAX_ANSWER_BYTES + 1 bytes: enough to see it is too big."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_ANSWER_BYTES:
+            break
+    return b"".join(chunks)
 
 
 def decode(provider: str, answer: Answer, kind: type[T]) -> T:
