@@ -80,6 +80,7 @@ class _Transaction(msgspec.Struct):
     status: str
     fee_customer: _Rupiah = 0
     qr_string: str | None = None
+    expired_time: int | None = None
     # The detail answer has it as a string of digits, the callback as a number.
     paid_at: int | str | None = None
 
@@ -222,6 +223,11 @@ class TripayProvider(Provider):
         if transaction.reference != trx_id:
             return unknown
         state = _STATES.get(transaction.status.upper(), TransactionState.UNKNOWN)
+        if (state == TransactionState.PENDING and transaction.expired_time is not None
+                and self._clock() // 1000 >= transaction.expired_time):
+            # Tripay marks expiry in its own time; past expired_time it can no longer be
+            # paid, whatever the status still says.
+            state = TransactionState.EXPIRED
         paid_at_s = _unix_seconds(transaction.paid_at)
         return TransactionStatus(
             trx_id, state, transaction.amount,

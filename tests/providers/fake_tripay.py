@@ -13,7 +13,8 @@
 
 Knobs: `failure` (see tests.providers.harness, and SUCCESS_FALSE) breaks the create call;
 `customer_pays_fee` makes the payer pay the fee on top of the price, as a merchant can
-choose in Tripay's dashboard.
+choose in Tripay's dashboard; `expires_lazily` leaves a transaction UNPAID for a while
+past its expired_time, as batch expiry jobs do.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class FakeTripay(harness.FakeApi):
         self.transactions: dict[str, dict[str, Any]] = {}
         self.create_requests: list[dict[str, Any]] = []
         self.customer_pays_fee = False
+        self.expires_lazily = False  # leaves a transaction UNPAID past its expired_time
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -154,7 +156,8 @@ class FakeTripay(harness.FakeApi):
         if transaction is None:
             return _refused(404, "Transaction not found")
         current = dict(transaction)
-        if current["status"] == "UNPAID" and self.clock() // 1000 >= current["expired_time"]:
+        if (current["status"] == "UNPAID" and not self.expires_lazily
+                and self.clock() // 1000 >= current["expired_time"]):
             current["status"] = "EXPIRED"
         return web.json_response({"success": True, "message": "", "data": current})
 

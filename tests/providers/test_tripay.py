@@ -264,8 +264,11 @@ async def test_status_of_a_transaction_that_will_not_be_paid_is_expired(
     assert (await tripay.transaction_status(created.trx_id)).state == TransactionState.EXPIRED
 
 
+@pytest.mark.parametrize("expires_lazily", [False, True])
 async def test_status_of_an_unpaid_transaction_past_its_expiry_is_expired(
-        tripay: TripayProvider, clock: FakeClock) -> None:
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock,
+        expires_lazily: bool) -> None:
+    fake.expires_lazily = expires_lazily
     created = await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
     clock.advance(WINDOW_MS / 1000)
     assert (await tripay.transaction_status(created.trx_id)).state == TransactionState.EXPIRED
