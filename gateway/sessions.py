@@ -102,7 +102,7 @@ class SessionService:
         created = await self.provider.create_qris(session_id, stream.price, expires_at_ms)
         # The payer is asked for the price plus whatever fee the provider adds on top.
         found = qris.problems_for_transaction(created.qr_string, stream.price + created.fee,
-                                              created.qr_reference or created.trx_id)
+                                              created.qr_reference)
         if found:
             log_event(log, "provider_qris_rejected", level=logging.ERROR,
                       provider=self.provider.name, trxId=created.trx_id, problems=found)

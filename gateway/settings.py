@@ -172,6 +172,10 @@ class Settings:
             ),
         )
         env.reject_unknown()
+        if provider == "tripay" and not 600 <= settings.payment_window_seconds <= 3600:
+            # Tripay's QRIS channel refuses any other expiry: every QR would fail.
+            raise SettingsError("GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 "
+                                "(seconds) with GATEWAY_PROVIDER=tripay (its QRIS expiry)")
         return settings
 
 

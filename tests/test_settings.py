@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import DEFAULT_CATALOG, Settings, SettingsError
+from gateway.providers import make_provider
+from gateway.settings import (
+    DEFAULT_CATALOG,
+    PROVIDER_VARIABLES,
+    PROVIDERS,
+    Settings,
+    SettingsError,
+)
 
 
 def test_defaults_match_the_spec(tmp_path: Path) -> None:
@@ -57,6 +64,10 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
          "GATEWAY_PROVIDER_URL: must be an http:// or https:// URL"),
         ({"GATEWAY_PROVIDER_TIMEOUT_SECONDS": "0"}, "GATEWAY_PROVIDER_TIMEOUT_SECONDS: must be"),
         ({"GATEWAY_MIDTRANS_SEVER_KEY": "x"}, "GATEWAY_MIDTRANS_SEVER_KEY: unknown setting"),
+        ({"GATEWAY_PROVIDER": "tripay", "GATEWAY_TRIPAY_API_KEY": "DEV-x",
+          "GATEWAY_TRIPAY_PRIVATE_KEY": "p", "GATEWAY_TRIPAY_MERCHANT_CODE": "T1",
+          "GATEWAY_PAYMENT_WINDOW_SECONDS": "300"},
+         "GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 (seconds) with"),
         ({"GATEWAY_SECRET": "short"}, "GATEWAY_SECRET: must be at least 32 characters"),
         ({"GATEWAY_API_KEY": "abc"}, "GATEWAY_API_KEY: must be at least 24 characters"),
         ({"GATEWAY_PUBLIC_URL": "ftp://x"}, "GATEWAY_PUBLIC_URL: must be an http"),
@@ -120,3 +131,12 @@ def test_a_real_provider_is_configured_by_its_own_variables(tmp_path: Path) -> N
     assert settings.provider == "midtrans"
     assert settings.provider_url == "https://api.sandbox.midtrans.com"
     assert settings.provider_credentials == {"GATEWAY_MIDTRANS_SERVER_KEY": "SB-Mid-server-abc"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_each_provider_is_one_adapter_chosen_by_name(tmp_path: Path, provider: str) -> None:
+    env = {"GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_PROVIDER": provider}
+    env.update({name: f"key-for-{name.lower()}" for name in PROVIDER_VARIABLES[provider]})
+    adapter = make_provider(Settings.from_env(env), lambda: 0)
+    assert adapter.name == provider
+    assert type(adapter).__module__ == f"gateway.providers.{provider}"

@@ -39,10 +39,31 @@ def _otomatis(settings: Settings, clock: Clock) -> Provider:
                             timeout_s=settings.provider_timeout_seconds)
 
 
+def _xendit(settings: Settings, clock: Clock) -> Provider:
+    from gateway.providers.xendit import DEFAULT_BASE_URL, XenditProvider
+
+    return XenditProvider(settings.credential("GATEWAY_XENDIT_SECRET_KEY"),
+                          settings.credential("GATEWAY_XENDIT_CALLBACK_TOKEN"), None, clock,
+                          base_url=settings.provider_url or DEFAULT_BASE_URL,
+                          timeout_seconds=settings.provider_timeout_seconds)
+
+
+def _tripay(settings: Settings, clock: Clock) -> Provider:
+    from gateway.providers.tripay import DEFAULT_BASE_URL, TripayProvider
+
+    return TripayProvider(settings.credential("GATEWAY_TRIPAY_API_KEY"),
+                          settings.credential("GATEWAY_TRIPAY_PRIVATE_KEY"),
+                          settings.credential("GATEWAY_TRIPAY_MERCHANT_CODE"), None, clock,
+                          base_url=settings.provider_url or DEFAULT_BASE_URL,
+                          timeout_seconds=settings.provider_timeout_seconds)
+
+
 _FACTORIES: dict[str, Callable[[Settings, Clock], Provider]] = {
     "simulator": _simulator,
     "midtrans": _midtrans,
     "otomatis": _otomatis,
+    "xendit": _xendit,
+    "tripay": _tripay,
 }
 
 

@@ -23,8 +23,9 @@ class CreatedQris:
     trx_id: str  # the provider's transaction id (or our reference, where it is the id)
     qr_string: str
     fee: int  # what the provider adds on top of the price, whole rupiah
-    # The id the provider writes into the payload's tag 62, when it is not `trx_id`
-    # (Midtrans writes its own transaction UUID there, not our order_id).
+    # The id the payload's tag 62 must carry, for a provider that promises one (the
+    # simulator). Real acquirers write labels of their own there (Xendit a random one),
+    # so for them the check is TLV, CRC, point of initiation 12 and the exact amount.
     qr_reference: str | None = None
 
 

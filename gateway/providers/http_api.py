@@ -6,6 +6,7 @@ payload before any viewer sees it. Nothing here serves HTTP.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,12 @@ import aiohttp
 import msgspec
 
 from gateway import qris
-from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
+from gateway.errors import (
+    ProviderBadResponse,
+    ProviderReturnedInvalidQris,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.providers")
@@ -47,7 +53,7 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
     except TimeoutError:
         log_event(log, "provider_timeout", level=logging.WARNING, provider=provider,
                   method=method, url=url, timeoutSeconds=timeout_seconds)
-        raise ProviderUnavailable() from None
+        raise ProviderTimeout() from None
     except aiohttp.ClientError as exc:
         log_event(log, "provider_unreachable", level=logging.WARNING, provider=provider,
                   method=method, url=url, error=type(exc).__name__)
@@ -78,27 +84,41 @@ def decode(provider: str, answer: Answer, kind: type[T]) -> T:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         log_event(log, "provider_answer_unreadable", level=logging.ERROR, provider=provider,
                   status=answer.status, problem=str(exc), answer=excerpt(answer.raw))
-        raise ProviderUnavailable() from None
+        raise ProviderBadResponse(detail=str(exc)[:200]) from None
 
 
-def refused(provider: str, action: str, answer: Answer) -> ProviderUnavailable:
+def refused(provider: str, action: str, answer: Answer) -> ProviderBadResponse:
     """A 4xx where success was expected: usually wrong keys or a setting the provider
     does not accept, which the operator must see in the log."""
     log_event(log, "provider_refused", level=logging.ERROR, provider=provider, action=action,
               status=answer.status, answer=excerpt(answer.raw))
-    return ProviderUnavailable()
+    return ProviderBadResponse(detail=f"{action}: HTTP {answer.status}")
+
+
+async def call_json(http: aiohttp.ClientSession, provider: str, method: str, url: str, *,
+                    timeout_seconds: float, **request: Any) -> tuple[int, Any]:
+    """`call`, for APIs whose answers are read loosely (their shapes are not documented
+    well enough for a strict type): the status and the decoded JSON."""
+    answer = await call(http, provider, method, url, timeout_seconds=timeout_seconds,
+                        allow_redirects=False, **request)
+    try:
+        return answer.status, json.loads(answer.raw)
+    except ValueError:
+        log_event(log, "provider_answer_unreadable", level=logging.ERROR, provider=provider,
+                  status=answer.status, problem="not JSON", answer=excerpt(answer.raw))
+        raise ProviderBadResponse(detail="not JSON") from None
 
 
 def excerpt(raw: bytes) -> str:
     return raw[:_LOGGED_ANSWER_CHARS].decode("utf-8", "replace")
 
 
-def whole_rupiah(value: float | int | str) -> int | None:
+def whole_rupiah(value: object) -> int | None:
     """An amount a provider reports (10000, 10000.0, "10000.00") as whole rupiah, or None
     when it is not a whole, positive number of rupiah."""
     try:
         amount = Decimal(str(value))
-    except ArithmeticError:
+    except (ArithmeticError, ValueError):
         return None
     if not amount.is_finite() or amount <= 0 or amount != amount.to_integral_value():
         return None

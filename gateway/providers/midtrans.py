@@ -1,7 +1,7 @@
 """Midtrans Core API, `payment_type: qris` (see ../shared/providers.md, "Midtrans").
 
-- trxId is our `order_id` (the reference we hand it); its own transaction UUID is what
-  it writes in the payload's tag 62.50, so that is what the QR check looks for.
+- trxId is our `order_id` (the reference we hand it); its own transaction UUID, which
+  it writes in the payload's tag 62.50, stays in the raw answers only.
 - Notifications carry `signature_key = SHA-512(order_id + status_code + gross_amount +
   server key)`, computed over the body's own strings (`gross_amount` keeps its ".00").
 - Paid means status_code 200, `settlement` or `capture`, and fraud status `accept`.
@@ -33,8 +33,8 @@ from gateway.providers.base import (
     TransactionState,
     TransactionStatus,
 )
-from gateway.providers.http import call_json
-from gateway.providers.values import whole_rupiah, wib_ms, wib_text
+from gateway.providers.http_api import call_json, whole_rupiah
+from gateway.providers.values import wib_ms, wib_text
 
 PRODUCTION_URL = "https://api.midtrans.com"
 SANDBOX_URL = "https://api.sandbox.midtrans.com"
@@ -60,7 +60,7 @@ class MidtransProvider(Provider):
     async def _call(self, method: str, path: str, body: Any = None,
                     extra_headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
         return await call_json(self.http, self.name, method, self._base_url + path,
-                               timeout_s=self._timeout_s, json=body,
+                               timeout_seconds=self._timeout_s, json=body,
                                headers={**self._headers, **(extra_headers or {})})
 
     async def create_qris(
@@ -88,8 +88,7 @@ class MidtransProvider(Provider):
             raise ProviderBadResponse(detail="charge answer without qr_string")
         gross = whole_rupiah(answer.get("gross_amount"))
         fee = gross - amount_rupiah if gross is not None and gross > amount_rupiah else 0
-        return CreatedQris(trx_id=reference, qr_string=qr_string, fee=fee,
-                           qr_reference=transaction_id)
+        return CreatedQris(trx_id=reference, qr_string=qr_string, fee=fee)
 
     def verify_notification(
         self, headers: Mapping[str, str], raw_body: bytes, received_at_ms: int

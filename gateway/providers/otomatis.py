@@ -34,8 +34,8 @@ from gateway.providers.base import (
     TransactionStatus,
     status_notification,
 )
-from gateway.providers.http import call_json
-from gateway.providers.values import whole_rupiah, wib_ms
+from gateway.providers.http_api import call_json, whole_rupiah
+from gateway.providers.values import wib_ms
 
 PRODUCTION_URL = "https://rest.otomatis.vip"
 _TRX_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -55,7 +55,7 @@ class OtomatisProvider(Provider):
 
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         return await call_json(self.http, self.name, "POST", self._base_url + path,
-                               timeout_s=self._timeout_s, json=body,
+                               timeout_seconds=self._timeout_s, json=body,
                                headers={"Accept": "application/json"})
 
     async def create_qris(
@@ -76,7 +76,8 @@ class OtomatisProvider(Provider):
         if not isinstance(qr_string, str) or not isinstance(trx_id, str) \
                 or not _TRX_ID.fullmatch(trx_id):
             raise ProviderBadResponse(detail="generate answer without data or trx_id")
-        fee = whole_rupiah(answer.get("fee", 0))
+        raw_fee = answer.get("fee")
+        fee = 0 if raw_fee in (None, 0, "0") else whole_rupiah(raw_fee)
         if fee is None:
             raise ProviderBadResponse(detail="generate answer with an unreadable fee")
         return CreatedQris(trx_id=trx_id, qr_string=qr_string, fee=fee)

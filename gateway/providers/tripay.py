@@ -5,7 +5,7 @@ Construct it as
     TripayProvider(api_key=settings GATEWAY_TRIPAY_API_KEY,
                    private_key=settings GATEWAY_TRIPAY_PRIVATE_KEY,
                    merchant_code=settings GATEWAY_TRIPAY_MERCHANT_CODE,
-                   http=app[HTTP_CLIENT], clock=app[CLOCK],
+                   http=None (open() gives it the app's client), clock=app[CLOCK],
                    base_url=GATEWAY_PROVIDER_URL or DEFAULT_BASE_URL,
                    callback_url=f"{GATEWAY_PUBLIC_URL}/api/payment-callback" or None)
 
@@ -45,9 +45,16 @@ from msgspec import Meta
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderReturnedInvalidQris
 from gateway.logs import log_event
+from gateway.model import Notification
 from gateway.providers.base import CreatedQris, Provider, TransactionState, TransactionStatus
-from gateway.providers.http_api import Answer, call, checked_qris, decode, log, refused
-from gateway.sessions import Notification
+from gateway.providers.http_api import (
+    Answer,
+    call,
+    checked_qris,
+    decode,
+    log,
+    refused,
+)
 
 DEFAULT_BASE_URL = "https://tripay.co.id/api"
 SANDBOX_BASE_URL = "https://tripay.co.id/api-sandbox"
@@ -100,7 +107,7 @@ class TripayProvider(Provider):
     name = "tripay"
 
     def __init__(self, api_key: str, private_key: str, merchant_code: str,
-                 http: aiohttp.ClientSession, clock: Clock, base_url: str = DEFAULT_BASE_URL,
+                 http: aiohttp.ClientSession | None, clock: Clock, base_url: str = DEFAULT_BASE_URL,
                  callback_url: str | None = None, method: str = "QRIS",
                  customer_name: str = "Penonton", customer_email: str = "penonton@example.com",
                  item_name: str = "Tiket siaran langsung", timeout_seconds: float = 10.0) -> None:
@@ -109,10 +116,10 @@ class TripayProvider(Provider):
         self._api_key = api_key
         self._private_key = private_key.encode()
         self._merchant_code = merchant_code
-        self._http = http
+        self._http = http  # or given later by open(), like every provider
         self._clock = clock
         self._base_url = base_url.rstrip("/")
-        self._callback_url = callback_url
+        self.callback_url = callback_url  # the app sets it from GATEWAY_PUBLIC_URL
         self._method = method
         self._customer_name = customer_name
         self._customer_email = customer_email
@@ -140,9 +147,9 @@ class TripayProvider(Provider):
             "expired_time": expires_at_ms // 1000,
             "signature": self.create_signature(reference, amount_rupiah),
         }
-        if self._callback_url:
-            body["callback_url"] = self._callback_url
-        answer = await call(self._http, self.name, "POST",
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
+        answer = await call(self.http, self.name, "POST",
                             f"{self._base_url}/transaction/create",
                             timeout_seconds=self._timeout_seconds, json=body,
                             headers=self._headers())
@@ -207,11 +214,13 @@ class TripayProvider(Provider):
             # The signature is deterministic, so a retry carries the same one: a replay
             # key would refuse Tripay's own retries.
             replay_key=None,
+            # What the customer paid on top of the price, kept beside it in the ledger.
+            fee=callback.fee_customer,
         )
 
     async def transaction_status(self, trx_id: str) -> TransactionStatus:
         unknown = TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
-        answer = await call(self._http, self.name, "GET",
+        answer = await call(self.http, self.name, "GET",
                             f"{self._base_url}/transaction/detail",
                             timeout_seconds=self._timeout_seconds,
                             params={"reference": trx_id}, headers=self._headers())
@@ -231,7 +240,8 @@ class TripayProvider(Provider):
         paid_at_s = _unix_seconds(transaction.paid_at)
         return TransactionStatus(
             trx_id, state, transaction.amount,
-            paid_at_s * 1000 if state == TransactionState.PAID and paid_at_s else None)
+            paid_at_s * 1000 if state == TransactionState.PAID and paid_at_s else None,
+            fee=transaction.fee_customer, raw_body=answer.raw.decode("utf-8", "replace"))
 
 
 def _price_paid(callback: _Callback) -> int:

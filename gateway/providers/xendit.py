@@ -4,7 +4,7 @@ Construct it as
 
     XenditProvider(secret_key=settings GATEWAY_XENDIT_SECRET_KEY,
                    callback_token=settings GATEWAY_XENDIT_CALLBACK_TOKEN,
-                   http=app[HTTP_CLIENT], clock=app[CLOCK],
+                   http=None (open() gives it the app's client), clock=app[CLOCK],
                    base_url=GATEWAY_PROVIDER_URL or DEFAULT_BASE_URL)
 
 - Create: `POST {base}/qr_codes` with header `api-version: 2022-07-31`, HTTP Basic auth
@@ -36,6 +36,7 @@ from msgspec import Meta
 
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected
+from gateway.model import Notification
 from gateway.providers.base import CreatedQris, Provider, TransactionState, TransactionStatus
 from gateway.providers.http_api import (
     call,
@@ -45,7 +46,6 @@ from gateway.providers.http_api import (
     refused,
     whole_rupiah,
 )
-from gateway.sessions import Notification
 
 DEFAULT_BASE_URL = "https://api.xendit.co"
 API_VERSION = "2022-07-31"
@@ -102,7 +102,7 @@ class _LegacyEvent(msgspec.Struct):
 class XenditProvider(Provider):
     name = "xendit"
 
-    def __init__(self, secret_key: str, callback_token: str, http: aiohttp.ClientSession,
+    def __init__(self, secret_key: str, callback_token: str, http: aiohttp.ClientSession | None,
                  clock: Clock, base_url: str = DEFAULT_BASE_URL,
                  timeout_seconds: float = 10.0) -> None:
         if not secret_key or not callback_token:
@@ -110,7 +110,7 @@ class XenditProvider(Provider):
         # HTTP Basic with the secret key as user name and no password.
         self._authorization = "Basic " + base64.b64encode(f"{secret_key}:".encode()).decode()
         self._callback_token = callback_token.encode()
-        self._http = http
+        self._http = http  # or given later by open(), like every provider
         self._clock = clock
         self._base_url = base_url.rstrip("/")
         self._timeout_seconds = timeout_seconds
@@ -129,7 +129,7 @@ class XenditProvider(Provider):
             "amount": amount_rupiah,
             "expires_at": _iso_utc(expires_at_ms),
         }
-        answer = await call(self._http, self.name, "POST", f"{self._base_url}/qr_codes",
+        answer = await call(self.http, self.name, "POST", f"{self._base_url}/qr_codes",
                             timeout_seconds=self._timeout_seconds, json=body,
                             headers=self._headers())
         if answer.status not in (200, 201):
@@ -169,7 +169,7 @@ class XenditProvider(Provider):
         unknown = TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
         if not trx_id.startswith("qr_") or "/" in trx_id:
             return unknown
-        answer = await call(self._http, self.name, "GET",
+        answer = await call(self.http, self.name, "GET",
                             f"{self._base_url}/qr_codes/{trx_id}/payments",
                             timeout_seconds=self._timeout_seconds, headers=self._headers())
         if answer.status == 404:
@@ -180,7 +180,7 @@ class XenditProvider(Provider):
             if payment.status.upper() in PAID_STATUSES:
                 return TransactionStatus(trx_id, TransactionState.PAID,
                                          whole_rupiah(payment.amount), iso_to_ms(payment.created))
-        answer = await call(self._http, self.name, "GET", f"{self._base_url}/qr_codes/{trx_id}",
+        answer = await call(self.http, self.name, "GET", f"{self._base_url}/qr_codes/{trx_id}",
                             timeout_seconds=self._timeout_seconds, headers=self._headers())
         if answer.status == 404:
             return unknown

@@ -3,13 +3,18 @@ must do: each driver plays its provider's side (create, pay, notify, fail) its w
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
 
 from tests.conftest import FakeClock
+from tests.providers import harness
 from tests.providers.fake_midtrans import FakeMidtrans
 from tests.providers.fake_otomatis import FakeOtomatis
+from tests.providers.fake_tripay import FakeTripay
+from tests.providers.fake_xendit import FakeXendit
 
 Delivery = tuple[dict[str, str], bytes]
 
@@ -29,8 +34,15 @@ class Driver(Protocol):
     def asked(self, trx_id: str) -> tuple[int, str, int | None]:
         """What the create call sent: amount, our reference, expiry (ms) if any."""
 
-    def pay(self, trx_id: str, *, paid_rupiah: int | None = None, fee: int = 0) -> None:
-        """The payer pays (another amount, or with a fee imposed on top)."""
+    def earlier_notification(self, trx_id: str) -> Delivery | None:
+        """Before payment: a callback for another state (pending, expired) that can
+        arrive after the payment's; None for providers that only notify payments."""
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None) -> None:
+        """The payer pays (another amount, to play a mismatch)."""
+
+    def pay_with_fee(self, trx_id: str) -> int:
+        """The payer pays the price plus a fee on top; returns that fee."""
 
     def notification(self, trx_id: str) -> Delivery:
         """The callback the provider sends now for the transaction's current state."""
@@ -73,8 +85,15 @@ class MidtransDriver:
         return (body["transaction_details"]["gross_amount"],
                 body["transaction_details"]["order_id"], expires_ms)
 
-    def pay(self, trx_id: str, *, paid_rupiah: int | None = None, fee: int = 0) -> None:
-        self.fake.settle(trx_id, paid_rupiah=paid_rupiah, imposed_fee=fee)
+    def earlier_notification(self, trx_id: str) -> Delivery | None:
+        return self.fake.notification(trx_id)  # "pending", sent on creation
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None) -> None:
+        self.fake.settle(trx_id, paid_rupiah=paid_rupiah)
+
+    def pay_with_fee(self, trx_id: str) -> int:
+        self.fake.settle(trx_id, imposed_fee=71)  # Automatic Fee Imposition
+        return 71
 
     def notification(self, trx_id: str) -> Delivery:
         return self.fake.notification(trx_id)
@@ -117,9 +136,14 @@ class OtomatisDriver:
         reference = base64.urlsafe_b64encode(bytes.fromhex(body["custom_ref"])).decode()
         return body["amount"], reference.rstrip("="), self.clock() + body["expire"] * 1000
 
-    def pay(self, trx_id: str, *, paid_rupiah: int | None = None, fee: int = 0) -> None:
-        assert fee == 0, "otomatis.vip adds no fees"
+    def earlier_notification(self, trx_id: str) -> Delivery | None:
+        return self.fake.callback(trx_id)  # "pending"
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None) -> None:
         self.fake.pay(trx_id, paid_rupiah)
+
+    def pay_with_fee(self, trx_id: str) -> int:
+        raise AssertionError("otomatis.vip adds no fees")
 
     def notification(self, trx_id: str) -> Delivery:
         return self.fake.callback(trx_id)
@@ -131,4 +155,140 @@ class OtomatisDriver:
         return False  # it has no cancel API
 
 
-DRIVERS: dict[str, type[Any]] = {"midtrans": MidtransDriver, "otomatis": OtomatisDriver}
+def _iso_ms(value: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+class XenditDriver:
+    name = "xendit"
+    credentials: ClassVar[dict[str, str]] = {
+        "GATEWAY_XENDIT_SECRET_KEY": "xnd_development_TEST0123456789",
+        "GATEWAY_XENDIT_CALLBACK_TOKEN": "xendit-callback-verification-token"}
+    signs_notifications = True
+    can_cancel = False
+    imposes_fees = False
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.fake = FakeXendit(self.credentials["GATEWAY_XENDIT_SECRET_KEY"],
+                               self.credentials["GATEWAY_XENDIT_CALLBACK_TOKEN"], clock)
+        self.app = self.fake.app()
+        self.callbacks: dict[str, bytes] = {}
+
+    def fail(self, mode: str | None) -> None:
+        _fail(self.fake, mode)
+
+    def asked(self, trx_id: str) -> tuple[int, str, int | None]:
+        reference = self.fake.qr_codes[trx_id]["reference_id"]
+        body = next(r["body"] for r in self.fake.create_requests
+                    if r["body"]["reference_id"] == reference)
+        return body["amount"], reference, _iso_ms(body["expires_at"])
+
+    def earlier_notification(self, trx_id: str) -> Delivery | None:
+        return None  # Xendit calls back on successful payments only
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None) -> None:
+        self.callbacks[trx_id] = self.fake.payment_callback(trx_id, paid_rupiah)
+
+    def pay_with_fee(self, trx_id: str) -> int:
+        raise AssertionError("Xendit asks the payer for the QR's amount only")
+
+    def notification(self, trx_id: str) -> Delivery:
+        return self._signed(self.callbacks[trx_id], self.fake.callback_token)
+
+    def forged(self, trx_id: str, amount: int) -> Delivery:
+        body = self.fake.payment_callback(trx_id, amount)
+        self.fake.payments[trx_id].pop()  # claimed, never paid
+        return self._signed(body, "guessed-token")
+
+    @staticmethod
+    def _signed(body: bytes, token: str) -> Delivery:
+        return {"Content-Type": "application/json", "x-callback-token": token}, body
+
+    def cancelled(self, trx_id: str) -> bool:
+        return False  # the QR Codes API has no cancel: its expires_at ends it
+
+
+class TripayDriver:
+    name = "tripay"
+    credentials: ClassVar[dict[str, str]] = {
+        "GATEWAY_TRIPAY_API_KEY": "DEV-TEST0123456789",
+        "GATEWAY_TRIPAY_PRIVATE_KEY": "tripay-private-key-TEST",
+        "GATEWAY_TRIPAY_MERCHANT_CODE": "T12345"}
+    signs_notifications = True
+    can_cancel = False
+    imposes_fees = True
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.fake = FakeTripay(self.credentials["GATEWAY_TRIPAY_API_KEY"],
+                               self.credentials["GATEWAY_TRIPAY_PRIVATE_KEY"],
+                               self.credentials["GATEWAY_TRIPAY_MERCHANT_CODE"], clock)
+        # The merchant charges the fee to the customer: every QR asks price + fee.
+        self.fake.customer_pays_fee = True
+        self.app = self.fake.app()
+        self.callbacks: dict[str, bytes] = {}
+
+    def fail(self, mode: str | None) -> None:
+        _fail(self.fake, mode)
+
+    def asked(self, trx_id: str) -> tuple[int, str, int | None]:
+        reference = self.fake.transactions[trx_id]["merchant_ref"]
+        body = next(r["body"] for r in self.fake.create_requests
+                    if r["body"]["merchant_ref"] == reference)
+        return body["amount"], reference, body["expired_time"] * 1000
+
+    def _callback(self, trx_id: str, status: str, total: int | None = None) -> bytes:
+        transaction = self.fake.transactions[trx_id]
+        before = dict(transaction)
+        body = self.fake.payment_callback(trx_id, total_amount=total, status=status)
+        if status != "PAID":
+            transaction.clear()
+            transaction.update(before)
+        return body
+
+    def earlier_notification(self, trx_id: str) -> Delivery | None:
+        return self._signed(self._callback(trx_id, "EXPIRED"))
+
+    def pay(self, trx_id: str, *, paid_rupiah: int | None = None) -> None:
+        fee = self.fake.transactions[trx_id]["fee_customer"]
+        total = None if paid_rupiah is None else paid_rupiah + fee
+        self.callbacks[trx_id] = self._callback(trx_id, "PAID", total)
+
+    def pay_with_fee(self, trx_id: str) -> int:
+        self.pay(trx_id)
+        return int(self.fake.transactions[trx_id]["fee_customer"])
+
+    def notification(self, trx_id: str) -> Delivery:
+        return self._signed(self.callbacks[trx_id])
+
+    def forged(self, trx_id: str, amount: int) -> Delivery:
+        transaction = self.fake.transactions[trx_id]
+        before = dict(transaction)
+        body = self.fake.payment_callback(trx_id)
+        transaction.clear()
+        transaction.update(before)
+        return self._signed(body, "guessed-private-key")
+
+    def _signed(self, body: bytes, key: str | None = None) -> Delivery:
+        signature = hmac.new((key or self.fake.private_key).encode(), body,
+                             hashlib.sha256).hexdigest()
+        return {"Content-Type": "application/json", "X-Callback-Event": "payment_status",
+                "X-Callback-Signature": signature}, body
+
+    def cancelled(self, trx_id: str) -> bool:
+        return False  # closed payments cannot be cancelled: expired_time ends them
+
+
+def _fail(fake: FakeXendit | FakeTripay, mode: str | None) -> None:
+    if mode is None:
+        fake.failure = fake.status_failure = None
+        fake.hang.release()  # a create call left hanging by "timeout" may finish now
+    elif mode == "500":
+        fake.failure = fake.status_failure = harness.SERVER_ERROR
+    else:
+        fake.failure = mode
+
+
+DRIVERS: dict[str, type[Any]] = {"midtrans": MidtransDriver, "otomatis": OtomatisDriver,
+                                 "xendit": XenditDriver, "tripay": TripayDriver}
