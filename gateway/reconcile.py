@@ -2,8 +2,8 @@
 
 Notifications get lost (a provider outage, a timeout on our side, Xendit does not retry
 a timed-out delivery at all). So unpaid sessions a little older than `delay` are asked
-about through the provider's status API, each on its own backoff (1x, 2x, 4x ... the
-delay, capped), a few at a time, and a "paid" answer is recorded through exactly the
+about through the provider's status API, each on its own backoff (asked again after
+2x, 4x, 8x ... the delay, capped at 10 minutes), a few at a time, and a "paid" answer is recorded through exactly the
 path a notification takes (`record_notification`), so every rule of rule 3 applies
 and the ledger shows it (event id `status:<trxId>:paid`).
 
@@ -129,5 +129,5 @@ class Reconciler:
             schedule.checks += 1
             schedule.failures = 0
         steps = schedule.checks + schedule.failures
-        backoff_ms = min(self._max_backoff_ms, self._delay_ms * 2 ** min(steps - 1, 20))
+        backoff_ms = min(self._max_backoff_ms, self._delay_ms * 2 ** min(steps, 20))
         schedule.next_check_ms = now_ms + backoff_ms

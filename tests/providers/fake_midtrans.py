@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.providers.qris_payloads import broken_crc, dynamic_qris
+from tests.providers import harness
 
 WIB = timezone(timedelta(hours=7))
 
@@ -34,6 +34,8 @@ class FakeMidtrans:
         # "invalid_qris" (charge only), or None.
         self.failure: str | None = None
         self.delay_s = 5.0
+        self.status_delay_s = 0.0  # how long each status answer takes
+        self.in_flight = self.most_in_flight = 0  # status calls being answered at once
         self.app = web.Application()
         self.app.router.add_post("/v2/charge", self.charge)
         self.app.router.add_get("/v2/{order_id}/status", self.status)
@@ -63,9 +65,10 @@ class FakeMidtrans:
         order_id = body["transaction_details"]["order_id"]
         gross = int(body["transaction_details"]["gross_amount"])
         transaction_id = str(uuid.uuid4())
-        qr_string = dynamic_qris(f"{gross}.00", "50", transaction_id)
+        qr_string = harness.provider_qris("COM.GO-JEK.WWW", "936009140000000014",
+                                          f"{gross}.00", "TONTON LIVE")
         if self.failure == "invalid_qris":
-            qr_string = broken_crc(qr_string)
+            qr_string = harness.break_crc(qr_string)
         transaction = {
             "status_code": "201", "status_message": "QRIS transaction is created",
             "transaction_id": transaction_id, "order_id": order_id,
@@ -80,6 +83,16 @@ class FakeMidtrans:
         return web.json_response(transaction)
 
     async def status(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.status_delay_s:
+                await asyncio.sleep(self.status_delay_s)
+            return await self._status(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _status(self, request: web.Request) -> web.Response:
         self.requests.append(("GET", request.path, dict(request.headers), None))
         if not self._authorised(request):
             return web.json_response({"status_code": "401"})

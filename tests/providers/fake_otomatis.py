@@ -1,6 +1,6 @@
 """A local otomatis.vip, as its public clients use it: generate, checkstatus/v2, and
-its unsigned JSON callback. trx_ids look like its own ("03C..."), and sit in the
-payload's tag 62.07; amounts in the payload are written "1000.00"."""
+its unsigned JSON callback. trx_ids look like its own ("03C..."); amounts in the
+payload are written "1000.00"."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.providers import harness
 from tests.providers.fake_midtrans import wib
-from tests.providers.qris_payloads import broken_crc, dynamic_qris
 
 
 class FakeOtomatis:
@@ -46,10 +46,10 @@ class FakeOtomatis:
         if (failed := await self._fail()) is not None:
             return failed
         trx_id = "03C" + secrets.token_hex(8).upper()
-        qr_string = dynamic_qris(f"{body['amount']}.00", "07", trx_id,
-                                 guid="ID.MOTIONPAY.WWW")
+        qr_string = harness.provider_qris("ID.MOTIONPAY.WWW", "936008210000000010",
+                                          f"{body['amount']}.00", "TONTON LIVE")
         if self.failure == "invalid_qris":
-            qr_string = broken_crc(qr_string)
+            qr_string = harness.break_crc(qr_string)
         self.transactions[trx_id] = {
             "trx_id": trx_id, "amount": body["amount"], "custom_ref": body.get("custom_ref"),
             "status": "pending", "rrn": None, "created_at": wib(self.clock()),
