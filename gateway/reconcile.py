@@ -3,9 +3,9 @@
 Notifications get lost (a provider outage, a timeout on our side, Xendit does not retry
 a timed-out delivery at all). So unpaid sessions a little older than `delay` are asked
 about through the provider's status API, each on its own backoff (asked again after
-2x, 4x, 8x ... the delay, capped at 10 minutes), a few at a time, and a "paid" answer is recorded through exactly the
-path a notification takes (`record_notification`), so every rule of rule 3 applies
-and the ledger shows it (event id `status:<trxId>:paid`).
+2x, 4x, 8x ... the delay, capped at 10 minutes), a few at a time, and a "paid" answer
+is recorded through exactly the path a notification takes (`record_notification`), so
+every rule of rule 3 applies and the ledger shows it (event id `status:<trxId>:paid`).
 
 When a session's payment window has ended and the provider still calls it pending,
 the provider is told to cancel it where its API allows (`Provider.cancel`); a payment
