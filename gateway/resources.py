@@ -180,10 +180,19 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel a background task of this module's and wait until it has finished."""
-    task.cancel()
+    """Cancel a background task of this module's and wait until it has finished.
+
+    Cancelled in the middle of a Redis call, redis-py can swallow the CancelledError
+    (it tidies the connection up instead), and the task goes on to its next sleep: so
+    the cancellation is repeated until the task has really ended."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=_STOP_RETRY_S)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+_STOP_RETRY_S = 1.0
 
 
 async def _sweep_forever(app: web.Application) -> None:
