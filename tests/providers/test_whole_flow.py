@@ -225,6 +225,11 @@ async def test_the_end_of_the_window_ends_the_transaction_at_the_provider(
     assert report.cancelled == (1 if world.driver.can_cancel else 0)
     assert world.driver.cancelled(qr["trxId"]) == world.driver.can_cancel
     assert (await world.viewer.status(qr["sessionId"]))["status"] == "expired"
+    # A payment that lands anyway (a screenshot of the QR, a slow bank) still counts.
+    world.driver.pay(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["data"]["reason"] == "paid_after_payment_window"
+    assert (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
 
 
 @pytest.mark.parametrize("failure, status, code", [
