@@ -53,6 +53,10 @@ class Driver(Protocol):
     def cancelled(self, trx_id: str) -> bool:
         """Whether our service ended the transaction at the provider."""
 
+    def callback_url_sent(self, trx_id: str) -> str | None:
+        """The notification URL sent with the create call; None for providers that
+        only take it from their dashboard."""
+
 
 class MidtransDriver:
     name = "midtrans"
@@ -107,6 +111,12 @@ class MidtransDriver:
     def cancelled(self, trx_id: str) -> bool:
         return bool(self.fake.transactions[trx_id]["transaction_status"] == "expire")
 
+    def callback_url_sent(self, trx_id: str) -> str | None:
+        return next(headers.get("X-Override-Notification")
+                    for method, path, headers, body in self.fake.requests
+                    if path == "/v2/charge"
+                    and body["transaction_details"]["order_id"] == trx_id)
+
 
 class OtomatisDriver:
     name = "otomatis"
@@ -153,6 +163,9 @@ class OtomatisDriver:
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # it has no cancel API
+
+    def callback_url_sent(self, trx_id: str) -> str | None:
+        return None  # set in its member area
 
 
 def _iso_ms(value: str) -> int:
@@ -208,6 +221,9 @@ class XenditDriver:
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # the QR Codes API has no cancel: its expires_at ends it
+
+    def callback_url_sent(self, trx_id: str) -> str | None:
+        return None  # this API version takes it from the dashboard only
 
 
 class TripayDriver:
@@ -278,6 +294,10 @@ class TripayDriver:
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # closed payments cannot be cancelled: expired_time ends them
+
+    def callback_url_sent(self, trx_id: str) -> str | None:
+        url = self.fake.transactions[trx_id]["callback_url"]
+        return str(url) if url is not None else None
 
 
 def _fail(fake: FakeXendit | FakeTripay, mode: str | None) -> None:

@@ -53,19 +53,20 @@ class World:
         return await stored_notifications(self.settings)
 
 
-WorldFactory = Callable[[str], Awaitable[World]]
+WorldFactory = Callable[..., Awaitable[World]]
 
 
 @pytest.fixture
 def make_world(aiohttp_server: Any, settings: Settings, clock: FakeClock,
                make_viewer: AppFactory) -> WorldFactory:
-    async def make(name: str) -> World:
+    async def make(name: str, **overrides: Any) -> World:
         driver: Driver = DRIVERS[name](clock)
         server: TestServer = await aiohttp_server(driver.app)
         app_settings = replace(
             settings, provider=driver.name,
             provider_url=str(server.make_url("")).rstrip("/"),
-            provider_credentials=driver.credentials, provider_timeout_seconds=0.5)
+            provider_credentials=driver.credentials, provider_timeout_seconds=0.5,
+            **overrides)
         return World(driver, await make_viewer(app_settings), app_settings, clock)
 
     return make
@@ -92,6 +93,16 @@ async def test_a_payment_buys_the_stream(world: World) -> None:
     access = await world.viewer.check_access("demo", qr["sessionId"])
     assert access["hasAccess"] and access["remainingTime"] == ACCESS_MS
     assert [row[3:] for row in await world.ledger()] == [(True, "paid")]
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+async def test_the_public_url_is_the_notification_url_sent_per_transaction(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name, public_url="https://tonton.example.id")
+    qr = await world.viewer.generate_qris()
+    sent = world.driver.callback_url_sent(qr["trxId"])
+    assert sent in (None, "https://tonton.example.id/api/payment-callback")
+    assert (sent is None) == (name in ("otomatis", "xendit"))  # dashboard-only
 
 
 async def test_duplicates_and_out_of_order_notifications_change_nothing(world: World) -> None:
