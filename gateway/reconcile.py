@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.logs import log_event
+from gateway.metrics import Metrics
 from gateway.model import PaymentSession, SessionStatus
 from gateway.providers.base import Provider, TransactionState, status_notification
 from gateway.sessions import SessionService
@@ -51,7 +52,8 @@ class Reconciler:
                  delay_seconds: int, payment_window_seconds: int,
                  concurrency: int = 4, batch_size: int = 200,
                  max_backoff_seconds: int = 600, follow_after_window_seconds: int = 7200,
-                 ) -> None:
+                 metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._sessions = sessions
         self._provider = provider
         self._clock = clock
@@ -81,6 +83,9 @@ class Reconciler:
                <= now_ms]
         limit = asyncio.Semaphore(self._concurrency)
         outcomes = await asyncio.gather(*(self._ask(session, limit) for session in due))
+        if self._metrics is not None:
+            for outcome in outcomes:
+                self._metrics.reconcile_questions.labels(outcome).inc()
         report = ReconcileReport(
             asked=len(due), paid=outcomes.count("paid"), failed=outcomes.count("failed"),
             cancelled=outcomes.count("cancelled"))

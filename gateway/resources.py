@@ -100,6 +100,7 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SESSIONS], app[PROVIDER], app[CLOCK],
         delay_seconds=settings.reconcile_interval_seconds,
         payment_window_seconds=settings.payment_window_seconds,
+        metrics=app[METRICS],
     )
     app[RECONCILER] = reconciler
     app[RECONCILE_TASK] = asyncio.create_task(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from gateway.keys import RECONCILER
+from gateway.keys import METRICS, RECONCILER
 from gateway.settings import Settings
 from tests.conftest import API_KEY, AppFactory, FakeClock
 from tests.providers.fake_midtrans import FakeMidtrans
@@ -34,6 +34,8 @@ async def test_questions_go_a_few_at_a_time_and_back_off(
     report = await reconciler.run_once()
     assert (report.asked, report.paid, report.failed) == (10, 0, 0)
     assert 1 < fake.most_in_flight <= 4
+    metrics = app[METRICS].render().decode()
+    assert 'gateway_reconcile_questions_total{outcome="pending"} 10.0' in metrics
     # Still pending: asked again only after a longer wait each time.
     clock.advance(settings.reconcile_interval_seconds)
     assert (await reconciler.run_once()).asked == 0
