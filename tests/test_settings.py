@@ -80,6 +80,8 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
         ({"GATEWAY_STORE": "redis://localhost:6379/0"},
          "GATEWAY_SECRET: must be set when instances share a Redis store"),
         ({"GATEWAY_REDIS_KEY_PREFIX": "a b"}, "GATEWAY_REDIS_KEY_PREFIX: must be 1-64"),
+        ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
+         "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -140,3 +142,10 @@ def test_each_provider_is_one_adapter_chosen_by_name(tmp_path: Path, provider: s
     adapter = make_provider(Settings.from_env(env), lambda: 0)
     assert adapter.name == provider
     assert type(adapter).__module__ == f"gateway.providers.{provider}"
+
+
+def test_trusted_proxies_are_addresses_and_networks(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path),
+                                  "GATEWAY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"})
+    assert [str(network) for network in settings.trusted_proxies] == [
+        "127.0.0.1/32", "10.0.0.0/8", "::1/128"]
