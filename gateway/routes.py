@@ -34,6 +34,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_post("/api/sessions/{session_id}/revoke", api.revoke_session,
                     name="revoke-session")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
+    router.add_get("/api/payments", api.list_payments, name="payments")
     # The path-token form first: "t/<token>/" would otherwise be taken for a path.
     router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
