@@ -192,7 +192,7 @@ def conversion_by_stream(buckets: Iterable[SalesBucket]) -> dict[str, Conversion
 
 
 CSV_HEADER = ("entry_id", "received_at_utc", "provider", "trx_id", "event_id", "session_id",
-              "stream_id", "amount", "reported_status", "paid_at_utc", "applied", "reason",
+              "stream_id", "amount", "fee", "reported_status", "paid_at_utc", "applied", "reason",
               "status", "settled_at_utc", "settled_by", "settlement_note")
 
 
@@ -201,8 +201,8 @@ def csv_row(entry: LedgerEntry) -> list[str]:
     return [_cell(value) for value in (
         str(entry.entry_id), utc_text(note.received_at_ms), note.provider, note.trx_id,
         note.event_id, entry.session_id or "", entry.stream_id or "", str(note.amount),
-        note.reported_status, utc_text(note.paid_at_ms), "1" if entry.applied else "0",
-        entry.reason, entry.status.value,
+        str(note.fee), note.reported_status, utc_text(note.paid_at_ms),
+        "1" if entry.applied else "0", entry.reason, entry.status.value,
         utc_text(settlement.settled_at_ms if settlement else None),
         settlement.settled_by if settlement else "", settlement.note if settlement else "",
     )]

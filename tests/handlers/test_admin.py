@@ -218,9 +218,10 @@ async def test_the_ledger_exports_as_csv(console: Console, make_viewer: AppFacto
     assert response.headers["Content-Type"].startswith("text/csv")
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(await response.text())))
-    assert [(row["trx_id"], row["amount"], row["reason"], row["status"]) for row in rows] == [
-        (short["trxId"], "20000", "amount_mismatch", "attention"),
-        (good["trxId"], "1000", "paid", "applied")]
+    assert [(row["trx_id"], row["amount"], row["fee"], row["reason"], row["status"])
+            for row in rows] == [
+        (short["trxId"], "20000", "0", "amount_mismatch", "attention"),
+        (good["trxId"], "1000", "0", "paid", "applied")]
     only_demo = await (await console.http.get("/admin/payments.csv?stream=demo")).text()
     assert good["trxId"] in only_demo and short["trxId"] not in only_demo
 
