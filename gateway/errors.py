@@ -89,6 +89,15 @@ class NoAccess(GatewayError):
         super().__init__(reason=reason)
 
 
+class DeviceLimit(GatewayError):
+    """The purchase is playing on as many devices as it may (SPEC, Devices)."""
+
+    code = "device_limit"
+
+    def __init__(self, max_devices: int) -> None:
+        super().__init__(max_devices=max_devices)
+
+
 class MediaNotFound(GatewayError):
     """The stream's origin has no such playlist or segment."""
 

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.NotificationRejected: 401,
     errors.NotYours: 403,
     errors.NoAccess: 403,
+    errors.DeviceLimit: 403,
     errors.UnknownStream: 404,
     errors.SessionNotFound: 404,
     errors.SimulatorDisabled: 404,

@@ -7,6 +7,7 @@ start-up instead of surfacing as odd behaviour hours later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -55,6 +56,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: int = 10
+    max_devices: int = 2  # 0: no device limit, grants are not counted
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
@@ -111,6 +114,8 @@ class Settings:
             upstream_timeout_seconds=env.get(
                 "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
             ),
+            max_devices=env.get("GATEWAY_MAX_DEVICES", _int_range(0, 1000), 2),
+            trusted_proxies=env.get("GATEWAY_TRUSTED_PROXIES", _networks, ()),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -268,6 +273,19 @@ def _public_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"must be an http:// or https:// URL; got {raw!r}")
     return raw.rstrip("/")
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses and CIDRs, comma-separated: `10.0.0.5, 192.168.0.0/16, ::1`."""
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"not an address or CIDR: {item!r}") from None
+    return tuple(networks)
 
 
 def _qris_text(max_length: int) -> Callable[[str], str]:
