@@ -79,7 +79,7 @@ class GrantReport:
 
 
 def new_grant_id() -> str:
-    return secrets.token_urlsafe(12)
+    return secrets.token_urlsafe(16)  # 128 bits, like session ids
 
 
 def browser_device(viewer_cookie: str) -> str:

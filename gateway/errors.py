@@ -42,6 +42,10 @@ class SessionNotFound(GatewayError):
     code = "session_not_found"
 
 
+class GrantNotFound(GatewayError):
+    code = "grant_not_found"
+
+
 class NotYours(GatewayError):
     """The caller asked about another viewer's userId or session."""
 

@@ -9,9 +9,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.catalog import Catalog
+from gateway.client_address import ClientAddresses
 from gateway.clock import Clock
+from gateway.devices import Devices
 from gateway.gate.access import AccessGate
 from gateway.gate.cache import UpstreamFetcher
+from gateway.gate.devices import DeviceCounter
 from gateway.gate.origins import Origin
 from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
@@ -29,6 +32,7 @@ PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)
 QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", AccessGate)
+CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)
@@ -36,6 +40,8 @@ HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", PaymentSessions)
+DEVICES = web.AppKey("devices", Devices)
+DEVICE_COUNTER = web.AppKey("device_counter", DeviceCounter)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 ORIGINS = web.AppKey("origins", dict[str, Origin])

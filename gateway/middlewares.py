@@ -29,6 +29,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.DeviceLimit: 403,
     errors.UnknownStream: 404,
     errors.SessionNotFound: 404,
+    errors.GrantNotFound: 404,
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from gateway.catalog import Stream
 from gateway.clock import Clock
+from gateway.devices import Devices
+from gateway.gate.devices import DeviceCounter
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
 from gateway.handlers.hls import playback_url_templates
@@ -19,6 +21,8 @@ from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
     CLOCK,
+    DEVICE_COUNTER,
+    DEVICES,
     GATE,
     HTTP_CLIENT,
     METRICS,
@@ -51,6 +55,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         payment_window_seconds=settings.payment_window_seconds,
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
+    app[DEVICES] = Devices(store, app[CLOCK], max_devices=settings.max_devices)
     yield
     await store.close()
 
@@ -82,7 +87,14 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
                     for stream in app[CATALOG]}
     app[PLAYBACK_URLS] = {stream.stream_id: playback_url_templates(app, stream)
                           for stream in app[CATALOG]}
+    counter = DeviceCounter(app[DEVICES], clock)
+    access_ms = settings.access_seconds * 1000
+    # A grant ended here is refused here at once; its tokens live at most an access window.
+    app[DEVICES].add_listener(
+        lambda grant: counter.grant_ended(grant.grant_id, clock() + access_ms))
+    app[DEVICE_COUNTER] = counter
     yield
+    await counter.close()
     await fetcher.close()
 
 

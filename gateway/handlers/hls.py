@@ -1,6 +1,7 @@
 """The HLS gate: /hls/{streamId}/{path} (cookie) and /hls/{streamId}/t/{token}/{path}.
 
-Checked on every request, in memory: token signature, stream, expiry, ended sessions.
+Checked on every request, in memory: token signature, stream, expiry, ended sessions,
+and the purchase's count of playing devices (gate/devices.py).
 No valid access: 403 with `Cache-Control: private, no-store` (set for every error).
 """
 
@@ -11,11 +12,18 @@ import logging
 from aiohttp import web
 
 from gateway.catalog import Stream
-from gateway.errors import NoAccess, UnknownStream
+from gateway.errors import DeviceLimit, NoAccess, UnknownStream
 from gateway.gate.access import GATE_COOKIE
 from gateway.gate.paths import media_path
 from gateway.handlers.common import add_cookie
-from gateway.keys import GATE, METRICS, ORIGINS, PLAYBACK_URLS
+from gateway.keys import (
+    CLIENT_ADDRESSES,
+    DEVICE_COUNTER,
+    GATE,
+    METRICS,
+    ORIGINS,
+    PLAYBACK_URLS,
+)
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.gate")
@@ -29,8 +37,13 @@ async def serve(request: web.Request) -> web.StreamResponse:
     token = request.match_info.get("token") or request.cookies.get(GATE_COOKIE)
     try:
         grant = request.app[GATE].check(token, stream_id)
-    except NoAccess as refused:
-        reason = str(refused.params["reason"])
+        counter = request.app[DEVICE_COUNTER]
+        if counter.counting:
+            address = request.app[CLIENT_ADDRESSES].client(request.remote, request.headers)
+            await counter.admit(grant.session_id, grant.grant_id, grant.expires_at_ms,
+                                address)
+    except (NoAccess, DeviceLimit) as refused:
+        reason = str(refused.params.get("reason", refused.code))
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
                   form="path" if "token" in request.match_info else "cookie")
         request.app[METRICS].gate_refusals.labels(reason).inc()

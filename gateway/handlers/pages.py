@@ -7,12 +7,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.errors import UnknownStream
-from gateway.handlers.common import current_viewer
+from gateway.errors import DeviceLimit, UnknownStream
+from gateway.handlers.common import current_viewer, request_device
 from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.i18n import catalog, choose_language
 from gateway.identity import acting_user
-from gateway.keys import CATALOG, GATE, HLS_JS_URL, SESSIONS, SETTINGS
+from gateway.keys import CATALOG, DEVICES, GATE, HLS_JS_URL, SESSIONS, SETTINGS
 
 WS_PATH = "/ws"
 
@@ -59,13 +59,20 @@ async def watch(request: web.Request) -> web.Response:
     token: str | None = None
     access: dict[str, Any] | None = None
     if decision.has_access and decision.session is not None:
-        token = request.app[GATE].token_for(decision.session)
         access = {"hasAccess": True, "sessionId": decision.session.session_id,
-                  "remainingTime": decision.remaining_ms,
-                  **playback_urls(request, stream, token)}
+                  "remainingTime": decision.remaining_ms}
+        try:
+            grant = await request.app[DEVICES].grant_for(decision.session.session_id,
+                                                         request_device(request, None))
+        except DeviceLimit:
+            access["deviceLimit"] = True  # the page offers "watch here instead"
+        else:
+            token = request.app[GATE].token_for(decision.session, grant.grant_id)
+            access.update(playback_urls(request, stream, token))
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
+        "watchHere": str(router["watch-here"].url_for()),
         "ws": WS_PATH,
     }
     simulator = "simulator-pay" in router
@@ -73,11 +80,13 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     context.update(
         stream=stream,
-        has_access=access is not None,
+        has_access=access is not None and "deviceLimit" not in access,
+        device_limit=access is not None and "deviceLimit" in access,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
+        max_devices=request.app[SETTINGS].max_devices,
         config={"streamId": stream.stream_id, "strings": context["t"], "urls": urls,
-                "access": access},
+                "access": access, "maxDevices": request.app[SETTINGS].max_devices},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
     if token is not None and decision.session is not None:
