@@ -13,8 +13,8 @@ from aiohttp import web
 from gateway.catalog import Stream
 from gateway.clock import Clock
 from gateway.devices import Devices
-from gateway.gate.devices import DeviceCounter
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
+from gateway.gate.devices import DeviceCounter
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
 from gateway.handlers.hls import playback_url_templates
 from gateway.keys import (

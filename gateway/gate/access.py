@@ -1,7 +1,8 @@
 """Who may fetch: a signed access token per paid session, checked in memory.
 
-A token carries session, stream, expiry and the device's playback grant, signed with a key id (see tokens.py), so a
-playlist or segment request costs one HMAC and two dict lookups: no store round trip.
+A token carries session, stream, expiry and the device's playback grant, signed with a
+key id (see tokens.py), so a playlist or segment request costs one HMAC and two dict
+lookups: no store round trip (the device count is gate/devices.py's, also in memory).
 Expiry is in the token. What a token cannot know, that its session ended early (refund,
 revocation, a sweep that found it over), comes from status changes: `session_changed`
 records the session as ended until the latest moment any of its tokens could expire.
