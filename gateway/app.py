@@ -9,7 +9,6 @@ import jinja2
 from aiohttp import web
 
 from gateway.catalog import Catalog
-from gateway.client_address import ClientAddresses
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.access import AccessGate
 from gateway.handlers.pages import rupiah
@@ -17,7 +16,6 @@ from gateway.handlers.ws import close_all_on_shutdown
 from gateway.identity import IdentityResolver
 from gateway.keys import (
     CATALOG,
-    CLIENT_ADDRESSES,
     CLOCK,
     GATE,
     HLS_JS_URL,
@@ -60,7 +58,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[QR_IMAGES] = QrImages()
     app[GATE] = AccessGate(settings.secret, settings.previous_secrets, clock,
                            access_seconds=settings.access_seconds)
-    app[CLIENT_ADDRESSES] = ClientAddresses(settings.trusted_proxies)
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()

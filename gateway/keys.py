@@ -9,7 +9,6 @@ import aiohttp
 from aiohttp import web
 
 from gateway.catalog import Catalog
-from gateway.client_address import ClientAddresses
 from gateway.clock import Clock
 from gateway.devices import Devices
 from gateway.gate.access import AccessGate
@@ -32,7 +31,6 @@ PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)
 QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", AccessGate)
-CLIENT_ADDRESSES = web.AppKey("client_addresses", ClientAddresses)
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)

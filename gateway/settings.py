@@ -24,6 +24,7 @@ PROJECT_DIR = PACKAGE_DIR.parent
 DEFAULT_CATALOG = PACKAGE_DIR / "demo" / "streams.toml"
 
 T = TypeVar("T")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_MERCHANT = MerchantProfile()
 
 
@@ -52,12 +53,13 @@ class Settings:
     platform_jwt_issuer: str | None = None
     platform_jwt_audience: str | None = None
     public_url: str | None = None
+    # Proxies (nginx, a load balancer) whose X-Forwarded-* headers are believed.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: int = 10
     max_devices: int = 2  # 0: no device limit, grants are not counted
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
@@ -106,6 +108,7 @@ class Settings:
             platform_jwt_issuer=env.get("GATEWAY_PLATFORM_JWT_ISSUER", _nonempty, None),
             platform_jwt_audience=env.get("GATEWAY_PLATFORM_JWT_AUDIENCE", _nonempty, None),
             public_url=env.get("GATEWAY_PUBLIC_URL", _public_url, None),
+            trusted_proxies=env.get("GATEWAY_TRUSTED_PROXIES", _networks, ()),
             var_dir=var_dir,
             max_body_bytes=env.get("GATEWAY_MAX_BODY_BYTES", _int_range(1024, 1 << 20), 65536),
             segment_cache_bytes=env.get(
@@ -115,7 +118,6 @@ class Settings:
                 "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
             ),
             max_devices=env.get("GATEWAY_MAX_DEVICES", _int_range(0, 1000), 2),
-            trusted_proxies=env.get("GATEWAY_TRUSTED_PROXIES", _networks, ()),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -275,8 +277,7 @@ def _public_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Addresses and CIDRs, comma-separated: `10.0.0.5, 192.168.0.0/16, ::1`."""
+def _networks(raw: str) -> tuple[IpNetwork, ...]:
     networks = []
     for item in (part.strip() for part in raw.split(",")):
         if not item:

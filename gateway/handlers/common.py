@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from typing import Any, TypeVar
 
@@ -12,6 +14,7 @@ from gateway.devices import browser_device, program_device
 from gateway.errors import InvalidRequest
 from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.settings import IpNetwork
 
 T = TypeVar("T")
 
@@ -104,3 +107,40 @@ def cookie_secure(request: web.Request) -> bool:
     """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
     TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL)."""
     return request.secure or request.app[SETTINGS].secure_cookies
+
+
+def client_address(request: web.Request) -> str:
+    """The viewer's address: the connection's, or, when the connection comes from a
+    GATEWAY_TRUSTED_PROXIES proxy, the rightmost X-Forwarded-For address that is not a
+    trusted proxy itself (then X-Real-IP). Anyone else's forwarding headers are ignored."""
+    peer = request.remote or ""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        for hop in reversed(hops):
+            if not _trusted(hop, proxies):
+                return hop if _is_address(hop) else peer
+        return hops[0] if _is_address(hops[0]) else peer
+    real_ip = request.headers.get("X-Real-IP", "").strip()
+    return real_ip if _is_address(real_ip) else peer
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -15,9 +15,8 @@ from gateway.catalog import Stream
 from gateway.errors import DeviceLimit, NoAccess, UnknownStream
 from gateway.gate.access import GATE_COOKIE
 from gateway.gate.paths import media_path
-from gateway.handlers.common import add_cookie
+from gateway.handlers.common import add_cookie, client_address
 from gateway.keys import (
-    CLIENT_ADDRESSES,
     DEVICE_COUNTER,
     GATE,
     METRICS,
@@ -39,9 +38,8 @@ async def serve(request: web.Request) -> web.StreamResponse:
         grant = request.app[GATE].check(token, stream_id)
         counter = request.app[DEVICE_COUNTER]
         if counter.counting:
-            address = request.app[CLIENT_ADDRESSES].client(request.remote, request.headers)
             await counter.admit(grant.session_id, grant.grant_id, grant.expires_at_ms,
-                                address)
+                                client_address(request))
     except (NoAccess, DeviceLimit) as refused:
         reason = str(refused.params.get("reason", refused.code))
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
