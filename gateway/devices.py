@@ -55,6 +55,21 @@ class PlaybackGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class Device:
+    """Who asks for a grant. A browser asks from where it plays, so its `address` tells
+    whether it is one of the places playing; a program's server asks for a player
+    elsewhere, so only its grant can tell (address None)."""
+
+    key: str  # "browser:<digest of its viewer cookie>" or "device:<deviceId>"
+    address: str | None = None
+
+    def plays_in(self, grant_id: str, places: list[DevicePlace]) -> bool:
+        return any(place.grant_id == grant_id
+                   and (self.address is None or place.address == self.address)
+                   for place in places)
+
+
+@dataclass(frozen=True, slots=True)
 class DevicePlace:
     """One grant seen playing from one client address."""
 
@@ -82,25 +97,25 @@ def new_grant_id() -> str:
     return secrets.token_urlsafe(16)  # 128 bits, like session ids
 
 
-def browser_device(viewer_cookie: str) -> str:
+def browser_device(viewer_cookie: str, address: str) -> Device:
     # A digest, not the cookie: the store must not hold viewers' credentials.
-    return "browser:" + hashlib.blake2b(viewer_cookie.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(viewer_cookie.encode(), digest_size=16).hexdigest()
+    return Device("browser:" + digest, address)
 
 
-def program_device(device_id: str | None) -> str:
+def program_device(device_id: str | None) -> Device:
     if device_id is None:
-        return "device:" + DEFAULT_DEVICE_ID
+        return Device("device:" + DEFAULT_DEVICE_ID)
     if not DEVICE_ID.fullmatch(device_id):
         raise InvalidRequest(detail="deviceId must be 1-64 letters, digits or _ . : -")
-    return "device:" + device_id
+    return Device("device:" + device_id)
 
 
-def longest_playing(places: list[DevicePlace], *, other_than: str) -> str | None:
-    """The grant that has been playing longest, other than the asking device's own."""
-    others = [place for place in places if place.grant_id != other_than]
-    if not others:
+def longest_playing(places: list[DevicePlace]) -> str | None:
+    """The grant of the place that has been playing longest."""
+    if not places:
         return None
-    return min(others, key=lambda place: (place.first_seen_ms, place.grant_id)).grant_id
+    return min(places, key=lambda place: (place.first_seen_ms, place.grant_id)).grant_id
 
 
 GrantEndedListener = Callable[[PlaybackGrant], None]
@@ -121,36 +136,40 @@ class Devices:
         instances' gates learn it at their next report)."""
         self._listeners.append(listener)
 
-    async def grant_for(self, session_id: str, device: str) -> PlaybackGrant:
+    async def grant_for(self, session_id: str, device: Device) -> PlaybackGrant:
         """This device's grant for a paid session. Refused with `device_limit` when the
         purchase's places are taken and this device is not one of those playing: a
         device that is playing is never refused here."""
         now_ms = self.clock()
-        grant = await self.store.grant_for_device(session_id, device, now_ms, new_grant_id())
+        grant = await self.store.grant_for_device(session_id, device.key, now_ms,
+                                                  new_grant_id())
         if self.max_devices:
             playing = await self.store.playing(session_id, now_ms - PLAYING_WINDOW_MS)
-            if (len(playing) >= self.max_devices
-                    and all(place.grant_id != grant.grant_id for place in playing)):
+            if len(playing) >= self.max_devices and not device.plays_in(grant.grant_id,
+                                                                         playing):
                 log_event(log, "device_limit", sessionId=session_id, where="check_access",
                           places=len(playing))
                 raise DeviceLimit(max_devices=self.max_devices)
         return grant
 
-    async def watch_here(self, session_id: str, device: str) -> PlaybackGrant:
+    async def watch_here(self, session_id: str, device: Device) -> PlaybackGrant:
         """"Watch here instead": when the purchase's places are taken, end the grant of
-        the same purchase that has played longest, and give this device a fresh grant
-        (one no gate has refused yet, so it plays at its very next request)."""
+        the same purchase that has played longest (which may be this browser's own,
+        playing somewhere else), and give this device a fresh grant: one no gate has
+        refused yet, so it plays at its very next request."""
         now_ms = self.clock()
-        current = await self.store.grant_for_device(session_id, device, now_ms, new_grant_id())
+        current = await self.store.grant_for_device(session_id, device.key, now_ms,
+                                                    new_grant_id())
         playing = await self.store.playing(session_id, now_ms - PLAYING_WINDOW_MS)
-        if any(place.grant_id == current.grant_id for place in playing):
+        if device.plays_in(current.grant_id, playing):
             return current  # playing here already
         if self.max_devices and len(playing) >= self.max_devices:
-            victim = longest_playing(playing, other_than=current.grant_id)
+            victim = longest_playing(playing)
             if victim is not None:
                 await self.end_grant(victim, reason="watched_elsewhere")
         await self.end_grant(current.grant_id, reason="replaced")
-        return await self.store.grant_for_device(session_id, device, now_ms, new_grant_id())
+        return await self.store.grant_for_device(session_id, device.key, now_ms,
+                                                 new_grant_id())
 
     async def end_grant(self, grant_id: str, *, reason: str) -> PlaybackGrant | None:
         """End one grant now: its places are freed, and the gate refuses it from its next

@@ -304,8 +304,9 @@
     if (access.deviceLimit) return showDevicePanel();
     if (access.hasAccess) {
       // Refused, yet access holds: this device's grant was ended and check-access has
-      // just given it a new one (in the cookie). Start again with it.
-      if (refused) attach(access.playbackUrl);
+      // just given it a new one (in the cookie). Start again with it, after a pause: a
+      // gate that refused a moment ago may take a few seconds to hear of the free place.
+      if (refused) setTimeout(() => { if (state.mode === "play") attach(access.playbackUrl); }, 2000);
       return;
     }
     endPlayback();

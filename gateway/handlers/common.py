@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from gateway.devices import browser_device, program_device
+from gateway.devices import Device, browser_device, program_device
 from gateway.errors import InvalidRequest
 from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
@@ -78,9 +78,10 @@ def current_viewer(request: web.Request) -> Viewer:
     return viewer
 
 
-def request_device(request: web.Request, device_id: str | None) -> str:
+def request_device(request: web.Request, device_id: str | None) -> Device:
     """Which device asks (SPEC, Devices): a program acting with the API key or a
-    platform token names its own; a browser is its viewer cookie."""
+    platform token names its own; a browser is its viewer cookie, asking from where it
+    plays."""
     viewer = current_viewer(request)
     if viewer.via in ("api_key", "bearer"):
         return program_device(device_id)
@@ -88,7 +89,8 @@ def request_device(request: web.Request, device_id: str | None) -> str:
         # Otherwise one browser could name itself as many devices as it liked.
         raise InvalidRequest(detail="deviceId is only for API-key or platform-token callers")
     assert viewer.user_id is not None
-    return browser_device(request.cookies.get(VIEWER_COOKIE) or viewer.user_id)
+    return browser_device(request.cookies.get(VIEWER_COOKIE) or viewer.user_id,
+                          client_address(request))
 
 
 def add_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *,

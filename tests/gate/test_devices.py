@@ -170,6 +170,11 @@ async def test_two_browsers_of_one_viewer_are_two_places_and_a_third_is_one_too_
             assert await browser.code("/hls/dir/index.m3u8") == 200
         assert tokens == [access["tokenPlaybackUrl"]] * 2
         assert await friend.code("/hls/dir/index.m3u8") == "device_limit"
+        # Asked from a third place, check-access says so too, and sets no cookie.
+        async with friend.http.get("/api/check-access",
+                                   params={"streamId": "dir"}) as response:
+            assert response.status == 403 and "gate" not in response.cookies
+            assert (await response.json())["code"] == "device_limit"
         assert await laptop.code("/hls/dir/seg0.ts") == 200
 
 
