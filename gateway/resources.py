@@ -173,6 +173,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     app[SESSIONS].add_listener(metrics.session_changed)
     fetcher, hub, gate, websockets = app[UPSTREAM], app[STATUS_HUB], app[GATE], app[WEBSOCKETS]
+    devices = app[DEVICE_COUNTER]
 
     def live_figures() -> dict[str, float]:
         return {
@@ -184,6 +185,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_websockets": len(websockets),
             "gateway_watched_sessions": hub.watched_sessions,
             "gateway_ended_sessions": gate.ended_sessions,
+            "gateway_device_reports": devices.store_reports,
         }
 
     metrics.watch(live_figures)
