@@ -4,9 +4,13 @@ Two gateway processes serve the same directory origin, one with GATEWAY_MAX_DEVI
 (every request counted), one with 0 (no counting at all). wrk fetches a 200 KB segment
 and the playlist through a path token, alternating the two in ABBA order each round so
 that the machine's drift falls on both. Target: counting costs at most 5% of segment
-requests per second. Also prints how often the counted gate asked its store.
+requests per second. Also prints how often the counted gate asked its store, and, as
+a figure the shared machine's drift cannot swamp, the count's own cost per request
+measured in-process (`DeviceCounter.admit` on a known place, the path every request of
+a playing device takes).
 
     .venv/bin/python -m bench.gate_devices [seconds] [rounds]
+    .venv/bin/python -m bench.gate_devices micro
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 from bench.gate_vs_nginx import PLAYLIST, SEGMENT_BYTES, path_token_base
 from bench.tools import ServerProcess, WrkResult, wrk
+from gateway.clock import system_clock_ms
+from gateway.devices import Devices
+from gateway.gate.devices import DeviceCounter
+from gateway.store.sqlite import SQLiteStore
 
 API_KEY = "bench-api-key-0123456789abcdef"
 SYSTEMS = ("counted (limit 2)", "not counted (limit 0)")
@@ -33,6 +42,42 @@ def device_reports(gateway_url: str) -> int:
             if line.startswith("gateway_device_reports_total "):
                 return int(float(line.split()[1]))
     raise RuntimeError("no gateway_device_reports_total in /metrics")
+
+
+async def admit_cost_us(calls: int = 1_000_000) -> tuple[float, float]:
+    """Microseconds per `admit` of a known place, and per loop turn doing nothing."""
+    store = await SQLiteStore.open(":memory:")
+    try:
+        devices = Devices(store, system_clock_ms, max_devices=2)
+        grant = await store.grant_for_device("session", "browser:x", system_clock_ms(), "g")
+        counter = DeviceCounter(devices, system_clock_ms)
+        expires_at_ms = system_clock_ms() + 3_600_000
+        await counter.admit("session", grant.grant_id, expires_at_ms, "127.0.0.1")
+        admit = counter.admit
+        started = time.perf_counter()
+        for _ in range(calls):
+            await admit("session", grant.grant_id, expires_at_ms, "127.0.0.1")
+        counted_s = time.perf_counter() - started
+
+        async def nothing(*_: object) -> None:
+            return None
+
+        started = time.perf_counter()
+        for _ in range(calls):
+            await nothing("session", grant.grant_id, expires_at_ms, "127.0.0.1")
+        empty_s = time.perf_counter() - started
+        assert counter.store_reports <= 1 + calls // 100_000  # a report per 5 s at most
+    finally:
+        await store.close()
+    return counted_s / calls * 1e6, empty_s / calls * 1e6
+
+
+def print_micro() -> None:
+    costs = [asyncio.run(admit_cost_us()) for _ in range(5)]
+    counted = statistics.median(cost for cost, _ in costs)
+    empty = statistics.median(empty for _, empty in costs)
+    print(f"DeviceCounter.admit, known place: {counted:.3f} us per request "
+          f"(an empty awaited call: {empty:.3f} us); median of 5 x 1,000,000")
 
 
 def main(seconds: int, round_count: int) -> None:
@@ -94,8 +139,12 @@ def main(seconds: int, round_count: int) -> None:
               f" (rounds {', '.join(f'{ratio:.3f}' for ratio in ratios)})")
     print(f"the counted gate asked its store {reports} times"
           f" for about {requests_counted} requests")
+    print_micro()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10,
-         int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    if sys.argv[1:] == ["micro"]:
+        print_micro()
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 10,
+             int(sys.argv[2]) if len(sys.argv) > 2 else 3)
