@@ -39,7 +39,7 @@ DEFAULT_DEVICE_ID = "default"  # a program that names no device: all its calls a
 
 
 @dataclass(frozen=True, slots=True)
-class PlaybackGrant:
+class DeviceGrant:
     grant_id: str
     session_id: str
     device: str  # "browser:<digest of its viewer cookie>" or "device:<deviceId>"
@@ -89,7 +89,7 @@ class PlaceClaim(StrEnum):
 class GrantReport:
     """A purchase's grant, with where it is playing now (for operators)."""
 
-    grant: PlaybackGrant
+    grant: DeviceGrant
     places: tuple[DevicePlace, ...]
 
 
@@ -118,7 +118,7 @@ def longest_playing(places: list[DevicePlace]) -> str | None:
     return min(places, key=lambda place: (place.first_seen_ms, place.grant_id)).grant_id
 
 
-GrantEndedListener = Callable[[PlaybackGrant], None]
+GrantEndedListener = Callable[[DeviceGrant], None]
 
 
 class Devices:
@@ -136,7 +136,7 @@ class Devices:
         instances' gates learn it at their next report)."""
         self._listeners.append(listener)
 
-    async def grant_for(self, session_id: str, device: Device) -> PlaybackGrant:
+    async def grant_for(self, session_id: str, device: Device) -> DeviceGrant:
         """This device's grant for a paid session. Refused with `device_limit` when the
         purchase's places are taken and this device is not one of those playing: a
         device that is playing is never refused here."""
@@ -152,7 +152,7 @@ class Devices:
                 raise DeviceLimit(max_devices=self.max_devices)
         return grant
 
-    async def watch_here(self, session_id: str, device: Device) -> PlaybackGrant:
+    async def watch_here(self, session_id: str, device: Device) -> DeviceGrant:
         """"Watch here instead": when the purchase's places are taken, end the grant of
         the same purchase that has played longest (which may be this browser's own,
         playing somewhere else), and give this device a fresh grant: one no gate has
@@ -171,7 +171,7 @@ class Devices:
         return await self.store.grant_for_device(session_id, device.key, now_ms,
                                                  new_grant_id())
 
-    async def end_grant(self, grant_id: str, *, reason: str) -> PlaybackGrant | None:
+    async def end_grant(self, grant_id: str, *, reason: str) -> DeviceGrant | None:
         """End one grant now: its places are freed, and the gate refuses it from its next
         request (on another instance, within REPORT_INTERVAL_MS). None if unknown."""
         ended = await self.store.end_grant(grant_id, self.clock())

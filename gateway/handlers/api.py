@@ -10,8 +10,9 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
-from gateway.devices import DEVICE_ID, GrantReport, PlaybackGrant
-from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, NotYours
+from gateway.devices import DEVICE_ID, GrantReport
+from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected
+from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -21,11 +22,13 @@ from gateway.handlers.common import (
     query_value,
     read_json,
     request_device,
+    require_operator,
+    set_gate_cookie,
 )
-from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, DEVICES, GATE, METRICS, PROVIDER, SESSIONS, SETTINGS
-from gateway.sessions import AccessDecision, PaymentSession
+from gateway.model import AccessDecision
+from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -42,20 +45,6 @@ class GenerateQrisBody(msgspec.Struct, rename="camel"):
 class UserSessionBody(msgspec.Struct, rename="camel"):
     stream_id: StreamId
     user_id: UserId | None = None
-
-
-def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
-    return {
-        "sessionId": session.session_id,
-        "streamId": session.stream_id,
-        "trxId": session.trx_id,
-        "status": session.status_at(now_ms).value,
-        "amount": session.amount,
-        "createdAt": session.created_at_ms,
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-        "remainingTime": session.remaining_ms(now_ms),
-    }
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -75,21 +64,8 @@ async def generate_qris(request: web.Request) -> web.Response:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
-    return ok(
-        {
-            "sessionId": session.session_id,
-            "trxId": session.trx_id,
-            "qrString": session.qr_string,
-            "qrCode": str(qr_url),
-            "amount": session.amount,
-            "fee": session.fee,
-            "streamId": session.stream_id,
-            "status": session.status_at(now_ms).value,
-            "expiresAt": session.expires_at_ms,
-            "remainingTime": session.remaining_ms(now_ms),
-        },
-        status=201 if created else 200,
-    )
+    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url)),
+              status=201 if created else 200)
 
 
 async def payment_status(request: web.Request) -> web.Response:
@@ -102,15 +78,7 @@ async def payment_status(request: web.Request) -> web.Response:
     session = await request.app[SESSIONS].owned_session(
         owner, session_id=session_id, trx_id=trx_id
     )
-    now_ms = request.app[CLOCK]()
-    return ok({
-        "status": session.status_at(now_ms).value,
-        "sessionId": session.session_id,
-        "trxId": session.trx_id,
-        "remainingTime": session.remaining_ms(now_ms),
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-    })
+    return ok(session_json(session, request.app[CLOCK](), POLL_FIELDS))
 
 
 async def payment_notification(request: web.Request) -> web.Response:
@@ -142,7 +110,7 @@ async def check_access(request: web.Request) -> web.Response:
     if not (decision.has_access and decision.session is not None):
         return ok(_access_json(decision))
     # This device's grant; refused (device_limit) when it is new and the places are taken.
-    grant = await request.app[DEVICES].grant_for(decision.session.session_id, device)
+    grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device)
     return _access_response(request, decision, grant)
 
 
@@ -162,7 +130,8 @@ async def watch_here(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, body.stream_id, None)
     if not (decision.has_access and decision.session is not None):
         return ok(_access_json(decision))
-    grant = await request.app[DEVICES].watch_here(decision.session.session_id, device)
+    grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
+                                                device)
     return _access_response(request, decision, grant)
 
 
@@ -177,13 +146,10 @@ def _access_json(decision: AccessDecision) -> dict[str, Any]:
 
 def _access_response(request: web.Request, decision: AccessDecision,
                      grant: PlaybackGrant) -> web.Response:
-    """Access granted: both playback URLs and the gate cookie, carrying `grant`."""
-    assert decision.session is not None
-    stream = request.app[CATALOG].get(decision.stream_id)
-    assert stream is not None
-    token = request.app[GATE].token_for(decision.session, grant.grant_id)
-    response = ok(_access_json(decision) | playback_urls(request, stream, token))
-    set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    """Access granted: both playback URLs and the gate cookie, carrying this device's
+    grant."""
+    response = ok(_access_json(decision) | grant.urls)
+    set_gate_cookie(request, response, grant)
     return response
 
 
@@ -192,8 +158,7 @@ GRANT_ID = SESSION_ID  # random URL-safe ids, like session ids
 
 async def list_grants(request: web.Request) -> web.Response:
     """Operator view (API key): a purchase's playback grants and where each plays now."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     session = await request.app[SESSIONS].owned_session(
         None, session_id=path_value(request, "session_id", SESSION_ID))
     reports = await request.app[DEVICES].grants(session.session_id)
@@ -205,8 +170,7 @@ async def list_grants(request: web.Request) -> web.Response:
 async def end_grant(request: web.Request) -> web.Response:
     """Operator action (API key): end one device's grant. Its next playlist or segment
     request is refused; the purchase and its other devices play on."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     grant_id = path_value(request, "grant_id", GRANT_ID)
     ended = await request.app[DEVICES].end_grant(grant_id, reason="operator")
     if ended is None:
@@ -236,19 +200,17 @@ class RevokeBody(msgspec.Struct):
 async def revoke_session(request: web.Request) -> web.Response:
     """Operator action (API key): end a paid session now, e.g. after a refund. The gate
     refuses its next playlist or segment request; its viewer's page hears `expired`."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     session_id = path_value(request, "session_id", SESSION_ID)
     body = await read_json(request, RevokeBody, allow_empty=True)
     session = await request.app[SESSIONS].revoke(session_id, body.reason)
-    return ok(session_status_json(session, request.app[CLOCK]()))
+    return ok(session_json(session, request.app[CLOCK]()))
 
 
 async def list_notifications(request: web.Request) -> web.Response:
     """Operator view (API key) of the notification ledger, newest first: every
     authentic notification, what it did, and why (e.g. refunds due)."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
@@ -274,7 +236,7 @@ async def list_user_sessions(request: web.Request) -> web.Response:
     sessions = await request.app[SESSIONS].active_sessions(user_id)
     now_ms = request.app[CLOCK]()
     return ok({
-        "activeSessions": [session_status_json(session, now_ms) for session in sessions],
+        "activeSessions": [session_json(session, now_ms) for session in sessions],
         "totalActive": len(sessions),
     })
 

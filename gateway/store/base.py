@@ -1,8 +1,10 @@
 """The store interface. Every backend passes `tests/store/test_contract.py`.
 
-Atomicity is the store's job (rule 1 across requests, processes and instances); what a
-notification *means* is not: `apply_notification` loads the facts inside its
-transaction and lets the domain's pure `decide` function choose the outcome.
+Atomicity is the store's job (rule 1 across requests, processes and instances; the
+rules are stated in `gateway/model.py`); what the rows *mean* is not. A store reads
+rows as stored, hands them to the model's pure decisions inside its transaction
+(`decide_new_session`, `decide_payment`, `decide_revocation`, `expire_stale`), and
+writes back what they return. It never decides on its own that a session is over.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.devices import DevicePlace, PlaceClaim, PlaybackGrant
-from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.model import Notification, PaymentContext, PaymentDecision, PaymentSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,8 @@ class SessionStore(abc.ABC):
     ) -> tuple[PaymentSession, bool]:
         """Atomically: if the viewer has an active session for the stream, return it and
         False; otherwise store `candidate` and return it and True. Stale rows (active
-        status, past expiry) are marked expired in the same transaction."""
+        status, past expiry) are written back expired in the same transaction, as
+        `model.decide_new_session` says."""
 
     @abc.abstractmethod
     async def apply_notification(
@@ -94,19 +97,19 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def grant_for_device(self, session_id: str, device: str, now_ms: int,
-                               new_grant_id: str) -> PlaybackGrant:
+                               new_grant_id: str) -> DeviceGrant:
         """Atomically: the device's current (unended) grant for the session, or a new
         one with `new_grant_id`, so that one device never holds two."""
 
     @abc.abstractmethod
-    async def get_grant(self, grant_id: str) -> PlaybackGrant | None: ...
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None: ...
 
     @abc.abstractmethod
-    async def grants(self, session_id: str) -> list[PlaybackGrant]:
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
         """Every grant of the session, ended ones too, oldest first (ties by id)."""
 
     @abc.abstractmethod
-    async def end_grant(self, grant_id: str, now_ms: int) -> PlaybackGrant | None:
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
         """Atomically end a grant and free its places. An ended grant comes back as it
         was ended (idempotent); an unknown one is None. The device's next request for a
         grant gets a new one."""

@@ -76,8 +76,8 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/api/watch-here", {"json": {"streamId": "demo", "deviceId": 5}}, 400),
     ("POST", "/api/watch-here", {"json": {"streamId": "demo", "deviceId": "x" * 65}}, 400),
     # Operators' grant endpoints: not for viewers
-    ("GET", "/api/sessions/{sid}/grants", {}, 403),
-    ("POST", "/api/grants/" + VALID_BUT_UNKNOWN_SESSION + "/end", {}, 403),
+    ("GET", "/api/sessions/{sid}/grants", {}, 401),
+    ("POST", "/api/grants/" + VALID_BUT_UNKNOWN_SESSION + "/end", {}, 401),
     # GET/POST /api/user-sessions
     ("GET", "/api/user-sessions", {"params": {"userId": "<script>"}}, 400),
     ("POST", "/api/user-sessions", {"data": b"not json"}, 400),
