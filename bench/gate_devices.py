@@ -49,7 +49,8 @@ async def admit_cost_us(calls: int = 1_000_000) -> tuple[float, float]:
     store = await SQLiteStore.open(":memory:")
     try:
         devices = Devices(store, system_clock_ms, max_devices=2)
-        grant = await store.grant_for_device("session", "browser:x", system_clock_ms(), "g")
+        grant, _ = await store.grant_for_device("session", "browser:x", system_clock_ms(),
+                                                "g", 0)
         counter = DeviceCounter(devices, system_clock_ms)
         expires_at_ms = system_clock_ms() + 3_600_000
         await counter.admit("session", grant.grant_id, expires_at_ms, "127.0.0.1")

@@ -141,15 +141,13 @@ class Devices:
         purchase's places are taken and this device is not one of those playing: a
         device that is playing is never refused here."""
         now_ms = self.clock()
-        grant = await self.store.grant_for_device(session_id, device.key, now_ms,
-                                                  new_grant_id())
-        if self.max_devices:
-            playing = await self.store.playing(session_id, now_ms - PLAYING_WINDOW_MS)
-            if len(playing) >= self.max_devices and not device.plays_in(grant.grant_id,
-                                                                         playing):
-                log_event(log, "device_limit", sessionId=session_id, where="check_access",
-                          places=len(playing))
-                raise DeviceLimit(max_devices=self.max_devices)
+        grant, playing = await self.store.grant_for_device(
+            session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
+        if (self.max_devices and len(playing) >= self.max_devices
+                and not device.plays_in(grant.grant_id, playing)):
+            log_event(log, "device_limit", sessionId=session_id, where="check_access",
+                      places=len(playing))
+            raise DeviceLimit(max_devices=self.max_devices)
         return grant
 
     async def watch_here(self, session_id: str, device: Device) -> DeviceGrant:
@@ -158,9 +156,8 @@ class Devices:
         playing somewhere else), and give this device a fresh grant: one no gate has
         refused yet, so it plays at its very next request."""
         now_ms = self.clock()
-        current = await self.store.grant_for_device(session_id, device.key, now_ms,
-                                                    new_grant_id())
-        playing = await self.store.playing(session_id, now_ms - PLAYING_WINDOW_MS)
+        current, playing = await self.store.grant_for_device(
+            session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
         if device.plays_in(current.grant_id, playing):
             return current  # playing here already
         if self.max_devices and len(playing) >= self.max_devices:
@@ -168,8 +165,9 @@ class Devices:
             if victim is not None:
                 await self.end_grant(victim, reason="watched_elsewhere")
         await self.end_grant(current.grant_id, reason="replaced")
-        return await self.store.grant_for_device(session_id, device.key, now_ms,
-                                                 new_grant_id())
+        fresh, _ = await self.store.grant_for_device(session_id, device.key, now_ms,
+                                                     new_grant_id(), now_ms)
+        return fresh
 
     async def end_grant(self, grant_id: str, *, reason: str) -> DeviceGrant | None:
         """End one grant now: its places are freed, and the gate refuses it from its next

@@ -97,9 +97,12 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     async def grant_for_device(self, session_id: str, device: str, now_ms: int,
-                               new_grant_id: str) -> DeviceGrant:
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
         """Atomically: the device's current (unended) grant for the session, or a new
-        one with `new_grant_id`, so that one device never holds two."""
+        one with `new_grant_id`, so that one device never holds two. With it, in the
+        same trip to the store, what `playing(session_id, playing_since_ms)` returns:
+        check-access needs both, for every page load."""
 
     @abc.abstractmethod
     async def get_grant(self, grant_id: str) -> DeviceGrant | None: ...

@@ -138,20 +138,22 @@ class _Keys:
 
 # Grants and places are small scripts: each is one atomic step on keys the grant's own
 # hash names (`pointer_key`, `places_key`), in one round trip.
-# KEYS: the device's grant pointer, the new grant's hash, the session's grant index.
-# ARGV: new grant id, session id, device, now, places key, the prefix of grant hashes.
+# KEYS: the device's grant pointer, the new grant's hash, the session's grant index, the
+# session's places. ARGV: new grant id, session id, device, now, the prefix of grant
+# hashes. Returns the grant's fields and the session's places.
 _GRANT_FOR_DEVICE = """
+local places = redis.call('HGETALL', KEYS[4])
 local current = redis.call('GET', KEYS[1])
 if current then
-  local fields = redis.call('HGETALL', ARGV[6] .. current)
-  if #fields > 0 then return fields end
+  local fields = redis.call('HGETALL', ARGV[5] .. current)
+  if #fields > 0 then return {fields, places} end
 end
 redis.call('HSET', KEYS[2], 'grant_id', ARGV[1], 'session_id', ARGV[2], 'device', ARGV[3],
            'created_at_ms', ARGV[4], 'ended_at_ms', '', 'pointer_key', KEYS[1],
-           'places_key', ARGV[5])
+           'places_key', KEYS[4])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return redis.call('HGETALL', KEYS[2])
+return {redis.call('HGETALL', KEYS[2]), places}
 """
 
 # KEYS: the grant's hash. ARGV: now.
@@ -594,15 +596,16 @@ class RedisStore(SessionStore):
     # --- playback grants and places ----------------------------------------------
 
     async def grant_for_device(self, session_id: str, device: str, now_ms: int,
-                               new_grant_id: str) -> DeviceGrant:
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
         keys = self._keys
-        grant = _grant(await self._grant_for_device(
+        fields, places = await self._grant_for_device(
             keys=[keys.device_grant(session_id, device), keys.grant(new_grant_id),
-                  keys.session_grants(session_id)],
-            args=[new_grant_id, session_id, device, now_ms, keys.places(session_id),
-                  keys.grant("")]))
+                  keys.session_grants(session_id), keys.places(session_id)],
+            args=[new_grant_id, session_id, device, now_ms, keys.grant("")])
+        grant = _grant(fields)
         assert grant is not None
-        return grant
+        return grant, _places(_pairs(places), playing_since_ms)
 
     async def get_grant(self, grant_id: str) -> DeviceGrant | None:
         fields = await self._redis.hgetall(self._keys.grant(grant_id))
@@ -632,15 +635,7 @@ class RedisStore(SessionStore):
         return PlaceClaim(answer)
 
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
-        held: dict[str, str] = await self._redis.hgetall(self._keys.places(session_id))
-        places = []
-        for field, seen in held.items():
-            grant_id, _, address = field.partition("|")
-            first, _, last = seen.partition(":")
-            if int(last) > since_ms:
-                places.append(DevicePlace(grant_id, address, int(first), int(last)))
-        return sorted(places, key=lambda place: (place.first_seen_ms, place.grant_id,
-                                                 place.address))
+        return _places(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
 
     # --- status changes across instances -----------------------------------------
 
@@ -669,6 +664,18 @@ class RedisStore(SessionStore):
                     yield session
         finally:
             await pubsub.aclose()
+
+
+def _places(held: dict[str, str], since_ms: int) -> list[DevicePlace]:
+    """The places of a places hash last seen after `since_ms`, longest playing first."""
+    places = []
+    for field, seen in held.items():
+        grant_id, _, address = field.partition("|")
+        first, _, last = seen.partition(":")
+        if int(last) > since_ms:
+            places.append(DevicePlace(grant_id, address, int(first), int(last)))
+    return sorted(places, key=lambda place: (place.first_seen_ms, place.grant_id,
+                                             place.address))
 
 
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:

@@ -463,18 +463,19 @@ class SQLiteStore(SessionStore):
         return await self._reader.run(query)
 
     async def grant_for_device(self, session_id: str, device: str, now_ms: int,
-                               new_grant_id: str) -> DeviceGrant:
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
         current = (f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
                    " WHERE session_id = ? AND device = ? AND ended_at_ms IS NULL")
 
-        def find(conn: sqlite3.Connection) -> DeviceGrant | None:
+        def find(conn: sqlite3.Connection) -> tuple[DeviceGrant | None, list[DevicePlace]]:
             row = conn.execute(current, (session_id, device)).fetchone()
-            return _grant(row) if row else None
+            return _grant(row) if row else None, _playing(conn, session_id, playing_since_ms)
 
         # The device asks again on every page load: a read, and a write only the first time.
-        found = await self._reader.run(find)
+        found, places = await self._reader.run(find)
         if found is not None:
-            return found
+            return found, places
 
         def insert(conn: sqlite3.Connection) -> DeviceGrant:
             row = conn.execute(current, (session_id, device)).fetchone()
@@ -486,7 +487,7 @@ class SQLiteStore(SessionStore):
                          (grant.grant_id, session_id, device, now_ms))
             return grant
 
-        return await self._writer.run_in_transaction(insert)
+        return await self._writer.run_in_transaction(insert), places
 
     async def get_grant(self, grant_id: str) -> DeviceGrant | None:
         def query(conn: sqlite3.Connection) -> DeviceGrant | None:
@@ -544,13 +545,7 @@ class SQLiteStore(SessionStore):
         return await self._writer.run_in_transaction(claim)
 
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
-        def query(conn: sqlite3.Connection) -> list[DevicePlace]:
-            return [_place(row) for row in conn.execute(
-                f"SELECT {_PLACE_COLUMNS} FROM device_places"
-                " WHERE session_id = ? AND last_seen_ms > ?"
-                " ORDER BY first_seen_ms, grant_id, address", (session_id, since_ms))]
-
-        return await self._reader.run(query)
+        return await self._reader.run(lambda conn: _playing(conn, session_id, since_ms))
 
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
@@ -578,6 +573,13 @@ class SQLiteStore(SessionStore):
             ]
 
         return await self._reader.run(query)
+
+
+def _playing(conn: sqlite3.Connection, session_id: str, since_ms: int) -> list[DevicePlace]:
+    return [_place(row) for row in conn.execute(
+        f"SELECT {_PLACE_COLUMNS} FROM device_places"
+        " WHERE session_id = ? AND last_seen_ms > ?"
+        " ORDER BY first_seen_ms, grant_id, address", (session_id, since_ms))]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

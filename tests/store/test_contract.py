@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.devices import DeviceGrant
 from gateway.model import (
     Notification,
     NotificationReason,
@@ -290,12 +291,21 @@ async def test_get_many_returns_those_that_exist(store: SessionStore) -> None:
 PLAY_WINDOW_MS = 30_000
 
 
+async def grant_for(store: SessionStore, session_id: str, device: str, at_ms: int,
+                    grant_id: str) -> DeviceGrant:
+    grant, places = await store.grant_for_device(session_id, device, at_ms, grant_id,
+                                                 at_ms - PLAY_WINDOW_MS)
+    # What comes with the grant is what `playing` says, from the same trip.
+    assert places == await store.playing(session_id, at_ms - PLAY_WINDOW_MS)
+    return grant
+
+
 async def test_a_device_keeps_its_grant_and_each_device_gets_its_own(
         store: SessionStore) -> None:
-    first = await store.grant_for_device("sess-a", "browser:1", T0, "grant-1")
-    again = await store.grant_for_device("sess-a", "browser:1", T0 + 5000, "grant-2")
-    other = await store.grant_for_device("sess-a", "device:tv", T0 + 6000, "grant-3")
-    elsewhere = await store.grant_for_device("sess-b", "browser:1", T0 + 7000, "grant-4")
+    first = await grant_for(store, "sess-a", "browser:1", T0, "grant-1")
+    again = await grant_for(store, "sess-a", "browser:1", T0 + 5000, "grant-2")
+    other = await grant_for(store, "sess-a", "device:tv", T0 + 6000, "grant-3")
+    elsewhere = await grant_for(store, "sess-b", "browser:1", T0 + 7000, "grant-4")
     assert again == first and first.grant_id == "grant-1" and first.created_at_ms == T0
     assert first.ended_at_ms is None and first.device_id is None
     assert other.grant_id == "grant-3" and other.device_id == "tv"
@@ -306,15 +316,15 @@ async def test_a_device_keeps_its_grant_and_each_device_gets_its_own(
 
 
 async def test_concurrent_asks_from_one_device_make_one_grant(store: SessionStore) -> None:
-    made = await asyncio.gather(*(store.grant_for_device("sess-a", "browser:1", T0,
-                                                         f"grant-{n}") for n in range(20)))
+    made = await asyncio.gather(*(grant_for(store, "sess-a", "browser:1", T0,
+                                                   f"grant-{n}") for n in range(20)))
     assert len({grant.grant_id for grant in made}) == 1
     assert len(await store.grants("sess-a")) == 1
 
 
 async def test_places_up_to_the_limit_then_full(store: SessionStore) -> None:
-    a = await store.grant_for_device("sess-a", "browser:1", T0, "grant-a")
-    b = await store.grant_for_device("sess-a", "browser:2", T0, "grant-b")
+    a = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    b = await grant_for(store, "sess-a", "browser:2", T0, "grant-b")
     since = T0 - PLAY_WINDOW_MS
 
     async def claim(grant_id: str, address: str, at_ms: int = T0) -> str:
@@ -337,7 +347,7 @@ async def test_places_up_to_the_limit_then_full(store: SessionStore) -> None:
 
 
 async def test_no_limit_means_every_place_is_admitted(store: SessionStore) -> None:
-    grant = await store.grant_for_device("sess-a", "browser:1", T0, "grant-a")
+    grant = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
     for n in range(5):
         assert await store.claim_place("sess-a", grant.grant_id, f"10.0.0.{n}", T0,
                                        T0 - PLAY_WINDOW_MS, 0) == "admitted"
@@ -346,8 +356,8 @@ async def test_no_limit_means_every_place_is_admitted(store: SessionStore) -> No
 
 async def test_ending_a_grant_frees_its_places_and_the_device_gets_a_new_one(
         store: SessionStore) -> None:
-    a = await store.grant_for_device("sess-a", "browser:1", T0, "grant-a")
-    b = await store.grant_for_device("sess-a", "browser:2", T0, "grant-b")
+    a = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    b = await grant_for(store, "sess-a", "browser:2", T0, "grant-b")
     for grant, address in ((a, "10.0.0.1"), (a, "10.0.0.9"), (b, "10.0.0.2")):
         await store.claim_place("sess-a", grant.grant_id, address, T0, T0 - PLAY_WINDOW_MS, 3)
     ended = await store.end_grant("grant-a", T0 + 500)
@@ -358,14 +368,14 @@ async def test_ending_a_grant_frees_its_places_and_the_device_gets_a_new_one(
         "grant-b"]
     assert await store.claim_place("sess-a", "grant-a", "10.0.0.1", T0 + 1000,
                                    T0 - PLAY_WINDOW_MS, 3) == "ended"
-    fresh = await store.grant_for_device("sess-a", "browser:1", T0 + 1000, "grant-c")
+    fresh = await grant_for(store, "sess-a", "browser:1", T0 + 1000, "grant-c")
     assert fresh.grant_id == "grant-c"
     assert [(g.grant_id, g.ended_at_ms) for g in await store.grants("sess-a")] == [
         ("grant-a", T0 + 500), ("grant-b", None), ("grant-c", None)]
 
 
 async def test_a_grant_claims_places_only_for_its_own_purchase(store: SessionStore) -> None:
-    await store.grant_for_device("sess-a", "browser:1", T0, "grant-a")
+    await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
     assert await store.claim_place("sess-b", "grant-a", "10.0.0.1", T0,
                                    T0 - PLAY_WINDOW_MS, 2) == "ended"
     assert await store.claim_place("sess-a", "unknown", "10.0.0.1", T0,
@@ -376,9 +386,9 @@ async def test_a_grant_claims_places_only_for_its_own_purchase(store: SessionSto
 async def test_two_instances_share_one_count_of_places(
         two_handles: tuple[SessionStore, SessionStore]) -> None:
     first, second = two_handles
-    grants = [await first.grant_for_device("sess-a", f"browser:{n}", T0, f"grant-{n}")
+    grants = [await grant_for(first, "sess-a", f"browser:{n}", T0, f"grant-{n}")
               for n in range(3)]
-    assert await second.grant_for_device("sess-a", "browser:1", T0, "x") == grants[1]
+    assert await grant_for(second, "sess-a", "browser:1", T0, "x") == grants[1]
 
     async def claim(handle: SessionStore, n: int, address: str) -> str:
         return await handle.claim_place("sess-a", grants[n].grant_id, address, T0,
