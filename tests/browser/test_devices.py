@@ -12,10 +12,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from tests.browser.test_watch_page import CHROMIUM_ARGS, browser, shot, until
+from tests.browser.test_watch_page import shot, until
 from tests.conftest import make_settings
 
-__all__ = ["CHROMIUM_ARGS", "browser"]  # the fixture, shared with the watch page's tests
 pytestmark = pytest.mark.browser
 
 VIDEO_TIME = "document.getElementById('video').currentTime"
