@@ -79,6 +79,23 @@ class ProviderReturnedInvalidQris(GatewayError):
     code = "provider_invalid_qris"
 
 
+class ProviderTimeout(ProviderUnavailable):
+    """The provider's API did not answer within GATEWAY_PROVIDER_TIMEOUT_SECONDS (a kind
+    of unavailability with its own code and status, 503: try again shortly)."""
+
+    code = "provider_timeout"
+
+
+class ProviderBadResponse(ProviderUnavailable):
+    """The provider answered, but with something that is not its API's answer (garbage,
+    an error it should not give, a refusal of a well-formed request)."""
+
+    code = "provider_bad_response"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail=detail)
+
+
 class SimulatorDisabled(GatewayError):
     code = "simulator_disabled"
 

@@ -16,6 +16,7 @@ from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
+from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
@@ -39,6 +40,8 @@ DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+RECONCILER = web.AppKey("reconciler", Reconciler)  # real providers only
+RECONCILE_TASK = web.AppKey("reconcile_task", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -42,6 +42,10 @@ class Metrics:
         self.gate_refusals = Counter(
             "gateway_gate_refusals", "HLS requests refused by the access check (403).",
             ["reason"], registry=self.registry)
+        self.reconcile_questions = Counter(
+            "gateway_reconcile_questions",
+            "Status questions asked of the provider about unpaid sessions, by outcome "
+            "(paid, pending, ended, cancelled, failed).", ["outcome"], registry=self.registry)
         self.gate_granted = 0  # HLS requests that passed the access check: the hot path
         # With a shared store: is this instance hearing the others' status changes?
         self.change_feed_up: bool | None = None

@@ -35,6 +35,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.AlreadyHasAccess: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
+    errors.ProviderBadResponse: 502,
+    errors.ProviderTimeout: 503,
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,

@@ -27,8 +27,8 @@ from gateway.handlers.common import (
 )
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, DEVICES, GATE, METRICS, PROVIDER, SESSIONS, SETTINGS
-from gateway.model import AccessDecision
-from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
+from gateway.model import AccessDecision, SessionStatus
+from gateway.session_json import POLL_FIELDS, QR_FIELDS, STATUS_FIELDS, session_json
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -86,7 +86,7 @@ async def payment_notification(request: web.Request) -> web.Response:
     raw_body = await request.read()
     metrics = request.app[METRICS]
     try:
-        notification = request.app[PROVIDER].verify_notification(
+        notification = await request.app[PROVIDER].authenticate(
             request.headers, raw_body, request.app[CLOCK]()
         )
         decision = await request.app[SESSIONS].record_notification(notification)
@@ -222,6 +222,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         "trxId": entry.notification.trx_id,
         "sessionId": entry.session_id,
         "amount": entry.notification.amount,
+        "fee": entry.notification.fee,
         "reportedStatus": entry.notification.reported_status,
         "paidAt": entry.notification.paid_at_ms,
         "receivedAt": entry.notification.received_at_ms,
@@ -229,6 +230,27 @@ async def list_notifications(request: web.Request) -> web.Response:
         "reason": entry.reason,
         "rawBody": entry.notification.raw_body,
     } for entry in ledger]})
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    """Operator view (API key) of payment sessions, newest first, by status and stream:
+    the sales ledger, and the pending ones to look into."""
+    require_operator(request)
+    raw_status = request.query.get("status")
+    if raw_status is not None and raw_status not in SessionStatus.__members__.values():
+        raise InvalidRequest(detail="status must be pending, paid or expired")
+    stream_id = query_value(request, "streamId", STREAM_ID)
+    raw_limit = request.query.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise InvalidRequest(detail="limit must be 1 to 1000")
+    found = await request.app[SESSIONS].store.payments(
+        SessionStatus(raw_status) if raw_status else None, stream_id, int(raw_limit))
+    now_ms = request.app[CLOCK]()
+    return ok({"payments": [
+        session_json(session, now_ms, (*STATUS_FIELDS, "fee", "userId", "provider"),
+                     userId=session.user_id, provider=session.provider)
+        for session in found
+    ]})
 
 
 async def list_user_sessions(request: web.Request) -> web.Response:

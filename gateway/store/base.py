@@ -14,7 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
-from gateway.model import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.model import (
+    Notification,
+    PaymentContext,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,18 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
         """The session's places seen after `since_ms`, longest playing first."""
+
+    @abc.abstractmethod
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        """Never-paid sessions (pending or expired) created in (after, before], oldest
+        first: the ones to ask the provider about."""
+
+    @abc.abstractmethod
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        """Sessions, newest first, optionally of one status and one stream (the status
+        as stored: the sweeper may not have marked the latest expiries yet)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

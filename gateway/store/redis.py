@@ -55,6 +55,7 @@ T = TypeVar("T")
 # loosely here, and every reply is converted where it is read.
 Pipeline = Any
 DEFAULT_KEY_PREFIX = "gateway:"
+_PAYMENTS_SCAN = 20_000
 _MAX_ATTEMPTS = 100  # a WATCH conflict means someone else committed: retrying is progress
 
 
@@ -95,6 +96,8 @@ class _Keys:
         self.due = prefix + "due"  # active sessions by expires_at_ms
         self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
         self.ended = prefix + "paid-expired"  # paid and over, by paid_at_ms
+        self.created = prefix + "by-creation"  # every session, by created_at_ms
+        self.unpaid = prefix + "unpaid"  # never paid (pending or expired), by created_at_ms
         self.notification_ids = prefix + "notification-seq"
         self.notifications = prefix + "notifications"  # ids by id: newest is highest
         self.changes = prefix + "session-changes"
@@ -376,6 +379,32 @@ class RedisStore(SessionStore):
             rows: list[dict[str, str]] = await pipe.execute()
         return [_stored_notification(row) for row in rows if row]
 
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.unpaid, f"({created_after_ms}",
+                                              created_before_ms, start=0, num=limit)
+        return [session for session in await self._load_many(ids)
+                if session.paid_at_ms is None]
+
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        # Filters are applied while walking the creation index, page by page; an
+        # operator's listing, bounded by _PAYMENTS_SCAN so a rare filter cannot walk all.
+        found: list[PaymentSession] = []
+        start = 0
+        page = max(limit, 200)
+        while len(found) < limit and start < _PAYMENTS_SCAN:
+            ids = await self._redis.zrevrange(self._keys.created, start, start + page - 1)
+            if not ids:
+                break
+            for session in await self._load_many(ids):
+                if (status is None or session.status == status) and \
+                        (stream_id is None or session.stream_id == stream_id):
+                    found.append(session)
+            start += page
+        found.sort(key=lambda session: (-session.created_at_ms, session.session_id))
+        return found[:limit]
+
     # --- writes ----------------------------------------------------------------
 
     async def _transaction(self, watch: list[str],
@@ -418,6 +447,11 @@ class RedisStore(SessionStore):
         pipe.hset(keys.session(session_id),
                   mapping={**_session_fields(session), "active_key": active_key})
         pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        pipe.zadd(keys.created, {session_id: session.created_at_ms})
+        if session.paid_at_ms is None:
+            pipe.zadd(keys.unpaid, {session_id: session.created_at_ms})
+        else:
+            pipe.zrem(keys.unpaid, session_id)
         if session.status in ACTIVE_STATUSES:
             pipe.zadd(keys.due, {session_id: session.expires_at_ms})
             pipe.sadd(keys.user_active(session.user_id), session_id)
@@ -570,6 +604,8 @@ class RedisStore(SessionStore):
                 session = await self._read_session(pipe, session_id)
                 pipe.multi()
                 pipe.zrem(self._keys.prunable, session_id)
+                pipe.zrem(self._keys.unpaid, session_id)
+                pipe.zrem(self._keys.created, session_id)
                 if session is None or session.status != SessionStatus.EXPIRED \
                         or session.paid_at_ms is not None:
                     return False
@@ -686,6 +722,7 @@ def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[
         "received_at_ms": str(note.received_at_ms), "raw_body": note.raw_body,
         "replay_key": note.replay_key or "", "applied": "1" if decision.applied else "0",
         "reason": decision.reason.value, "session_id": decision.session_id or "",
+        "fee": str(note.fee),
     }
 
 
@@ -696,7 +733,7 @@ def _stored_notification(row: dict[str, str]) -> StoredNotification:
             amount=int(row["amount"]), reported_status=row["reported_status"],
             paid_at_ms=int(row["paid_at_ms"]) if row["paid_at_ms"] else None,
             received_at_ms=int(row["received_at_ms"]), raw_body=row["raw_body"],
-            replay_key=row["replay_key"] or None,
+            replay_key=row["replay_key"] or None, fee=int(row.get("fee") or 0),
         ),
         applied=row["applied"] == "1", reason=row["reason"],
         session_id=row["session_id"] or None,

@@ -93,6 +93,14 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
     """,
     """
+    -- What a payer paid above the price (provider fees), kept beside the compared amount.
+    ALTER TABLE provider_notifications ADD COLUMN fee INTEGER NOT NULL DEFAULT 0;
+    -- Unpaid sessions by creation, for reconciliation with the provider's status API.
+    CREATE INDEX payment_sessions_unpaid ON payment_sessions (created_at_ms)
+        WHERE paid_at_ms IS NULL;
+    CREATE INDEX payment_sessions_by_creation ON payment_sessions (created_at_ms);
+    """,
+    """
     -- Playback grants: one per purchase and device (SPEC, Devices).
     CREATE TABLE playback_grants (
         grant_id      TEXT PRIMARY KEY,
@@ -403,10 +411,10 @@ class SQLiteStore(SessionStore):
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, raw_body, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (note.provider, note.event_id, note.trx_id, decision.session_id, note.amount,
                  note.reported_status, note.paid_at_ms, note.received_at_ms, note.replay_key,
-                 int(decision.applied), decision.reason.value, note.raw_body),
+                 int(decision.applied), decision.reason.value, note.raw_body, note.fee),
             )
             return decision
 
@@ -553,7 +561,7 @@ class SQLiteStore(SessionStore):
             where, params = ("WHERE trx_id = ?", [trx_id]) if trx_id is not None else ("", [])
             rows = conn.execute(
                 "SELECT provider, event_id, trx_id, amount, reported_status, paid_at_ms,"
-                " received_at_ms, raw_body, replay_key, applied, reason, session_id"
+                " received_at_ms, raw_body, replay_key, applied, reason, session_id, fee"
                 f" FROM provider_notifications {where} ORDER BY id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -565,12 +573,45 @@ class SQLiteStore(SessionStore):
                         reported_status=row["reported_status"],
                         paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
                         raw_body=row["raw_body"], replay_key=row["replay_key"],
+                        fee=row["fee"],
                     ),
                     applied=bool(row["applied"]), reason=row["reason"],
                     session_id=row["session_id"],
                 )
                 for row in rows
             ]
+
+        return await self._reader.run(query)
+
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE paid_at_ms IS NULL AND created_at_ms > ? AND created_at_ms <= ?"
+                " ORDER BY created_at_ms LIMIT ?",
+                (created_after_ms, created_before_ms, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
+
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            where, params = ["1"], []
+            if status is not None:
+                where.append("status = ?")
+                params.append(status.value)
+            if stream_id is not None:
+                where.append("stream_id = ?")
+                params.append(stream_id)
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE {' AND '.join(where)}"
+                " ORDER BY created_at_ms DESC, session_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
 
         return await self._reader.run(query)
 

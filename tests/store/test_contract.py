@@ -286,6 +286,47 @@ async def test_get_many_returns_those_that_exist(store: SessionStore) -> None:
     assert await store.get_many([]) == []
 
 
+async def test_the_ledger_keeps_the_fee_a_payer_paid_on_top(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    note = replace(paid_note(session, at_ms=T0 + 1000), fee=71)
+    await store.apply_notification(note, lambda context: decide_payment(context, ACCESS_MS))
+    [entry] = await store.notifications(session.trx_id)
+    assert entry.notification == note and entry.notification.fee == 71
+
+
+async def test_unpaid_sessions_by_creation_for_reconciliation(store: SessionStore) -> None:
+    old, _ = await store.insert_pending(pending("a", at_ms=T0), T0)
+    young, _ = await store.insert_pending(pending("b", at_ms=T0 + 50_000), T0 + 50_000)
+    paid, _ = await store.insert_pending(pending("c", at_ms=T0 + 10_000), T0 + 10_000)
+    await pay(store, paid, at_ms=T0 + 20_000)
+    now = T0 + WINDOW_MS + 1  # `old` is past its window: still worth asking about
+    await store.expire_due(now, 100)
+    found = await store.unpaid_created_between(T0 - 1, T0 + 60_000, 10)
+    assert [s.session_id for s in found] == [old.session_id, young.session_id]
+    assert found[0].status == SessionStatus.EXPIRED
+    assert [s.session_id for s in await store.unpaid_created_between(T0, T0 + 60_000, 10)
+            ] == [young.session_id]  # the lower bound is exclusive
+    assert [s.session_id for s in await store.unpaid_created_between(T0 - 1, T0 + 60_000, 1)
+            ] == [old.session_id]
+    assert await store.unpaid_created_between(T0 - 1, T0 + 49_999, 10) == [found[0]]
+
+
+async def test_payments_listed_newest_first_by_status_and_stream(store: SessionStore) -> None:
+    first, _ = await store.insert_pending(pending("a", "demo", at_ms=T0), T0)
+    second, _ = await store.insert_pending(pending("b", "other", at_ms=T0 + 1), T0 + 1)
+    third, _ = await store.insert_pending(pending("c", "demo", at_ms=T0 + 2), T0 + 2)
+    await pay(store, third, at_ms=T0 + 3)
+    ids = [s.session_id for s in await store.payments(None, None, 10)]
+    assert ids == [third.session_id, second.session_id, first.session_id]
+    assert [s.session_id for s in await store.payments(SessionStatus.PAID, None, 10)] == [
+        third.session_id]
+    assert [s.session_id for s in await store.payments(None, "demo", 10)] == [
+        third.session_id, first.session_id]
+    assert [s.session_id for s in await store.payments(SessionStatus.PENDING, "demo", 10)
+            ] == [first.session_id]
+    assert len(await store.payments(None, None, 2)) == 2
+
+
 # --- playback grants and device places (SPEC, Devices) ----------------------------
 
 PLAY_WINDOW_MS = 30_000
