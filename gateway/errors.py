@@ -42,6 +42,10 @@ class SessionNotFound(GatewayError):
     code = "session_not_found"
 
 
+class GrantNotFound(GatewayError):
+    code = "grant_not_found"
+
+
 class NotYours(GatewayError):
     """The caller asked about another viewer's userId or session."""
 
@@ -104,6 +108,15 @@ class NoAccess(GatewayError):
 
     def __init__(self, reason: str = "no token") -> None:
         super().__init__(reason=reason)
+
+
+class DeviceLimit(GatewayError):
+    """The purchase is playing on as many devices as it may (SPEC, Devices)."""
+
+    code = "device_limit"
+
+    def __init__(self, max_devices: int) -> None:
+        super().__init__(max_devices=max_devices)
 
 
 class MediaNotFound(GatewayError):

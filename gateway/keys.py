@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock
+from gateway.devices import Devices
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
@@ -40,6 +41,7 @@ SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", SessionService)
+DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])

@@ -75,6 +75,8 @@ LIVE_FIGURES: dict[str, tuple[str, str]] = {
     "gateway_watched_sessions": ("gauge", "Sessions watched by at least one WebSocket."),
     "gateway_ended_sessions": (
         "gauge", "Sessions ended early whose tokens the gate refuses until they expire."),
+    "gateway_device_reports": (
+        "counter", "Times the gate asked the store about a playing device (new or renewed)."),
 }
 
 

@@ -11,10 +11,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.change_feed import ChangeFeed
+from gateway.devices import Devices
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
     CLOCK,
+    DEVICES,
     GATE,
     HTTP_CLIENT,
     METRICS,
@@ -50,6 +52,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
     app[SESSIONS] = sessions
+    # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
+    app[DEVICES] = Devices(store, app[CLOCK], max_devices=settings.max_devices)
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()
@@ -127,7 +131,7 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     # Sessions ended before this process started still have tokens that look valid.
     for session in await app[SESSIONS].ended_early():
         gate.session_changed(session)
-    gate.open(app[HTTP_CLIENT])
+    gate.open(app[HTTP_CLIENT], app[DEVICES])
     yield
     await gate.close()
 
@@ -170,6 +174,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_websockets": len(websockets),
             "gateway_watched_sessions": hub.watched_sessions,
             "gateway_ended_sessions": gate.access.ended_sessions,
+            "gateway_device_reports": gate.device_reports,
         }
 
     metrics.watch(live_figures)

@@ -70,6 +70,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: int = 10
+    max_devices: int = 2  # 0: no device limit, grants are not counted
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
@@ -158,6 +159,7 @@ class Settings:
             upstream_timeout_seconds=env.get(
                 "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
             ),
+            max_devices=env.get("GATEWAY_MAX_DEVICES", _int_range(0, 1000), 2),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),

@@ -28,6 +28,7 @@ def test_defaults_match_the_spec(tmp_path: Path) -> None:
     assert (settings.access_seconds, settings.payment_window_seconds,
             settings.cleanup_interval_seconds) == (7200, 1200, 60)
     assert settings.api_key is None
+    assert settings.max_devices == 2 and settings.trusted_proxies == ()
 
 
 def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
@@ -80,6 +81,7 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
         ({"GATEWAY_STORE": "redis://localhost:6379/0"},
          "GATEWAY_SECRET: must be set when instances share a Redis store"),
         ({"GATEWAY_REDIS_KEY_PREFIX": "a b"}, "GATEWAY_REDIS_KEY_PREFIX: must be 1-64"),
+        ({"GATEWAY_MAX_DEVICES": "two"}, "GATEWAY_MAX_DEVICES: must be a whole number"),
         ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
          "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
     ],

@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import (
     HOUR_MS,
     LedgerEntry,
@@ -154,6 +155,105 @@ class _Keys:
     def event(self, provider: str, event_id: str) -> str:
         return f"{self.prefix}event:{_part(provider)}:{_part(event_id)}"
 
+    def grant(self, grant_id: str) -> str:
+        return f"{self.prefix}grant:{_part(grant_id)}"
+
+    def device_grant(self, session_id: str, device: str) -> str:
+        return f"{self.prefix}device-grant:{_part(session_id)}:{_part(device)}"
+
+    def session_grants(self, session_id: str) -> str:
+        return f"{self.prefix}session-grants:{_part(session_id)}"
+
+    def places(self, session_id: str) -> str:
+        return f"{self.prefix}places:{_part(session_id)}"
+
+
+# Grants and places are small scripts: each is one atomic step on keys the grant's own
+# hash names (`pointer_key`, `places_key`), in one round trip.
+# KEYS: the device's grant pointer, the new grant's hash, the session's grant index, the
+# session's places. ARGV: new grant id, session id, device, now, the prefix of grant
+# hashes. Returns the grant's fields and the session's places.
+_GRANT_FOR_DEVICE = """
+local places = redis.call('HGETALL', KEYS[4])
+local current = redis.call('GET', KEYS[1])
+if current then
+  local fields = redis.call('HGETALL', ARGV[5] .. current)
+  if #fields > 0 then return {fields, places} end
+end
+redis.call('HSET', KEYS[2], 'grant_id', ARGV[1], 'session_id', ARGV[2], 'device', ARGV[3],
+           'created_at_ms', ARGV[4], 'ended_at_ms', '', 'pointer_key', KEYS[1],
+           'places_key', KEYS[4])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return {redis.call('HGETALL', KEYS[2]), places}
+"""
+
+# KEYS: the grant's hash. ARGV: now.
+_END_GRANT = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return fields end
+local grant = {}
+for i = 1, #fields, 2 do grant[fields[i]] = fields[i + 1] end
+if grant['ended_at_ms'] == '' then
+  redis.call('HSET', KEYS[1], 'ended_at_ms', ARGV[1])
+  if redis.call('GET', grant['pointer_key']) == grant['grant_id'] then
+    redis.call('DEL', grant['pointer_key'])
+  end
+  local mine = grant['grant_id'] .. '|'
+  for _, member in ipairs(redis.call('HKEYS', grant['places_key'])) do
+    if member:sub(1, #mine) == mine then redis.call('HDEL', grant['places_key'], member) end
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# A place is a field of the session's places hash: "<grant id>|<address>" ->
+# "<first seen ms>:<last seen ms>". Times stay strings: Lua's numbers would print 1.8e+12.
+# KEYS: places hash, grant hash. ARGV: session id, field, now, since, limit, ttl ms.
+_CLAIM_PLACE = """
+local owner = redis.call('HGET', KEYS[2], 'session_id')
+local ended = redis.call('HGET', KEYS[2], 'ended_at_ms')
+if (not owner) or owner ~= ARGV[1] or (ended and ended ~= '') then return 'ended' end
+local since = tonumber(ARGV[4])
+local held = 0
+local mine = nil
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local sep = all[i + 1]:find(':', 1, true)
+  local last = all[i + 1]:sub(sep + 1)
+  if tonumber(last) <= since then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    held = held + 1
+    if all[i] == ARGV[2] then
+      mine = all[i + 1]:sub(1, sep - 1)
+      if tonumber(last) > tonumber(ARGV[3]) then ARGV[3] = last end
+    end
+  end
+end
+if mine then
+  redis.call('HSET', KEYS[1], ARGV[2], mine .. ':' .. ARGV[3])
+elseif tonumber(ARGV[5]) > 0 and held >= tonumber(ARGV[5]) then
+  return 'full'
+else
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. ':' .. ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 'admitted'
+"""
+# The places of a purchase nobody plays any more go by themselves, well after they count.
+_PLACES_TTL_MS = 10 * 60 * 1000
+
+
+def _grant(flat: list[str]) -> DeviceGrant | None:
+    fields = _pairs(flat)
+    if not fields:
+        return None
+    return DeviceGrant(
+        grant_id=fields["grant_id"], session_id=fields["session_id"],
+        device=fields["device"], created_at_ms=int(fields["created_at_ms"]),
+        ended_at_ms=int(fields["ended_at_ms"]) if fields["ended_at_ms"] else None)
+
 
 # Everything a notification's decision reads, in one round trip: whether this delivery
 # was replayed, whether its event was seen, its session, and the session that the
@@ -210,6 +310,9 @@ class RedisStore(SessionStore):
         # Lets an instance skip its own changes when they come back from the channel.
         self.instance_id = uuid.uuid4().hex
         self._read_notification_context = client.register_script(_READ_NOTIFICATION_CONTEXT)
+        self._grant_for_device = client.register_script(_GRANT_FOR_DEVICE)
+        self._end_grant = client.register_script(_END_GRANT)
+        self._claim_place = client.register_script(_CLAIM_PLACE)
 
     @classmethod
     async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStore:
@@ -748,6 +851,50 @@ class RedisStore(SessionStore):
         return sorted(sessions, key=lambda session: (session.created_at_ms,
                                                      session.session_id), reverse=True)
 
+    # --- playback grants and places ----------------------------------------------
+
+    async def grant_for_device(self, session_id: str, device: str, now_ms: int,
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
+        keys = self._keys
+        fields, places = await self._grant_for_device(
+            keys=[keys.device_grant(session_id, device), keys.grant(new_grant_id),
+                  keys.session_grants(session_id), keys.places(session_id)],
+            args=[new_grant_id, session_id, device, now_ms, keys.grant("")])
+        grant = _grant(fields)
+        assert grant is not None
+        return grant, _places(_pairs(places), playing_since_ms)
+
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None:
+        fields = await self._redis.hgetall(self._keys.grant(grant_id))
+        return _grant([item for pair in fields.items() for item in pair])
+
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
+        ids = await self._redis.zrange(self._keys.session_grants(session_id), 0, -1)
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for grant_id in ids:
+                pipe.hgetall(self._keys.grant(grant_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        found = [_grant([item for pair in row.items() for item in pair]) for row in rows]
+        return sorted((grant for grant in found if grant is not None),
+                      key=lambda grant: (grant.created_at_ms, grant.grant_id))
+
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
+        return _grant(await self._end_grant(keys=[self._keys.grant(grant_id)], args=[now_ms]))
+
+    async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
+                          since_ms: int, limit: int) -> PlaceClaim:
+        answer = await self._claim_place(
+            keys=[self._keys.places(session_id), self._keys.grant(grant_id)],
+            args=[session_id, f"{grant_id}|{address}", now_ms, since_ms, limit,
+                  _PLACES_TTL_MS])
+        return PlaceClaim(answer)
+
+    async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
+        return _places(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
+
     # --- status changes across instances -----------------------------------------
 
     async def publish_change(self, session: PaymentSession) -> None:
@@ -775,6 +922,18 @@ class RedisStore(SessionStore):
                     yield session
         finally:
             await pubsub.aclose()
+
+
+def _places(held: dict[str, str], since_ms: int) -> list[DevicePlace]:
+    """The places of a places hash last seen after `since_ms`, longest playing first."""
+    places = []
+    for field, seen in held.items():
+        grant_id, _, address = field.partition("|")
+        first, _, last = seen.partition(":")
+        if int(last) > since_ms:
+            places.append(DevicePlace(grant_id, address, int(first), int(last)))
+    return sorted(places, key=lambda place: (place.first_seen_ms, place.grant_id,
+                                             place.address))
 
 
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:

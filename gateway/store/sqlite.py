@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import (
     LedgerEntry,
     LedgerQuery,
@@ -107,6 +108,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_sessions_unpaid ON payment_sessions (created_at_ms)
         WHERE paid_at_ms IS NULL;
     CREATE INDEX payment_sessions_by_creation ON payment_sessions (created_at_ms);
+    """,
+    """
+    -- Playback grants: one per purchase and device (SPEC, Devices).
+    CREATE TABLE playback_grants (
+        grant_id      TEXT PRIMARY KEY,
+        session_id    TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ended_at_ms   INTEGER
+    ) WITHOUT ROWID;
+    -- A device holds one live grant per purchase, whoever races to make it.
+    CREATE UNIQUE INDEX playback_grants_current ON playback_grants (session_id, device)
+        WHERE ended_at_ms IS NULL;
+    CREATE INDEX playback_grants_by_session ON playback_grants (session_id, created_at_ms);
+    -- Where each grant was last seen playing: one row per grant and client address.
+    CREATE TABLE device_places (
+        session_id    TEXT NOT NULL,
+        grant_id      TEXT NOT NULL,
+        address       TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        PRIMARY KEY (session_id, grant_id, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX device_places_by_last_seen ON device_places (last_seen_ms);
     """,
     r"""
     -- The operator's console (gateway/ledger.py): the ledger filtered by stream, reason,
@@ -217,6 +242,21 @@ def _count_sale(conn: sqlite3.Connection, stream_id: str, at_ms: int, *, qrs: in
         " takings = takings + excluded.takings",
         (hour_start(at_ms), stream_id, qrs, tickets, takings),
     )
+
+
+_GRANT_COLUMNS = "grant_id, session_id, device, created_at_ms, ended_at_ms"
+_PLACE_COLUMNS = "grant_id, address, first_seen_ms, last_seen_ms"
+
+
+def _grant(row: sqlite3.Row) -> DeviceGrant:
+    return DeviceGrant(grant_id=row["grant_id"], session_id=row["session_id"],
+                       device=row["device"], created_at_ms=row["created_at_ms"],
+                       ended_at_ms=row["ended_at_ms"])
+
+
+def _place(row: sqlite3.Row) -> DevicePlace:
+    return DevicePlace(grant_id=row["grant_id"], address=row["address"],
+                       first_seen_ms=row["first_seen_ms"], last_seen_ms=row["last_seen_ms"])
 
 
 def _session(row: sqlite3.Row) -> PaymentSession:
@@ -555,6 +595,91 @@ class SQLiteStore(SessionStore):
 
         return await self._reader.run(query)
 
+    async def grant_for_device(self, session_id: str, device: str, now_ms: int,
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
+        current = (f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                   " WHERE session_id = ? AND device = ? AND ended_at_ms IS NULL")
+
+        def find(conn: sqlite3.Connection) -> tuple[DeviceGrant | None, list[DevicePlace]]:
+            row = conn.execute(current, (session_id, device)).fetchone()
+            return _grant(row) if row else None, _playing(conn, session_id, playing_since_ms)
+
+        # The device asks again on every page load: a read, and a write only the first time.
+        found, places = await self._reader.run(find)
+        if found is not None:
+            return found, places
+
+        def insert(conn: sqlite3.Connection) -> DeviceGrant:
+            row = conn.execute(current, (session_id, device)).fetchone()
+            if row is not None:
+                return _grant(row)
+            grant = DeviceGrant(new_grant_id, session_id, device, now_ms)
+            conn.execute(f"INSERT INTO playback_grants ({_GRANT_COLUMNS})"
+                         " VALUES (?, ?, ?, ?, NULL)",
+                         (grant.grant_id, session_id, device, now_ms))
+            return grant
+
+        return await self._writer.run_in_transaction(insert), places
+
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None:
+        def query(conn: sqlite3.Connection) -> DeviceGrant | None:
+            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                               " WHERE grant_id = ?", (grant_id,)).fetchone()
+            return _grant(row) if row else None
+
+        return await self._reader.run(query)
+
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
+        def query(conn: sqlite3.Connection) -> list[DeviceGrant]:
+            return [_grant(row) for row in conn.execute(
+                f"SELECT {_GRANT_COLUMNS} FROM playback_grants WHERE session_id = ?"
+                " ORDER BY created_at_ms, grant_id", (session_id,))]
+
+        return await self._reader.run(query)
+
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
+        def end(conn: sqlite3.Connection) -> DeviceGrant | None:
+            conn.execute("UPDATE playback_grants SET ended_at_ms = ?"
+                         " WHERE grant_id = ? AND ended_at_ms IS NULL", (now_ms, grant_id))
+            conn.execute("DELETE FROM device_places WHERE grant_id = ?", (grant_id,))
+            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                               " WHERE grant_id = ?", (grant_id,)).fetchone()
+            return _grant(row) if row else None
+
+        return await self._writer.run_in_transaction(end)
+
+    async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
+                          since_ms: int, limit: int) -> PlaceClaim:
+        def claim(conn: sqlite3.Connection) -> PlaceClaim:
+            # Every purchase's stale places go, not only this one's: nothing else would
+            # clear the places of a purchase nobody plays any more.
+            conn.execute("DELETE FROM device_places WHERE last_seen_ms <= ?", (since_ms,))
+            grant = conn.execute(
+                "SELECT 1 FROM playback_grants WHERE grant_id = ? AND session_id = ?"
+                " AND ended_at_ms IS NULL", (grant_id, session_id)).fetchone()
+            if grant is None:
+                return PlaceClaim.ENDED
+            renewed = conn.execute(
+                "UPDATE device_places SET last_seen_ms = MAX(last_seen_ms, ?)"
+                " WHERE session_id = ? AND grant_id = ? AND address = ?",
+                (now_ms, session_id, grant_id, address)).rowcount
+            if renewed:
+                return PlaceClaim.ADMITTED
+            held = conn.execute("SELECT COUNT(*) FROM device_places WHERE session_id = ?",
+                                (session_id,)).fetchone()[0]
+            if limit and held >= limit:
+                return PlaceClaim.FULL
+            conn.execute(f"INSERT INTO device_places (session_id, {_PLACE_COLUMNS})"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (session_id, grant_id, address, now_ms, now_ms))
+            return PlaceClaim.ADMITTED
+
+        return await self._writer.run_in_transaction(claim)
+
+    async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
+        return await self._reader.run(lambda conn: _playing(conn, session_id, since_ms))
+
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         def query(conn: sqlite3.Connection) -> list[StoredNotification]:
@@ -678,6 +803,13 @@ class SQLiteStore(SessionStore):
             return [_session(row) for row in rows]
 
         return await self._reader.run(select)
+
+
+def _playing(conn: sqlite3.Connection, session_id: str, since_ms: int) -> list[DevicePlace]:
+    return [_place(row) for row in conn.execute(
+        f"SELECT {_PLACE_COLUMNS} FROM device_places"
+        " WHERE session_id = ? AND last_seen_ms > ?"
+        " ORDER BY first_seen_ms, grant_id, address", (session_id, since_ms))]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
