@@ -200,6 +200,7 @@ STORE_QUERIES: list[tuple[str, Callable[[SessionStore], Awaitable[Any]]]] = [
     ("sales, 30 days hourly (dashboard)", lambda s: s.sales(NOW_MS - 30 * 24 * HOUR_MS, NOW_MS)),
     ("sales, 90 days hourly", lambda s: s.sales(NOW_MS - SPAN_MS, NOW_MS)),
     ("paid now per stream", lambda s: s.paid_now(NOW_MS)),
+    ("playing now per stream", lambda s: s.playing_now(NOW_MS, NOW_MS - 30_000)),
     ("ledger, newest 51", lambda s: s.ledger(LedgerQuery(), 51)),
     ("ledger, needs a person", lambda s: s.ledger(LedgerQuery(status=LedgerStatus.ATTENTION),
                                                   100)),

@@ -59,6 +59,8 @@ def _console_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/admin/payments/{entry_id}/settle", admin.settle, name="admin-settle")
     router.add_get("/admin/sessions", admin.sessions, name="admin-sessions")
     router.add_post("/admin/sessions/{session_id}/revoke", admin.revoke, name="admin-revoke")
+    router.add_post("/admin/sessions/{session_id}/grants/{grant_id}/end", admin.end_device,
+                    name="admin-end-device")
     if (UPLOT_DIR / "uPlot.iife.min.js").is_file():  # from npm, like hls.js
         router.add_get("/vendor/uplot/{name:uPlot\\.iife\\.min\\.js|uPlot\\.min\\.css}",
                        _uplot, name="uplot")

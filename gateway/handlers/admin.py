@@ -24,13 +24,15 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.errors import CsrfRefused, InvalidRequest, SignInRequired
+from gateway.devices import PLAYING_WINDOW_MS
+from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
 from gateway.handlers.common import SESSION_ID, TRX_ID, client_address, cookie_secure
 from gateway.i18n import catalog, choose_language
 from gateway.identity import USER_ID
 from gateway.keys import (
     CATALOG,
     CLOCK,
+    DEVICES,
     GATE,
     OPERATOR_AUTH,
     PROVIDER,
@@ -248,10 +250,12 @@ async def dashboard(request: web.Request) -> web.Response:
     series = sales_series(in_range, stream_ids, range_from_ms, min(range_to_ms, now_ms + 1),
                           HOUR_MS if bucket == "hour" else DAY_MS)
     paid_now = await app[STORE].paid_now(now_ms)
+    playing = await app[STORE].playing_now(now_ms, now_ms - PLAYING_WINDOW_MS)
     health = {item.stream_id: item for item in await app[STREAM_HEALTH].all()}
     conversion = conversion_by_stream(in_range)
     streams = [{
         "stream": stream, "paid_now": paid_now.get(stream.stream_id, 0),
+        "playing": playing.get(stream.stream_id, 0),
         "conversion": conversion.get(stream.stream_id), "health": health[stream.stream_id],
     } for stream in app[CATALOG]]
     chart = {
@@ -442,8 +446,10 @@ async def sessions(request: web.Request) -> web.Response:
     found = await _find_sessions(request, search) if search else []
     now_ms = request.app[CLOCK]()
     gate = request.app[GATE]
+    devices = request.app[DEVICES]
     rows = [{
         "session": session, "status": session.status_at(now_ms).value,
+        "grants": await devices.grants(session.session_id),
         "remaining_ms": session.remaining_ms(now_ms),
         "stream": request.app[CATALOG].get(session.stream_id),
         "ended_early": gate.access.is_ended(session.session_id),
@@ -484,3 +490,23 @@ async def revoke(request: web.Request) -> web.Response:
     back = form.get("q") or session_id
     raise web.HTTPSeeOther(str(request.app.router["admin-sessions"].url_for().with_query(
         q=back, done="revoked")))
+
+
+async def end_device(request: web.Request) -> web.Response:
+    """End one device's grant: its next playlist or segment request is refused, the
+    purchase and its other devices play on."""
+    operator, form = await _action(request, "end_device")
+    session_id = request.match_info["session_id"]
+    grant_id = request.match_info["grant_id"]
+    if not SESSION_ID.fullmatch(session_id) or not SESSION_ID.fullmatch(grant_id):
+        raise InvalidRequest(detail="not a valid id")
+    devices = request.app[DEVICES]
+    grant = await devices.store.get_grant(grant_id)
+    if grant is None or grant.session_id != session_id:
+        raise GrantNotFound()
+    note = form.get("note", "").strip()[:MAX_NOTE_CHARS]
+    await devices.end_grant(grant_id, reason=f"operator {operator.name}")
+    _log_action(request, operator, "end_device", sessionId=session_id, grantId=grant_id,
+                deviceId=grant.device_id, note=note)
+    raise web.HTTPSeeOther(str(request.app.router["admin-sessions"].url_for().with_query(
+        q=form.get("q") or session_id, done="device_ended")))

@@ -130,6 +130,11 @@ class SessionStore(abc.ABC):
     async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
         """The viewer's sessions of any status, newest first (ties by id)."""
 
+    @abc.abstractmethod
+    async def playing_now(self, now_ms: int, since_ms: int) -> dict[str, int]:
+        """Per stream with any, the places (a grant at a client address, SPEC Devices)
+        seen playing after `since_ms`, of sessions paid and not over at `now_ms`."""
+
     # Playback grants and the places they play from (SPEC, Devices). Places are kept by
     # the store so that instances sharing it share one count per purchase.
 

@@ -845,6 +845,29 @@ class RedisStore(SessionStore):
         return {stream_id: count for stream_id, count in zip(stream_ids, counts, strict=True)
                 if count}
 
+    async def playing_now(self, now_ms: int, since_ms: int) -> dict[str, int]:
+        """The places of every session paid and not over, stream by stream: one read
+        of the paid index, then one pipelined read of their places."""
+        stream_ids = sorted(await self._redis.smembers(self._keys.sales_streams))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.zrangebyscore(self._keys.paid_now(stream_id), f"({now_ms}", "+inf")
+            paid: list[list[str]] = await pipe.execute()
+        owners = [(stream_id, session_id)
+                  for stream_id, ids in zip(stream_ids, paid, strict=True) for session_id in ids]
+        if not owners:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for _, session_id in owners:
+                pipe.hgetall(self._keys.places(session_id))
+            held: list[dict[str, str]] = await pipe.execute()
+        counts: dict[str, int] = {}
+        for (stream_id, _), places in zip(owners, held, strict=True):
+            playing = len(_places(places, since_ms))
+            if playing:
+                counts[stream_id] = counts.get(stream_id, 0) + playing
+        return counts
+
     async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
         ids = await self._redis.zrevrange(self._keys.user_sessions(user_id), 0, limit - 1)
         sessions = await self._load_many(ids)

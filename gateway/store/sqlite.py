@@ -18,6 +18,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -791,6 +792,18 @@ class SQLiteStore(SessionStore):
                 "SELECT stream_id, COUNT(*) AS paid FROM payment_sessions"
                 " WHERE status = 'paid' AND expires_at_ms > ? GROUP BY stream_id",
                 (now_ms,))}
+
+        return await self._reader.run(select)
+
+    async def playing_now(self, now_ms: int, since_ms: int) -> dict[str, int]:
+        def select(conn: sqlite3.Connection) -> dict[str, int]:
+            # Counted here rather than by GROUP BY: the places seen in the last seconds
+            # are the ones playing, few next to the ledger, read by their index.
+            return dict(Counter(row["stream_id"] for row in conn.execute(
+                "SELECT payment_sessions.stream_id AS stream_id FROM device_places"
+                " JOIN payment_sessions USING (session_id)"
+                " WHERE device_places.last_seen_ms > ? AND payment_sessions.status = 'paid'"
+                " AND payment_sessions.expires_at_ms > ?", (since_ms, now_ms))))
 
         return await self._reader.run(select)
 

@@ -39,6 +39,10 @@ async def sell(browser: Any, site: str) -> dict[str, dict[str, Any]]:
                                   data={"amount": amount} if amount else {})
         assert paid.ok
         made[stream_id] = qr
+    # The demo's buyer starts playing: a device with a grant, seen by the gate.
+    access = (await (await request.get(f"{site}/api/check-access",
+                                       params={"streamId": "demo"})).json())["data"]
+    assert (await request.get(site + access["playbackUrl"])).ok
     await context.close()
     return made
 
@@ -100,6 +104,7 @@ async def test_sign_in_then_every_page_and_an_action_at_phone_width(browser: Any
     demo_row = page.locator("tr[data-stream=demo]")
     assert await demo_row.locator(".paid-now").text_content() == "1"
     assert "Aktif" in (await demo_row.locator(".health").text_content() or "")
+    assert await demo_row.locator(".playing").text_content() == "1"
     await no_sideways_scroll(page)
     await shot(page, "admin-2-dashboard")
     await page.select_option("select[name=days]", "1")
@@ -129,8 +134,14 @@ async def test_sign_in_then_every_page_and_an_action_at_phone_width(browser: Any
     await page.get_by_role("button", name="Cari").click()
     session = page.locator(f"article[data-session='{sold['demo']['sessionId']}']")
     await session.wait_for()
+    device = session.locator("ul.devices li")
+    assert "sedang diputar" in (await device.text_content() or "")
     await no_sideways_scroll(page)
     await shot(page, "admin-5-session")
+    await device.get_by_role("button", name="Hentikan perangkat ini").click()
+    await page.locator(".notice").wait_for()
+    assert "dihentikan" in (await page.locator("ul.devices li").text_content() or "")
+    session = page.locator(f"article[data-session='{sold['demo']['sessionId']}']")
     page.once("dialog", lambda dialog: dialog.accept())
     await session.get_by_role("button", name="Hentikan akses").click()
     await page.locator(".notice").wait_for()

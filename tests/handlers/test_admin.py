@@ -379,3 +379,33 @@ async def test_behind_a_trusted_proxy_each_operator_has_their_own_throttle(
         assert await sign_in("wrong-key-wrong-key-wrong", "203.0.113.7") == 401
     assert await sign_in(API_KEY, "203.0.113.7") == 429
     assert await sign_in(API_KEY, "198.51.100.20") == 303  # another operator, elsewhere
+
+
+async def test_devices_are_shown_playing_and_one_can_be_ended(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    qr = await paid(viewer, "demo")
+    access = await viewer.check_access("demo")  # this browser's grant
+    await signed_in(console)
+    page = await console.get("/admin/sessions", q=qr["sessionId"])
+    assert page.count("data-grant=") == 1 and "Peramban" in page and "tidak diputar" in page
+    assert re.search(r'class="num playing"[^>]*>0</td>', await console.get("/admin"))
+    playlist = await viewer.http.get(access["playbackUrl"])  # the player starts
+    assert playlist.status == 200
+    page = await console.get("/admin/sessions", q=qr["sessionId"])
+    assert "sedang diputar" in page and "dari 127.0.0.1" in page
+    dashboard = await console.get("/admin")
+    row = dashboard.split('data-stream="demo"')[1].split("</tr>")[0]
+    assert re.search(r'class="num playing"[^>]*>1</td>', row)
+    grant_id = re.search(r'data-grant="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    end = f"/admin/sessions/{qr['sessionId']}/grants/{grant_id}/end"
+    await console.post(end, {}, headers={"Origin": "https://evil.example"}, expect=403)
+    assert (await viewer.http.get(access["playbackUrl"])).status == 200
+    await console.post(f"/admin/sessions/{qr['sessionId']}/grants/nosuchgrant000000/end",
+                       {}, expect=404)
+    await console.post(end, {"q": qr["trxId"]})
+    # That device stops at its next request; the purchase itself is untouched.
+    assert (await viewer.http.get(access["playbackUrl"])).status == 403
+    assert (await viewer.status(qr["sessionId"]))["status"] == "paid"
+    page = await console.get("/admin/sessions", q=qr["trxId"], done="device_ended")
+    assert "Perangkat dihentikan" in page and "dihentikan 20" in page

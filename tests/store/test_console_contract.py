@@ -158,3 +158,32 @@ async def test_sessions_of_a_user_of_any_status_newest_first(store: SessionStore
     assert [session.session_id for session in await store.sessions_of_user("alice", 1)] == [
         other.session_id]
     assert await store.sessions_of_user("nobody", 10) == []
+
+
+async def test_playing_now_counts_places_seen_lately_per_stream(store: SessionStore) -> None:
+    sessions = [pending(user, stream, at_ms=T0)
+                for user, stream in (("a", "demo"), ("b", "demo"), ("c", "news"))]
+    for index, session in enumerate(sessions):
+        await store.insert_pending(session, T0)
+        await pay(store, session, at_ms=T0 + 1000, event_id=f"e{index}")
+    now = T0 + 60_000
+    assert await store.playing_now(now, now - 30_000) == {}
+    grants = []
+    for index, session in enumerate(sessions):
+        grant, _ = await store.grant_for_device(session.session_id, f"device:d{index}", now,
+                                                f"grant{index:012d}", now - 30_000)
+        grants.append(grant)
+    # Two places for the first purchase (a shared link), one for the third; the second
+    # has a grant that nothing has played.
+    for grant, address in ((grants[0], "10.0.0.1"), (grants[0], "10.0.0.2"),
+                           (grants[2], "10.0.0.3")):
+        await store.claim_place(grant.session_id, grant.grant_id, address, now,
+                                now - 30_000, 0)
+    assert await store.playing_now(now, now - 30_000) == {"demo": 2, "news": 1}
+    # Thirty seconds of silence and a place no longer plays; an ended grant frees its
+    # places; a purchase revoked plays nowhere.
+    assert await store.playing_now(now + 30_001, now + 1) == {}
+    await store.end_grant(grants[2].grant_id, now + 1000)
+    assert await store.playing_now(now + 1000, now - 29_000) == {"demo": 2}
+    await store.end_paid_session(sessions[0].session_id, now + 2000)
+    assert await store.playing_now(now + 2000, now - 28_000) == {}

@@ -110,6 +110,7 @@ async def test_every_statement_is_an_index_lookup(tmp_path: Path) -> None:
     await store.sales(T0, T0 + 30 * 86_400_000)
     await store.paid_now(T0)
     await store.sessions_of_user("alice", 50)
+    await store.playing_now(T0, T0 - 30_000)
     await store.close()
 
     queries = {s for s in statements
