@@ -216,7 +216,8 @@ STORE_QUERIES: list[tuple[str, Callable[[SessionStore], Awaitable[Any]]]] = [
 ]
 PAGES = [
     ("dashboard, 7 days by day", "/admin", {}),
-    ("dashboard, 90 days by hour", "/admin", {"days": "90", "bucket": "hour"}),
+    ("dashboard, 30 days by hour", "/admin", {"days": "30", "bucket": "hour"}),
+    ("dashboard, 90 days by day", "/admin", {"days": "90", "bucket": "day"}),
     ("payments, first page", "/admin/payments", {}),
     ("payments, demo + refused", "/admin/payments", {"stream": "demo", "status": "refused"}),
     ("payments, one day", "/admin/payments", {"from": "", "to": ""}),

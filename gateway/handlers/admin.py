@@ -70,6 +70,7 @@ SESSIONS_LIMIT = 50
 MAX_NOTE_CHARS = 500
 RANGE_DAYS = (1, 7, 30, 90)
 MAX_RANGE_DAYS = 92
+MAX_HOURLY_DAYS = 31
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURSOR = re.compile(r"(\d{1,15})-(\d{1,15})")
 _REASON = re.compile(r"[a-z_]{1,64}")
@@ -241,6 +242,8 @@ async def dashboard(request: web.Request) -> web.Response:
     bucket = request.query.get("bucket") or ("hour" if days == 1 else "day")
     if bucket not in ("hour", "day"):
         raise InvalidRequest(detail="bucket must be hour or day")
+    if range_to_ms - range_from_ms > MAX_HOURLY_DAYS * DAY_MS:
+        bucket = "day"  # thousands of hourly points say nothing on a phone's chart
     today_ms = local_day_start(now_ms)
     # One read for the chart's range and the last 30 days' takings.
     buckets = await app[STORE].sales(min(range_from_ms, today_ms - 29 * DAY_MS),

@@ -269,6 +269,9 @@ async def test_the_dashboard_shows_takings_conversion_and_access_open_now(
     chart = json.loads(hourly.split('id="sales-data">')[1].split("</script>")[0])
     assert chart["bucket"] == "hour" and 1 <= len(chart["x"]) <= 24
     await console.get("/admin", days="5", expect=400)
+    longer = await console.get("/admin", days="90", bucket="hour")  # too many hours: days
+    chart = json.loads(longer.split('id="sales-data">')[1].split("</script>")[0])
+    assert chart["bucket"] == "day" and len(chart["x"]) == 90
     # A range of one's own: local dates, both included.
     custom = await console.get("/admin", **{"from": "2027-01-10", "to": "2027-01-15"})
     chart = json.loads(custom.split('id="sales-data">')[1].split("</script>")[0])
