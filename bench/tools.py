@@ -27,6 +27,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int
 
     def __str__(self) -> str:
         return (f"{self.requests_per_s:10.0f} req/s {self.mb_per_s:8.1f} MB/s"
@@ -48,10 +49,13 @@ def _mb(text: str) -> float:
 
 
 def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
-        headers: dict[str, str] | None = None, script: str | None = None) -> WrkResult:
+        headers: dict[str, str] | None = None, script: str | None = None,
+        cpus: str | None = None) -> WrkResult:
+    """`cpus`: run wrk pinned there (taskset), away from the server's core."""
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed (apt-get install wrk)")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = (["taskset", "-c", cpus] if cpus else []) + [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
@@ -68,6 +72,7 @@ def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
         p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
         p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
     )
 
 
