@@ -7,6 +7,7 @@ page both call `grant()`; the gate's own route calls `check()` and `origin()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -56,6 +57,12 @@ class HlsGate:
                                for stream in catalog}
         self._fetcher: UpstreamFetcher | None = None
         self._origins: dict[str, Origin] = {}
+        # May this token fetch this stream's media now? Raises NoAccess if not. Bound
+        # here rather than wrapped: it runs on every playlist and segment request.
+        self.check: Callable[[str | None, str], AccessGrant] = self.access.check
+        # Requests that passed the check: read when Prometheus scrapes, not a labelled
+        # counter's lock per segment.
+        self.granted = 0
 
     def open(self, http_client: aiohttp.ClientSession) -> None:
         """Make the origins: HTTP ones share the process's pooled client."""
@@ -78,10 +85,6 @@ class HlsGate:
 
     def origin(self, stream_id: str) -> Origin | None:
         return self._origins.get(stream_id)
-
-    def check(self, token: str | None, stream_id: str) -> AccessGrant:
-        """May this token fetch this stream's media now? Raises NoAccess if not."""
-        return self.access.check(token, stream_id)
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: a session ended early is refused from now on."""

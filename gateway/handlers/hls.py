@@ -20,21 +20,22 @@ log = logging.getLogger("gateway.gate")
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
-    stream_id = request.match_info["stream_id"]
+    match = request.match_info
+    stream_id = match["stream_id"]
     gate = request.app[GATE]
     origin = gate.origin(stream_id)  # one per catalog stream
     if origin is None:
         raise UnknownStream()
-    token = request.match_info.get("token") or request.cookies.get(GATE_COOKIE)
+    token = match.get("token") or request.cookies.get(GATE_COOKIE)
     try:
         grant = gate.check(token, stream_id)
     except NoAccess as refused:
         reason = str(refused.params["reason"])
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
-                  form="path" if "token" in request.match_info else "cookie")
+                  form="path" if "token" in match else "cookie")
         request.app[METRICS].gate_refusals.labels(reason).inc()
         raise
-    request.app[METRICS].gate_granted += 1
-    media = media_path(request.match_info["path"])
+    gate.granted += 1
+    media = media_path(match["path"])
     return await origin.serve(request, media, grant)
 
