@@ -28,7 +28,7 @@ from gateway.keys import (
     WEBSOCKETS,
 )
 from gateway.metrics import Metrics
-from gateway.middlewares import error_middleware, finish_headers
+from gateway.middlewares import error_middleware
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
@@ -62,7 +62,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah})
     app[aiohttp_jinja2.static_root_key] = "/static"
-    app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     # Opened in this order, closed in reverse. The store first: it makes the
     # SessionService and registers its status listeners, and everything after uses it.
