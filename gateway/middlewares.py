@@ -12,7 +12,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gateway import errors
-from gateway.handlers.common import add_cookie
+from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, VIEWER
@@ -39,8 +39,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/readyz", "/metrics",
-                  "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/ws", "/simulator/", "/healthz", "/readyz",
+                  "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
@@ -129,5 +129,6 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers["Referrer-Policy"] = "same-origin"
     headers[_SECURITY_HEADER_SET] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
-        ws = f"ws://{request.host} wss://{request.host}"
+        host = public_host(request)
+        ws = f"ws://{host} wss://{host}"
         headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)
