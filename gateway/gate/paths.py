@@ -49,6 +49,8 @@ class MediaPath:
 
 
 def media_path(raw: str) -> MediaPath:
+    if len(raw) > 1024:  # before the cache, which then holds 4 MB at most
+        raise InvalidRequest(detail="media path")
     media = _checked(raw)
     if isinstance(media, str):
         raise InvalidRequest(detail=media)
@@ -60,7 +62,7 @@ def media_path(raw: str) -> MediaPath:
 @functools.lru_cache(maxsize=4096)
 def _checked(raw: str) -> MediaPath | str:
     """The media path, or why it is refused."""
-    if len(raw) > 1024 or not _SAFE_PATH.fullmatch(raw):
+    if not _SAFE_PATH.fullmatch(raw):
         return "media path"
     dot = raw.rfind(".")
     known = CONTENT_TYPES.get(raw[dot:].lower()) if dot > raw.rfind("/") else None
