@@ -11,10 +11,11 @@ within its round and the table gives the medians.
 Targets: the gate >= 0.9 of the bare handler (issue 15), one upstream fetch per segment
 for 200 concurrent viewers (issue 3).
 
-    .venv/bin/python -m bench.gate_vs_nginx [seconds] [rounds] [--pin] [--uvloop]
+    .venv/bin/python -m bench.gate_vs_nginx [seconds] [rounds] [--pin] [--uvloop] [--cookie]
 
 --pin: servers on CPU 0, wrk on CPU 1 (taskset), so wrk never takes the server's core.
 --uvloop: also a bare handler on uvloop (the `bench` extra), to show a faster loop.
+--cookie: also the gate with the token in its cookie, as the watch page's player sends it.
 Defaults: 4 s per measurement, 4 rounds: about 2.5 minutes in all.
 """
 
@@ -48,19 +49,23 @@ OBJECTS = {"segment": "seg1003.ts", "playlist": "index.m3u8"}
 SERVER_CPU, WRK_CPU = "0", "1"
 
 
-def nginx_config(root: Path, port: int, prefix: Path) -> Path:
-    config = prefix / "nginx.conf"
+def nginx_config(root: Path, port: int, prefix: Path, *, name: str = "nginx",
+                 workers: str = "1", sendfile: bool = True, access_log: bool = False,
+                 keepalive_requests: int = 100000) -> Path:
+    """The nginx of these benchmarks; bench/ceiling.py varies the arguments."""
+    config = prefix / f"{name}.conf"
+    log = f"{prefix}/{name}-access.log" if access_log else "off"
     config.write_text(rf"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
-pid {prefix}/nginx.pid;
+pid {prefix}/{name}.pid;
 error_log {prefix}/error.log;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
-    sendfile on;
+    access_log {log};
+    sendfile {"on" if sendfile else "off"};
     tcp_nopush on;
-    keepalive_requests 100000;
+    keepalive_requests {keepalive_requests};
     types {{ video/mp2t ts; application/vnd.apple.mpegurl m3u8; }}
     client_body_temp_path {prefix}; proxy_temp_path {prefix}; fastcgi_temp_path {prefix};
     uwsgi_temp_path {prefix}; scgi_temp_path {prefix};
@@ -119,6 +124,7 @@ async def upstream_fetches_for(segment_url: str, viewers: int) -> None:
 class System:
     url: str  # the base URL the objects are under
     pids: tuple[int, ...]  # whose CPU time serving them costs
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request
 
 
 @dataclass
@@ -152,7 +158,7 @@ def with_children(pid: int) -> tuple[int, ...]:
 
 
 @contextmanager
-def running_systems(*, pinned: bool, uvloop: bool,
+def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
                     gateway_env: dict[str, str] | None = None) -> Iterator[Bench]:
     """nginx, the bare handler(s) and one gateway with a directory and an HTTP stream,
     each path-token URL already paid for."""
@@ -204,9 +210,16 @@ def running_systems(*, pinned: bool, uvloop: bool,
             systems = {"nginx": System(nginx_url, with_children(processes[0].pid))}
             for name, process in zip(list(urls)[1:], processes[1:], strict=True):
                 systems[name] = System(urls[name], (process.pid,))
-            systems["gate, directory origin"] = System(
-                asyncio.run(path_token_base(gateway.url, "dir")), gateway_pids)
+            dir_base = asyncio.run(path_token_base(gateway.url, "dir"))
+            systems["gate, directory origin"] = System(dir_base, gateway_pids)
             systems["gate, HTTP origin"] = System(http_base, gateway_pids)
+            if cookie:
+                # The form a browser on the watch page uses: the token in the gate
+                # cookie, next to the viewer cookie.
+                token = dir_base.rsplit("/t/", 1)[1]
+                systems["gate, directory origin, cookie"] = System(
+                    f"{gateway.url}/hls/dir", gateway_pids,
+                    (("Cookie", f"viewer=v1.{'x' * 40}.{'y' * 43}; gate={token}"),))
             if pinned:
                 for pid in {pid for system in systems.values() for pid in system.pids}:
                     pin(pid, SERVER_CPU)
@@ -221,18 +234,20 @@ def running_systems(*, pinned: bool, uvloop: bool,
 
 def measure(system: System, file: str, seconds: int, pinned: bool) -> Measured:
     cpu_before = cpu_seconds(system.pids)
-    result = wrk(f"{system.url}/{file}", seconds=seconds, cpus=WRK_CPU if pinned else None)
+    result = wrk(f"{system.url}/{file}", seconds=seconds, cpus=WRK_CPU if pinned else None,
+                 headers=dict(system.headers))
     cpu = cpu_seconds(system.pids) - cpu_before
     return Measured(result, cpu * 1e6 / max(1, result.requests))
 
 
-def main(seconds: int, round_count: int, pinned: bool, uvloop: bool) -> None:
+def main(seconds: int, round_count: int, pinned: bool, uvloop: bool, cookie: bool) -> None:
     rounds: list[dict[tuple[str, str], Measured]] = []
-    with running_systems(pinned=pinned, uvloop=uvloop) as bench:
+    with running_systems(pinned=pinned, uvloop=uvloop, cookie=cookie) as bench:
         # Warm the gate's caches (and the HTTP origin's fetch) before anything counts.
         for system in bench.systems.values():
             for file in OBJECTS.values():
-                urllib.request.urlopen(f"{system.url}/{file}", timeout=5).close()
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{system.url}/{file}", headers=dict(system.headers)), timeout=5).close()
         names = list(bench.systems)
         for number in range(round_count):
             order = names if number % 2 == 0 else names[::-1]
@@ -293,8 +308,8 @@ def print_table(rounds: list[dict[tuple[str, str], Measured]], seconds: int,
 if __name__ == "__main__":
     flags = {arg for arg in sys.argv[1:] if arg.startswith("--")}
     numbers = [int(arg) for arg in sys.argv[1:] if not arg.startswith("--")]
-    unknown = flags - {"--pin", "--uvloop"}
+    unknown = flags - {"--pin", "--uvloop", "--cookie"}
     if unknown:
         sys.exit(f"bench: unknown option {', '.join(sorted(unknown))}")
     main(numbers[0] if numbers else 4, numbers[1] if len(numbers) > 1 else 4,
-         "--pin" in flags, "--uvloop" in flags)
+         "--pin" in flags, "--uvloop" in flags, "--cookie" in flags)

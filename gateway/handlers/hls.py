@@ -11,7 +11,7 @@ import logging
 from aiohttp import web
 
 from gateway.errors import NoAccess, UnknownStream
-from gateway.gate.access import GATE_COOKIE, AccessGrant
+from gateway.gate.access import AccessGrant
 from gateway.gate.origins import Origin
 from gateway.gate.paths import MediaPath, media_path
 from gateway.handlers.common import client_address
@@ -44,7 +44,7 @@ def admit(request: web.Request, stream_id: str, path_token: str | None,
     origin = gate.origin(stream_id)  # one per catalog stream
     if origin is None:
         raise UnknownStream()
-    token = path_token or request.cookies.get(GATE_COOKIE)
+    token = path_token or gate.cookie_token(request)
     try:
         grant = gate.check(token, stream_id)
     except NoAccess as refused:
