@@ -26,13 +26,17 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.NotificationRejected: 401,
     errors.NotYours: 403,
     errors.NoAccess: 403,
+    errors.DeviceLimit: 403,
     errors.UnknownStream: 404,
     errors.SessionNotFound: 404,
+    errors.GrantNotFound: 404,
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
+    errors.ProviderBadResponse: 502,
+    errors.ProviderTimeout: 503,
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,
@@ -106,7 +110,7 @@ _SECURITY_HEADER_SET = hdrs.X_CONTENT_TYPE_OPTIONS
 
 def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
     """For every answer, from the middleware, once the handler has returned it (it runs
-    on every segment; as an on_response_prepare signal it cost a tenth of a playlist
+    on every segment; as an on_response_prepare signal it cost ~3% of a cached playlist
     request). A handler that sends its response itself (a WebSocket, a stream) has set
     what it needs:
     - a viewer seen for the first time gets their signed cookie (here, after the

@@ -1,7 +1,8 @@
 """Who may fetch: a signed access token per paid session, checked in memory.
 
-A token carries session, stream and expiry, signed with a key id (see tokens.py), so a
-playlist or segment request costs one HMAC and two dict lookups: no store round trip.
+A token carries session, stream, expiry and the device's playback grant, signed with a
+key id (see tokens.py), so a playlist or segment request costs one HMAC and two dict
+lookups: no store round trip (the device count is gate/devices.py's, also in memory).
 Expiry is in the token. What a token cannot know, that its session ended early (refund,
 revocation, a sweep that found it over), comes from status changes: `session_changed`
 records the session as ended until the latest moment any of its tokens could expire.
@@ -28,6 +29,7 @@ class AccessGrant:
     session_id: str
     stream_id: str
     expires_at_ms: int
+    grant_id: str  # the device's playback grant (see devices.py)
 
 
 class AccessGate:
@@ -46,11 +48,12 @@ class AccessGate:
         # expired on their own and the entry can go).
         self._ended: dict[str, int] = {}
 
-    def token_for(self, session: PaymentSession) -> str:
-        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms)
+    def token_for(self, session: PaymentSession, grant_id: str) -> str:
+        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms,
+                            grant_id)
 
-    def _sign(self, session_id: str, stream_id: str, expires_at_ms: int) -> str:
-        return self._keys.sign(session_id, stream_id, str(expires_at_ms))
+    def _sign(self, session_id: str, stream_id: str, expires_at_ms: int, grant_id: str) -> str:
+        return self._keys.sign(session_id, stream_id, str(expires_at_ms), grant_id)
 
     def check(self, token: str | None, stream_id: str) -> AccessGrant:
         """Runs on every playlist and segment request: after a token's first request,
@@ -70,9 +73,9 @@ class AccessGate:
         if not token:
             raise NoAccess("no token")
         fields = self._keys.verify(token)
-        if fields is None or len(fields) != 3 or not fields[2].isdigit():
+        if fields is None or len(fields) != 4 or not fields[2].isdigit():
             raise NoAccess("invalid token")
-        grant = AccessGrant(fields[0], fields[1], int(fields[2]))
+        grant = AccessGrant(fields[0], fields[1], int(fields[2]), fields[3])
         if len(self._verified) >= _VERIFIED_MAX:
             # The oldest first: a token still in use is verified again, once.
             del self._verified[next(iter(self._verified))]
