@@ -44,6 +44,13 @@ def segment_cache_control(grant: AccessGrant, now_ms: int, lifetime_s: int) -> s
     return f"private, max-age={min(lifetime_s, remaining_s)}"
 
 
+def _cache_control(media: MediaPath, grant: AccessGrant, clock: Clock) -> str:
+    """What a browser is told for a file of a directory or an HTTP origin."""
+    if media.kind is MediaKind.PLAYLIST:
+        return PLAYLIST_CACHE_CONTROL
+    return segment_cache_control(grant, clock(), SEGMENT_MAX_AGE_S)
+
+
 Headers = CIMultiDictProxy[str]
 
 
@@ -91,19 +98,14 @@ class DirectoryOrigin(Origin):
         if body is None:
             return None
         return _bytes_response(request, body, media_headers(
-            media.content_type, self._cache_control(media, grant), True))
+            media.content_type, _cache_control(media, grant, self._clock), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
         cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
                         else SEGMENT_CACHE_MS)
         return await _local_file(request, self._files, self._prefix + media.path, media,
-                                 self._cache_control(media, grant), cache_for_ms)
-
-    def _cache_control(self, media: MediaPath, grant: AccessGrant) -> str:
-        if media.kind is MediaKind.PLAYLIST:
-            return PLAYLIST_CACHE_CONTROL
-        return segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
+                                 _cache_control(media, grant, self._clock), cache_for_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,18 +216,13 @@ class HttpOrigin(Origin):
         return self._base_text + media.path + ("?" + urlencode(sorted(query.items()))
                                                if query else "")
 
-    def _cache_control(self, media: MediaPath, grant: AccessGrant) -> str:
-        if media.kind is MediaKind.PLAYLIST:
-            return PLAYLIST_CACHE_CONTROL
-        return segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
-
     def cached(self, request: web.Request, media: MediaPath,
                grant: AccessGrant) -> web.Response | None:
         cached = self._fetcher.cached(self._key(request, media))
         if cached is None:
             return None
         return _bytes_response(request, cached.body, media_headers(
-            media.content_type, self._cache_control(media, grant), True))
+            media.content_type, _cache_control(media, grant, self._clock), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
@@ -235,7 +232,7 @@ class HttpOrigin(Origin):
         key = self._key(request, media)
         cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
                         else SEGMENT_CACHE_MS)
-        headers = media_headers(media.content_type, self._cache_control(media, grant))
+        headers = media_headers(media.content_type, _cache_control(media, grant, self._clock))
         url = self._url(key)
         if "Range" in request.headers:
             return await self._pass_range(request, url, headers)
