@@ -30,7 +30,7 @@ from gateway.keys import (
     WEBSOCKETS,
 )
 from gateway.metrics import Metrics
-from gateway.middlewares import error_middleware, finish_headers
+from gateway.middlewares import error_middleware
 from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
@@ -72,7 +72,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah, "local_time": local_time})
     app[aiohttp_jinja2.static_root_key] = "/static"
-    app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     # Opened in this order, closed in reverse. The store first: it makes the
     # SessionService and registers its status listeners, and everything after uses it.

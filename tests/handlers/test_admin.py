@@ -96,8 +96,10 @@ async def test_the_console_needs_a_sign_in_and_keeps_it_in_a_strict_cookie(
     assert API_KEY not in cookie
     page = await console.get("/admin/payments")
     assert "Sari" in page and console.csrf
-    assert (await console.http.get("/admin/payments")).headers["Cache-Control"] \
-        == "private, no-store"
+    headers = (await console.http.get("/admin/payments")).headers
+    assert headers["Cache-Control"] == "private, no-store"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
 
 
 async def test_a_wrong_key_is_refused_and_sets_no_cookie(console: Console) -> None:
@@ -217,6 +219,7 @@ async def test_the_ledger_exports_as_csv(console: Console, make_viewer: AppFacto
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/csv")
     assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     rows = list(csv.DictReader(io.StringIO(await response.text())))
     assert [(row["trx_id"], row["amount"], row["fee"], row["reason"], row["status"])
             for row in rows] == [
