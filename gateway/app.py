@@ -38,6 +38,7 @@ from gateway.resources import (
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
+    stream_health_ctx,
     sweeper_ctx,
 )
 from gateway.routes import setup_routes
@@ -66,7 +67,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[aiohttp_jinja2.static_root_key] = "/static"
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, stream_health_ctx,
+                            status_hub_ctx,
                             store_changes_ctx, metrics_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""

@@ -58,6 +58,12 @@ class AlreadyHasAccess(GatewayError):
     code = "already_has_access"
 
 
+class StreamOffline(GatewayError):
+    """The stream is offline and not scheduled, or has ended: nothing to sell now."""
+
+    code = "stream_offline"
+
+
 class NotificationRejected(GatewayError):
     """A provider notification that is not authentic: missing, bad or stale signature."""
 

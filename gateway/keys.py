@@ -21,6 +21,7 @@ from gateway.sessions import PaymentSessions
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
+from gateway.stream_health import StreamHealth
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -42,6 +43,9 @@ ORIGINS = web.AppKey("origins", dict[str, Origin])
 PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
 UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+# Per stream: is its origin up, how old is its newest segment (stream_health.py).
+STREAM_HEALTH = web.AppKey("stream_health", StreamHealth)
+STREAM_WATCHER = web.AppKey("stream_watcher", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -31,6 +31,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
+    errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
     errors.UpstreamFailed: 502,
@@ -39,8 +40,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/readyz", "/metrics",
-                  "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/posters/", "/ws", "/simulator/", "/healthz",
+                  "/readyz", "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,

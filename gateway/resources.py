@@ -30,6 +30,8 @@ from gateway.keys import (
     STATUS_HUB,
     STATUS_SENDER,
     STORE,
+    STREAM_HEALTH,
+    STREAM_WATCHER,
     SWEEPER,
     UPSTREAM,
     WEBSOCKETS,
@@ -37,6 +39,12 @@ from gateway.keys import (
 from gateway.logs import log_event
 from gateway.sessions import PaymentSessions
 from gateway.store import open_store
+from gateway.stream_health import (
+    DirectoryPlaylists,
+    HttpPlaylists,
+    PlaylistSource,
+    StreamHealth,
+)
 
 log = logging.getLogger("gateway.resources")
 
@@ -96,6 +104,30 @@ def _origin(stream: Stream, app: web.Application, fetcher: UpstreamFetcher,
         return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist, files,
                               clock)
     return DirectoryOrigin(stream.origin_dir, files, clock)
+
+
+async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Watches every origin from here, whoever serves the bytes (this gate or nginx)."""
+    settings, client = app[SETTINGS], app[HTTP_CLIENT]
+
+    def source(stream: Stream) -> PlaylistSource | None:
+        if stream.origin_url is not None:
+            return HttpPlaylists(stream.origin_url, client,
+                                 min(settings.upstream_timeout_seconds,
+                                     settings.stream_check_interval_seconds + 1))
+        if stream.loop_source is not None:
+            return None  # made from the clock: live whenever we are
+        assert stream.origin_dir is not None
+        return DirectoryPlaylists(stream.origin_dir)
+
+    health = StreamHealth(app[CATALOG], {s.stream_id: source(s) for s in app[CATALOG]},
+                          app[CLOCK],
+                          offline_after_seconds=settings.stream_offline_after_seconds)
+    app[STREAM_HEALTH] = health
+    app[STREAM_WATCHER] = asyncio.create_task(
+        health.run(settings.stream_check_interval_seconds), name="stream-health")
+    yield
+    await _stop(app[STREAM_WATCHER])
 
 
 async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -22,6 +22,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/readyz", health.readyz, name="readyz")
     router.add_get("/metrics", metrics.metrics, name="metrics")
     router.add_get("/api/streams", api.list_streams, name="api-streams")
+    router.add_get("/posters/{stream_id}", api.poster, name="poster")
     router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")
     router.add_get("/api/payment-callback", api.payment_status, name="payment-status")
     router.add_post("/api/payment-callback", api.payment_notification, name="payment-callback")

@@ -9,8 +9,8 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
-from gateway.errors import InvalidRequest, NotificationRejected, NotYours
+from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
+from gateway.errors import InvalidRequest, NotificationRejected, NotYours, UnknownStream
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -22,7 +22,16 @@ from gateway.handlers.common import (
 )
 from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
-from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    GATE,
+    METRICS,
+    PROVIDER,
+    SESSIONS,
+    SETTINGS,
+    STREAM_HEALTH,
+)
 from gateway.sessions import PaymentSession
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
@@ -55,16 +64,48 @@ def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
     }
 
 
+def stream_json(request: web.Request, stream: Stream) -> dict[str, Any]:
+    """A catalog entry as the public sees it: never its origin."""
+    health = request.app[STREAM_HEALTH]
+    settings = request.app[SETTINGS]
+    return {
+        "id": stream.stream_id,
+        "title": stream.title,
+        "price": stream.price,
+        "status": health.status(stream).value,
+        "startsAt": stream.starts_at_ms,
+        "endsAt": stream.ends_at_ms,
+        "description": stream.description,
+        "poster": poster_url(request, stream),
+        "accessSeconds": stream.access_seconds_or(settings.access_seconds),
+    }
+
+
+def poster_url(request: web.Request, stream: Stream) -> str | None:
+    if stream.poster_file is not None:
+        return str(request.app.router["poster"].url_for(stream_id=stream.stream_id))
+    return stream.poster_url
+
+
 async def list_streams(request: web.Request) -> web.Response:
-    return ok({"streams": [
-        {"id": stream.stream_id, "title": stream.title, "price": stream.price}
-        for stream in request.app[CATALOG]
-    ]})
+    return ok({"streams": [stream_json(request, stream) for stream in request.app[CATALOG]]})
+
+
+async def poster(request: web.Request) -> web.FileResponse:
+    stream = request.app[CATALOG].get(request.match_info["stream_id"])
+    if stream is None or stream.poster_file is None:
+        raise UnknownStream()
+    return web.FileResponse(stream.poster_file, headers={
+        "Content-Type": POSTER_TYPES[stream.poster_file.suffix.lower()],
+        "Cache-Control": "public, max-age=3600"})
 
 
 async def generate_qris(request: web.Request) -> web.Response:
     body = await read_json(request, GenerateQrisBody)
     user_id = acting_user(current_viewer(request), body.user_id)
+    stream = request.app[CATALOG].get(body.stream_id)
+    if stream is not None:
+        request.app[STREAM_HEALTH].ensure_buyable(stream)
     session, created = await request.app[SESSIONS].request_qr(
         user_id, body.stream_id, body.amount
     )
