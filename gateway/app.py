@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.access import AccessGate
-from gateway.handlers.pages import rupiah
 from gateway.handlers.ws import close_all_on_shutdown
+from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
 from gateway.keys import (
     CATALOG,

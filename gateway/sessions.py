@@ -43,6 +43,9 @@ class SessionStatus(StrEnum):
 
 
 ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
+# Rule 2's exception: in the last ten minutes of a paid window the viewer may buy the
+# next one, which starts where the current one ends.
+RENEWAL_WINDOW_MS = 10 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,11 @@ class PaymentSession:
     created_at_ms: int
     paid_at_ms: int | None
     expires_at_ms: int
+    # Once paid: when access opens (payment, the stream's start, or the end of the
+    # window this one continues). None while unpaid.
+    starts_at_ms: int | None = None
+    # The paid session this one continues without a gap (rule 2's exception), if any.
+    renews: str | None = None
 
     def status_at(self, now_ms: int) -> SessionStatus:
         """Expiry is exact on every read, whatever the sweeper has got round to."""
@@ -73,11 +81,22 @@ class PaymentSession:
         return self.status_at(now_ms) in ACTIVE_STATUSES
 
     def grants_access(self, user_id: str, stream_id: str, now_ms: int) -> bool:
+        """Rule 4: paid, the caller's, this stream, and startsAt <= now < expiresAt."""
         return (
             self.user_id == user_id
             and self.stream_id == stream_id
             and self.status_at(now_ms) == SessionStatus.PAID
+            and not self.waiting_at(now_ms)
         )
+
+    def waiting_at(self, now_ms: int) -> bool:
+        """Paid, but its window has not opened yet: a ticket bought ahead, or the next
+        window of a viewer still watching the current one."""
+        return (self.status_at(now_ms) == SessionStatus.PAID
+                and self.starts_at_ms is not None and now_ms < self.starts_at_ms)
+
+    def starts_in_ms(self, now_ms: int) -> int:
+        return max(0, (self.starts_at_ms or now_ms) - now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +148,20 @@ class PaymentDecision:
     changed: tuple[PaymentSession, ...] = ()
 
 
-def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
-    """Rule 3: what a verified notification does. Pure: no I/O, no clock."""
+@dataclass(frozen=True, slots=True)
+class StreamTerms:
+    """What a payment buys for one stream: its access window, and when it opens at the
+    earliest (the stream's starts_at, for tickets bought ahead)."""
+
+    access_ms: int
+    opens_at_ms: int | None = None
+
+
+def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecision:
+    """Rule 3: what a verified notification does. Pure: no I/O, no clock.
+
+    The window opens at the latest of: payment, the stream's start, and (for a renewal
+    whose session is still paid) the end of the window it continues."""
     note, session = context.notification, context.session
     session_id = session.session_id if session else None
 
@@ -147,7 +178,11 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
         return refuse(NotificationReason.AMOUNT_MISMATCH)
     if session.paid_at_ms is not None:
         return refuse(NotificationReason.ALREADY_PAID)
-    if any(other.status == SessionStatus.PAID for other in context.other_active):
+    renewed = next((other for other in context.other_active
+                    if other.session_id == session.renews
+                    and other.status == SessionStatus.PAID), None)
+    if any(other.status == SessionStatus.PAID and other is not renewed
+           for other in context.other_active):
         return refuse(NotificationReason.DUPLICATE_PAYMENT)
 
     # The provider's clock says when the money moved; never before the QR existed, never
@@ -157,12 +192,18 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
     superseded = tuple(
         replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
+        if other is not renewed
     )
+    starts_at_ms = max(paid_at_ms, terms.opens_at_ms or paid_at_ms,
+                       renewed.expires_at_ms if renewed is not None else paid_at_ms)
     paid = replace(
         session,
         status=SessionStatus.PAID,
         paid_at_ms=paid_at_ms,
-        expires_at_ms=paid_at_ms + access_ms,
+        starts_at_ms=starts_at_ms,
+        expires_at_ms=starts_at_ms + terms.access_ms,
+        # A renewal whose window has ended before the money came is a plain purchase.
+        renews=renewed.session_id if renewed is not None else None,
     )
     return PaymentDecision(
         applied=True,
@@ -172,12 +213,62 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     )
 
 
+class RequestOutcome(StrEnum):
+    REUSE = "reuse"  # a pending QR exists: show it again
+    REFUSE = "refuse"  # paid access is held (and it is not time to renew)
+    CREATE = "create"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDecision:
+    outcome: RequestOutcome
+    session: PaymentSession | None = None  # the one reused, or the one that refuses
+    renews: str | None = None  # for CREATE: the paid session the new one continues
+
+
+def decide_request(active: tuple[PaymentSession, ...], now_ms: int) -> RequestDecision:
+    """Rules 1-2 for a QR request, given the viewer's active sessions for the stream.
+    Pure; the store calls it again inside its transaction, so it holds under races."""
+    live = [session for session in active if session.is_active(now_ms)]
+    pending = [s for s in live if s.status_at(now_ms) == SessionStatus.PENDING]
+    if pending:
+        return RequestDecision(RequestOutcome.REUSE, pending[0])
+    paid = sorted((s for s in live if s.status_at(now_ms) == SessionStatus.PAID),
+                  key=lambda s: s.expires_at_ms)
+    if not paid:
+        return RequestDecision(RequestOutcome.CREATE)
+    current = paid[0]
+    if (len(paid) == 1 and not current.waiting_at(now_ms)
+            and current.expires_at_ms - now_ms <= RENEWAL_WINDOW_MS):
+        return RequestDecision(RequestOutcome.CREATE, renews=current.session_id)
+    return RequestDecision(RequestOutcome.REFUSE, current)
+
+
+def current_session(active: list[PaymentSession], now_ms: int) -> PaymentSession | None:
+    """Of the viewer's active sessions for one stream, the one that matters now: the
+    one granting access, else a pending QR, else a paid ticket waiting to open."""
+    live = [session for session in active if session.is_active(now_ms)]
+    for wanted in (
+        lambda s: s.status_at(now_ms) == SessionStatus.PAID and not s.waiting_at(now_ms),
+        lambda s: s.status_at(now_ms) == SessionStatus.PENDING,
+        lambda s: s.waiting_at(now_ms),
+    ):
+        found = [session for session in live if wanted(session)]
+        if found:
+            return min(found, key=lambda s: (s.starts_at_ms or 0, s.created_at_ms))
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class AccessDecision:
     has_access: bool
     stream_id: str
     session: PaymentSession | None
     remaining_ms: int
+    # A paid session whose window has not opened: when it opens (ms from now).
+    starts_in_ms: int | None = None
+    # The paid next window that continues this one, if bought.
+    next_session: PaymentSession | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +339,13 @@ class PaymentSessions:
         if amount is not None and amount != stream.price:
             raise AmountMismatch(price=stream.price)
         now_ms = self.clock()
-        existing = await self.store.find_active(user_id, stream_id, now_ms)
-        if existing is not None:
-            return self._reuse(existing, now_ms), False
+        decision = decide_request(
+            tuple(await self.store.active_for_stream(user_id, stream_id, now_ms)), now_ms)
+        if decision.outcome is RequestOutcome.REFUSE:
+            raise AlreadyHasAccess()
+        if decision.outcome is RequestOutcome.REUSE:
+            assert decision.session is not None
+            return decision.session, False
 
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms
@@ -273,6 +368,7 @@ class PaymentSessions:
             created_at_ms=now_ms,
             paid_at_ms=None,
             expires_at_ms=expires_at_ms,
+            renews=decision.renews,
         )
         stored, inserted = await self.store.insert_pending(candidate, now_ms)
         if not inserted:
@@ -281,7 +377,8 @@ class PaymentSessions:
                       trxId=created.trx_id, streamId=stream_id)
             return self._reuse(stored, now_ms), False
         log_event(log, "session_created", sessionId=session_id, trxId=created.trx_id,
-                  streamId=stream_id, amount=stream.price, status="pending")
+                  streamId=stream_id, amount=stream.price, status="pending",
+                  renews=stored.renews)
         return stored, True
 
     def _reuse(self, existing: PaymentSession, now_ms: int) -> PaymentSession:
@@ -312,19 +409,28 @@ class PaymentSessions:
         if self.catalog.get(stream_id) is None:
             raise UnknownStream()
         now_ms = self.clock()
+        active = await self.store.active_for_stream(user_id, stream_id, now_ms)
         if session_id is not None:
             session: PaymentSession | None = await self.owned_session(
                 user_id, session_id=session_id
             )
         else:
-            session = await self.store.find_active(user_id, stream_id, now_ms)
+            session = current_session(active, now_ms)
         granted = session is not None and session.grants_access(user_id, stream_id, now_ms)
         remaining_ms = session.remaining_ms(now_ms) if session is not None and granted else 0
+        waiting = (session is not None and session.stream_id == stream_id
+                   and session.waiting_at(now_ms))
+        following = next((other for other in active if granted and session is not None
+                          and other.renews == session.session_id
+                          and other.status_at(now_ms) == SessionStatus.PAID), None)
         log_event(log, "access_decision", sessionId=session.session_id if session else None,
                   trxId=session.trx_id if session else None, streamId=stream_id,
                   granted=granted,
                   sessionStatus=session.status_at(now_ms) if session else None)
-        return AccessDecision(granted, stream_id, session, remaining_ms)
+        return AccessDecision(granted, stream_id, session, remaining_ms,
+                              starts_in_ms=session.starts_in_ms(now_ms)
+                              if waiting and session is not None else None,
+                              next_session=following)
 
     async def active_sessions(self, user_id: str) -> list[PaymentSession]:
         return await self.store.list_active(user_id, self.clock())
@@ -332,7 +438,7 @@ class PaymentSessions:
     async def record_notification(self, notification: Notification) -> PaymentDecision:
         """Rule 3: store every verified notification and apply it if it pays a session."""
         decision = await self.store.apply_notification(
-            notification, lambda context: decide_payment(context, self.access_ms)
+            notification, lambda context: decide_payment(context, self._terms(context))
         )
         if decision.reason == NotificationReason.REPLAYED:
             log_event(log, "notification_replayed", level=logging.WARNING,
@@ -347,6 +453,23 @@ class PaymentSessions:
                             else "session_superseded")
             await self._changed(session)
         return decision
+
+    def _terms(self, context: PaymentContext) -> StreamTerms:
+        stream = (self.catalog.get(context.session.stream_id)
+                  if context.session is not None else None)
+        if stream is None:  # unknown transaction, or a stream since removed
+            return StreamTerms(self.access_ms)
+        return StreamTerms(stream.access_seconds_or(self.access_ms // 1000) * 1000,
+                           stream.starts_at_ms)
+
+    @property
+    def longest_access_ms(self) -> int:
+        return max([self.access_ms, *(stream.access_seconds_or(self.access_ms // 1000) * 1000
+                                      for stream in self.catalog)])
+
+    async def purchases(self, user_id: str, limit: int = 100) -> list[PaymentSession]:
+        """The viewer's paid sessions, newest payment first: what they bought."""
+        return await self.store.list_paid(user_id, limit)
 
     async def revoke(self, session_id: str, reason: str) -> PaymentSession:
         """End a paid session now (a refund, an abuse report). Idempotent: revoking a
@@ -365,7 +488,7 @@ class PaymentSessions:
     async def ended_early(self) -> list[PaymentSession]:
         """Sessions whose access was ended before its natural expiry and whose access
         tokens could therefore still look valid."""
-        return await self.store.ended_early(self.clock() - self.access_ms)
+        return await self.store.ended_early(self.clock() - self.longest_access_ms)
 
     async def sweep(self, batch_size: int = 500) -> SweepReport:
         """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,

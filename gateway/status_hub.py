@@ -35,11 +35,12 @@ class _Watched:
     status: SessionStatus
     paid_at_ms: int | None
     expires_at_ms: int
+    starts_at_ms: int | None
 
     @classmethod
     def of(cls, session: PaymentSession) -> _Watched:
         return cls(session.session_id, session.stream_id, session.status,
-                   session.paid_at_ms, session.expires_at_ms)
+                   session.paid_at_ms, session.expires_at_ms, session.starts_at_ms)
 
     def status_at(self, now_ms: int) -> SessionStatus:
         if self.status != SessionStatus.EXPIRED and now_ms >= self.expires_at_ms:
@@ -54,6 +55,7 @@ def status_message(session: PaymentSession | _Watched, now_ms: int) -> str:
         "streamId": session.stream_id,
         "status": session.status_at(now_ms).value,
         "paidAt": session.paid_at_ms,
+        "startsAt": session.starts_at_ms,
         "expiresAt": session.expires_at_ms,
         "remainingTime": max(0, session.expires_at_ms - now_ms),
     }, separators=(",", ":"))

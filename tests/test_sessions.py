@@ -26,6 +26,7 @@ from gateway.sessions import (
     PaymentSession,
     PaymentSessions,
     SessionStatus,
+    StreamTerms,
     decide_payment,
 )
 from gateway.settings import DEFAULT_CATALOG
@@ -189,10 +190,10 @@ def test_decide_payment_is_a_pure_function_of_what_the_store_read() -> None:
     session = PaymentSession("s" * 22, "alice", "demo", "simulator", "T1", 1000, 0, "q",
                              SessionStatus.PENDING, 1_000, None, 2_000)
     note = Notification("simulator", "e", "T1", 1000, "paid", 500, 1_500, "{}")
-    decision = decide_payment(PaymentContext(note, session, False, ()), access_ms=10_000)
+    decision = decide_payment(PaymentContext(note, session, False, ()), StreamTerms(10_000))
     # paidAt is clamped to [createdAt, receivedAt]: never before the QR existed.
     assert decision.changed[-1].paid_at_ms == 1_000
     assert decision.changed[-1].expires_at_ms == 11_000
     future = Notification("simulator", "e", "T1", 1000, "paid", 9_999, 1_500, "{}")
     assert decide_payment(PaymentContext(future, session, False, ()),
-                          10_000).changed[-1].paid_at_ms == 1_500
+                          StreamTerms(10_000)).changed[-1].paid_at_ms == 1_500

@@ -59,8 +59,10 @@ def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
         "amount": session.amount,
         "createdAt": session.created_at_ms,
         "paidAt": session.paid_at_ms,
+        "startsAt": session.starts_at_ms,
         "expiresAt": session.expires_at_ms,
         "remainingTime": session.remaining_ms(now_ms),
+        "renews": session.renews,
     }
 
 
@@ -182,6 +184,16 @@ async def check_access(request: web.Request) -> web.Response:
         "sessionId": decision.session.session_id if decision.session else None,
         "remainingTime": decision.remaining_ms,
     }
+    if decision.starts_in_ms is not None and decision.session is not None:
+        # A paid ticket whose window has not opened: when it does.
+        data |= {"startsAt": decision.session.starts_at_ms, "startsIn": decision.starts_in_ms}
+    if decision.next_session is not None:
+        following = decision.next_session
+        # The paid next window: access runs on, without a gap, until it ends.
+        data["next"] = {"sessionId": following.session_id,
+                        "startsAt": following.starts_at_ms,
+                        "expiresAt": following.expires_at_ms,
+                        "remainingTime": following.remaining_ms(request.app[CLOCK]())}
     if not (decision.has_access and decision.session is not None):
         return ok(data)
     stream = request.app[CATALOG].get(stream_id)

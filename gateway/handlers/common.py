@@ -74,6 +74,20 @@ def current_viewer(request: web.Request) -> Viewer:
     return viewer
 
 
+def known_viewer_id(request: web.Request) -> str | None:
+    """The viewer's id if they have been here before (or are a platform's user), else
+    None, without making them a new viewer (which would issue a cookie)."""
+    viewer = request.get(VIEWER) or request.app[IDENTITY].resolve(
+        api_key=request.headers.get("X-Api-Key"),
+        authorization=request.headers.get("Authorization"),
+        viewer_cookie=request.cookies.get("viewer"),
+    )
+    if viewer.via == "new":
+        return None
+    request[VIEWER] = viewer
+    return viewer.user_id
+
+
 def add_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *,
                path: str, max_age_s: int) -> None:
     """Set an HttpOnly, SameSite=Lax cookie (Secure over HTTPS). Written as a header:

@@ -39,7 +39,9 @@ from gateway.sessions import (
     PaymentContext,
     PaymentDecision,
     PaymentSession,
+    RequestOutcome,
     SessionStatus,
+    decide_request,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -68,6 +70,8 @@ def _session_fields(session: PaymentSession) -> dict[str, str]:
         "created_at_ms": str(session.created_at_ms),
         "paid_at_ms": "" if session.paid_at_ms is None else str(session.paid_at_ms),
         "expires_at_ms": str(session.expires_at_ms),
+        "starts_at_ms": "" if session.starts_at_ms is None else str(session.starts_at_ms),
+        "renews": session.renews or "",
     }
 
 
@@ -82,7 +86,14 @@ def _session(fields: dict[str, str]) -> PaymentSession | None:
         created_at_ms=int(fields["created_at_ms"]),
         paid_at_ms=int(fields["paid_at_ms"]) if fields["paid_at_ms"] else None,
         expires_at_ms=int(fields["expires_at_ms"]),
+        # Sessions stored before tickets ahead existed opened at payment.
+        starts_at_ms=_optional_int(fields.get("starts_at_ms", fields["paid_at_ms"])),
+        renews=fields.get("renews") or None,
     )
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text) if text else None
 
 
 def _is_stale(session: PaymentSession, now_ms: int) -> bool:
@@ -94,7 +105,7 @@ class _Keys:
         self.prefix = prefix
         self.due = prefix + "due"  # active sessions by expires_at_ms
         self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
-        self.ended = prefix + "paid-expired"  # paid and over, by paid_at_ms
+        self.ended = prefix + "paid-expired"  # paid and over, by starts_at_ms
         self.notification_ids = prefix + "notification-seq"
         self.notifications = prefix + "notifications"  # ids by id: newest is highest
         self.changes = prefix + "session-changes"
@@ -111,6 +122,10 @@ class _Keys:
     def user_active(self, user_id: str) -> str:
         return f"{self.prefix}user-active:{_part(user_id)}"
 
+    def user_paid(self, user_id: str) -> str:
+        """Every session the viewer ever paid, by paid_at_ms ("Tiket saya")."""
+        return f"{self.prefix}user-paid:{_part(user_id)}"
+
     def notification(self, number: int) -> str:
         return f"{self.prefix}notification:{number}"
 
@@ -125,8 +140,9 @@ class _Keys:
 
 
 # Everything a notification's decision reads, in one round trip: whether this delivery
-# was replayed, whether its event was seen, its session, and the session that the
-# viewer's active pointer names. KEYS: trx pointer, event marker, ledger counter.
+# was replayed, whether its event was seen, its session, and the viewer's other active
+# sessions for the stream: the one the active pointer names, and the sessions that one
+# and this one continue (renewals). KEYS: trx pointer, event marker, ledger counter.
 # ARGV: key prefix, replay marker key or "", and "number" to also draw the ledger number
 # for the notification (a counter: a number drawn by an attempt that is retried is
 # skipped).
@@ -138,20 +154,26 @@ if ARGV[2] ~= '' then replayed = redis.call('EXISTS', ARGV[2]) end
 local seen = redis.call('EXISTS', KEYS[2])
 local sid = redis.call('GET', KEYS[1])
 if not sid then return {replayed, seen, '', {}, '', '', {}, number} end
-local session = redis.call('HGETALL', ARGV[1] .. 'session:' .. sid)
-local active_key = ''
-for i = 1, #session, 2 do
-  if session[i] == 'active_key' then active_key = session[i + 1] end
-end
+local session_key = ARGV[1] .. 'session:' .. sid
+local session = redis.call('HGETALL', session_key)
+local active_key = redis.call('HGET', session_key, 'active_key') or ''
 local pointer = ''
-local current = {}
-if active_key ~= '' then
-  pointer = redis.call('GET', active_key) or ''
-  if pointer ~= '' and pointer ~= sid then
-    current = redis.call('HGETALL', ARGV[1] .. 'session:' .. pointer)
+local related = {}
+local seen_ids = {[sid] = true}
+local function add(id)
+  if id and id ~= '' and not seen_ids[id] then
+    seen_ids[id] = true
+    local fields = redis.call('HGETALL', ARGV[1] .. 'session:' .. id)
+    if #fields > 0 then related[#related + 1] = fields end
   end
 end
-return {replayed, seen, sid, session, active_key, pointer, current, number}
+if active_key ~= '' then
+  pointer = redis.call('GET', active_key) or ''
+  add(pointer)
+  if pointer ~= '' then add(redis.call('HGET', ARGV[1] .. 'session:' .. pointer, 'renews')) end
+end
+add(redis.call('HGET', session_key, 'renews'))
+return {replayed, seen, sid, session, active_key, pointer, related, number}
 """
 
 
@@ -161,7 +183,9 @@ class _NotificationContext:
     event_seen: bool
     session: PaymentSession | None
     pointer: str | None
-    current: PaymentSession | None  # what the pointer names, when not `session`
+    # The other sessions that may be active for the viewer and stream: the pointer's,
+    # and those it and `session` continue.
+    related: tuple[PaymentSession, ...]
     derived_keys: tuple[str, ...]  # the keys read through the others: to WATCH
 
 
@@ -239,14 +263,21 @@ class RedisStore(SessionStore):
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
         return await self._load(await self._redis.get(self._keys.trx(provider, trx_id)))
 
-    async def find_active(
+    async def active_for_stream(
         self, user_id: str, stream_id: str, now_ms: int
-    ) -> PaymentSession | None:
-        session = await self._load(
-            await self._redis.get(self._keys.active(user_id, stream_id)))
-        if session is None or not session.is_active(now_ms):
-            return None
-        return session
+    ) -> list[PaymentSession]:
+        head = await self._load(await self._redis.get(self._keys.active(user_id, stream_id)))
+        found = [head] if head is not None else []
+        if head is not None and head.renews:
+            renewed = await self._load(head.renews)
+            if renewed is not None:
+                found.append(renewed)
+        return sorted((session for session in found if session.is_active(now_ms)),
+                      key=lambda session: (session.created_at_ms, session.session_id))
+
+    async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrevrange(self._keys.user_paid(user_id), 0, limit - 1)
+        return await self._load_many(ids)
 
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         ids = await self._redis.smembers(self._keys.user_active(user_id))
@@ -254,8 +285,9 @@ class RedisStore(SessionStore):
                     if session.is_active(now_ms)]
         return sorted(sessions, key=lambda session: (session.created_at_ms, session.session_id))
 
-    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
-        ids = await self._redis.zrangebyscore(self._keys.ended, f"({paid_after_ms}", "+inf")
+    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.ended, f"({started_after_ms}",
+                                              "+inf")
         return [session for session in await self._load_many(ids)
                 if session.status == SessionStatus.EXPIRED and session.paid_at_ms is not None]
 
@@ -316,6 +348,8 @@ class RedisStore(SessionStore):
         pipe.hset(keys.session(session_id),
                   mapping={**_session_fields(session), "active_key": active_key})
         pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        if session.paid_at_ms is not None:
+            pipe.zadd(keys.user_paid(session.user_id), {session_id: session.paid_at_ms})
         if session.status in ACTIVE_STATUSES:
             pipe.zadd(keys.due, {session_id: session.expires_at_ms})
             pipe.sadd(keys.user_active(session.user_id), session_id)
@@ -326,8 +360,13 @@ class RedisStore(SessionStore):
         if session.paid_at_ms is None:
             pipe.zadd(keys.prunable, {session_id: session.expires_at_ms})
         else:
-            pipe.zadd(keys.ended, {session_id: session.paid_at_ms})
+            pipe.zadd(keys.ended, {session_id: session.starts_at_ms or session.paid_at_ms})
         if pointer == session_id:
+            # A renewal that ends hands the pointer back to the window it continued,
+            # which may still be paid and running.
+            if session.renews:
+                pipe.set(active_key, session.renews)
+                return session.renews
             pipe.delete(active_key)
             return None
         return pointer
@@ -343,34 +382,43 @@ class RedisStore(SessionStore):
     async def _notification_context(self, trx_key: str, event_key: str, replay_key: str | None,
                                     *, draw_number: bool = False
                                     ) -> tuple[_NotificationContext, int]:
-        replayed, seen, session_id, session, active_key, pointer, current, number = (
+        replayed, seen, session_id, session, active_key, pointer, related, number = (
             await self._read_notification_context(
                 keys=[trx_key, event_key, self._keys.notification_ids],
                 args=[self._keys.prefix, replay_key or "", "number" if draw_number else ""]))
-        current_session = _session(_pairs(current))
+        others = tuple(found for found in (_session(_pairs(fields)) for fields in related)
+                       if found is not None)
         return _NotificationContext(
             replayed=bool(replayed), event_seen=bool(seen),
             session=_session(_pairs(session)), pointer=pointer or None,
-            current=current_session,
+            related=others,
             derived_keys=tuple(key for key in (
                 self._keys.session(session_id) if session_id else "", active_key,
-                self._keys.session(current_session.session_id) if current_session else "",
+                *(self._keys.session(other.session_id) for other in others),
             ) if key)), int(number)
 
     async def insert_pending(
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
-            pointer, current = await self._active_pointer(pipe, candidate.user_id,
-                                                          candidate.stream_id)
-            if current is not None and current.status in ACTIVE_STATUSES \
-                    and not _is_stale(current, now_ms):
-                return current, False
+            pointer, head = await self._active_pointer(pipe, candidate.user_id,
+                                                       candidate.stream_id)
+            found = [head] if head is not None else []
+            if head is not None and head.renews:
+                renewed = await self._read_session(pipe, head.renews)
+                if renewed is not None:
+                    found.append(renewed)
+            decision = decide_request(tuple(s for s in found if s.is_active(now_ms)), now_ms)
+            if decision.outcome is not RequestOutcome.CREATE:
+                assert decision.session is not None
+                return decision.session, False
+            stored = replace(candidate, renews=decision.renews)
             pipe.multi()
-            if current is not None and _is_stale(current, now_ms):
-                pointer = self._queue_write(pipe, _expired(current), pointer)
-            self._queue_write(pipe, candidate, pointer)
-            return candidate, True
+            for session in found:
+                if _is_stale(session, now_ms):
+                    pointer = self._queue_write(pipe, _expired(session), pointer)
+            self._queue_write(pipe, stored, pointer)
+            return stored, True
 
         return await self._transaction([], insert)
 
@@ -403,18 +451,18 @@ class RedisStore(SessionStore):
             writes: list[PaymentSession] = []  # stale sessions found expired, then decided
             others: tuple[PaymentSession, ...] = ()
             if session is not None:
-                current = session if pointer == session.session_id else context.current
-                if session.session_id != pointer and _is_stale(session, now_ms):
-                    session = _expired(session)  # cannot happen while the pointer holds
+                if _is_stale(session, now_ms):
+                    session = _expired(session)
                     writes.append(session)
-                if current is not None and _is_stale(current, now_ms):
-                    current = _expired(current)
-                    writes.append(current)
-                    if current.session_id == session.session_id:
-                        session = current
-                if (current is not None and current.session_id != session.session_id
-                        and current.status in ACTIVE_STATUSES):
-                    others = (current,)
+                active_others = []
+                for other in context.related:
+                    if other.user_id != session.user_id or other.stream_id != session.stream_id:
+                        continue
+                    if _is_stale(other, now_ms):
+                        writes.append(_expired(other))
+                    elif other.status in ACTIVE_STATUSES:
+                        active_others.append(other)
+                others = tuple(active_others)
             seen = context.event_seen
             decision = decide(PaymentContext(note, session, seen, others))
             pipe.multi()

@@ -19,6 +19,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +29,9 @@ from gateway.sessions import (
     PaymentContext,
     PaymentDecision,
     PaymentSession,
+    RequestOutcome,
     SessionStatus,
+    decide_request,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -36,7 +39,7 @@ T = TypeVar("T")
 
 _SESSION_COLUMNS = (
     "session_id, user_id, stream_id, provider, trx_id, amount, fee, qr_string, status,"
-    " created_at_ms, paid_at_ms, expires_at_ms"
+    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews"
 )
 _ACTIVE = "status IN ('pending', 'paid')"
 
@@ -88,6 +91,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_sessions_ended ON payment_sessions (paid_at_ms)
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
     """,
+    f"""
+    -- Tickets ahead and renewals: when access opens, and which window this continues.
+    ALTER TABLE payment_sessions ADD COLUMN starts_at_ms INTEGER;
+    ALTER TABLE payment_sessions ADD COLUMN renews TEXT;
+    UPDATE payment_sessions SET starts_at_ms = paid_at_ms WHERE paid_at_ms IS NOT NULL;
+    -- Rule 1, with its one exception: besides the current session, one renewal of it.
+    DROP INDEX payment_sessions_one_active;
+    CREATE UNIQUE INDEX payment_sessions_one_active
+        ON payment_sessions (user_id, stream_id, coalesce(renews, '')) WHERE {_ACTIVE};
+    DROP INDEX payment_sessions_ended;
+    CREATE INDEX payment_sessions_ended ON payment_sessions (starts_at_ms)
+        WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
+    -- A viewer's purchases ("Tiket saya").
+    CREATE INDEX payment_sessions_paid_by_user ON payment_sessions (user_id, paid_at_ms)
+        WHERE paid_at_ms IS NOT NULL;
+    """,
 )
 
 
@@ -96,6 +115,7 @@ def _session(row: Sequence[Any]) -> PaymentSession:
         session_id=row[0], user_id=row[1], stream_id=row[2], provider=row[3], trx_id=row[4],
         amount=row[5], fee=row[6], qr_string=row[7], status=SessionStatus(row[8]),
         created_at_ms=row[9], paid_at_ms=row[10], expires_at_ms=row[11],
+        starts_at_ms=row[12], renews=row[13],
     )
 
 
@@ -263,14 +283,25 @@ class SQLiteStore(SessionStore):
             (provider, trx_id),
         )
 
-    async def find_active(
+    async def active_for_stream(
         self, user_id: str, stream_id: str, now_ms: int
-    ) -> PaymentSession | None:
-        return await self._one(
-            f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-            f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms > ?",
-            (user_id, stream_id, now_ms),
-        )
+    ) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            return _active_rows(conn, user_id, stream_id, now_ms)
+
+        return await self._reader.run(query)
+
+    async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE user_id = ? AND paid_at_ms IS NOT NULL"
+                " ORDER BY paid_at_ms DESC, session_id LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
 
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
@@ -289,22 +320,22 @@ class SQLiteStore(SessionStore):
     ) -> tuple[PaymentSession, bool]:
         def insert(conn: sqlite3.Connection) -> tuple[PaymentSession, bool]:
             _expire_stale(conn, candidate.user_id, candidate.stream_id, now_ms)
-            row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}",
-                (candidate.user_id, candidate.stream_id),
-            ).fetchone()
-            if row is not None:
-                return _session(row), False
+            active = _active_rows(conn, candidate.user_id, candidate.stream_id, now_ms)
+            decision = decide_request(tuple(active), now_ms)
+            if decision.outcome is not RequestOutcome.CREATE:
+                assert decision.session is not None
+                return decision.session, False
+            stored = replace(candidate, renews=decision.renews)
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (candidate.session_id, candidate.user_id, candidate.stream_id,
-                 candidate.provider, candidate.trx_id, candidate.amount, candidate.fee,
-                 candidate.qr_string, candidate.status.value, candidate.created_at_ms,
-                 candidate.paid_at_ms, candidate.expires_at_ms),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (stored.session_id, stored.user_id, stored.stream_id,
+                 stored.provider, stored.trx_id, stored.amount, stored.fee,
+                 stored.qr_string, stored.status.value, stored.created_at_ms,
+                 stored.paid_at_ms, stored.expires_at_ms, stored.starts_at_ms,
+                 stored.renews),
             )
-            return candidate, True
+            return stored, True
 
         return await self._writer.run_in_transaction(insert)
 
@@ -346,10 +377,10 @@ class SQLiteStore(SessionStore):
             decision = decide(PaymentContext(note, session, seen is not None, others))
             for changed in decision.changed:
                 conn.execute(
-                    "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?"
-                    " WHERE session_id = ?",
+                    "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
+                    " starts_at_ms = ?, renews = ? WHERE session_id = ?",
                     (changed.status.value, changed.paid_at_ms, changed.expires_at_ms,
-                     changed.session_id),
+                     changed.starts_at_ms, changed.renews, changed.session_id),
                 )
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
@@ -374,7 +405,7 @@ class SQLiteStore(SessionStore):
                 "UPDATE payment_sessions SET status = 'expired' WHERE session_id = ?",
                 [(row[0],) for row in rows],
             )
-            return [_session((*row[:8], "expired", *row[9:])) for row in rows]
+            return [replace(_session(row), status=SessionStatus.EXPIRED) for row in rows]
 
         return await self._writer.run_in_transaction(expire)
 
@@ -402,12 +433,12 @@ class SQLiteStore(SessionStore):
 
         return await self._writer.run_in_transaction(end)
 
-    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
+    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND paid_at_ms > ?",
-                (paid_after_ms,),
+                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND starts_at_ms > ?",
+                (started_after_ms,),
             ).fetchall()
             return [_session(row) for row in rows]
 
@@ -447,6 +478,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _active_rows(conn: sqlite3.Connection, user_id: str, stream_id: str,
+                 now_ms: int) -> list[PaymentSession]:
+    rows = conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+        f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms > ?"
+        " ORDER BY created_at_ms, session_id",
+        (user_id, stream_id, now_ms),
+    ).fetchall()
+    return [_session(row) for row in rows]
 
 
 def _expire_stale(conn: sqlite3.Connection, user_id: str, stream_id: str, now_ms: int) -> None:
