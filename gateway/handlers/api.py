@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
+from gateway import qris
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
 from gateway.errors import InvalidRequest, NotificationRejected, NotYours, UnknownStream
 from gateway.handlers.common import (
@@ -32,7 +33,7 @@ from gateway.keys import (
     SETTINGS,
     STREAM_HEALTH,
 )
-from gateway.sessions import PaymentSession
+from gateway.sessions import AccessDecision, PaymentSession
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -115,8 +116,12 @@ async def generate_qris(request: web.Request) -> web.Response:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
+    # Payers compare these with what their e-wallet shows before they confirm.
+    payload = qris.parse(session.qr_string)
     return ok(
         {
+            "merchantName": payload.merchant_name,
+            "nmid": payload.nmid,
             "sessionId": session.session_id,
             "trxId": session.trx_id,
             "qrString": session.qr_string,
@@ -178,9 +183,22 @@ async def check_access(request: web.Request) -> web.Response:
     session_id = query_value(request, "sessionId", SESSION_ID)
     user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
+    stream = request.app[CATALOG].get(stream_id)
+    assert stream is not None
+    data, token = access_data(request, stream, decision)
+    response = ok(data)
+    if token is not None:
+        set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    return response
+
+
+def access_data(request: web.Request, stream: Stream, decision: AccessDecision
+                ) -> tuple[dict[str, Any], str | None]:
+    """check-access's answer (also given to the watch page), and the gate token to set
+    when access holds."""
     data: dict[str, Any] = {
         "hasAccess": decision.has_access,
-        "streamId": stream_id,
+        "streamId": stream.stream_id,
         "sessionId": decision.session.session_id if decision.session else None,
         "remainingTime": decision.remaining_ms,
     }
@@ -195,13 +213,9 @@ async def check_access(request: web.Request) -> web.Response:
                         "expiresAt": following.expires_at_ms,
                         "remainingTime": following.remaining_ms(request.app[CLOCK]())}
     if not (decision.has_access and decision.session is not None):
-        return ok(data)
-    stream = request.app[CATALOG].get(stream_id)
-    assert stream is not None
+        return data, None
     token = request.app[GATE].token_for(decision.session)
-    response = ok(data | playback_urls(request, stream, token))
-    set_gate_cookie(request, response, stream, token, decision.remaining_ms)
-    return response
+    return data | playback_urls(request, stream, token), token
 
 
 class RevokeBody(msgspec.Struct):

@@ -7,12 +7,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.catalog import Stream
 from gateway import qris
+from gateway.catalog import Stream
 from gateway.errors import SessionNotFound, UnknownStream
-from gateway.handlers.api import poster_url
+from gateway.handlers.api import access_data, poster_url
 from gateway.handlers.common import SESSION_ID, current_viewer, known_viewer_id, path_value
-from gateway.handlers.hls import playback_urls, set_gate_cookie
+from gateway.handlers.hls import set_gate_cookie
 from gateway.i18n import (
     catalog,
     choose_language,
@@ -21,11 +21,14 @@ from gateway.i18n import (
     time_until_text,
 )
 from gateway.identity import acting_user
-from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.keys import CATALOG, CLOCK, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
+from gateway.sessions import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.stream_health import StreamStatus
 
 WS_PATH = "/ws"
+# The watch page warns this long before access ends (and offers the next window from
+# RENEWAL_WINDOW_MS on).
+ACCESS_WARNING_MS = 5 * 60 * 1000
 
 
 def page_context(request: web.Request) -> dict[str, Any]:
@@ -106,13 +109,8 @@ async def watch(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, stream.stream_id, None)
     context = page_context(request)
     router = request.app.router
-    token: str | None = None
-    access: dict[str, Any] | None = None
-    if decision.has_access and decision.session is not None:
-        token = request.app[GATE].token_for(decision.session)
-        access = {"hasAccess": True, "sessionId": decision.session.session_id,
-                  "remainingTime": decision.remaining_ms,
-                  **playback_urls(request, stream, token)}
+    access, token = access_data(request, stream, decision)
+    view = stream_view(request, stream, context["lang"])
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
@@ -122,15 +120,23 @@ async def watch(request: web.Request) -> web.Response:
     if simulator:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     context.update(
-        **stream_view(request, stream, context["lang"]),
-        has_access=access is not None,
+        **view,
+        has_access=token is not None,
+        waiting=decision.starts_in_ms is not None,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
         config={"streamId": stream.stream_id, "strings": context["t"], "urls": urls,
-                "access": access},
+                "price": stream.price,
+                # What the page starts with: playing, waiting for the start, paying,
+                # or nothing to sell.
+                "access": access if token is not None else None,
+                "ticket": access if decision.starts_in_ms is not None else None,
+                "buyable": view["buyable"],
+                "renewWindowMs": RENEWAL_WINDOW_MS,
+                "warnBeforeMs": ACCESS_WARNING_MS},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
-    if token is not None and decision.session is not None:
+    if token is not None:
         set_gate_cookie(request, response, stream, token, decision.remaining_ms)
     return response
 

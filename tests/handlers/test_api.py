@@ -7,7 +7,7 @@ import asyncio
 from tests.conftest import START_MS, FakeClock, ViewerClient
 
 QR_FIELDS = {"sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
-             "status", "expiresAt", "remainingTime"}
+             "status", "expiresAt", "remainingTime", "merchantName", "nmid"}
 
 
 async def test_streams_list_ids_titles_and_prices_but_never_origins(viewer: ViewerClient) -> None:
@@ -30,6 +30,8 @@ async def test_generate_qris_creates_then_returns_the_same_pending_session(
     assert created["remainingTime"] == 1_200_000  # ms
     assert created["qrCode"] == f"/api/qr/{created['sessionId']}.png"
     assert created["qrString"].startswith("000201010212")
+    # The simulator's merchant, read back from the payload the viewer will scan.
+    assert (created["merchantName"], created["nmid"]) == ("STREAM PAYGATE", "ID1026000000001")
 
     again = await viewer.generate_qris("demo", expect=200, amount=1000)
     assert again == created
