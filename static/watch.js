@@ -36,7 +36,7 @@
   const RECOVERY_DELAYS_MS = [1000, 2000, 3000, 4000];
   // A live stream whose clock has not moved for this long is stuck, whatever the
   // player says about it.
-  const STALL_MS = 6000;
+  const STALL_MS = 5000;
 
   const state = {
     mode: "pay", // "pay" | "play" | "wait"
@@ -55,7 +55,7 @@
     reconnectTimer: null,
     hls: null,
     playbackUrl: null,
-    wantPlaying: false, // false once the viewer paused
+    autoplay: false, // start playing whenever there is something to play
     ignorePausesUntil: 0,
     lastTime: null,
     lastProgressAt: 0,
@@ -66,6 +66,7 @@
 
   const format = (template, values) =>
     template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
+  const minutesText = (n) => format(n === 1 ? t.unit_minute : t.unit_minutes, { n });
 
   function setStatus(text) {
     statusLine.textContent = text;
@@ -99,6 +100,7 @@
   async function requestQr() {
     const renewal = state.mode === "play";
     state.renewal = renewal;
+    $("pay-heading").textContent = renewal ? t.renew_heading : t.pay_heading;
     if (renewal) {
       payPanel.hidden = false; // below the player, which keeps playing
     } else {
@@ -130,6 +132,8 @@
     }
     const session = answer.payload.data;
     state.session = session;
+    $("pay-countdown-line").hidden = false;
+    if (simulateButton) simulateButton.parentElement.hidden = false;
     qrImage.onload = () => {  // reveal it drawn, never as an empty box
       qrImage.hidden = false;
       qrLoading.hidden = true;
@@ -319,7 +323,10 @@
     state.renewed = Boolean(access.next);
     state.playbackUrl = access.playbackUrl;
     scheduleWindowEnd(access);
-    listen(access.next ? access.next.sessionId : access.sessionId);
+    // One socket: the newest session is the one whose news matters (a pending next
+    // window's QR while it is being paid).
+    const pendingNext = state.renewal && state.session ? state.session.sessionId : null;
+    listen(access.next ? access.next.sessionId : pendingNext || access.sessionId);
     if (!state.renewed && !state.renewal) {
       renewBox.hidden = true;
       renewButton.hidden = false;
@@ -336,7 +343,7 @@
     renewBox.hidden = false;
     renewButton.hidden = state.renewal;
     renewText.textContent = left <= config.warnBeforeMs
-      ? format(t.access_ending_soon, { minutes: Math.max(1, Math.ceil(left / 60000)) })
+      ? format(t.access_ending_soon, { left: minutesText(Math.max(1, Math.ceil(left / 60000))) })
       : t.renew_offer;
   }
 
@@ -405,7 +412,7 @@
   function attach(url) {
     detach();
     state.playbackUrl = url;
-    state.wantPlaying = true;
+    state.autoplay = true;
     state.lastTime = null;
     state.lastProgressAt = performance.now();
     if (video.canPlayType("application/vnd.apple.mpegurl")) {
@@ -429,8 +436,14 @@
       setStatus(t.no_hls);
       return;
     }
-    video.play().catch(() => {
-      if (video.error) return; // nothing to play yet: the recovery retries
+    startPlaying();
+  }
+
+  function startPlaying() {
+    video.play().catch((error) => {
+      // Nothing to play yet (the origin is down, the source was replaced): "canplay"
+      // tries again once there is.
+      if (video.error || !error || error.name !== "NotAllowedError") return;
       // Autoplay with sound needs a gesture the viewer may not have made (they paid on
       // their phone): start muted, offer the sound.
       video.muted = true;
@@ -467,7 +480,7 @@
     stopRecovery();
     clearTimeout(state.windowTimer);
     detach();
-    state.wantPlaying = false;
+    state.autoplay = false;
     state.accessDeadline = null;
     state.renewed = false;
     state.renewal = false;
@@ -494,6 +507,9 @@
       RECOVERY_DELAYS_MS.length - 1)];
     state.recoveryAttempt += 1;
     state.recoveryTimer = setTimeout(async () => {
+      // Let go of the failing player first: its requests hanging on the origin must
+      // not hold the browser's connections that the access check needs.
+      detach();
       const access = await checkAccess();
       state.recoveryTimer = null;
       if (state.mode !== "play") return;
@@ -517,22 +533,31 @@
     state.lastTime = video.currentTime;
     if (!moved) return;
     state.lastProgressAt = performance.now();
-    if (state.disrupted && !video.paused) stopRecovery(); // the picture moves again
+    // The picture moves again: unless a retry is already due (the player gave up, and
+    // what still moves is the last of its buffer).
+    if (state.disrupted && !video.paused && state.recoveryTimer === null) stopRecovery();
   });
-  video.addEventListener("play", () => { state.wantPlaying = true; });
+  video.addEventListener("canplay", () => {
+    if (state.mode === "play" && state.autoplay && video.paused) startPlaying();
+  });
+  video.addEventListener("play", () => { state.autoplay = true; });
   video.addEventListener("pause", () => {
-    // A pause the viewer made (errors and our own detach excepted): no stall watch
-    // until they play again.
-    if (video.error || performance.now() < state.ignorePausesUntil) return;
-    if (state.mode === "play") state.wantPlaying = false;
+    // A pause the viewer made, on a picture that could play (not an error, not our own
+    // detach, not an outage): leave it paused.
+    if (video.error || performance.now() < state.ignorePausesUntil || state.disrupted
+        || video.readyState < 3) return;
+    if (state.mode === "play") state.autoplay = false;
   });
   video.addEventListener("error", () => {
     if (state.mode !== "play" || !video.getAttribute("src")) return;
     disrupted(); // its retry asks check-access first: a refusal ends playback
   });
 
+  // The stall watch: a playing picture that stops moving, or a recovery attempt that
+  // has not got it moving, is an outage (a viewer's own pause is neither).
   setInterval(() => {
-    if (state.mode !== "play" || !state.wantPlaying || state.recoveryTimer !== null) return;
+    if (state.mode !== "play" || state.recoveryTimer !== null) return;
+    if (video.paused && !state.disrupted) return;
     if (performance.now() - state.lastProgressAt > STALL_MS) disrupted();
   }, 1000);
 
@@ -613,6 +638,8 @@
   } else if (!config.buyable) {
     showPayPanel();
     qrLoading.hidden = true;
+    $("pay-countdown-line").hidden = true; // nothing to pay, no clock to watch
+    if (simulateButton) simulateButton.parentElement.hidden = true;
     setStatus(t.stream_offline_note);
     newQrButton.textContent = t.retry_button;
     newQrButton.hidden = false;
