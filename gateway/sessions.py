@@ -1,19 +1,13 @@
-"""The payment-session rules (SPEC, "The payment session"), free of HTTP.
-
-Everything here takes the time as a parameter or from an injected clock, so expiry is
-tested by moving a clock, not by waiting. The store guarantees atomicity; the decisions
-about what a notification does are the pure function `decide_payment`, which the store
-calls inside its transaction.
+"""The use cases of payment sessions: request a QR, learn of a payment, check access,
+revoke, sweep. The rules themselves, and the types, are in `gateway/model.py`; this
+module drives them through the store and provider interfaces and tells listeners of
+every status change. No HTTP.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from gateway import qris
 from gateway.catalog import Catalog
@@ -28,264 +22,29 @@ from gateway.errors import (
     UnknownStream,
 )
 from gateway.logs import log_event
-
-if TYPE_CHECKING:
-    from gateway.providers.base import Provider
-    from gateway.store.base import SessionStore
+from gateway.model import (
+    AccessDecision,
+    Notification,
+    NotificationReason,
+    PaymentContext,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+    StatusListener,
+    StreamTerms,
+    SweepReport,
+    current_session,
+    decide_new_session,
+    decide_payment,
+    new_session_id,
+)
+from gateway.providers.base import Provider
+from gateway.store.base import SessionStore
 
 log = logging.getLogger("gateway.sessions")
 
 
-class SessionStatus(StrEnum):
-    PENDING = "pending"
-    PAID = "paid"
-    EXPIRED = "expired"
-
-
-ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
-# Rule 2's exception: in the last ten minutes of a paid window the viewer may buy the
-# next one, which starts where the current one ends.
-RENEWAL_WINDOW_MS = 10 * 60 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentSession:
-    session_id: str
-    user_id: str
-    stream_id: str
-    provider: str
-    trx_id: str
-    amount: int
-    fee: int
-    qr_string: str
-    status: SessionStatus
-    created_at_ms: int
-    paid_at_ms: int | None
-    expires_at_ms: int
-    # Once paid: when access opens (payment, the stream's start, or the end of the
-    # window this one continues). None while unpaid.
-    starts_at_ms: int | None = None
-    # The paid session this one continues without a gap (rule 2's exception), if any.
-    renews: str | None = None
-
-    def status_at(self, now_ms: int) -> SessionStatus:
-        """Expiry is exact on every read, whatever the sweeper has got round to."""
-        if self.status in ACTIVE_STATUSES and now_ms >= self.expires_at_ms:
-            return SessionStatus.EXPIRED
-        return self.status
-
-    def remaining_ms(self, now_ms: int) -> int:
-        return max(0, self.expires_at_ms - now_ms)
-
-    def is_active(self, now_ms: int) -> bool:
-        return self.status_at(now_ms) in ACTIVE_STATUSES
-
-    def grants_access(self, user_id: str, stream_id: str, now_ms: int) -> bool:
-        """Rule 4: paid, the caller's, this stream, and startsAt <= now < expiresAt."""
-        return (
-            self.user_id == user_id
-            and self.stream_id == stream_id
-            and self.status_at(now_ms) == SessionStatus.PAID
-            and not self.waiting_at(now_ms)
-        )
-
-    def waiting_at(self, now_ms: int) -> bool:
-        """Paid, but its window has not opened yet: a ticket bought ahead, or the next
-        window of a viewer still watching the current one."""
-        return (self.status_at(now_ms) == SessionStatus.PAID
-                and self.starts_at_ms is not None and now_ms < self.starts_at_ms)
-
-    def starts_in_ms(self, now_ms: int) -> int:
-        return max(0, (self.starts_at_ms or now_ms) - now_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What a provider told us, after its signature was verified, in neutral terms."""
-
-    provider: str
-    event_id: str
-    trx_id: str
-    amount: int
-    reported_status: str  # "paid", or the provider's own word for anything else
-    paid_at_ms: int | None
-    received_at_ms: int
-    raw_body: str
-    # Identifies this exact signed delivery, so a captured request cannot be replayed.
-    replay_key: str | None = None
-
-
-class NotificationReason(StrEnum):
-    PAID = "paid"
-    PAID_AFTER_WINDOW = "paid_after_payment_window"
-    DUPLICATE_EVENT = "duplicate_event"
-    ALREADY_PAID = "already_paid"
-    AMOUNT_MISMATCH = "amount_mismatch"
-    UNKNOWN_TRANSACTION = "unknown_transaction"
-    DUPLICATE_PAYMENT = "duplicate_payment_refund_due"
-    NOT_A_PAYMENT = "not_a_payment"
-    REPLAYED = "replayed"
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentContext:
-    """What the store read inside its transaction for one notification."""
-
-    notification: Notification
-    session: PaymentSession | None
-    event_already_recorded: bool
-    # The viewer's other sessions that are active now for the same stream.
-    other_active: tuple[PaymentSession, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentDecision:
-    applied: bool
-    reason: NotificationReason
-    session_id: str | None
-    # New states to write, in order (superseded sessions before the one being paid, so
-    # that "one active session per viewer and stream" holds after every statement).
-    changed: tuple[PaymentSession, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamTerms:
-    """What a payment buys for one stream: its access window, and when it opens at the
-    earliest (the stream's starts_at, for tickets bought ahead)."""
-
-    access_ms: int
-    opens_at_ms: int | None = None
-
-
-def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecision:
-    """Rule 3: what a verified notification does. Pure: no I/O, no clock.
-
-    The window opens at the latest of: payment, the stream's start, and (for a renewal
-    whose session is still paid) the end of the window it continues."""
-    note, session = context.notification, context.session
-    session_id = session.session_id if session else None
-
-    def refuse(reason: NotificationReason) -> PaymentDecision:
-        return PaymentDecision(applied=False, reason=reason, session_id=session_id)
-
-    if context.event_already_recorded:
-        return refuse(NotificationReason.DUPLICATE_EVENT)
-    if note.reported_status != "paid":
-        return refuse(NotificationReason.NOT_A_PAYMENT)
-    if session is None:
-        return refuse(NotificationReason.UNKNOWN_TRANSACTION)
-    if note.amount != session.amount:
-        return refuse(NotificationReason.AMOUNT_MISMATCH)
-    if session.paid_at_ms is not None:
-        return refuse(NotificationReason.ALREADY_PAID)
-    renewed = next((other for other in context.other_active
-                    if other.session_id == session.renews
-                    and other.status == SessionStatus.PAID), None)
-    if any(other.status == SessionStatus.PAID and other is not renewed
-           for other in context.other_active):
-        return refuse(NotificationReason.DUPLICATE_PAYMENT)
-
-    # The provider's clock says when the money moved; never before the QR existed, never
-    # after we heard of it.
-    paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
-    paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
-    late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
-    superseded = tuple(
-        replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
-        if other is not renewed
-    )
-    starts_at_ms = max(paid_at_ms, terms.opens_at_ms or paid_at_ms,
-                       renewed.expires_at_ms if renewed is not None else paid_at_ms)
-    paid = replace(
-        session,
-        status=SessionStatus.PAID,
-        paid_at_ms=paid_at_ms,
-        starts_at_ms=starts_at_ms,
-        expires_at_ms=starts_at_ms + terms.access_ms,
-        # A renewal whose window has ended before the money came is a plain purchase.
-        renews=renewed.session_id if renewed is not None else None,
-    )
-    return PaymentDecision(
-        applied=True,
-        reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
-        session_id=session.session_id,
-        changed=(*superseded, paid),
-    )
-
-
-class RequestOutcome(StrEnum):
-    REUSE = "reuse"  # a pending QR exists: show it again
-    REFUSE = "refuse"  # paid access is held (and it is not time to renew)
-    CREATE = "create"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestDecision:
-    outcome: RequestOutcome
-    session: PaymentSession | None = None  # the one reused, or the one that refuses
-    renews: str | None = None  # for CREATE: the paid session the new one continues
-
-
-def decide_request(active: tuple[PaymentSession, ...], now_ms: int) -> RequestDecision:
-    """Rules 1-2 for a QR request, given the viewer's active sessions for the stream.
-    Pure; the store calls it again inside its transaction, so it holds under races."""
-    live = [session for session in active if session.is_active(now_ms)]
-    pending = [s for s in live if s.status_at(now_ms) == SessionStatus.PENDING]
-    if pending:
-        return RequestDecision(RequestOutcome.REUSE, pending[0])
-    paid = sorted((s for s in live if s.status_at(now_ms) == SessionStatus.PAID),
-                  key=lambda s: s.expires_at_ms)
-    if not paid:
-        return RequestDecision(RequestOutcome.CREATE)
-    current = paid[0]
-    if (len(paid) == 1 and not current.waiting_at(now_ms)
-            and current.expires_at_ms - now_ms <= RENEWAL_WINDOW_MS):
-        return RequestDecision(RequestOutcome.CREATE, renews=current.session_id)
-    return RequestDecision(RequestOutcome.REFUSE, current)
-
-
-def current_session(active: list[PaymentSession], now_ms: int) -> PaymentSession | None:
-    """Of the viewer's active sessions for one stream, the one that matters now: the
-    one granting access, else a pending QR, else a paid ticket waiting to open."""
-    live = [session for session in active if session.is_active(now_ms)]
-    for wanted in (
-        lambda s: s.status_at(now_ms) == SessionStatus.PAID and not s.waiting_at(now_ms),
-        lambda s: s.status_at(now_ms) == SessionStatus.PENDING,
-        lambda s: s.waiting_at(now_ms),
-    ):
-        found = [session for session in live if wanted(session)]
-        if found:
-            return min(found, key=lambda s: (s.starts_at_ms or 0, s.created_at_ms))
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class AccessDecision:
-    has_access: bool
-    stream_id: str
-    session: PaymentSession | None
-    remaining_ms: int
-    # A paid session whose window has not opened: when it opens (ms from now).
-    starts_in_ms: int | None = None
-    # The paid next window that continues this one, if bought.
-    next_session: PaymentSession | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    expired: int
-    pruned: int
-
-
-def new_session_id() -> str:
-    """128 random bits, URL-safe; never derived from anything else."""
-    return secrets.token_urlsafe(16)
-
-
-StatusListener = Callable[[PaymentSession], None]
-
-
-class PaymentSessions:
+class SessionService:
     """The use cases: request a QR, learn of a payment, check access, sweep."""
 
     def __init__(
@@ -339,13 +98,14 @@ class PaymentSessions:
         if amount is not None and amount != stream.price:
             raise AmountMismatch(price=stream.price)
         now_ms = self.clock()
-        decision = decide_request(
-            tuple(await self.store.active_for_stream(user_id, stream_id, now_ms)), now_ms)
-        if decision.outcome is RequestOutcome.REFUSE:
-            raise AlreadyHasAccess()
-        if decision.outcome is RequestOutcome.REUSE:
-            assert decision.session is not None
-            return decision.session, False
+        # A first look, outside any transaction, so that a refusal or a QR to show
+        # again costs no provider call. The store decides again, atomically.
+        probe = PaymentSession("", user_id, stream_id, "", "", stream.price, 0, "",
+                               SessionStatus.PENDING, now_ms, None, now_ms)
+        looked = decide_new_session(
+            probe, await self.store.active_for_stream(user_id, stream_id, now_ms), now_ms)
+        if not looked.inserted:
+            return self._reuse(looked.session, now_ms), False
 
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms
@@ -368,9 +128,9 @@ class PaymentSessions:
             created_at_ms=now_ms,
             paid_at_ms=None,
             expires_at_ms=expires_at_ms,
-            renews=decision.renews,
         )
-        stored, inserted = await self.store.insert_pending(candidate, now_ms)
+        stored, inserted = await self.store.insert_pending(
+            replace(candidate, renews=looked.session.renews), now_ms)
         if not inserted:
             # A concurrent request by the same viewer won; its QR is the one to show.
             log_event(log, "qris_discarded_after_race", sessionId=session_id,

@@ -202,12 +202,14 @@ class StreamHealth:
                       level=logging.INFO if is_up else logging.WARNING, problem=problem)
 
     async def run(self, interval_seconds: float) -> None:
+        # The first round after one interval, not at once: a starting process counts
+        # every stream as up for its first `offline_after` anyway.
         while True:
+            await asyncio.sleep(interval_seconds)
             try:
                 await self.check_all()
             except Exception:  # one odd origin must not end the watching of all
                 log.exception("stream health check failed")
-            await asyncio.sleep(interval_seconds)
 
 
 async def _newest_segment(source: PlaylistSource, playlist: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import NoAccess
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus
 from gateway.tokens import Keyring
 
 GATE_COOKIE = "gate"

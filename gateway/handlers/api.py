@@ -11,7 +11,8 @@ from msgspec import Meta
 
 from gateway import qris
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
-from gateway.errors import InvalidRequest, NotificationRejected, NotYours, UnknownStream
+from gateway.errors import InvalidRequest, NotificationRejected, UnknownStream
+from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -20,8 +21,9 @@ from gateway.handlers.common import (
     path_value,
     query_value,
     read_json,
+    require_operator,
+    set_gate_cookie,
 )
-from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import (
     CATALOG,
@@ -33,7 +35,8 @@ from gateway.keys import (
     SETTINGS,
     STREAM_HEALTH,
 )
-from gateway.sessions import AccessDecision, PaymentSession
+from gateway.model import AccessDecision
+from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -49,22 +52,6 @@ class GenerateQrisBody(msgspec.Struct, rename="camel"):
 class UserSessionBody(msgspec.Struct, rename="camel"):
     stream_id: StreamId
     user_id: UserId | None = None
-
-
-def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
-    return {
-        "sessionId": session.session_id,
-        "streamId": session.stream_id,
-        "trxId": session.trx_id,
-        "status": session.status_at(now_ms).value,
-        "amount": session.amount,
-        "createdAt": session.created_at_ms,
-        "paidAt": session.paid_at_ms,
-        "startsAt": session.starts_at_ms,
-        "expiresAt": session.expires_at_ms,
-        "remainingTime": session.remaining_ms(now_ms),
-        "renews": session.renews,
-    }
 
 
 def stream_json(request: web.Request, stream: Stream) -> dict[str, Any]:
@@ -118,23 +105,9 @@ async def generate_qris(request: web.Request) -> web.Response:
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
     # Payers compare these with what their e-wallet shows before they confirm.
     payload = qris.parse(session.qr_string)
-    return ok(
-        {
-            "merchantName": payload.merchant_name,
-            "nmid": payload.nmid,
-            "sessionId": session.session_id,
-            "trxId": session.trx_id,
-            "qrString": session.qr_string,
-            "qrCode": str(qr_url),
-            "amount": session.amount,
-            "fee": session.fee,
-            "streamId": session.stream_id,
-            "status": session.status_at(now_ms).value,
-            "expiresAt": session.expires_at_ms,
-            "remainingTime": session.remaining_ms(now_ms),
-        },
-        status=201 if created else 200,
-    )
+    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url),
+                           merchantName=payload.merchant_name, nmid=payload.nmid),
+              status=201 if created else 200)
 
 
 async def payment_status(request: web.Request) -> web.Response:
@@ -147,15 +120,7 @@ async def payment_status(request: web.Request) -> web.Response:
     session = await request.app[SESSIONS].owned_session(
         owner, session_id=session_id, trx_id=trx_id
     )
-    now_ms = request.app[CLOCK]()
-    return ok({
-        "status": session.status_at(now_ms).value,
-        "sessionId": session.session_id,
-        "trxId": session.trx_id,
-        "remainingTime": session.remaining_ms(now_ms),
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-    })
+    return ok(session_json(session, request.app[CLOCK](), POLL_FIELDS))
 
 
 async def payment_notification(request: web.Request) -> web.Response:
@@ -185,17 +150,17 @@ async def check_access(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
     stream = request.app[CATALOG].get(stream_id)
     assert stream is not None
-    data, token = access_data(request, stream, decision)
+    data, grant = access_data(request, stream, decision)
     response = ok(data)
-    if token is not None:
-        set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    if grant is not None:
+        set_gate_cookie(request, response, grant)
     return response
 
 
 def access_data(request: web.Request, stream: Stream, decision: AccessDecision
-                ) -> tuple[dict[str, Any], str | None]:
-    """check-access's answer (also given to the watch page), and the gate token to set
-    when access holds."""
+                ) -> tuple[dict[str, Any], PlaybackGrant | None]:
+    """check-access's answer (also given to the watch page), and the playback grant
+    whose cookie to set when access holds."""
     data: dict[str, Any] = {
         "hasAccess": decision.has_access,
         "streamId": stream.stream_id,
@@ -214,8 +179,8 @@ def access_data(request: web.Request, stream: Stream, decision: AccessDecision
                         "remainingTime": following.remaining_ms(request.app[CLOCK]())}
     if not (decision.has_access and decision.session is not None):
         return data, None
-    token = request.app[GATE].token_for(decision.session)
-    return data | playback_urls(request, stream, token), token
+    grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
+    return data | grant.urls, grant
 
 
 class RevokeBody(msgspec.Struct):
@@ -225,19 +190,17 @@ class RevokeBody(msgspec.Struct):
 async def revoke_session(request: web.Request) -> web.Response:
     """Operator action (API key): end a paid session now, e.g. after a refund. The gate
     refuses its next playlist or segment request; its viewer's page hears `expired`."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     session_id = path_value(request, "session_id", SESSION_ID)
     body = await read_json(request, RevokeBody, allow_empty=True)
     session = await request.app[SESSIONS].revoke(session_id, body.reason)
-    return ok(session_status_json(session, request.app[CLOCK]()))
+    return ok(session_json(session, request.app[CLOCK]()))
 
 
 async def list_notifications(request: web.Request) -> web.Response:
     """Operator view (API key) of the notification ledger, newest first: every
     authentic notification, what it did, and why (e.g. refunds due)."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
@@ -263,7 +226,7 @@ async def list_user_sessions(request: web.Request) -> web.Response:
     sessions = await request.app[SESSIONS].active_sessions(user_id)
     now_ms = request.app[CLOCK]()
     return ok({
-        "activeSessions": [session_status_json(session, now_ms) for session in sessions],
+        "activeSessions": [session_json(session, now_ms) for session in sessions],
         "totalActive": len(sessions),
     })
 

@@ -11,8 +11,13 @@ from gateway import qris
 from gateway.catalog import Stream
 from gateway.errors import SessionNotFound, UnknownStream
 from gateway.handlers.api import access_data, poster_url
-from gateway.handlers.common import SESSION_ID, current_viewer, known_viewer_id, path_value
-from gateway.handlers.hls import set_gate_cookie
+from gateway.handlers.common import (
+    SESSION_ID,
+    current_viewer,
+    known_viewer_id,
+    path_value,
+    set_gate_cookie,
+)
 from gateway.i18n import (
     catalog,
     choose_language,
@@ -22,7 +27,7 @@ from gateway.i18n import (
 )
 from gateway.identity import acting_user
 from gateway.keys import CATALOG, CLOCK, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
-from gateway.sessions import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
+from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.stream_health import StreamStatus
 
 WS_PATH = "/ws"
@@ -109,7 +114,7 @@ async def watch(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, stream.stream_id, None)
     context = page_context(request)
     router = request.app.router
-    access, token = access_data(request, stream, decision)
+    access, grant = access_data(request, stream, decision)
     view = stream_view(request, stream, context["lang"])
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
@@ -121,7 +126,7 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     context.update(
         **view,
-        has_access=token is not None,
+        has_access=grant is not None,
         waiting=decision.starts_in_ms is not None,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
@@ -129,15 +134,15 @@ async def watch(request: web.Request) -> web.Response:
                 "price": stream.price,
                 # What the page starts with: playing, waiting for the start, paying,
                 # or nothing to sell.
-                "access": access if token is not None else None,
+                "access": access if grant is not None else None,
                 "ticket": access if decision.starts_in_ms is not None else None,
                 "buyable": view["buyable"],
                 "renewWindowMs": RENEWAL_WINDOW_MS,
                 "warnBeforeMs": ACCESS_WARNING_MS},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
-    if token is not None:
-        set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    if grant is not None:
+        set_gate_cookie(request, response, grant)
     return response
 
 

@@ -27,6 +27,7 @@ from msgspec import Meta
 from gateway import qris
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected
+from gateway.model import Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -34,7 +35,6 @@ from gateway.providers.base import (
     TransactionStatus,
 )
 from gateway.qris import MerchantProfile
-from gateway.sessions import Notification
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
 _TRACKED_TRANSACTIONS = 100_000

@@ -1,8 +1,10 @@
 """The store interface. Every backend passes `tests/store/test_contract.py`.
 
-Atomicity is the store's job (rule 1 across requests, processes and instances); what a
-notification *means* is not: `apply_notification` loads the facts inside its
-transaction and lets the domain's pure `decide` function choose the outcome.
+Atomicity is the store's job (rule 1 across requests, processes and instances; the
+rules are stated in `gateway/model.py`); what the rows *mean* is not. A store reads
+rows as stored, hands them to the model's pure decisions inside its transaction
+(`decide_new_session`, `decide_payment`, `decide_revocation`, `expire_stale`), and
+writes back what they return. It never decides on its own that a session is over.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     PaymentContext,
     PaymentDecision,
@@ -70,10 +72,11 @@ class SessionStore(abc.ABC):
     async def insert_pending(
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
-        """Atomically, by `sessions.decide_request` over the viewer's active sessions for
-        the stream: store `candidate` (its `renews` as the decision says) and return it
-        and True; or return the session that is reused or refuses, and False. Stale
-        rows (active status, past expiry) are marked expired in the same transaction."""
+        """Atomically, as `model.decide_new_session` says over the viewer's active
+        sessions for the stream: store `candidate` (its `renews` as the decision sets
+        it) and return it and True; or return the session that is shown again or that
+        refuses, and False. Stale rows (active status, past expiry) are written back
+        expired in the same transaction."""
 
     @abc.abstractmethod
     async def apply_notification(

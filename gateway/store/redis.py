@@ -25,23 +25,24 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from gateway.sessions import (
+from gateway.model import (
     ACTIVE_STATUSES,
     Notification,
     NotificationReason,
     PaymentContext,
     PaymentDecision,
     PaymentSession,
-    RequestOutcome,
     SessionStatus,
-    decide_request,
+    decide_new_session,
+    decide_revocation,
+    expire_stale,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -96,10 +97,6 @@ def _optional_int(text: str) -> int | None:
     return int(text) if text else None
 
 
-def _is_stale(session: PaymentSession, now_ms: int) -> bool:
-    return session.status in ACTIVE_STATUSES and session.expires_at_ms <= now_ms
-
-
 class _Keys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -140,9 +137,10 @@ class _Keys:
 
 
 # Everything a notification's decision reads, in one round trip: whether this delivery
-# was replayed, whether its event was seen, its session, and the viewer's other active
-# sessions for the stream: the one the active pointer names, and the sessions that one
-# and this one continue (renewals). KEYS: trx pointer, event marker, ledger counter.
+# was replayed, whether its event was seen, its session, and the viewer's other
+# sessions for the stream that may be active: the one the active pointer names, and
+# those it and this one renew (rule 2's exception). KEYS: trx pointer, event marker,
+# ledger counter.
 # ARGV: key prefix, replay marker key or "", and "number" to also draw the ledger number
 # for the notification (a counter: a number drawn by an attempt that is retried is
 # skipped).
@@ -159,10 +157,10 @@ local session = redis.call('HGETALL', session_key)
 local active_key = redis.call('HGET', session_key, 'active_key') or ''
 local pointer = ''
 local related = {}
-local seen_ids = {[sid] = true}
+local listed = {[sid] = true}
 local function add(id)
-  if id and id ~= '' and not seen_ids[id] then
-    seen_ids[id] = true
+  if id and id ~= '' and not listed[id] then
+    listed[id] = true
     local fields = redis.call('HGETALL', ARGV[1] .. 'session:' .. id)
     if #fields > 0 then related[#related + 1] = fields end
   end
@@ -183,8 +181,8 @@ class _NotificationContext:
     event_seen: bool
     session: PaymentSession | None
     pointer: str | None
-    # The other sessions that may be active for the viewer and stream: the pointer's,
-    # and those it and `session` continue.
+    # The other sessions of the viewer's for the stream that may be active: what the
+    # pointer names, and what it and `session` renew.
     related: tuple[PaymentSession, ...]
     derived_keys: tuple[str, ...]  # the keys read through the others: to WATCH
 
@@ -401,24 +399,23 @@ class RedisStore(SessionStore):
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
+            # The pointer names the newest active session; a renewal's continued
+            # window is the only other one that can be active (rule 1's exception).
             pointer, head = await self._active_pointer(pipe, candidate.user_id,
                                                        candidate.stream_id)
             found = [head] if head is not None else []
             if head is not None and head.renews:
                 renewed = await self._read_session(pipe, head.renews)
-                if renewed is not None:
+                if renewed is not None and renewed.status in ACTIVE_STATUSES:
                     found.append(renewed)
-            decision = decide_request(tuple(s for s in found if s.is_active(now_ms)), now_ms)
-            if decision.outcome is not RequestOutcome.CREATE:
-                assert decision.session is not None
+            decision = decide_new_session(candidate, found, now_ms)
+            if not decision.inserted:
                 return decision.session, False
-            stored = replace(candidate, renews=decision.renews)
             pipe.multi()
-            for session in found:
-                if _is_stale(session, now_ms):
-                    pointer = self._queue_write(pipe, _expired(session), pointer)
-            self._queue_write(pipe, stored, pointer)
-            return stored, True
+            for expired in decision.expired:
+                pointer = self._queue_write(pipe, expired, pointer)
+            self._queue_write(pipe, decision.session, pointer)
+            return decision.session, True
 
         return await self._transaction([], insert)
 
@@ -445,29 +442,19 @@ class RedisStore(SessionStore):
                 raise WatchError("changed between the reads")
             if context.replayed:
                 return PaymentDecision(False, NotificationReason.REPLAYED, None)
-            now_ms = note.received_at_ms
+            # The viewer's other sessions for the stream whose stored status is active:
+            # the pointer's, and the windows renewed (rule 1 and its exception).
             session = context.session
+            others = tuple(other for other in context.related if session is not None
+                           and (other.user_id, other.stream_id)
+                           == (session.user_id, session.stream_id)
+                           and other.status in ACTIVE_STATUSES)
+            decision = decide(PaymentContext(note, context.session, context.event_seen,
+                                             others))
             pointer = context.pointer
-            writes: list[PaymentSession] = []  # stale sessions found expired, then decided
-            others: tuple[PaymentSession, ...] = ()
-            if session is not None:
-                if _is_stale(session, now_ms):
-                    session = _expired(session)
-                    writes.append(session)
-                active_others = []
-                for other in context.related:
-                    if other.user_id != session.user_id or other.stream_id != session.stream_id:
-                        continue
-                    if _is_stale(other, now_ms):
-                        writes.append(_expired(other))
-                    elif other.status in ACTIVE_STATUSES:
-                        active_others.append(other)
-                others = tuple(active_others)
-            seen = context.event_seen
-            decision = decide(PaymentContext(note, session, seen, others))
             pipe.multi()
             # In the decision's order: what it ends comes before what it makes active.
-            for changed in (*writes, *decision.changed):
+            for changed in decision.writes:
                 pointer = self._queue_write(pipe, changed, pointer)
             pipe.hset(keys.notification(number),
                       mapping=_notification_fields(note, decision))
@@ -506,14 +493,14 @@ class RedisStore(SessionStore):
                     pipe.multi()
                     pipe.zrem(self._keys.due, session_id)  # a leftover entry
                     return None
-                if not _is_stale(session, now_ms):
+                _, expired = expire_stale([session], now_ms)
+                if not expired:
                     return None  # paid since it was listed: its expiry moved
                 pointer, _ = await self._active_pointer(pipe, session.user_id,
                                                         session.stream_id)
                 pipe.multi()
-                ended = _expired(session)
-                self._queue_write(pipe, ended, pointer)
-                return ended
+                self._queue_write(pipe, expired[0], pointer)
+                return expired[0]
 
             ended = await self._transaction([], expire)
             if ended is not None:
@@ -542,12 +529,10 @@ class RedisStore(SessionStore):
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         async def end(pipe: Pipeline) -> PaymentSession | None:
             session = await self._read_session(pipe, session_id)
-            if session is None or session.status != SessionStatus.PAID \
-                    or session.expires_at_ms <= now_ms:
+            ended = decide_revocation(session, now_ms) if session is not None else None
+            if ended is None:
                 return None
-            pointer, _ = await self._active_pointer(pipe, session.user_id,
-                                                    session.stream_id)
-            ended = replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+            pointer, _ = await self._active_pointer(pipe, ended.user_id, ended.stream_id)
             pipe.multi()
             self._queue_write(pipe, ended, pointer)
             return ended
@@ -581,10 +566,6 @@ class RedisStore(SessionStore):
                     yield session
         finally:
             await pubsub.aclose()
-
-
-def _expired(session: PaymentSession) -> PaymentSession:
-    return replace(session, status=SessionStatus.EXPIRED)
 
 
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:

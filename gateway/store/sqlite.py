@@ -19,19 +19,19 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     NotificationReason,
     PaymentContext,
     PaymentDecision,
     PaymentSession,
-    RequestOutcome,
     SessionStatus,
-    decide_request,
+    decide_new_session,
+    decide_revocation,
+    expire_stale,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -110,12 +110,25 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def _session(row: Sequence[Any]) -> PaymentSession:
+def _session(row: sqlite3.Row) -> PaymentSession:
     return PaymentSession(
-        session_id=row[0], user_id=row[1], stream_id=row[2], provider=row[3], trx_id=row[4],
-        amount=row[5], fee=row[6], qr_string=row[7], status=SessionStatus(row[8]),
-        created_at_ms=row[9], paid_at_ms=row[10], expires_at_ms=row[11],
-        starts_at_ms=row[12], renews=row[13],
+        session_id=row["session_id"], user_id=row["user_id"], stream_id=row["stream_id"],
+        provider=row["provider"], trx_id=row["trx_id"], amount=row["amount"],
+        fee=row["fee"], qr_string=row["qr_string"], status=SessionStatus(row["status"]),
+        created_at_ms=row["created_at_ms"], paid_at_ms=row["paid_at_ms"],
+        expires_at_ms=row["expires_at_ms"], starts_at_ms=row["starts_at_ms"],
+        renews=row["renews"],
+    )
+
+
+def _write_state(conn: sqlite3.Connection, sessions: Sequence[PaymentSession]) -> None:
+    """Store the new states the model decided (the only columns that ever change)."""
+    conn.executemany(
+        "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
+        " starts_at_ms = ?, renews = ? WHERE session_id = ?",
+        [(session.status.value, session.paid_at_ms, session.expires_at_ms,
+          session.starts_at_ms, session.renews, session.session_id)
+         for session in sessions],
     )
 
 
@@ -141,6 +154,7 @@ class _Connection:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0,
                                check_same_thread=False)
+        conn.row_factory = sqlite3.Row  # rows by column name, never by position
         conn.execute("PRAGMA busy_timeout = 10000")
         if self._path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -287,7 +301,13 @@ class SQLiteStore(SessionStore):
         self, user_id: str, stream_id: str, now_ms: int
     ) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
-            return _active_rows(conn, user_id, stream_id, now_ms)
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}"
+                " ORDER BY created_at_ms, session_id",
+                (user_id, stream_id),
+            ).fetchall()
+            return [session for session in map(_session, rows) if session.is_active(now_ms)]
 
         return await self._reader.run(query)
 
@@ -307,11 +327,10 @@ class SQLiteStore(SessionStore):
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                f" WHERE user_id = ? AND {_ACTIVE} AND expires_at_ms > ?"
-                " ORDER BY created_at_ms, session_id",
-                (user_id, now_ms),
+                f" WHERE user_id = ? AND {_ACTIVE} ORDER BY created_at_ms, session_id",
+                (user_id,),
             ).fetchall()
-            return [_session(row) for row in rows]
+            return [session for session in map(_session, rows) if session.is_active(now_ms)]
 
         return await self._reader.run(query)
 
@@ -319,13 +338,16 @@ class SQLiteStore(SessionStore):
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         def insert(conn: sqlite3.Connection) -> tuple[PaymentSession, bool]:
-            _expire_stale(conn, candidate.user_id, candidate.stream_id, now_ms)
-            active = _active_rows(conn, candidate.user_id, candidate.stream_id, now_ms)
-            decision = decide_request(tuple(active), now_ms)
-            if decision.outcome is not RequestOutcome.CREATE:
-                assert decision.session is not None
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}",
+                (candidate.user_id, candidate.stream_id),
+            ).fetchall()
+            decision = decide_new_session(candidate, map(_session, rows), now_ms)
+            _write_state(conn, decision.expired)
+            if not decision.inserted:
                 return decision.session, False
-            stored = replace(candidate, renews=decision.renews)
+            stored = decision.session  # the candidate, as a renewal or not
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -359,8 +381,6 @@ class SQLiteStore(SessionStore):
             session = _session(row) if row else None
             others: tuple[PaymentSession, ...] = ()
             if session is not None:
-                _expire_stale(conn, session.user_id, session.stream_id, note.received_at_ms)
-                session = _session(conn.execute(by_trx, (note.provider, note.trx_id)).fetchone())
                 others = tuple(
                     _session(other)
                     for other in conn.execute(
@@ -375,13 +395,7 @@ class SQLiteStore(SessionStore):
                 (note.provider, note.event_id),
             ).fetchone()
             decision = decide(PaymentContext(note, session, seen is not None, others))
-            for changed in decision.changed:
-                conn.execute(
-                    "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
-                    " starts_at_ms = ?, renews = ? WHERE session_id = ?",
-                    (changed.status.value, changed.paid_at_ms, changed.expires_at_ms,
-                     changed.starts_at_ms, changed.renews, changed.session_id),
-                )
+            _write_state(conn, decision.writes)
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
@@ -396,16 +410,15 @@ class SQLiteStore(SessionStore):
 
     async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
         def expire(conn: sqlite3.Connection) -> list[PaymentSession]:
+            # The index finds the candidates; the model says which are over.
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE {_ACTIVE} AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
                 (now_ms, limit),
             ).fetchall()
-            conn.executemany(
-                "UPDATE payment_sessions SET status = 'expired' WHERE session_id = ?",
-                [(row[0],) for row in rows],
-            )
-            return [replace(_session(row), status=SessionStatus.EXPIRED) for row in rows]
+            _, expired = expire_stale(map(_session, rows), now_ms)
+            _write_state(conn, expired)
+            return list(expired)
 
         return await self._writer.run_in_transaction(expire)
 
@@ -424,12 +437,13 @@ class SQLiteStore(SessionStore):
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         def end(conn: sqlite3.Connection) -> PaymentSession | None:
             row = conn.execute(
-                f"UPDATE payment_sessions SET status = 'expired', expires_at_ms = ?"
-                f" WHERE session_id = ? AND status = 'paid' AND expires_at_ms > ?"
-                f" RETURNING {_SESSION_COLUMNS}",
-                (now_ms, session_id, now_ms),
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
+                (session_id,),
             ).fetchone()
-            return _session(row) if row else None
+            ended = decide_revocation(_session(row), now_ms) if row else None
+            if ended is not None:
+                _write_state(conn, [ended])
+            return ended
 
         return await self._writer.run_in_transaction(end)
 
@@ -456,8 +470,15 @@ class SQLiteStore(SessionStore):
             ).fetchall()
             return [
                 StoredNotification(
-                    Notification(*row[:9]), applied=bool(row[9]), reason=row[10],
-                    session_id=row[11],
+                    Notification(
+                        provider=row["provider"], event_id=row["event_id"],
+                        trx_id=row["trx_id"], amount=row["amount"],
+                        reported_status=row["reported_status"],
+                        paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
+                        raw_body=row["raw_body"], replay_key=row["replay_key"],
+                    ),
+                    applied=bool(row["applied"]), reason=row["reason"],
+                    session_id=row["session_id"],
                 )
                 for row in rows
             ]
@@ -479,21 +500,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
     conn.execute("COMMIT")
 
-
-def _active_rows(conn: sqlite3.Connection, user_id: str, stream_id: str,
-                 now_ms: int) -> list[PaymentSession]:
-    rows = conn.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-        f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms > ?"
-        " ORDER BY created_at_ms, session_id",
-        (user_id, stream_id, now_ms),
-    ).fetchall()
-    return [_session(row) for row in rows]
-
-
-def _expire_stale(conn: sqlite3.Connection, user_id: str, stream_id: str, now_ms: int) -> None:
-    conn.execute(
-        f"UPDATE payment_sessions SET status = 'expired'"
-        f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms <= ?",
-        (user_id, stream_id, now_ms),
-    )
