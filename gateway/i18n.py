@@ -54,7 +54,10 @@ def rupiah(amount: int) -> str:
 
 
 def error_message(language: str, code: str, params: Mapping[str, Any]) -> str:
-    template = catalog(language)["errors"].get(code) or catalog(language)["errors"]["error"]
+    texts = catalog(language)["errors"]
+    # A refused field is named; what the parser said about it stays in the logs.
+    key = f"{code}_field" if "field" in params and f"{code}_field" in texts else code
+    template = texts.get(key) or texts["error"]
     shown = {name: rupiah(value) if name in _MONEY_PARAMS and isinstance(value, int)
              else value for name, value in params.items()}
     try:

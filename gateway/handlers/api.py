@@ -115,7 +115,7 @@ async def payment_status(request: web.Request) -> web.Response:
     session_id = query_value(request, "sessionId", SESSION_ID)
     trx_id = query_value(request, "trxId", TRX_ID)
     if session_id is None and trx_id is None:
-        raise InvalidRequest(detail="sessionId or trxId is required")
+        raise InvalidRequest(detail="sessionId or trxId is required", field="sessionId")
     owner = session_owner(current_viewer(request), query_value(request, "userId", USER_ID))
     session = await request.app[SESSIONS].owned_session(
         owner, session_id=session_id, trx_id=trx_id
@@ -204,7 +204,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     trx_id = query_value(request, "trxId", TRX_ID)
     raw_limit = request.query.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise InvalidRequest(detail="limit must be 1 to 1000")
+        raise InvalidRequest(detail="limit must be 1 to 1000", field="limit")
     ledger = await request.app[SESSIONS].store.notifications(trx_id, int(raw_limit))
     return ok({"notifications": [{
         "provider": entry.notification.provider,

@@ -44,20 +44,20 @@ def query_value(request: web.Request, name: str, pattern: re.Pattern[str], *,
                 required: bool = False) -> str | None:
     values = request.query.getall(name, [])
     if len(values) > 1:
-        raise InvalidRequest(detail=f"{name} given more than once")
+        raise InvalidRequest(detail=f"{name} given more than once", field=name)
     if not values or values[0] == "":
         if required:
-            raise InvalidRequest(detail=f"{name} is required")
+            raise InvalidRequest(detail=f"{name} is required", field=name)
         return None
     if not pattern.fullmatch(values[0]):
-        raise InvalidRequest(detail=f"{name} is not a valid id")
+        raise InvalidRequest(detail=f"{name} is not a valid id", field=name)
     return values[0]
 
 
 def path_value(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
     value = request.match_info[name]
     if not pattern.fullmatch(value):
-        raise InvalidRequest(detail=f"{name} is not a valid id")
+        raise InvalidRequest(detail=f"{name} is not a valid id", field=name)
     return value
 
 
