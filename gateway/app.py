@@ -19,6 +19,7 @@ from gateway.keys import (
     CLOCK,
     GATE,
     HLS_JS_URL,
+    POSTER_ORIGINS,
     IDENTITY,
     METRICS,
     PROVIDER,
@@ -79,4 +80,5 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
+    app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

@@ -81,6 +81,12 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def poster_origins(self) -> str:
+        """The origins of remote posters, space-led, for the pages' img-src."""
+        origins = sorted({f"{parts.scheme}://{parts.netloc}" for parts in (
+            urlsplit(stream.poster_url) for stream in self if stream.poster_url)})
+        return "".join(" " + origin for origin in origins)
+
     @classmethod
     def load(cls, path: Path) -> Catalog:
         try:

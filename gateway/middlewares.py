@@ -15,7 +15,7 @@ from gateway import errors
 from gateway.handlers.common import add_cookie
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, VIEWER
+from gateway.keys import IDENTITY, POSTER_ORIGINS, VIEWER
 
 log = logging.getLogger("gateway.http")
 
@@ -92,7 +92,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # Pages load only their own scripts, styles and media; the player needs blob: for MSE.
 _CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'"
 )
@@ -118,4 +118,5 @@ async def finish_headers(request: web.Request, response: web.StreamResponse) -> 
     headers["X-Content-Type-Options"] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
         ws = f"ws://{request.host} wss://{request.host}"
-        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)
+        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
+            ws=ws, images=request.app[POSTER_ORIGINS])

@@ -53,7 +53,7 @@ class OriginHealth:
     last_check_ok: bool
     checked_at_ms: int | None  # None until the first check has finished
     last_good_at_ms: int | None
-    newest_segment_age_ms: int | None  # at the last good check
+    newest_segment_age_ms: int | None  # now; None until a playlist listed segments
     problem: str | None  # why the last check failed, for operators (never for viewers)
 
 
@@ -122,7 +122,6 @@ class _Tracker:
         self.checked_at_ms: int | None = None
         self.last_check_ok = False
         self.last_good_at_ms: int | None = None
-        self.newest_age_ms: int | None = None
         self.problem: str | None = None
 
 
@@ -150,8 +149,10 @@ class StreamHealth:
         # "offline" before the origin has had the same minute as anyone else.
         good_at_ms = tracker.last_good_at_ms or tracker.started_at_ms
         up = now_ms - good_at_ms < self.offline_after_ms
+        age_ms = (now_ms - tracker.newest_seen_at_ms
+                  if tracker.newest_segment is not None else None)
         return OriginHealth(up, tracker.last_check_ok, tracker.checked_at_ms,
-                            tracker.last_good_at_ms, tracker.newest_age_ms, tracker.problem)
+                            tracker.last_good_at_ms, age_ms, tracker.problem)
 
     def status(self, stream: Stream) -> StreamStatus:
         return stream_status(stream, self.health(stream.stream_id), self._clock())
@@ -195,7 +196,6 @@ class StreamHealth:
         tracker.problem = problem
         if problem is None:
             tracker.last_good_at_ms = now_ms
-            tracker.newest_age_ms = age_ms
         is_up = self.health(stream_id).up
         if is_up != was_up:
             log_event(log, "stream_up" if is_up else "stream_down", streamId=stream_id,

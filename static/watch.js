@@ -37,6 +37,7 @@
   // A live stream whose clock has not moved for this long is stuck, whatever the
   // player says about it.
   const STALL_MS = 5000;
+  const API_TIMEOUT_MS = 8000;
 
   const state = {
     mode: "pay", // "pay" | "play" | "wait"
@@ -78,7 +79,10 @@
   }
 
   async function api(method, url, body) {
-    const options = { method, credentials: "same-origin", headers: {} };
+    // Bounded: a check stuck behind a dead origin's hanging requests must not stall
+    // the page's recovery (or anything else) for good.
+    const options = { method, credentials: "same-origin", headers: {},
+                      signal: AbortSignal.timeout(API_TIMEOUT_MS) };
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);

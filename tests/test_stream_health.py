@@ -99,6 +99,11 @@ async def test_streams_list_their_status_and_event_fields(
         assert await poster.read() == b"\x89PNG\r\n\x1a\nposter"
     async with app_client.get("/posters/http") as missing:
         assert missing.status == 404
+    # Pages may show the remote poster, and nothing else from that host.
+    async with app_client.get("/", headers={"Accept": "text/html"}) as page:
+        csp = page.headers["Content-Security-Policy"]
+        assert "img-src 'self' data: https://images.example.id;" in csp
+        assert "later.jpg" in await page.text()
 
 
 async def test_a_blip_under_a_minute_stays_live_a_longer_outage_cannot_be_sold(

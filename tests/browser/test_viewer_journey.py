@@ -103,21 +103,6 @@ async def live_origin() -> AsyncIterator[RestartableOrigin]:
     await origin.stop()
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from tests.browser.test_watch_page import CHROMIUM_ARGS
-    from tests.conftest import require_tool
-
-    chromium = require_tool("chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                    args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
 def rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
