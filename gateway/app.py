@@ -36,6 +36,8 @@ from gateway.resources import (
     gate_ctx,
     http_client_ctx,
     metrics_ctx,
+    provider_ctx,
+    reconciler_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -71,12 +73,18 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # The HTTP client before the gate, whose HTTP origins fetch through it. The gate
     # (reloading sessions ended early) and the status hub's sender before the change
     # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
-    # every listener running; it stops first at shutdown, the store closes last. The
+    # every listener running; it stops first at shutdown, the store closes last.
+    # The provider opens on the HTTP client; the reconciler, which records payments as
+    # notifications do, starts last, like the sweeper, so every listener hears it. The
     # stream health watcher needs only the HTTP client.
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, stream_health_ctx,
-                            status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx])
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
+                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
+                            metrics_ctx, sweeper_ctx, reconciler_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    if settings.public_url:
+        # Sent to providers that take a notification URL per transaction.
+        app[PROVIDER].callback_url = (
+            settings.public_url + str(app.router["payment-callback"].url_for()))
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""

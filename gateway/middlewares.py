@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import errors
-from gateway.handlers.common import add_cookie
+from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, POSTER_ORIGINS, VIEWER
@@ -26,22 +26,26 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.NotificationRejected: 401,
     errors.NotYours: 403,
     errors.NoAccess: 403,
+    errors.DeviceLimit: 403,
     errors.UnknownStream: 404,
     errors.SessionNotFound: 404,
+    errors.GrantNotFound: 404,
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
     errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
+    errors.ProviderBadResponse: 502,
+    errors.ProviderTimeout: 503,
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/posters/", "/ws", "/simulator/", "/healthz",
-                  "/readyz", "/metrics", "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
+                  "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
@@ -117,6 +121,7 @@ async def finish_headers(request: web.Request, response: web.StreamResponse) -> 
     headers["Referrer-Policy"] = "same-origin"
     headers["X-Content-Type-Options"] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
-        ws = f"ws://{request.host} wss://{request.host}"
+        host = public_host(request)
+        ws = f"ws://{host} wss://{host}"
         headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
             ws=ws, images=request.app[POSTER_ORIGINS])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import api, health, hls, metrics, pages, qr, simulator, ws
+from gateway.handlers import api, edge, health, hls, metrics, pages, qr, simulator, ws
 from gateway.settings import PROJECT_DIR
 
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
@@ -34,10 +34,15 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/api/qr/{session_id}.png", qr.qr_png, name="qr-png")
     router.add_post("/api/sessions/{session_id}/revoke", api.revoke_session,
                     name="revoke-session")
+    router.add_post("/api/watch-here", api.watch_here, name="watch-here")
+    router.add_get("/api/sessions/{session_id}/grants", api.list_grants, name="session-grants")
+    router.add_post("/api/grants/{grant_id}/end", api.end_grant, name="end-grant")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
+    router.add_get("/api/payments", api.list_payments, name="payments")
     # The path-token form first: "t/<token>/" would otherwise be taken for a path.
     router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
+    router.add_get("/gate/auth", edge.auth, name="gate-auth")  # nginx's auth_request
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
 

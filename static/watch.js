@@ -12,6 +12,8 @@
   const payPanel = $("pay-panel");
   const playerPanel = $("player-panel");
   const waitingPanel = $("waiting-panel");
+  const devicePanel = $("device-panel");
+  const watchHereButton = $("watch-here");
   const statusLine = $("status");
   const playerStatus = $("player-status");
   const qrImage = $("qr-image");
@@ -40,7 +42,7 @@
   const API_TIMEOUT_MS = 8000;
 
   const state = {
-    mode: "pay", // "pay" | "play" | "wait"
+    mode: "pay", // "pay" | "play" | "wait" | "device" (paid, but playing elsewhere)
     session: null, // the pending QR: {sessionId, trxId, qrCode, ...}
     renewal: false, // the pending QR is for the next window, bought while playing
     renewed: false, // the next window is paid
@@ -179,6 +181,7 @@
     state.mode = "pay";
     playerPanel.hidden = true;
     waitingPanel.hidden = true;
+    devicePanel.hidden = true;
     payPanel.hidden = false;
   }
 
@@ -268,7 +271,9 @@
         startPlayback();
       }
     } else if (message.status === "expired") {
-      if (state.mode === "play" && !isQr) {
+      if (state.mode === "device") {
+        endPlayback();
+      } else if (state.mode === "play" && !isQr) {
         refreshAccess();
       } else if (state.mode === "wait") {
         refreshAccess();
@@ -313,6 +318,7 @@
       state.windowTimer = setTimeout(refreshAccess, 2000); // no verdict: ask again
       return;
     }
+    if (access.deviceLimit) return showDevicePanel();
     if (!access.hasAccess) {
       if (state.mode === "wait" && access.startsIn !== undefined) return waitForStart(access);
       return state.mode === "play" ? endPlayback() : qrExpired();
@@ -368,6 +374,7 @@
     state.startChecking = true;
     const access = await checkAccess();
     state.startChecking = false;
+    if (access && access.deviceLimit) return showDevicePanel();
     if (access && access.hasAccess) {
       state.startDeadline = null;
       waitingPanel.hidden = true;
@@ -388,14 +395,45 @@
 
   // ---- Watching ------------------------------------------------------------------
 
+  // The access answer, {deviceLimit: true} when the purchase plays on as many devices
+  // as it may, or null when there is no verdict (the network blinked).
+  function accessAnswer(answer) {
+    if (answer.status === 403 && answer.payload.code === "device_limit") {
+      return { deviceLimit: true };
+    }
+    return answer.ok ? answer.payload.data : null;
+  }
+
   async function checkAccess() {
     const url = `${config.urls.checkAccess}?streamId=${encodeURIComponent(config.streamId)}`;
-    const answer = await api("GET", url); // also renews the stream's access cookie
-    return answer.ok ? answer.payload.data : null;
+    // Also renews the stream's access cookie, with this device's grant.
+    return accessAnswer(await api("GET", url));
+  }
+
+  async function watchHere() {
+    watchHereButton.disabled = true;
+    const access = accessAnswer(
+      await api("POST", config.urls.watchHere, { streamId: config.streamId }));
+    watchHereButton.disabled = false;
+    if (access && access.hasAccess) return play(access);
+    if (access && !access.deviceLimit) return endPlayback();
+  }
+
+  // Another device plays this purchase: say so, and offer to move playback here.
+  function showDevicePanel() {
+    stopRecovery();
+    detach();
+    state.mode = "device";
+    payPanel.hidden = true;
+    playerPanel.hidden = true;
+    waitingPanel.hidden = true;
+    devicePanel.hidden = false;
+    watchHereButton.focus();
   }
 
   async function startPlayback() {
     const access = await checkAccess();
+    if (access && access.deviceLimit) return showDevicePanel();
     if (access && access.hasAccess) return play(access);
     if (access && access.startsIn !== undefined) return waitForStart(access);
     setStatus(t.status_error);
@@ -406,8 +444,13 @@
     state.mode = "play";
     state.session = null;
     state.payDeadline = null;
+    if (access.deviceLimit) {
+      listen(access.sessionId);
+      return showDevicePanel();
+    }
     payPanel.hidden = true;
     waitingPanel.hidden = true;
+    devicePanel.hidden = true;
     playerPanel.hidden = false;
     adoptAccess(access);
     attach(access.playbackUrl);
@@ -426,7 +469,8 @@
       hls.on(window.Hls.Events.ERROR, (_, data) => {
         if (hls !== state.hls) return;
         if (data.response && data.response.code === 403) {
-          accessLost(); // the gate said no: show the pay panel, not a frozen frame
+          // The gate said no: show why (pay panel, or another device), not a frozen frame.
+          accessLost({ refused: true });
         } else if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
           hls.recoverMediaError();
         } else if (data.fatal) {
@@ -467,20 +511,25 @@
     video.load();
   }
 
-  async function accessLost() {
+  async function accessLost({ refused = false } = {}) {
     const access = await checkAccess();
     // Only the server saying "no access" ends playback: a failed check (the network
     // blinked) is no verdict, and the next stall asks again.
     if (access === null) return;
+    if (access.deviceLimit) return showDevicePanel();
     if (access.hasAccess) {
       if (state.mode === "play") adoptAccess(access); // e.g. the next window began
+      // Refused, yet access holds: this device's grant was ended and check-access has
+      // just given it a new one (in the cookie). Start again with it, after a pause: a
+      // gate that refused a moment ago may take a few seconds to hear of the free place.
+      if (refused) setTimeout(() => { if (state.mode === "play") attach(access.playbackUrl); }, 2000);
       return;
     }
     endPlayback();
   }
 
   function endPlayback() {
-    if (state.mode !== "play") return;
+    if (state.mode === "pay") return;
     stopRecovery();
     clearTimeout(state.windowTimer);
     detach();
@@ -517,6 +566,7 @@
       const access = await checkAccess();
       state.recoveryTimer = null;
       if (state.mode !== "play") return;
+      if (access && access.deviceLimit) return showDevicePanel();
       if (access && !access.hasAccess) return endPlayback();
       if (access) adoptAccess(access);
       attach(state.playbackUrl);
@@ -630,6 +680,7 @@
   newQrButton.addEventListener("click", requestQr);
   renewButton.addEventListener("click", requestQr);
   if (simulateButton) simulateButton.addEventListener("click", simulatePayment);
+  watchHereButton.addEventListener("click", watchHere);
   unmuteButton.addEventListener("click", () => {
     video.muted = false;
     unmuteButton.hidden = true;

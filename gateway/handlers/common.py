@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
+from gateway.devices import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, Unauthenticated
 from gateway.gate.hls_gate import PlaybackGrant
-from gateway.identity import Viewer
+from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.settings import IpNetwork
 
 T = TypeVar("T")
 
@@ -89,6 +93,21 @@ def known_viewer_id(request: web.Request) -> str | None:
     return viewer.user_id
 
 
+def request_device(request: web.Request, device_id: str | None) -> Device:
+    """Which device asks (SPEC, Devices): a program acting with the API key or a
+    platform token names its own; a browser is its viewer cookie, asking from where it
+    plays."""
+    viewer = current_viewer(request)
+    if viewer.via in ("api_key", "bearer"):
+        return program_device(device_id)
+    if device_id is not None:
+        # Otherwise one browser could name itself as many devices as it liked.
+        raise InvalidRequest(detail="deviceId is only for API-key or platform-token callers")
+    assert viewer.user_id is not None
+    return browser_device(request.cookies.get(VIEWER_COOKIE) or viewer.user_id,
+                          client_address(request))
+
+
 def require_operator(request: web.Request) -> None:
     """The one check for operator endpoints: the API key, as `X-Api-Key` or as a bearer
     token (what Prometheus can send). Missing or wrong, it is a 401. It never resolves
@@ -119,5 +138,67 @@ def set_gate_cookie(request: web.Request, response: web.StreamResponse,
 
 def cookie_secure(request: web.Request) -> bool:
     """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
-    TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL)."""
-    return request.secure or request.app[SETTINGS].secure_cookies
+    TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL, or a trusted proxy's
+    X-Forwarded-Proto)."""
+    return (request.secure or request.app[SETTINGS].secure_cookies
+            or forwarded_header(request, "X-Forwarded-Proto") == "https")
+
+
+def public_host(request: web.Request) -> str:
+    """The host viewers reach us at: GATEWAY_PUBLIC_URL's when set, so that a proxy that
+    forgets to pass `Host` on cannot make the viewer's own page look foreign."""
+    public_url = request.app[SETTINGS].public_url
+    if public_url is not None:
+        return _authority(public_url)
+    return request.host
+
+
+@functools.cache
+def _authority(url: str) -> str:
+    return url.split("://", 1)[1].split("/", 1)[0]
+
+
+def client_address(request: web.Request) -> str:
+    """The viewer's address: the connection's, or, when the connection comes from a
+    GATEWAY_TRUSTED_PROXIES proxy, the rightmost X-Forwarded-For address that is not a
+    trusted proxy itself (then X-Real-IP). Anyone else's forwarding headers are ignored."""
+    peer = request.remote or ""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        for hop in reversed(hops):
+            if not _trusted(hop, proxies):
+                return hop if _is_address(hop) else peer
+        return hops[0] if _is_address(hops[0]) else peer
+    real_ip = request.headers.get("X-Real-IP", "").strip()
+    return real_ip if _is_address(real_ip) else peer
+
+
+def forwarded_header(request: web.Request, name: str) -> str | None:
+    """An X-Forwarded-* header, believed only from a trusted proxy."""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if proxies and _trusted(request.remote or "", proxies):
+        value = request.headers.get(name)
+        return value.strip().lower() if value else None
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -9,13 +9,15 @@ from aiohttp import web
 
 from gateway import qris
 from gateway.catalog import Stream
-from gateway.errors import SessionNotFound, UnknownStream
-from gateway.handlers.api import access_data, poster_url
+from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
+from gateway.gate.hls_gate import PlaybackGrant
+from gateway.handlers.api import access_json, poster_url
 from gateway.handlers.common import (
     SESSION_ID,
     current_viewer,
     known_viewer_id,
     path_value,
+    request_device,
     set_gate_cookie,
 )
 from gateway.i18n import (
@@ -26,7 +28,7 @@ from gateway.i18n import (
     time_until_text,
 )
 from gateway.identity import acting_user
-from gateway.keys import CATALOG, CLOCK, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
+from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
 from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.stream_health import StreamStatus
 
@@ -114,11 +116,22 @@ async def watch(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, stream.stream_id, None)
     context = page_context(request)
     router = request.app.router
-    access, grant = access_data(request, stream, decision)
     view = stream_view(request, stream, context["lang"])
+    grant: PlaybackGrant | None = None
+    access: dict[str, Any] | None = None
+    if decision.has_access and decision.session is not None:
+        access = access_json(decision)
+        try:
+            grant = await request.app[GATE].grant(decision.session, decision.remaining_ms,
+                                                  request_device(request, None))
+        except DeviceLimit:
+            access["deviceLimit"] = True  # the page offers "watch here instead"
+        else:
+            access.update(grant.urls)
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
+        "watchHere": str(router["watch-here"].url_for()),
         "ws": WS_PATH,
     }
     simulator = "simulator-pay" in router
@@ -126,16 +139,19 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     context.update(
         **view,
-        has_access=grant is not None,
+        has_access=access is not None and "deviceLimit" not in access,
+        device_limit=access is not None and "deviceLimit" in access,
         waiting=decision.starts_in_ms is not None,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
+        max_devices=request.app[SETTINGS].max_devices,
         config={"streamId": stream.stream_id, "strings": context["t"], "urls": urls,
                 "price": stream.price,
-                # What the page starts with: playing, waiting for the start, paying,
-                # or nothing to sell.
-                "access": access if grant is not None else None,
-                "ticket": access if decision.starts_in_ms is not None else None,
+                # What the page starts with: playing (or the device limit), waiting
+                # for the start, paying, or nothing to sell.
+                "access": access, "maxDevices": request.app[SETTINGS].max_devices,
+                "ticket": access_json(decision) if decision.starts_in_ms is not None
+                else None,
                 "buyable": view["buyable"],
                 "renewWindowMs": RENEWAL_WINDOW_MS,
                 "warnBeforeMs": ACCESS_WARNING_MS},

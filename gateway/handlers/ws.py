@@ -15,10 +15,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from yarl import URL
 
 from gateway.errors import GatewayError, InvalidRequest, NotYours, SessionNotFound
-from gateway.handlers.common import SESSION_ID, current_viewer, query_value
+from gateway.handlers.common import SESSION_ID, current_viewer, public_host, query_value
 from gateway.i18n import choose_language, error_message
 from gateway.identity import session_owner
 from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
+from gateway.logs import log_event
 
 log = logging.getLogger("gateway.ws")
 
@@ -29,10 +30,15 @@ CLOSE_NOT_FOUND = 4404
 
 async def status_socket(request: web.Request) -> web.WebSocketResponse:
     origin = request.headers.get("Origin")
-    # request.host, not request.url: the handler lives as long as the socket, and so
-    # does everything it makes the request build and cache.
-    if origin is not None and URL(origin).host != URL.build(authority=request.host).host:
-        # A page on another site must not open a socket with this viewer's cookie.
+    # The host, not request.url: the handler lives as long as the socket, and so does
+    # everything it makes the request build and cache.
+    host = public_host(request)
+    if origin is not None and URL(origin).host != URL.build(authority=host).host:
+        # A page on another site must not open a socket with this viewer's cookie. When
+        # it is our own page behind a proxy that drops `Host`, say how to fix that.
+        log_event(log, "websocket_origin_refused", level=logging.WARNING, origin=origin,
+                  host=host, hint="behind a proxy: set GATEWAY_PUBLIC_URL, or have the "
+                  "proxy pass Host on (gateway nginx-config does)")
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)

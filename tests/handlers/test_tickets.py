@@ -114,6 +114,7 @@ async def test_my_tickets_lists_purchases_with_receipts(
     qr = await fan.generate_qris("konser")
     clock.advance(30)
     await fan.pay(qr["trxId"])
+    clock.advance(30)
     demo = await fan.generate_qris("demo")
     await fan.pay(demo["trxId"])
     unpaid = await other.generate_qris("demo")
