@@ -401,7 +401,7 @@
     if (answer.status === 403 && answer.payload.code === "device_limit") {
       return { deviceLimit: true };
     }
-    return answer.ok ? answer.payload.data : null;
+    return (answer.ok && answer.payload.data) || null;
   }
 
   async function checkAccess() {
@@ -477,6 +477,9 @@
           disrupted(); // hls.js gave up on the origin: we keep trying
         }
       });
+      // Media arriving is a live pipeline even before the picture moves: on a slow
+      // machine the first frames take a while, and that is no outage.
+      hls.on(window.Hls.Events.FRAG_BUFFERED, () => { state.lastProgressAt = performance.now(); });
       hls.loadSource(url);
       hls.attachMedia(video);
       state.hls = hls;
@@ -609,11 +612,18 @@
 
   // The stall watch: a playing picture that stops moving, or a recovery attempt that
   // has not got it moving, is an outage (a viewer's own pause is neither).
+  // Each failed attempt gives the next one longer, so a slow start is not cut short
+  // again and again.
   setInterval(() => {
     if (state.mode !== "play" || state.recoveryTimer !== null) return;
     if (video.paused && !state.disrupted) return;
-    if (performance.now() - state.lastProgressAt > STALL_MS) disrupted();
+    const limit = STALL_MS * Math.min(1 + state.recoveryAttempt, 4);
+    if (performance.now() - state.lastProgressAt > limit) disrupted();
   }, 1000);
+  video.addEventListener("progress", () => {
+    // Native HLS downloading media again counts as a live pipeline too.
+    if (state.disrupted) state.lastProgressAt = performance.now();
+  });
 
   // Native HLS does not say why it stopped: a refused playlist or segment shows up as a
   // stall (Chromium) or an error (Safari). Either way, ask whether access has ended.

@@ -138,6 +138,19 @@ async def buy_in_page(context: Any, site: str, stream_id: str) -> None:
 
 
 PROGRESS = "document.getElementById('video').currentTime"
+# Seconds of picture played in all, whatever source the player is on: a recovery that
+# attaches a new source may restart the video's clock.
+COUNT_PLAYED = """
+window.__played = 0;
+let lastTime = null;
+document.addEventListener("timeupdate", (event) => {
+  const now = event.target.currentTime;
+  if (lastTime !== null && now > lastTime && now - lastTime < 2) {
+    window.__played += now - lastTime;
+  }
+  lastTime = now;
+}, true);
+"""
 
 
 @pytest.mark.parametrize(("viewer", "player"), [
@@ -155,6 +168,7 @@ async def test_playback_recovers_when_the_origin_stops_and_comes_back(
     context = await browser.new_context(**viewer)
     if player == "hls.js":
         await context.add_init_script(HIDE_NATIVE_HLS)
+    await context.add_init_script(COUNT_PLAYED)
     await buy_in_page(context, site, "live")
     page = await context.new_page()
     errors: list[str] = []
@@ -177,10 +191,9 @@ async def test_playback_recovers_when_the_origin_stops_and_comes_back(
     # a few seconds (bench/README.md); the bound here only catches "never".
     await until(page, "document.getElementById('player-status').hidden", 90)
     recovered_s = time.monotonic() - back_at
-    moving_from = await page.evaluate(PROGRESS)
-    await until(page, f"{PROGRESS} > {moving_from} + 1", 30)
+    played = await page.evaluate("window.__played")
+    await until(page, f"window.__played > {played} + 1", 30)
     print(f"playing again {recovered_s:.1f} s after the origin came back")
-    assert await page.evaluate("document.getElementById('video').paused") is False
     await shot(page, f"11-origin-back-{player}-{viewer['locale']}")
     assert errors == []
     await context.close()
