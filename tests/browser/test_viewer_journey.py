@@ -199,6 +199,27 @@ async def test_playback_recovers_when_the_origin_stops_and_comes_back(
     await context.close()
 
 
+async def test_an_origin_down_when_the_viewer_pays_plays_once_it_is_back(
+        browser: Any, make_site: SiteFactory, live_origin: RestartableOrigin) -> None:
+    site = await make_site([{"id": "live", "title": "Live HTTP", "price": 5000,
+                             "origin": live_origin.url()}],
+                           GATEWAY_UPSTREAM_TIMEOUT_SECONDS="2")
+    context = await browser.new_context(**PHONE)
+    await context.add_init_script(COUNT_PLAYED)
+    page = await context.new_page()
+    await page.goto(f"{site}/watch/live")
+    await until(page, "!document.getElementById('simulate').disabled")
+    await live_origin.stop()  # a blip: the stream is still for sale
+    await page.locator("#simulate").click()
+    # Paid into a dead origin: not a grey player at 0:00, but a message and retries.
+    await until(page, "!document.getElementById('player-status').hidden", 60)
+    assert await page.locator("#player-status").text_content() == TEXT["id-ID"]["disrupted"]
+    await live_origin.start()
+    await until(page, "document.getElementById('player-status').hidden", 90)
+    await until(page, "window.__played > 1", 30)
+    await context.close()
+
+
 @pytest.mark.parametrize("viewer", VIEWERS)
 async def test_a_ticket_bought_seconds_before_the_start_counts_down_then_plays(
         browser: Any, make_site: SiteFactory, viewer: dict[str, Any]) -> None:
