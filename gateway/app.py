@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.hls_gate import HlsGate
-from gateway.handlers.pages import rupiah
 from gateway.handlers.ws import close_all_on_shutdown
+from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
 from gateway.keys import (
     CATALOG,
@@ -21,6 +21,7 @@ from gateway.keys import (
     HLS_JS_URL,
     IDENTITY,
     METRICS,
+    POSTER_ORIGINS,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
@@ -40,6 +41,7 @@ from gateway.resources import (
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
+    stream_health_ctx,
     sweeper_ctx,
 )
 from gateway.routes import setup_routes
@@ -72,10 +74,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
     # every listener running; it stops first at shutdown, the store closes last.
     # The provider opens on the HTTP client; the reconciler, which records payments as
-    # notifications do, starts last, like the sweeper, so every listener hears it.
+    # notifications do, starts last, like the sweeper, so every listener hears it. The
+    # stream health watcher needs only the HTTP client.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
-                            status_hub_ctx, store_changes_ctx, metrics_ctx, sweeper_ctx,
-                            reconciler_ctx])
+                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
+                            metrics_ctx, sweeper_ctx, reconciler_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
     if settings.public_url:
         # Sent to providers that take a notification URL per transaction.
@@ -84,4 +87,5 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
+    app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app
