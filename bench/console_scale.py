@@ -70,6 +70,7 @@ def shaped(index: int, count: int) -> tuple[PaymentSession, list[tuple[Notificat
         provider="simulator", trx_id=f"SIM{index:017d}", amount=25000, fee=0,
         qr_string=PAYLOAD, status=status,
         created_at_ms=created, paid_at_ms=created + 5000 if paid else None,
+        starts_at_ms=created + 5000 if paid else None,
         expires_at_ms=created + 5000 + 7_200_000 if paid else created + 1_200_000)
     notes: list[tuple[Notification, str]] = []
 
@@ -100,7 +101,7 @@ def fill_sqlite(path: Path, count: int) -> None:
                     session.session_id, session.user_id, session.stream_id, session.provider,
                     session.trx_id, session.amount, session.fee, session.qr_string,
                     session.status.value, session.created_at_ms, session.paid_at_ms,
-                    session.expires_at_ms))
+                    session.expires_at_ms, session.starts_at_ms, session.renews))
                 for note, reason in drawn:
                     known = not note.trx_id.startswith("GHOST")
                     notes.append((
@@ -109,8 +110,11 @@ def fill_sqlite(path: Path, count: int) -> None:
                         note.paid_at_ms, note.received_at_ms, None, int(reason == "paid"),
                         reason, note.raw_body, session.stream_id if known else None,
                         int(needs_person(reason))))
-            conn.executemany("INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                             sessions)
+            conn.executemany(
+                "INSERT INTO payment_sessions (session_id, user_id, stream_id, provider,"
+                " trx_id, amount, fee, qr_string, status, created_at_ms, paid_at_ms,"
+                " expires_at_ms, starts_at_ms, renews) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                sessions)
             conn.executemany(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"

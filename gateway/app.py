@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.hls_gate import HlsGate
-from gateway.handlers.pages import local_time, rupiah
 from gateway.handlers.ws import close_all_on_shutdown
+from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
 from gateway.keys import (
     CATALOG,
@@ -22,6 +22,7 @@ from gateway.keys import (
     IDENTITY,
     METRICS,
     OPERATOR_AUTH,
+    POSTER_ORIGINS,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
@@ -29,6 +30,7 @@ from gateway.keys import (
     STATUS_HUB,
     WEBSOCKETS,
 )
+from gateway.ledger import local_time
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
 from gateway.operators import OperatorAuth, SignInThrottle
@@ -81,10 +83,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # every listener running; it stops first at shutdown, the store closes last.
     # The provider opens on the HTTP client; the reconciler, which records payments as
     # notifications do, starts last, like the sweeper, so every listener hears it. The
-    # console's stream health only needs the HTTP client.
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, stream_health_ctx,
-                            gate_ctx, status_hub_ctx, store_changes_ctx, metrics_ctx,
-                            sweeper_ctx, reconciler_ctx])
+    # stream health watcher needs only the HTTP client.
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
+                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
+                            metrics_ctx, sweeper_ctx, reconciler_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator",
                  console_enabled=settings.api_key is not None)
     if settings.public_url:
@@ -94,4 +96,5 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
+    app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

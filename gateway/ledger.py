@@ -214,6 +214,14 @@ def utc_text(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def local_time(ms: int | None) -> str:
+    """A moment as the operator reads it: Western Indonesian Time, to the second."""
+    if ms is None:
+        return "-"
+    moment = datetime.fromtimestamp((ms + LOCAL_OFFSET_MS) / 1000, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + " WIB"
+
+
 def _cell(value: str) -> str:
     """A spreadsheet opening the export must not run a provider's or an operator's text
     as a formula."""

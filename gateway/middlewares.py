@@ -15,7 +15,7 @@ from gateway import errors
 from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, VIEWER
+from gateway.keys import IDENTITY, POSTER_ORIGINS, VIEWER
 
 log = logging.getLogger("gateway.http")
 
@@ -35,6 +35,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
+    errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
     errors.ProviderBadResponse: 502,
@@ -45,8 +46,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/ws", "/simulator/", "/healthz", "/readyz",
-                  "/metrics", "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
+                  "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
@@ -101,7 +102,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # Pages load only their own scripts, styles and media; the player needs blob: for MSE.
 _CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'"
 )
@@ -137,4 +138,5 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
     if headers.get("Content-Type", "").startswith("text/html"):
         host = public_host(request)
         ws = f"ws://{host} wss://{host}"
-        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)
+        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
+            ws=ws, images=request.app[POSTER_ORIGINS])

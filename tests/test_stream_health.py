@@ -1,163 +1,184 @@
-"""Each stream's health as the console shows it: a real local HTTP origin (up, failing,
-silent), a directory origin's newest file, the looped demo; looked at no more than every
-few seconds per stream."""
+"""Whether each stream is live, as viewers and buyers see it: the service polls every
+origin itself, tolerates blips under a minute, and refuses to sell an offline stream."""
 
 from __future__ import annotations
 
-import os
-import time
-from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient
 
-from gateway.catalog import Catalog, Stream
-from gateway.settings import PACKAGE_DIR
-from gateway.stream_health import RECHECK_AFTER_MS, StreamHealthMonitor
-from tests.conftest import START_MS, FakeClock
+from gateway.app import create_app
+from gateway.keys import STREAM_HEALTH
+from gateway.settings import PACKAGE_DIR, Settings
+from tests.conftest import START_MS, FakeClock, ViewerClient, make_settings, store_snapshot
+from tests.gate.conftest import OriginServer, write_catalog
 
-LIVE = f"""#EXTM3U
-#EXT-X-TARGETDURATION:4
-#EXT-X-MEDIA-SEQUENCE:10
-#EXT-X-PROGRAM-DATE-TIME:{datetime.fromtimestamp(START_MS / 1000 - 20, UTC).isoformat()}
-#EXTINF:4.0,
-seg10.ts
-#EXTINF:4.0,
-seg11.ts
-"""
-NO_DATES = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg1.ts\n"
-MASTER = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000\nlow/index.m3u8\n"
+DEMO_SEGMENTS = PACKAGE_DIR / "demo" / "live"
+HOUR_MS = 3600 * 1000
 
 
-class Origin:
-    def __init__(self) -> None:
-        self.hits: Counter[str] = Counter()
-        self.failing = False
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", self.serve)
-        self.server = TestServer(app)
-
-    async def serve(self, request: web.Request) -> web.Response:
-        path = request.match_info["path"]
-        self.hits[path] += 1
-        if self.failing:
-            return web.Response(status=503)
-        if path == "live/index.m3u8":
-            return web.Response(text=LIVE)
-        if path == "plain/index.m3u8":
-            return web.Response(text=NO_DATES)
-        if path == "master/index.m3u8":
-            return web.Response(text=MASTER)
-        if path == "master/low/index.m3u8":
-            return web.Response(text=NO_DATES)
-        if path.endswith("seg1.ts"):
-            modified = datetime.fromtimestamp(START_MS / 1000 - 90, UTC)
-            return web.Response(headers={"Last-Modified": modified.strftime(
-                "%a, %d %b %Y %H:%M:%S GMT")})
-        return web.Response(status=404)
+def live_playlist(first: int, count: int = 3) -> str:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2",
+             f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+    for number in range(first, first + count):
+        lines += ["#EXTINF:2.000,", f"seg{number % 4}.ts"]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
-async def origin() -> AsyncIterator[Origin]:
-    serving = Origin()
-    await serving.server.start_server()
-    yield serving
-    await serving.server.close()
+async def origin(tmp_path: Path) -> AsyncIterator[OriginServer]:
+    root = tmp_path / "origin"
+    root.mkdir()
+    (root / "index.m3u8").write_text(live_playlist(0))
+    server = OriginServer(root)
+    await server.server.start_server()
+    yield server
+    await server.server.close()
 
 
-def http_stream(origin: Origin, folder: str) -> Stream:
-    return Stream(folder, folder, 1000, str(origin.server.make_url(f"/{folder}/")), None)
+def rfc3339(ms: int) -> str:
+    from datetime import UTC, datetime
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
-async def health_of(streams: list[Stream], clock: FakeClock
-                    ) -> tuple[StreamHealthMonitor, aiohttp.ClientSession]:
-    client = aiohttp.ClientSession()
-    return StreamHealthMonitor(Catalog(streams), client, clock), client
+@pytest.fixture
+def health_settings(tmp_path: Path, origin: OriginServer) -> Settings:
+    (tmp_path / "poster.png").write_bytes(b"\x89PNG\r\n\x1a\nposter")
+    catalog = write_catalog(tmp_path / "streams.toml", [
+        {"id": "http", "title": "HTTP", "price": 2000, "origin": origin.url()},
+        {"id": "loop", "title": "Loop", "price": 3000, "origin": f"file://{DEMO_SEGMENTS}/",
+         "loop": True, "poster": "poster.png", "description": "Pola uji",
+         "access_seconds": 600},
+        {"id": "later", "title": "Later", "price": 4000, "origin": origin.url("none/"),
+         "starts_at": rfc3339(START_MS + HOUR_MS), "ends_at": rfc3339(START_MS + 3 * HOUR_MS),
+         "poster": "https://images.example.id/later.jpg"},
+        {"id": "over", "title": "Over", "price": 5000, "origin": origin.url(),
+         "starts_at": rfc3339(START_MS - 3 * HOUR_MS), "ends_at": rfc3339(START_MS - HOUR_MS)},
+    ])
+    # The poller's own rounds are far apart: the test runs the checks it wants.
+    return make_settings(tmp_path, GATEWAY_STREAMS=str(catalog),
+                         GATEWAY_STREAM_CHECK_INTERVAL_SECONDS="300",
+                         GATEWAY_UPSTREAM_TIMEOUT_SECONDS="1")
 
 
-async def test_an_http_origin_is_up_and_its_newest_segment_aged(origin: Origin,
-                                                                clock: FakeClock) -> None:
-    streams = [http_stream(origin, "live"), http_stream(origin, "plain"),
-               http_stream(origin, "master")]
-    monitor, client = await health_of(streams, clock)
-    try:
-        live, plain, master = await monitor.all()
-    finally:
-        await client.close()
-    # Program date time 20 s ago, plus two 4 s segments: the newest ended 12 s ago.
-    assert live.up and live.newest_segment_age_s == pytest.approx(12.0)
-    # No dates in the playlist: the newest segment's Last-Modified, 90 s ago.
-    assert plain.up and plain.newest_segment_age_s == pytest.approx(90.0)
-    assert master.up and master.newest_segment_age_s == pytest.approx(90.0)
+@pytest.fixture
+async def app_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    health_settings: Settings, clock: FakeClock,
+) -> TestClient[web.Request, web.Application]:
+    return await aiohttp_client(create_app(health_settings, clock=clock))
 
 
-async def test_a_failing_or_absent_origin_is_down(origin: Origin, clock: FakeClock) -> None:
-    origin.failing = True
-    gone = Stream("gone", "gone", 1000, "http://127.0.0.1:9/", None)  # discard port
-    monitor, client = await health_of([http_stream(origin, "live"), gone], clock)
-    try:
-        failing, absent = await monitor.all()
-    finally:
-        await client.close()
-    assert not failing.up and "503" in failing.problem
-    assert not absent.up and absent.problem
+async def statuses(client: TestClient[web.Request, web.Application]) -> dict[str, str]:
+    async with client.get("/api/streams") as response:
+        body = await response.json()
+    return {stream["id"]: stream["status"] for stream in body["data"]["streams"]}
 
 
-async def test_an_origin_is_looked_at_no_more_than_every_few_seconds(
-        origin: Origin, clock: FakeClock) -> None:
-    monitor, client = await health_of([http_stream(origin, "live")], clock)
-    try:
-        await monitor.all()
-        await monitor.all()
-        assert origin.hits["live/index.m3u8"] == 1
-        origin.failing = True
-        clock.advance(RECHECK_AFTER_MS / 1000)
-        (health,) = await monitor.all()
-        assert origin.hits["live/index.m3u8"] == 2 and not health.up
-    finally:
-        await client.close()
+async def test_streams_list_their_status_and_event_fields(
+        app_client: TestClient[web.Request, web.Application]) -> None:
+    async with app_client.get("/api/streams") as response:
+        assert response.status == 200
+        streams = {s["id"]: s for s in (await response.json())["data"]["streams"]}
+    assert {k: v["status"] for k, v in streams.items()} == {
+        "http": "live", "loop": "live", "later": "scheduled", "over": "ended"}
+    later = streams["later"]
+    assert (later["startsAt"], later["endsAt"]) == (START_MS + HOUR_MS, START_MS + 3 * HOUR_MS)
+    assert later["poster"] == "https://images.example.id/later.jpg"
+    assert later["accessSeconds"] == 7200
+    loop = streams["loop"]
+    assert (loop["description"], loop["accessSeconds"], loop["startsAt"]) == (
+        "Pola uji", 600, None)
+    assert "origin" not in loop and "origin" not in later
+    async with app_client.get(loop["poster"]) as poster:
+        assert poster.status == 200
+        assert poster.content_type == "image/png"
+        assert await poster.read() == b"\x89PNG\r\n\x1a\nposter"
+    async with app_client.get("/posters/http") as missing:
+        assert missing.status == 404
+    # Pages may show the remote poster, and nothing else from that host.
+    async with app_client.get("/", headers={"Accept": "text/html"}) as page:
+        csp = page.headers["Content-Security-Policy"]
+        assert "img-src 'self' data: https://images.example.id;" in csp
+        assert "later.jpg" in await page.text()
 
 
-async def test_a_directory_origin_ages_by_its_newest_file(tmp_path: Path,
-                                                         clock: FakeClock) -> None:
-    (tmp_path / "index.m3u8").write_text(NO_DATES)
-    segment = tmp_path / "seg1.ts"
-    segment.write_bytes(b"x")
-    a_minute_ago = time.time() - 60
-    os.utime(segment, (a_minute_ago, a_minute_ago))
-    missing = tmp_path / "missing"
-    missing.mkdir()
-    streams = [Stream("dir", "dir", 1000, None, tmp_path),
-               Stream("missing", "missing", 1000, None, missing)]
-    monitor, client = await health_of(streams, clock)
-    try:
-        here, absent = await monitor.all()
-    finally:
-        await client.close()
-    assert here.up and 59 < (here.newest_segment_age_s or 0) < 120
-    assert not absent.up
+async def test_a_blip_under_a_minute_stays_live_a_longer_outage_cannot_be_sold(
+        app_client: TestClient[web.Request, web.Application], origin: OriginServer,
+        clock: FakeClock, health_settings: Settings) -> None:
+    health = app_client.app[STREAM_HEALTH]
+    buyer = ViewerClient(app_client)
+    await health.check("http")
+    assert health.snapshot()["http"].last_check_ok
+
+    origin.behaviour["index.m3u8"] = "fail"
+    clock.advance(2)
+    await health.check("http")
+    clock.advance(55)
+    await health.check("http")
+    state = health.snapshot()["http"]
+    assert not state.last_check_ok and state.up  # 57 s without a good playlist: a blip
+    assert (await statuses(app_client))["http"] == "live"
+
+    clock.advance(5)
+    await health.check("http")
+    assert (await statuses(app_client))["http"] == "offline"
+    before = store_snapshot(health_settings)
+    refused = await buyer.generate_qris("http", expect=409)
+    assert refused["code"] == "stream_offline"
+    assert refused["error"].startswith("Siaran ini sedang tidak tayang")
+    assert store_snapshot(health_settings) == before
+
+    # The origin comes back: one good check and it is live and for sale again.
+    del origin.behaviour["index.m3u8"]
+    (origin.root / "index.m3u8").write_text(live_playlist(7))
+    await health.check("http")
+    assert (await statuses(app_client))["http"] == "live"
+    await buyer.generate_qris("http", expect=201)
 
 
-async def test_the_looped_demo_is_always_fresh(clock: FakeClock) -> None:
-    demo = Stream("demo", "demo", 1000, None, PACKAGE_DIR / "demo" / "live",
-                  playlist="live.m3u8", loop_source="loop.m3u8")
-    monitor, client = await health_of([demo], clock)
-    ages = []
-    try:
-        for _ in range(8):
-            clock.advance(RECHECK_AFTER_MS / 1000 + 0.7)
-            (health,) = await monitor.all()
-            assert health.up
-            ages.append(health.newest_segment_age_s)
-    finally:
-        await client.close()
-    longest = max(float(line.split(":")[1].rstrip(","))
-                  for line in (PACKAGE_DIR / "demo" / "live" / "loop.m3u8").read_text().split()
-                  if line.startswith("#EXTINF"))
-    assert all(age is not None and 0 <= age < longest for age in ages)
-    assert len(set(ages)) > 1  # it moves with the clock
+async def test_a_playlist_that_stops_moving_counts_as_down(
+        app_client: TestClient[web.Request, web.Application], origin: OriginServer,
+        clock: FakeClock) -> None:
+    health = app_client.app[STREAM_HEALTH]
+    await health.check("http")
+    clock.advance(4)
+    (origin.root / "index.m3u8").write_text(live_playlist(2))
+    await health.check("http")
+    assert health.snapshot()["http"].newest_segment_age_ms == 0
+    for _ in range(13):  # the packager died: the same playlist, every 5 s, for 65 s
+        clock.advance(5)
+        await health.check("http")
+    state = health.snapshot()["http"]
+    assert not state.last_check_ok and "unchanged" in (state.problem or "")
+    assert (await statuses(app_client))["http"] == "offline"
+
+
+async def test_scheduled_streams_sell_ended_ones_do_not(
+        app_client: TestClient[web.Request, web.Application], clock: FakeClock) -> None:
+    buyer = ViewerClient(app_client)
+    clock.advance(120)  # the "later" origin has never answered: offline, but not started
+    await app_client.app[STREAM_HEALTH].check_all()
+    assert (await statuses(app_client))["later"] == "scheduled"
+    await buyer.generate_qris("later", expect=201)
+    refused = await buyer.call("POST", "/api/generate-qris", expect=409,
+                               json={"streamId": "over"}, headers={"Accept-Language": "en"})
+    assert refused["code"] == "stream_offline"
+    assert refused["error"].startswith("This stream is off the air")
+
+
+def test_the_status_follows_the_catalog_times_before_the_origin() -> None:
+    from gateway.catalog import Stream
+    from gateway.stream_health import OriginHealth, StreamStatus, stream_status
+
+    up = OriginHealth(True, True, 0, 0, 0, None)
+    down = OriginHealth(False, False, 0, None, None, "HTTP 503")
+    event = Stream("e", "E", 1000, "http://o.example/", None, starts_at_ms=1000,
+                   ends_at_ms=2000)
+    assert stream_status(event, down, 999) is StreamStatus.SCHEDULED
+    assert stream_status(event, up, 1000) is StreamStatus.LIVE
+    assert stream_status(event, down, 1500) is StreamStatus.OFFLINE
+    assert stream_status(event, up, 2000) is StreamStatus.ENDED
