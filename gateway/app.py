@@ -27,6 +27,7 @@ from gateway.keys import (
     STATUS_HUB,
     WEBSOCKETS,
 )
+from gateway.logs import quiet_malformed_requests
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware, finish_headers
 from gateway.providers import make_provider
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah})
     app[aiohttp_jinja2.static_root_key] = "/static"
+    quiet_malformed_requests()
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,

@@ -99,8 +99,15 @@ class UpstreamFailed(GatewayError):
     code = "upstream_failed"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its whole request body in time."""
+
+    code = "request_timeout"
+
+
 class StoreUnavailable(GatewayError):
-    """The store did not answer a readiness check in time."""
+    """The store did not answer in time, or refused: unreachable, paused, loading,
+    locked by another process. Worth retrying after a short while."""
 
     code = "store_unavailable"
 

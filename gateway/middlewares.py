@@ -16,11 +16,13 @@ from gateway.handlers.common import add_cookie
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, VIEWER
+from gateway.logs import log_event
 
 log = logging.getLogger("gateway.http")
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
+    errors.RequestTimeout: 408,
     errors.AmountMismatch: 400,
     errors.Unauthenticated: 401,
     errors.NotificationRejected: 401,
@@ -73,6 +75,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.GatewayError as exc:
+        if isinstance(exc, errors.InvalidRequest | errors.RequestTimeout):
+            # The client's mistake, so a warning, and one line: no traceback.
+            log_event(log, "bad_request", level=logging.WARNING, path=request.path[:200],
+                      code=exc.code, detail=str(exc.params.get("detail", ""))[:200])
         return error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code, exc.params)
     except web.HTTPException as exc:
         if exc.status < 400:

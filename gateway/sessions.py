@@ -21,7 +21,6 @@ from gateway.clock import Clock
 from gateway.errors import (
     AlreadyHasAccess,
     AmountMismatch,
-    NotificationRejected,
     NotYours,
     ProviderReturnedInvalidQris,
     SessionNotFound,
@@ -335,9 +334,13 @@ class PaymentSessions:
             notification, lambda context: decide_payment(context, self.access_ms)
         )
         if decision.reason == NotificationReason.REPLAYED:
-            log_event(log, "notification_replayed", level=logging.WARNING,
-                      trxId=notification.trx_id, eventId=notification.event_id)
-            raise NotificationRejected(reason="replayed")
+            # The exact bytes we already recorded (signature and all): typically the
+            # provider retrying a request that timed out while we applied it. It must
+            # hear "done" or it retries for a day; it changes nothing, and the ledger
+            # already holds it, so it is not stored twice.
+            log_event(log, "notification_redelivered", trxId=notification.trx_id,
+                      eventId=notification.event_id)
+            return PaymentDecision(False, NotificationReason.DUPLICATE_EVENT, None)
         log_event(log, "notification_recorded", eventId=notification.event_id,
                   trxId=notification.trx_id, sessionId=decision.session_id,
                   applied=decision.applied, reason=decision.reason,

@@ -55,6 +55,15 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: int = 10
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 10
+    max_connections: int = 0  # 0: from the descriptor limit (see gateway/serve.py)
+    store_timeout_seconds: int = 5
+    qr_rate_per_address: int = 120
+    qr_rate_per_viewer: int = 10
+    qr_rate_window_seconds: int = 60
+    max_websockets_per_viewer: int = 8
+    frame_ancestors: str = "'none'"
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
@@ -111,6 +120,21 @@ class Settings:
             upstream_timeout_seconds=env.get(
                 "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
             ),
+            header_timeout_seconds=env.get(
+                "GATEWAY_HEADER_TIMEOUT_SECONDS", _seconds(1, 300), 10),
+            body_timeout_seconds=env.get("GATEWAY_BODY_TIMEOUT_SECONDS", _seconds(1, 300), 10),
+            max_connections=env.get("GATEWAY_MAX_CONNECTIONS", _int_range(0, 1 << 20), 0),
+            store_timeout_seconds=env.get(
+                "GATEWAY_STORE_TIMEOUT_SECONDS", _seconds(1, 60), 5),
+            qr_rate_per_address=env.get(
+                "GATEWAY_QR_RATE_PER_ADDRESS", _int_range(0, 1_000_000), 120),
+            qr_rate_per_viewer=env.get(
+                "GATEWAY_QR_RATE_PER_VIEWER", _int_range(0, 1_000_000), 10),
+            qr_rate_window_seconds=env.get(
+                "GATEWAY_QR_RATE_WINDOW_SECONDS", _seconds(1, 86400), 60),
+            max_websockets_per_viewer=env.get(
+                "GATEWAY_MAX_WEBSOCKETS_PER_VIEWER", _int_range(1, 10_000), 8),
+            frame_ancestors=env.get("GATEWAY_FRAME_ANCESTORS", _frame_ancestors, "'none'"),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -130,6 +154,14 @@ class Settings:
             ),
         )
         env.reject_unknown()
+        # Providers retry a notification for up to a day after the QR's window: an
+        # unpaid session pruned before then turns a late payment into an unknown one.
+        least_retention_s = settings.payment_window_seconds + 86400
+        if settings.unpaid_retention_seconds < least_retention_s:
+            raise SettingsError(
+                f"GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window "
+                f"plus a day of provider retries ({least_retention_s}), got "
+                f"{settings.unpaid_retention_seconds} (late payments would be unknown)")
         return settings
 
 
@@ -206,6 +238,14 @@ def _one_of(*choices: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _frame_ancestors(raw: str) -> str:
+    """A CSP frame-ancestors source list: 'none', 'self', or origins to allow."""
+    if not re.fullmatch(r"[A-Za-z0-9'*:/.\- ]{1,500}", raw) or not raw.strip():
+        raise SettingsError("must be a frame-ancestors source list, e.g. 'none' or "
+                            f"'self' https://partner.example; got {raw!r}")
+    return raw.strip()
 
 
 def _nonempty(raw: str) -> str:

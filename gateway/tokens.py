@@ -51,7 +51,7 @@ class Keyring:
     def verify(self, token: str) -> list[str] | None:
         """The fields, or None for anything forged, truncated, or signed by an unknown key."""
         parts = token.split(".")
-        if len(parts) != 3 or len(token) > 1024:
+        if len(parts) != 3 or len(token) > 1024 or not token.isascii():
             return None
         kid, body, signature = parts
         key = self._keys.get(kid)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import NoAccess
+from gateway.parsing import is_ascii_int
 from gateway.sessions import PaymentSession, SessionStatus
 from gateway.tokens import Keyring
 
@@ -65,7 +66,7 @@ class AccessGate:
 
     def _verify(self, token: str) -> tuple[str, str, int] | None:
         fields = self._keys.verify(token)
-        if fields is None or len(fields) != 3 or not fields[2].isdigit():
+        if fields is None or len(fields) != 3 or not is_ascii_int(fields[2]):
             return None
         return fields[0], fields[1], int(fields[2])
 

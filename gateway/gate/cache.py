@@ -24,6 +24,7 @@ from yarl import URL
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError, MediaNotFound, UpstreamFailed, UpstreamTimeout
+from gateway.parsing import is_ascii_int
 
 CHUNK_BYTES = 64 * 1024
 
@@ -206,7 +207,7 @@ def _max_age(cache_control: str) -> int | None:
         name, _, value = directive.strip().partition("=")
         if name in ("no-store", "no-cache", "private"):
             return 0
-        if name in ("s-maxage", "max-age") and value.isdigit():
+        if name in ("s-maxage", "max-age") and is_ascii_int(value, max_digits=9):
             return int(value)
     return None
 

@@ -97,7 +97,7 @@ class LiveLoopOrigin(Origin):
         if len(extensions) != 1:
             raise ValueError(f"{directory / source_playlist}: mixed segment types")
         self._extension = extensions.pop()
-        self._segment_name = re.compile(rf"(\d{{1,15}}){re.escape(self._extension)}")
+        self._segment_name = re.compile(rf"([0-9]{{1,15}}){re.escape(self._extension)}")
         self._live_playlist = live_playlist
         self._cycle_s = sum(segment.duration_s for segment in self._segments)
         self._starts_s = [sum(s.duration_s for s in self._segments[:i])

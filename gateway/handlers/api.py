@@ -3,6 +3,7 @@ camelCase, times in ms since the epoch, durations in ms)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -17,13 +18,18 @@ from gateway.handlers.common import (
     current_viewer,
     ok,
     path_value,
+    query_int,
     query_value,
+    read_body,
     read_json,
 )
 from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
+from gateway.logs import log_event
 from gateway.sessions import PaymentSession
+
+log = logging.getLogger("gateway.api")
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -112,7 +118,7 @@ async def payment_status(request: web.Request) -> web.Response:
 
 async def payment_notification(request: web.Request) -> web.Response:
     """The provider's callback. Read raw bytes first: signatures cover the exact body."""
-    raw_body = await request.read()
+    raw_body = await read_body(request)
     metrics = request.app[METRICS]
     try:
         notification = request.app[PROVIDER].verify_notification(
@@ -120,7 +126,11 @@ async def payment_notification(request: web.Request) -> web.Response:
         )
         decision = await request.app[SESSIONS].record_notification(notification)
     except NotificationRejected as rejected:
-        metrics.notifications_rejected.labels(str(rejected.params["reason"])).inc()
+        reason = str(rejected.params["reason"])
+        # One line per refusal, with why: not stored, so this is all the trace there is.
+        log_event(log, "callback_refused", level=logging.WARNING, reason=reason,
+                  provider=request.app[PROVIDER].name, bodyBytes=len(raw_body))
+        metrics.notifications_rejected.labels(reason).inc()
         raise
     metrics.notifications.labels(decision.reason.value, str(decision.applied).lower()).inc()
     # 200 also for duplicates and refusals: the provider must stop retrying, and
@@ -172,10 +182,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     if not current_viewer(request).is_server:
         raise NotYours()
     trx_id = query_value(request, "trxId", TRX_ID)
-    raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise InvalidRequest(detail="limit must be 1 to 1000")
-    ledger = await request.app[SESSIONS].store.notifications(trx_id, int(raw_limit))
+    limit = query_int(request, "limit", 1, 1000, default=100)
+    ledger = await request.app[SESSIONS].store.notifications(trx_id, limit)
     return ok({"notifications": [{
         "provider": entry.notification.provider,
         "eventId": entry.notification.event_id,

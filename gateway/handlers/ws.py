@@ -12,10 +12,9 @@ import json
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from yarl import URL
 
 from gateway.errors import GatewayError, InvalidRequest, NotYours, SessionNotFound
-from gateway.handlers.common import SESSION_ID, current_viewer, query_value
+from gateway.handlers.common import SESSION_ID, current_viewer, query_value, same_host
 from gateway.i18n import choose_language, error_message
 from gateway.identity import session_owner
 from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
@@ -28,10 +27,7 @@ CLOSE_NOT_FOUND = 4404
 
 
 async def status_socket(request: web.Request) -> web.WebSocketResponse:
-    origin = request.headers.get("Origin")
-    # request.host, not request.url: the handler lives as long as the socket, and so
-    # does everything it makes the request build and cache.
-    if origin is not None and URL(origin).host != URL.build(authority=request.host).host:
+    if "Origin" in request.headers and not same_host(request):
         # A page on another site must not open a socket with this viewer's cookie.
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie

@@ -88,14 +88,39 @@ async def test_a_signature_at_the_edge_of_the_window_is_accepted(
     assert (await deliver(viewer, raw, headers, 200))["data"]["applied"]
 
 
-async def test_a_replayed_delivery_is_refused(viewer: ViewerClient, clock: FakeClock,
-                                              settings: Settings) -> None:
+async def test_the_same_delivery_again_is_a_duplicate_and_changes_nothing(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    """A provider whose request timed out while we applied it sends the exact same bytes
+    again: it must hear 200 (else it retries a payment that went through for a day),
+    and nothing changes, however often it comes."""
     qr = await viewer.generate_qris()
-    raw, headers = signed(event(qr, clock, amount=1), clock() // 1000)
+    raw, headers = signed(event(qr, clock), clock() // 1000)
     await deliver(viewer, raw, headers, 200)
+    paid = await viewer.status(qr["sessionId"])
+    ledger = await stored_notifications(settings)
     clock.advance(5)
-    answer = await deliver(viewer, raw, headers, 401)
-    assert answer["error"] == "Notifikasi pembayaran ditolak: replayed"
+    for _ in range(3):
+        answer = await deliver(viewer, raw, headers, 200)
+        assert answer["data"] == {"applied": False, "reason": "duplicate_event",
+                                  "eventId": "evt-1"}
+    now = await viewer.status(qr["sessionId"])
+    assert (now["status"], now["paidAt"], now["expiresAt"]) == (
+        "paid", paid["paidAt"], paid["expiresAt"])
+    assert await stored_notifications(settings) == ledger
+
+
+async def test_altered_stale_or_forged_copies_of_a_delivery_stay_refused(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock), clock() // 1000)
+    await deliver(viewer, raw, headers, 200)
+    altered = raw.replace(b'"amount": 1000', b'"amount": 1001')
+    assert altered != raw
+    await deliver(viewer, altered, headers, 401)
+    _, forged = signed(event(qr, clock), clock() // 1000, secret="f" * 40)
+    await deliver(viewer, raw, forged, 401)
+    clock.advance(301)
+    await deliver(viewer, raw, headers, 401)  # stale: outside the tolerance window
     assert len(await stored_notifications(settings)) == 1
 
 
