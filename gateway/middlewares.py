@@ -15,7 +15,7 @@ from gateway import errors
 from gateway.handlers.common import add_cookie
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, VIEWER
+from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.http")
@@ -99,8 +99,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 _CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'"
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frames}"
 )
+# aiohttp names itself and Python with their versions: a free hint for an attacker.
+SERVER_HEADER = "stream-paygate"
 
 
 async def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -119,8 +121,10 @@ async def finish_headers(request: web.Request, response: web.StreamResponse) -> 
                    request.app[IDENTITY].cookie_for(viewer.user_id),
                    path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
     headers = response.headers
+    headers["Server"] = SERVER_HEADER
     headers["Referrer-Policy"] = "same-origin"
     headers["X-Content-Type-Options"] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
         ws = f"ws://{request.host} wss://{request.host}"
-        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(ws=ws)
+        headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
+            ws=ws, frames=request.app[SETTINGS].frame_ancestors)
