@@ -39,6 +39,10 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,
 }
+# Answers that say "not now": when to ask again.
+RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
+    errors.StoreUnavailable: 2,
+}
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
 _MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/readyz", "/metrics",
@@ -79,7 +83,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # The client's mistake, so a warning, and one line: no traceback.
             log_event(log, "bad_request", level=logging.WARNING, path=request.path[:200],
                       code=exc.code, detail=str(exc.params.get("detail", ""))[:200])
-        return error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code, exc.params)
+        response = error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code,
+                                  exc.params)
+        retry_after_s = RETRY_AFTER_SECONDS.get(type(exc))
+        if retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.params.get("retry_after_s",
+                                                                 retry_after_s))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

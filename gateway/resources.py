@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.catalog import Stream
 from gateway.clock import Clock
+from gateway.errors import StoreUnavailable
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
 from gateway.handlers.hls import playback_url_templates
@@ -43,7 +44,8 @@ log = logging.getLogger("gateway.resources")
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await open_store(settings.store_url, settings.redis_key_prefix)
+    store = await open_store(settings.store_url, settings.redis_key_prefix,
+                             settings.store_timeout_seconds)
     app[STORE] = store
     app[SESSIONS] = PaymentSessions(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
@@ -148,6 +150,10 @@ async def _follow_changes(app: web.Application) -> None:
                 sessions.notify_listeners(session)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as lost:
+            # The store went away (restarted, unreachable): expected, no traceback.
+            log_event(log, "store_changes_lost", level=logging.WARNING,
+                      error=type(lost).__name__)
         except Exception:
             log.exception("lost the store's change feed; resubscribing")
         metrics.change_feed_up = False
@@ -185,8 +191,12 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel a background task of this module's and wait until it has finished."""
-    task.cancel()
+    """Cancel a background task of this module's and wait until it has finished. Again
+    if need be: redis-py (8.1) swallows a cancellation that lands as a command starts,
+    and the task then carries on."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
@@ -198,6 +208,8 @@ async def _sweep_forever(app: web.Application) -> None:
             report = await app[SESSIONS].sweep()
             if report.expired or report.pruned:
                 log_event(log, "sweep", expired=report.expired, pruned=report.pruned)
+        except StoreUnavailable:  # said once by the store; the next round catches up
+            pass
         except Exception:  # a bad sweep must not end sweeping
             log.exception("sweep failed")
         await asyncio.sleep(interval_s)

@@ -24,6 +24,7 @@ from gateway.errors import (
     NotYours,
     ProviderReturnedInvalidQris,
     SessionNotFound,
+    StoreUnavailable,
     UnknownStream,
 )
 from gateway.logs import log_event
@@ -225,8 +226,9 @@ class PaymentSessions:
         self.notify_listeners(session)
         try:
             await self.store.publish_change(session)
-        except Exception:  # stored already; other instances catch up when they resync
-            log.exception("could not publish a session change to other instances")
+        except StoreUnavailable:  # stored already; other instances catch up on resync
+            log_event(log, "session_change_not_published", level=logging.WARNING,
+                      sessionId=session.session_id)
 
     def notify_listeners(self, session: PaymentSession) -> None:
         """Tell this process's listeners of a status change, made here or by another
