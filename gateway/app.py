@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
-from gateway.gate.access import AccessGate
+from gateway.gate.hls_gate import HlsGate
 from gateway.handlers.pages import rupiah
 from gateway.handlers.ws import close_all_on_shutdown
 from gateway.identity import IdentityResolver
@@ -57,8 +57,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[PROVIDER] = make_provider(settings, clock)
     app[IDENTITY] = IdentityResolver(settings, clock)
     app[QR_IMAGES] = QrImages()
-    app[GATE] = AccessGate(settings.secret, settings.previous_secrets, clock,
-                           access_seconds=settings.access_seconds)
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
     app[METRICS] = Metrics()
@@ -68,8 +66,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     quiet_malformed_requests()
     app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
+    # Opened in this order, closed in reverse. The store first: it makes the
+    # SessionService and registers its status listeners, and everything after uses it.
+    # The HTTP client before the gate, whose HTTP origins fetch through it. The gate
+    # (reloading sessions ended early) and the status hub's sender before the change
+    # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
+    # every listener running; it stops first at shutdown, the store closes last.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
                             store_changes_ctx, metrics_ctx, sweeper_ctx])
     setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    # After the routes: the gate builds its playback URLs from the named routes.
+    app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     return app

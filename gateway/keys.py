@@ -10,14 +10,12 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock
-from gateway.gate.access import AccessGate
-from gateway.gate.cache import UpstreamFetcher
-from gateway.gate.origins import Origin
+from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
-from gateway.sessions import PaymentSessions
+from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
@@ -28,19 +26,16 @@ CATALOG = web.AppKey("catalog", Catalog)
 PROVIDER = web.AppKey("provider", Provider)
 IDENTITY = web.AppKey("identity", IdentityResolver)
 QR_IMAGES = web.AppKey("qr_images", QrImages)
-GATE = web.AppKey("gate", AccessGate)
+GATE = web.AppKey("gate", HlsGate)  # access, origins, cache, playback URLs: all of it
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
 METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
-SESSIONS = web.AppKey("sessions", PaymentSessions)
+SESSIONS = web.AppKey("sessions", SessionService)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
-ORIGINS = web.AppKey("origins", dict[str, Origin])
-PLAYBACK_URLS = web.AppKey("playback_urls", dict[str, tuple[str, str]])
-UPSTREAM = web.AppKey("upstream", UpstreamFetcher)
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 

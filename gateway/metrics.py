@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.sessions import PaymentSession
+from gateway.model import PaymentSession
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -10,12 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.catalog import Stream
-from gateway.clock import Clock
+from gateway.change_feed import ChangeFeed
 from gateway.errors import StoreUnavailable
-from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
-from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
-from gateway.handlers.hls import playback_url_templates
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
@@ -23,8 +19,6 @@ from gateway.keys import (
     GATE,
     HTTP_CLIENT,
     METRICS,
-    ORIGINS,
-    PLAYBACK_URLS,
     PROVIDER,
     SESSIONS,
     SETTINGS,
@@ -32,11 +26,10 @@ from gateway.keys import (
     STATUS_SENDER,
     STORE,
     SWEEPER,
-    UPSTREAM,
     WEBSOCKETS,
 )
 from gateway.logs import log_event
-from gateway.sessions import PaymentSessions
+from gateway.sessions import SessionService
 from gateway.store import open_store
 
 log = logging.getLogger("gateway.resources")
@@ -47,14 +40,33 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(settings.store_url, settings.redis_key_prefix,
                              settings.store_timeout_seconds)
     app[STORE] = store
-    app[SESSIONS] = PaymentSessions(
+    sessions = SessionService(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,
         payment_window_seconds=settings.payment_window_seconds,
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
+    app[SESSIONS] = sessions
+    _listen_to_status_changes(app, sessions)
     yield
     await store.close()
+
+
+def _listen_to_status_changes(app: web.Application, sessions: SessionService) -> None:
+    """Every listener of session status changes, registered here and nowhere else.
+
+    A change is a payment applied or a session superseded (SessionService.
+    record_notification), a revocation (.revoke) or an expiry found by the sweeper
+    (.sweep), made by this instance; with a shared store also one made by another
+    instance, arriving through the ChangeFeed (change_feed.py). Each listener is called
+    with the session's new state, in this order:
+    """
+    # The gate: a session ended early is refused at its next playlist or segment.
+    sessions.add_listener(app[GATE].session_changed)
+    # The status hub: pushes the new state to the WebSockets watching the session.
+    sessions.add_listener(app[STATUS_HUB].publish)
+    # Metrics: counts status changes by their new status.
+    sessions.add_listener(app[METRICS].session_changed)
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,40 +82,18 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     """The HLS gate's origins, and its map of ended sessions kept current."""
-    settings, clock, gate = app[SETTINGS], app[CLOCK], app[GATE]
-    app[SESSIONS].add_listener(gate.session_changed)
+    gate = app[GATE]
     # Sessions ended before this process started still have tokens that look valid.
     for session in await app[SESSIONS].ended_early():
         gate.session_changed(session)
-    # One memory budget for every origin's hot objects.
-    cache = ByteLru(settings.segment_cache_bytes, clock)
-    fetcher = UpstreamFetcher(app[HTTP_CLIENT], cache, clock, settings.upstream_timeout_seconds)
-    files = LocalFiles(cache, clock)
-    app[UPSTREAM] = fetcher
-    app[ORIGINS] = {stream.stream_id: _origin(stream, app, fetcher, files, clock)
-                    for stream in app[CATALOG]}
-    app[PLAYBACK_URLS] = {stream.stream_id: playback_url_templates(app, stream)
-                          for stream in app[CATALOG]}
+    gate.open(app[HTTP_CLIENT])
     yield
-    await fetcher.close()
-
-
-def _origin(stream: Stream, app: web.Application, fetcher: UpstreamFetcher,
-            files: LocalFiles, clock: Clock) -> Origin:
-    if stream.origin_url is not None:
-        return HttpOrigin(stream.origin_url, fetcher, app[HTTP_CLIENT], clock,
-                          app[SETTINGS].upstream_timeout_seconds)
-    assert stream.origin_dir is not None
-    if stream.loop_source is not None:
-        return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist, files,
-                              clock)
-    return DirectoryOrigin(stream.origin_dir, files, clock)
+    await gate.close()
 
 
 async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """The listener that turns session changes into WebSocket pushes, and its sender."""
     hub = app[STATUS_HUB]
-    app[SESSIONS].add_listener(hub.publish)
     app[STATUS_SENDER] = asyncio.create_task(hub.run_sender(), name="status-sender")
     yield
     await _stop(app[STATUS_SENDER])
@@ -117,56 +107,17 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[STORE].shared:
         yield
         return
-    app[CHANGE_FOLLOWER] = asyncio.create_task(_follow_changes(app), name="store-changes")
+    feed = ChangeFeed(app[SESSIONS], app[GATE], app[STATUS_HUB], app[METRICS])
+    app[CHANGE_FOLLOWER] = asyncio.create_task(feed.run(), name="store-changes")
     yield
     await _stop(app[CHANGE_FOLLOWER])
-
-
-_RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
-
-
-async def _follow_changes(app: web.Application) -> None:
-    sessions, metrics = app[SESSIONS], app[METRICS]
-    metrics.change_feed_up = False
-    failures = 0
-
-    async def catch_up() -> None:
-        # Pub/sub delivers at most once and only while subscribed: whatever changed
-        # before this (re)subscription is read from the store instead.
-        nonlocal failures
-        gate, hub = app[GATE], app[STATUS_HUB]
-        for session in await sessions.ended_early():
-            gate.session_changed(session)
-        for watched in await sessions.store.get_many(hub.watched_session_ids()):
-            hub.publish_if_changed(watched)
-        if failures:
-            log_event(log, "store_changes_resumed", after_failures=failures)
-        failures = 0
-        metrics.change_feed_up = True
-
-    while True:
-        try:
-            async for session in sessions.store.changes(catch_up):
-                sessions.notify_listeners(session)
-        except asyncio.CancelledError:
-            raise
-        except StoreUnavailable as lost:
-            # The store went away (restarted, unreachable): expected, no traceback.
-            log_event(log, "store_changes_lost", level=logging.WARNING,
-                      error=type(lost).__name__)
-        except Exception:
-            log.exception("lost the store's change feed; resubscribing")
-        metrics.change_feed_up = False
-        delay_s = _RESUBSCRIBE_DELAYS_S[min(failures, len(_RESUBSCRIBE_DELAYS_S) - 1)]
-        failures += 1
-        await asyncio.sleep(delay_s)
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """Counts status changes, and reads the hot path's figures when Prometheus asks."""
     metrics = app[METRICS]
-    app[SESSIONS].add_listener(metrics.session_changed)
-    fetcher, hub, gate, websockets = app[UPSTREAM], app[STATUS_HUB], app[GATE], app[WEBSOCKETS]
+    gate, hub, websockets = app[GATE], app[STATUS_HUB], app[WEBSOCKETS]
+    fetcher = gate.fetcher
 
     def live_figures() -> dict[str, float]:
         return {
@@ -177,7 +128,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_segment_cache_limit_bytes": fetcher.cache.max_bytes,
             "gateway_websockets": len(websockets),
             "gateway_watched_sessions": hub.watched_sessions,
-            "gateway_ended_sessions": gate.ended_sessions,
+            "gateway_ended_sessions": gate.access.ended_sessions,
         }
 
     metrics.watch(live_figures)

@@ -1,19 +1,12 @@
-"""The payment-session rules (SPEC, "The payment session"), free of HTTP.
-
-Everything here takes the time as a parameter or from an injected clock, so expiry is
-tested by moving a clock, not by waiting. The store guarantees atomicity; the decisions
-about what a notification does are the pure function `decide_payment`, which the store
-calls inside its transaction.
+"""The use cases of payment sessions: request a QR, learn of a payment, check access,
+revoke, sweep. The rules themselves, and the types, are in `gateway/model.py`; this
+module drives them through the store and provider interfaces and tells listeners of
+every status change. No HTTP.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from gateway import qris
 from gateway.catalog import Catalog
@@ -28,173 +21,25 @@ from gateway.errors import (
     UnknownStream,
 )
 from gateway.logs import log_event
-
-if TYPE_CHECKING:
-    from gateway.providers.base import Provider
-    from gateway.store.base import SessionStore
+from gateway.model import (
+    AccessDecision,
+    Notification,
+    NotificationReason,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+    StatusListener,
+    SweepReport,
+    decide_payment,
+    new_session_id,
+)
+from gateway.providers.base import Provider
+from gateway.store.base import SessionStore
 
 log = logging.getLogger("gateway.sessions")
 
 
-class SessionStatus(StrEnum):
-    PENDING = "pending"
-    PAID = "paid"
-    EXPIRED = "expired"
-
-
-ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentSession:
-    session_id: str
-    user_id: str
-    stream_id: str
-    provider: str
-    trx_id: str
-    amount: int
-    fee: int
-    qr_string: str
-    status: SessionStatus
-    created_at_ms: int
-    paid_at_ms: int | None
-    expires_at_ms: int
-
-    def status_at(self, now_ms: int) -> SessionStatus:
-        """Expiry is exact on every read, whatever the sweeper has got round to."""
-        if self.status in ACTIVE_STATUSES and now_ms >= self.expires_at_ms:
-            return SessionStatus.EXPIRED
-        return self.status
-
-    def remaining_ms(self, now_ms: int) -> int:
-        return max(0, self.expires_at_ms - now_ms)
-
-    def is_active(self, now_ms: int) -> bool:
-        return self.status_at(now_ms) in ACTIVE_STATUSES
-
-    def grants_access(self, user_id: str, stream_id: str, now_ms: int) -> bool:
-        return (
-            self.user_id == user_id
-            and self.stream_id == stream_id
-            and self.status_at(now_ms) == SessionStatus.PAID
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """What a provider told us, after its signature was verified, in neutral terms."""
-
-    provider: str
-    event_id: str
-    trx_id: str
-    amount: int
-    reported_status: str  # "paid", or the provider's own word for anything else
-    paid_at_ms: int | None
-    received_at_ms: int
-    raw_body: str
-    # Identifies this exact signed delivery, so a captured request cannot be replayed.
-    replay_key: str | None = None
-
-
-class NotificationReason(StrEnum):
-    PAID = "paid"
-    PAID_AFTER_WINDOW = "paid_after_payment_window"
-    DUPLICATE_EVENT = "duplicate_event"
-    ALREADY_PAID = "already_paid"
-    AMOUNT_MISMATCH = "amount_mismatch"
-    UNKNOWN_TRANSACTION = "unknown_transaction"
-    DUPLICATE_PAYMENT = "duplicate_payment_refund_due"
-    NOT_A_PAYMENT = "not_a_payment"
-    REPLAYED = "replayed"
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentContext:
-    """What the store read inside its transaction for one notification."""
-
-    notification: Notification
-    session: PaymentSession | None
-    event_already_recorded: bool
-    # The viewer's other sessions that are active now for the same stream.
-    other_active: tuple[PaymentSession, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentDecision:
-    applied: bool
-    reason: NotificationReason
-    session_id: str | None
-    # New states to write, in order (superseded sessions before the one being paid, so
-    # that "one active session per viewer and stream" holds after every statement).
-    changed: tuple[PaymentSession, ...] = ()
-
-
-def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
-    """Rule 3: what a verified notification does. Pure: no I/O, no clock."""
-    note, session = context.notification, context.session
-    session_id = session.session_id if session else None
-
-    def refuse(reason: NotificationReason) -> PaymentDecision:
-        return PaymentDecision(applied=False, reason=reason, session_id=session_id)
-
-    if context.event_already_recorded:
-        return refuse(NotificationReason.DUPLICATE_EVENT)
-    if note.reported_status != "paid":
-        return refuse(NotificationReason.NOT_A_PAYMENT)
-    if session is None:
-        return refuse(NotificationReason.UNKNOWN_TRANSACTION)
-    if note.amount != session.amount:
-        return refuse(NotificationReason.AMOUNT_MISMATCH)
-    if session.paid_at_ms is not None:
-        return refuse(NotificationReason.ALREADY_PAID)
-    if any(other.status == SessionStatus.PAID for other in context.other_active):
-        return refuse(NotificationReason.DUPLICATE_PAYMENT)
-
-    # The provider's clock says when the money moved; never before the QR existed, never
-    # after we heard of it.
-    paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
-    paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
-    late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
-    superseded = tuple(
-        replace(other, status=SessionStatus.EXPIRED) for other in context.other_active
-    )
-    paid = replace(
-        session,
-        status=SessionStatus.PAID,
-        paid_at_ms=paid_at_ms,
-        expires_at_ms=paid_at_ms + access_ms,
-    )
-    return PaymentDecision(
-        applied=True,
-        reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
-        session_id=session.session_id,
-        changed=(*superseded, paid),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AccessDecision:
-    has_access: bool
-    stream_id: str
-    session: PaymentSession | None
-    remaining_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    expired: int
-    pruned: int
-
-
-def new_session_id() -> str:
-    """128 random bits, URL-safe; never derived from anything else."""
-    return secrets.token_urlsafe(16)
-
-
-StatusListener = Callable[[PaymentSession], None]
-
-
-class PaymentSessions:
+class SessionService:
     """The use cases: request a QR, learn of a payment, check access, sweep."""
 
     def __init__(

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.clock import Clock
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus, status_at
+from gateway.session_json import STATUS_MESSAGE_FIELDS, session_json
 
 log = logging.getLogger("gateway.status_hub")
 SEND_TIMEOUT_S = 5.0
@@ -42,21 +43,13 @@ class _Watched:
                    session.paid_at_ms, session.expires_at_ms)
 
     def status_at(self, now_ms: int) -> SessionStatus:
-        if self.status != SessionStatus.EXPIRED and now_ms >= self.expires_at_ms:
-            return SessionStatus.EXPIRED
-        return self.status
+        return status_at(self.status, self.expires_at_ms, now_ms)
 
 
 def status_message(session: PaymentSession | _Watched, now_ms: int) -> str:
-    return json.dumps({
-        "type": "status",
-        "sessionId": session.session_id,
-        "streamId": session.stream_id,
-        "status": session.status_at(now_ms).value,
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-        "remainingTime": max(0, session.expires_at_ms - now_ms),
-    }, separators=(",", ":"))
+    return json.dumps({"type": "status",
+                       **session_json(session, now_ms, STATUS_MESSAGE_FIELDS)},
+                      separators=(",", ":"))
 
 
 class StatusHub:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.keys import GATE, METRICS, SESSIONS, SWEEPER
-from gateway.sessions import PaymentSession
+from gateway.model import PaymentSession
 from gateway.settings import Settings, SettingsError
 from tests.conftest import (
     API_KEY,
@@ -112,7 +112,7 @@ async def _revoke_elsewhere_then_wait(here: ViewerClient, there: ViewerClient,
                      headers={"X-Api-Key": API_KEY}, expect=200)
     app = here.http.app
     assert app is not None
-    await wait_until(lambda: app[GATE].is_ended(session_id), timeout_s=10)
+    await wait_until(lambda: app[GATE].access.is_ended(session_id), timeout_s=10)
 
 
 async def test_a_session_revoked_on_one_instance_is_refused_by_the_others_gate(

@@ -16,18 +16,11 @@ from gateway.errors import (
     SessionNotFound,
     UnknownStream,
 )
+from gateway.model import Notification, NotificationReason, PaymentSession, SessionStatus
 from gateway.providers.base import CreatedQris
 from gateway.providers.simulator import SimulatorProvider
 from gateway.qris import MerchantProfile
-from gateway.sessions import (
-    Notification,
-    NotificationReason,
-    PaymentContext,
-    PaymentSession,
-    PaymentSessions,
-    SessionStatus,
-    decide_payment,
-)
+from gateway.sessions import SessionService
 from gateway.settings import DEFAULT_CATALOG
 from gateway.store.sqlite import SQLiteStore
 from tests.conftest import FakeClock
@@ -37,10 +30,10 @@ WINDOW_S = 1200
 
 
 @pytest.fixture
-async def domain(clock: FakeClock) -> AsyncIterator[PaymentSessions]:
+async def domain(clock: FakeClock) -> AsyncIterator[SessionService]:
     store = await SQLiteStore.open(":memory:")
     provider = SimulatorProvider(MerchantProfile(), b"k" * 32, clock)
-    yield PaymentSessions(store, provider, Catalog.load(DEFAULT_CATALOG), clock,
+    yield SessionService(store, provider, Catalog.load(DEFAULT_CATALOG), clock,
                           access_seconds=ACCESS_S, payment_window_seconds=WINDOW_S,
                           unpaid_retention_seconds=3600)
     await store.close()
@@ -54,7 +47,7 @@ def paid(session: PaymentSession, clock: FakeClock, *, event_id: str = "evt-1",
 
 
 async def test_a_qr_request_creates_a_pending_session_at_the_catalog_price(
-        domain: PaymentSessions, clock: FakeClock) -> None:
+        domain: SessionService, clock: FakeClock) -> None:
     session, created = await domain.request_qr("alice", "konser-malam", None)
     assert created and session.status == SessionStatus.PENDING
     assert session.amount == 25000  # from the catalog, never from the client
@@ -63,7 +56,7 @@ async def test_a_qr_request_creates_a_pending_session_at_the_catalog_price(
 
 
 async def test_amount_must_equal_the_price_and_streams_must_exist(
-        domain: PaymentSessions) -> None:
+        domain: SessionService) -> None:
     with pytest.raises(AmountMismatch):
         await domain.request_qr("alice", "demo", 1)
     with pytest.raises(UnknownStream):
@@ -71,7 +64,7 @@ async def test_amount_must_equal_the_price_and_streams_must_exist(
     assert await domain.active_sessions("alice") == []
 
 
-async def test_asking_again_returns_the_same_payable_qr(domain: PaymentSessions) -> None:
+async def test_asking_again_returns_the_same_payable_qr(domain: SessionService) -> None:
     first, _ = await domain.request_qr("alice", "demo", None)
     again, created = await domain.request_qr("alice", "demo", 1000)
     assert not created and again == first
@@ -80,7 +73,7 @@ async def test_asking_again_returns_the_same_payable_qr(domain: PaymentSessions)
 
 
 async def test_an_expired_qr_is_replaced_by_a_new_one(
-        domain: PaymentSessions, clock: FakeClock) -> None:
+        domain: SessionService, clock: FakeClock) -> None:
     first, _ = await domain.request_qr("alice", "demo", None)
     clock.advance(WINDOW_S)
     assert first.status_at(clock()) == SessionStatus.EXPIRED  # exact, no sweep needed
@@ -89,7 +82,7 @@ async def test_an_expired_qr_is_replaced_by_a_new_one(
 
 
 async def test_paid_access_lasts_exactly_the_access_window_from_payment(
-        domain: PaymentSessions, clock: FakeClock) -> None:
+        domain: SessionService, clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     clock.advance(300)
     paid_at = clock()
@@ -110,7 +103,7 @@ async def test_paid_access_lasts_exactly_the_access_window_from_payment(
     assert created and renewed.status == SessionStatus.PENDING
 
 
-async def test_access_needs_owner_stream_and_payment(domain: PaymentSessions,
+async def test_access_needs_owner_stream_and_payment(domain: SessionService,
                                                      clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     assert not (await domain.check_access("alice", "demo", session.session_id)).has_access
@@ -124,7 +117,7 @@ async def test_access_needs_owner_stream_and_payment(domain: PaymentSessions,
     assert not (await domain.check_access("bob", "demo", None)).has_access
 
 
-async def test_a_wrong_amount_or_a_non_payment_pays_nothing(domain: PaymentSessions,
+async def test_a_wrong_amount_or_a_non_payment_pays_nothing(domain: SessionService,
                                                            clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     short = await domain.record_notification(paid(session, clock, amount=999))
@@ -138,7 +131,7 @@ async def test_a_wrong_amount_or_a_non_payment_pays_nothing(domain: PaymentSessi
 
 
 async def test_payment_after_the_window_still_buys_the_full_access_window(
-        domain: PaymentSessions, clock: FakeClock) -> None:
+        domain: SessionService, clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     clock.advance(WINDOW_S + 600)
     await domain.sweep()  # the sweeper has marked it expired meanwhile
@@ -148,7 +141,7 @@ async def test_payment_after_the_window_still_buys_the_full_access_window(
     assert access.has_access and access.remaining_ms == ACCESS_S * 1000
 
 
-async def test_listeners_hear_payments_and_expiries(domain: PaymentSessions,
+async def test_listeners_hear_payments_and_expiries(domain: SessionService,
                                                     clock: FakeClock) -> None:
     heard: list[tuple[str, str]] = []
     domain.add_listener(lambda s: heard.append((s.session_id, s.status.value)))
@@ -162,7 +155,7 @@ async def test_listeners_hear_payments_and_expiries(domain: PaymentSessions,
 
 
 async def test_sweep_prunes_unpaid_sessions_after_the_retention(
-        domain: PaymentSessions, clock: FakeClock) -> None:
+        domain: SessionService, clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     clock.advance(WINDOW_S)
     assert (await domain.sweep()).pruned == 0  # kept a while: a late payment may come
@@ -172,7 +165,7 @@ async def test_sweep_prunes_unpaid_sessions_after_the_retention(
 
 
 async def test_a_provider_payload_that_is_not_valid_qris_is_never_shown(
-        domain: PaymentSessions) -> None:
+        domain: SessionService) -> None:
     class BrokenProvider(SimulatorProvider):
         async def create_qris(self, reference: str, amount_rupiah: int,
                               expires_at_ms: int) -> CreatedQris:
@@ -184,15 +177,3 @@ async def test_a_provider_payload_that_is_not_valid_qris_is_never_shown(
         await domain.request_qr("alice", "demo", None)
     assert await domain.active_sessions("alice") == []
 
-
-def test_decide_payment_is_a_pure_function_of_what_the_store_read() -> None:
-    session = PaymentSession("s" * 22, "alice", "demo", "simulator", "T1", 1000, 0, "q",
-                             SessionStatus.PENDING, 1_000, None, 2_000)
-    note = Notification("simulator", "e", "T1", 1000, "paid", 500, 1_500, "{}")
-    decision = decide_payment(PaymentContext(note, session, False, ()), access_ms=10_000)
-    # paidAt is clamped to [createdAt, receivedAt]: never before the QR existed.
-    assert decision.changed[-1].paid_at_ms == 1_000
-    assert decision.changed[-1].expires_at_ms == 11_000
-    future = Notification("simulator", "e", "T1", 1000, "paid", 9_999, 1_500, "{}")
-    assert decide_payment(PaymentContext(future, session, False, ()),
-                          10_000).changed[-1].paid_at_ms == 1_500

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import NoAccess
+from gateway.model import PaymentSession, SessionStatus
 from gateway.parsing import is_ascii_int
-from gateway.sessions import PaymentSession, SessionStatus
 from gateway.tokens import Keyring
 
 GATE_COOKIE = "gate"

@@ -11,7 +11,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
-from gateway.errors import InvalidRequest, NotificationRejected, NotYours
+from gateway.errors import InvalidRequest, NotificationRejected
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -22,12 +22,13 @@ from gateway.handlers.common import (
     query_value,
     read_body,
     read_json,
+    require_operator,
+    set_gate_cookie,
 )
-from gateway.handlers.hls import playback_urls, set_gate_cookie
 from gateway.identity import USER_ID, acting_user, session_owner
 from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
 from gateway.logs import log_event
-from gateway.sessions import PaymentSession
+from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
 
 log = logging.getLogger("gateway.api")
 
@@ -47,20 +48,6 @@ class UserSessionBody(msgspec.Struct, rename="camel"):
     user_id: UserId | None = None
 
 
-def session_status_json(session: PaymentSession, now_ms: int) -> dict[str, Any]:
-    return {
-        "sessionId": session.session_id,
-        "streamId": session.stream_id,
-        "trxId": session.trx_id,
-        "status": session.status_at(now_ms).value,
-        "amount": session.amount,
-        "createdAt": session.created_at_ms,
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-        "remainingTime": session.remaining_ms(now_ms),
-    }
-
-
 async def list_streams(request: web.Request) -> web.Response:
     return ok({"streams": [
         {"id": stream.stream_id, "title": stream.title, "price": stream.price}
@@ -78,21 +65,8 @@ async def generate_qris(request: web.Request) -> web.Response:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
-    return ok(
-        {
-            "sessionId": session.session_id,
-            "trxId": session.trx_id,
-            "qrString": session.qr_string,
-            "qrCode": str(qr_url),
-            "amount": session.amount,
-            "fee": session.fee,
-            "streamId": session.stream_id,
-            "status": session.status_at(now_ms).value,
-            "expiresAt": session.expires_at_ms,
-            "remainingTime": session.remaining_ms(now_ms),
-        },
-        status=201 if created else 200,
-    )
+    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url)),
+              status=201 if created else 200)
 
 
 async def payment_status(request: web.Request) -> web.Response:
@@ -105,15 +79,7 @@ async def payment_status(request: web.Request) -> web.Response:
     session = await request.app[SESSIONS].owned_session(
         owner, session_id=session_id, trx_id=trx_id
     )
-    now_ms = request.app[CLOCK]()
-    return ok({
-        "status": session.status_at(now_ms).value,
-        "sessionId": session.session_id,
-        "trxId": session.trx_id,
-        "remainingTime": session.remaining_ms(now_ms),
-        "paidAt": session.paid_at_ms,
-        "expiresAt": session.expires_at_ms,
-    })
+    return ok(session_json(session, request.app[CLOCK](), POLL_FIELDS))
 
 
 async def payment_notification(request: web.Request) -> web.Response:
@@ -153,11 +119,9 @@ async def check_access(request: web.Request) -> web.Response:
     }
     if not (decision.has_access and decision.session is not None):
         return ok(data)
-    stream = request.app[CATALOG].get(stream_id)
-    assert stream is not None
-    token = request.app[GATE].token_for(decision.session)
-    response = ok(data | playback_urls(request, stream, token))
-    set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
+    response = ok(data | grant.urls)
+    set_gate_cookie(request, response, grant)
     return response
 
 
@@ -168,19 +132,17 @@ class RevokeBody(msgspec.Struct):
 async def revoke_session(request: web.Request) -> web.Response:
     """Operator action (API key): end a paid session now, e.g. after a refund. The gate
     refuses its next playlist or segment request; its viewer's page hears `expired`."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     session_id = path_value(request, "session_id", SESSION_ID)
     body = await read_json(request, RevokeBody, allow_empty=True)
     session = await request.app[SESSIONS].revoke(session_id, body.reason)
-    return ok(session_status_json(session, request.app[CLOCK]()))
+    return ok(session_json(session, request.app[CLOCK]()))
 
 
 async def list_notifications(request: web.Request) -> web.Response:
     """Operator view (API key) of the notification ledger, newest first: every
     authentic notification, what it did, and why (e.g. refunds due)."""
-    if not current_viewer(request).is_server:
-        raise NotYours()
+    require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
     limit = query_int(request, "limit", 1, 1000, default=100)
     ledger = await request.app[SESSIONS].store.notifications(trx_id, limit)
@@ -204,7 +166,7 @@ async def list_user_sessions(request: web.Request) -> web.Response:
     sessions = await request.app[SESSIONS].active_sessions(user_id)
     now_ms = request.app[CLOCK]()
     return ok({
-        "activeSessions": [session_status_json(session, now_ms) for session in sessions],
+        "activeSessions": [session_json(session, now_ms) for session in sessions],
         "totalActive": len(sessions),
     })
 

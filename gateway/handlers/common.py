@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
+from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.parsing import ascii_int, decode_json
@@ -149,6 +150,16 @@ def current_viewer(request: web.Request) -> Viewer:
     return viewer
 
 
+def require_operator(request: web.Request) -> None:
+    """The one check for operator endpoints: the API key, as `X-Api-Key` or as a bearer
+    token (what Prometheus can send). Missing or wrong, it is a 401. It never resolves
+    a viewer, so an operator endpoint never hands anyone a viewer cookie."""
+    if not request.app[IDENTITY].is_operator(
+            api_key=credential_header(request, "X-Api-Key"),
+            authorization=credential_header(request, "Authorization")):
+        raise Unauthenticated()
+
+
 def add_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, *,
                path: str, max_age_s: int) -> None:
     """Set an HttpOnly, SameSite=Lax cookie (Secure over HTTPS). Written as a header:
@@ -159,6 +170,13 @@ def add_cookie(request: web.Request, response: web.StreamResponse, name: str, va
         f"{name}={value}; Max-Age={max_age_s}; Path={path}; HttpOnly; SameSite=Lax"
         + ("; Secure" if cookie_secure(request) else ""),
     )
+
+
+def set_gate_cookie(request: web.Request, response: web.StreamResponse,
+                    grant: PlaybackGrant) -> None:
+    cookie = grant.cookie
+    add_cookie(request, response, cookie.name, cookie.value, path=cookie.path,
+               max_age_s=cookie.max_age_s)
 
 
 def cookie_secure(request: web.Request) -> bool:

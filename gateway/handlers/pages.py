@@ -8,8 +8,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.errors import UnknownStream
-from gateway.handlers.common import current_viewer
-from gateway.handlers.hls import playback_urls, set_gate_cookie
+from gateway.gate.hls_gate import PlaybackGrant
+from gateway.handlers.common import current_viewer, set_gate_cookie
 from gateway.i18n import catalog, choose_language
 from gateway.identity import acting_user
 from gateway.keys import CATALOG, GATE, HLS_JS_URL, SESSIONS, SETTINGS
@@ -56,13 +56,12 @@ async def watch(request: web.Request) -> web.Response:
     decision = await request.app[SESSIONS].check_access(user_id, stream.stream_id, None)
     context = page_context(request)
     router = request.app.router
-    token: str | None = None
+    grant: PlaybackGrant | None = None
     access: dict[str, Any] | None = None
     if decision.has_access and decision.session is not None:
-        token = request.app[GATE].token_for(decision.session)
+        grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
         access = {"hasAccess": True, "sessionId": decision.session.session_id,
-                  "remainingTime": decision.remaining_ms,
-                  **playback_urls(request, stream, token)}
+                  "remainingTime": decision.remaining_ms, **grant.urls}
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
@@ -80,6 +79,6 @@ async def watch(request: web.Request) -> web.Response:
                 "access": access},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
-    if token is not None and decision.session is not None:
-        set_gate_cookie(request, response, stream, token, decision.remaining_ms)
+    if grant is not None:
+        set_gate_cookie(request, response, grant)
     return response

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.sessions import Notification
+from gateway.model import Notification
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from msgspec import Meta
 from gateway import qris
 from gateway.clock import Clock
 from gateway.errors import NotificationRejected
+from gateway.model import Notification
 from gateway.parsing import decode_json, is_ascii_int
 from gateway.providers.base import (
     CreatedQris,
@@ -36,7 +37,6 @@ from gateway.providers.base import (
     TransactionStatus,
 )
 from gateway.qris import MerchantProfile
-from gateway.sessions import Notification
 
 SIGNATURE_HEADER = "X-Gateway-Signature"
 _TRACKED_TRANSACTIONS = 100_000

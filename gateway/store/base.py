@@ -1,8 +1,10 @@
 """The store interface. Every backend passes `tests/store/test_contract.py`.
 
-Atomicity is the store's job (rule 1 across requests, processes and instances); what a
-notification *means* is not: `apply_notification` loads the facts inside its
-transaction and lets the domain's pure `decide` function choose the outcome.
+Atomicity is the store's job (rule 1 across requests, processes and instances; the
+rules are stated in `gateway/model.py`); what the rows *mean* is not. A store reads
+rows as stored, hands them to the model's pure decisions inside its transaction
+(`decide_new_session`, `decide_payment`, `decide_revocation`, `expire_stale`), and
+writes back what they return. It never decides on its own that a session is over.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.sessions import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.model import Notification, PaymentContext, PaymentDecision, PaymentSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,8 @@ class SessionStore(abc.ABC):
     ) -> tuple[PaymentSession, bool]:
         """Atomically: if the viewer has an active session for the stream, return it and
         False; otherwise store `candidate` and return it and True. Stale rows (active
-        status, past expiry) are marked expired in the same transaction."""
+        status, past expiry) are written back expired in the same transaction, as
+        `model.decide_new_session` says."""
 
     @abc.abstractmethod
     async def apply_notification(

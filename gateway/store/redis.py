@@ -28,7 +28,7 @@ import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -37,7 +37,7 @@ from redis.exceptions import RedisError, WatchError
 
 from gateway.errors import StoreUnavailable
 from gateway.logs import log_event
-from gateway.sessions import (
+from gateway.model import (
     ACTIVE_STATUSES,
     Notification,
     NotificationReason,
@@ -45,6 +45,9 @@ from gateway.sessions import (
     PaymentDecision,
     PaymentSession,
     SessionStatus,
+    decide_new_session,
+    decide_revocation,
+    expire_stale,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -111,10 +114,6 @@ def _session(fields: dict[str, str]) -> PaymentSession | None:
         paid_at_ms=int(fields["paid_at_ms"]) if fields["paid_at_ms"] else None,
         expires_at_ms=int(fields["expires_at_ms"]),
     )
-
-
-def _is_stale(session: PaymentSession, now_ms: int) -> bool:
-    return session.status in ACTIVE_STATUSES and session.expires_at_ms <= now_ms
 
 
 class _Keys:
@@ -428,12 +427,13 @@ class RedisStore(SessionStore):
         async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
             pointer, current = await self._active_pointer(pipe, candidate.user_id,
                                                           candidate.stream_id)
-            if current is not None and current.status in ACTIVE_STATUSES \
-                    and not _is_stale(current, now_ms):
-                return current, False
+            decision = decide_new_session(
+                candidate, [current] if current is not None else [], now_ms)
+            if not decision.inserted:
+                return decision.session, False
             pipe.multi()
-            if current is not None and _is_stale(current, now_ms):
-                pointer = self._queue_write(pipe, _expired(current), pointer)
+            for expired in decision.expired:
+                pointer = self._queue_write(pipe, expired, pointer)
             self._queue_write(pipe, candidate, pointer)
             return candidate, True
 
@@ -463,29 +463,15 @@ class RedisStore(SessionStore):
                 raise WatchError("changed between the reads")
             if context.replayed:
                 return PaymentDecision(False, NotificationReason.REPLAYED, None)
-            now_ms = note.received_at_ms
-            session = context.session
+            # The session the viewer's pointer names, when it is another one: the only
+            # other session of theirs for the stream that can be active (rule 1).
+            others = (context.current,) if context.current is not None else ()
+            decision = decide(PaymentContext(note, context.session, context.event_seen,
+                                             others))
             pointer = context.pointer
-            writes: list[PaymentSession] = []  # stale sessions found expired, then decided
-            others: tuple[PaymentSession, ...] = ()
-            if session is not None:
-                current = session if pointer == session.session_id else context.current
-                if session.session_id != pointer and _is_stale(session, now_ms):
-                    session = _expired(session)  # cannot happen while the pointer holds
-                    writes.append(session)
-                if current is not None and _is_stale(current, now_ms):
-                    current = _expired(current)
-                    writes.append(current)
-                    if current.session_id == session.session_id:
-                        session = current
-                if (current is not None and current.session_id != session.session_id
-                        and current.status in ACTIVE_STATUSES):
-                    others = (current,)
-            seen = context.event_seen
-            decision = decide(PaymentContext(note, session, seen, others))
             pipe.multi()
             # In the decision's order: what it ends comes before what it makes active.
-            for changed in (*writes, *decision.changed):
+            for changed in decision.writes:
                 pointer = self._queue_write(pipe, changed, pointer)
             pipe.hset(keys.notification(number),
                       mapping=_notification_fields(note, decision))
@@ -525,14 +511,14 @@ class RedisStore(SessionStore):
                     pipe.multi()
                     pipe.zrem(self._keys.due, session_id)  # a leftover entry
                     return None
-                if not _is_stale(session, now_ms):
+                _, expired = expire_stale([session], now_ms)
+                if not expired:
                     return None  # paid since it was listed: its expiry moved
                 pointer, _ = await self._active_pointer(pipe, session.user_id,
                                                         session.stream_id)
                 pipe.multi()
-                ended = _expired(session)
-                self._queue_write(pipe, ended, pointer)
-                return ended
+                self._queue_write(pipe, expired[0], pointer)
+                return expired[0]
 
             ended = await self._transaction([], expire)
             if ended is not None:
@@ -563,12 +549,10 @@ class RedisStore(SessionStore):
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         async def end(pipe: Pipeline) -> PaymentSession | None:
             session = await self._read_session(pipe, session_id)
-            if session is None or session.status != SessionStatus.PAID \
-                    or session.expires_at_ms <= now_ms:
+            ended = decide_revocation(session, now_ms) if session is not None else None
+            if ended is None:
                 return None
-            pointer, _ = await self._active_pointer(pipe, session.user_id,
-                                                    session.stream_id)
-            ended = replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+            pointer, _ = await self._active_pointer(pipe, ended.user_id, ended.stream_id)
             pipe.multi()
             self._queue_write(pipe, ended, pointer)
             return ended
@@ -611,10 +595,6 @@ class RedisStore(SessionStore):
                 continue
             if session is not None:
                 yield session
-
-
-def _expired(session: PaymentSession) -> PaymentSession:
-    return replace(session, status=SessionStatus.EXPIRED)
 
 
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import StoreUnavailable
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     NotificationReason,
     PaymentContext,
     PaymentDecision,
     PaymentSession,
     SessionStatus,
+    decide_new_session,
+    decide_revocation,
+    expire_stale,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -93,11 +96,23 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def _session(row: Sequence[Any]) -> PaymentSession:
+def _session(row: sqlite3.Row) -> PaymentSession:
     return PaymentSession(
-        session_id=row[0], user_id=row[1], stream_id=row[2], provider=row[3], trx_id=row[4],
-        amount=row[5], fee=row[6], qr_string=row[7], status=SessionStatus(row[8]),
-        created_at_ms=row[9], paid_at_ms=row[10], expires_at_ms=row[11],
+        session_id=row["session_id"], user_id=row["user_id"], stream_id=row["stream_id"],
+        provider=row["provider"], trx_id=row["trx_id"], amount=row["amount"],
+        fee=row["fee"], qr_string=row["qr_string"], status=SessionStatus(row["status"]),
+        created_at_ms=row["created_at_ms"], paid_at_ms=row["paid_at_ms"],
+        expires_at_ms=row["expires_at_ms"],
+    )
+
+
+def _write_state(conn: sqlite3.Connection, sessions: Sequence[PaymentSession]) -> None:
+    """Store the new states the model decided (the only columns that ever change)."""
+    conn.executemany(
+        "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?"
+        " WHERE session_id = ?",
+        [(session.status.value, session.paid_at_ms, session.expires_at_ms,
+          session.session_id) for session in sessions],
     )
 
 
@@ -127,6 +142,7 @@ class _Connection:
         # call fails (a 503), rather than queueing everything behind it unseen.
         conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._timeout_s,
                                check_same_thread=False)
+        conn.row_factory = sqlite3.Row  # rows by column name, never by position
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         if self._path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
@@ -187,7 +203,9 @@ class _Connection:
             async with asyncio.timeout(self._timeout_s + 1):
                 return await asyncio.shield(future)
         except TimeoutError:
-            future.cancel()  # whatever the thread makes of it, nobody is waiting now
+            # Whatever the thread makes of it, nobody is waiting for it now.
+            future.add_done_callback(_discard_outcome)
+            future.cancel()
             raise StoreUnavailable() from None
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -213,6 +231,11 @@ class _Connection:
 
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", float]
+
+
+def _discard_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not report it as lost
 
 
 def _is_contention(exc: sqlite3.OperationalError) -> bool:
@@ -302,21 +325,21 @@ class SQLiteStore(SessionStore):
     async def find_active(
         self, user_id: str, stream_id: str, now_ms: int
     ) -> PaymentSession | None:
-        return await self._one(
+        session = await self._one(
             f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-            f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms > ?",
-            (user_id, stream_id, now_ms),
+            f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}",
+            (user_id, stream_id),
         )
+        return session if session is not None and session.is_active(now_ms) else None
 
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                f" WHERE user_id = ? AND {_ACTIVE} AND expires_at_ms > ?"
-                " ORDER BY created_at_ms, session_id",
-                (user_id, now_ms),
+                f" WHERE user_id = ? AND {_ACTIVE} ORDER BY created_at_ms, session_id",
+                (user_id,),
             ).fetchall()
-            return [_session(row) for row in rows]
+            return [session for session in map(_session, rows) if session.is_active(now_ms)]
 
         return await self._reader.run(query)
 
@@ -324,14 +347,15 @@ class SQLiteStore(SessionStore):
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         def insert(conn: sqlite3.Connection) -> tuple[PaymentSession, bool]:
-            _expire_stale(conn, candidate.user_id, candidate.stream_id, now_ms)
-            row = conn.execute(
+            rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}",
                 (candidate.user_id, candidate.stream_id),
-            ).fetchone()
-            if row is not None:
-                return _session(row), False
+            ).fetchall()
+            decision = decide_new_session(candidate, map(_session, rows), now_ms)
+            _write_state(conn, decision.expired)
+            if not decision.inserted:
+                return decision.session, False
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -364,8 +388,6 @@ class SQLiteStore(SessionStore):
             session = _session(row) if row else None
             others: tuple[PaymentSession, ...] = ()
             if session is not None:
-                _expire_stale(conn, session.user_id, session.stream_id, note.received_at_ms)
-                session = _session(conn.execute(by_trx, (note.provider, note.trx_id)).fetchone())
                 others = tuple(
                     _session(other)
                     for other in conn.execute(
@@ -380,13 +402,7 @@ class SQLiteStore(SessionStore):
                 (note.provider, note.event_id),
             ).fetchone()
             decision = decide(PaymentContext(note, session, seen is not None, others))
-            for changed in decision.changed:
-                conn.execute(
-                    "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?"
-                    " WHERE session_id = ?",
-                    (changed.status.value, changed.paid_at_ms, changed.expires_at_ms,
-                     changed.session_id),
-                )
+            _write_state(conn, decision.writes)
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
@@ -401,16 +417,15 @@ class SQLiteStore(SessionStore):
 
     async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
         def expire(conn: sqlite3.Connection) -> list[PaymentSession]:
+            # The index finds the candidates; the model says which are over.
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE {_ACTIVE} AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
                 (now_ms, limit),
             ).fetchall()
-            conn.executemany(
-                "UPDATE payment_sessions SET status = 'expired' WHERE session_id = ?",
-                [(row[0],) for row in rows],
-            )
-            return [_session((*row[:8], "expired", *row[9:])) for row in rows]
+            _, expired = expire_stale(map(_session, rows), now_ms)
+            _write_state(conn, expired)
+            return list(expired)
 
         return await self._writer.run_in_transaction(expire)
 
@@ -429,12 +444,13 @@ class SQLiteStore(SessionStore):
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         def end(conn: sqlite3.Connection) -> PaymentSession | None:
             row = conn.execute(
-                f"UPDATE payment_sessions SET status = 'expired', expires_at_ms = ?"
-                f" WHERE session_id = ? AND status = 'paid' AND expires_at_ms > ?"
-                f" RETURNING {_SESSION_COLUMNS}",
-                (now_ms, session_id, now_ms),
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
+                (session_id,),
             ).fetchone()
-            return _session(row) if row else None
+            ended = decide_revocation(_session(row), now_ms) if row else None
+            if ended is not None:
+                _write_state(conn, [ended])
+            return ended
 
         return await self._writer.run_in_transaction(end)
 
@@ -461,8 +477,15 @@ class SQLiteStore(SessionStore):
             ).fetchall()
             return [
                 StoredNotification(
-                    Notification(*row[:9]), applied=bool(row[9]), reason=row[10],
-                    session_id=row[11],
+                    Notification(
+                        provider=row["provider"], event_id=row["event_id"],
+                        trx_id=row["trx_id"], amount=row["amount"],
+                        reported_status=row["reported_status"],
+                        paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
+                        raw_body=row["raw_body"], replay_key=row["replay_key"],
+                    ),
+                    applied=bool(row["applied"]), reason=row["reason"],
+                    session_id=row["session_id"],
                 )
                 for row in rows
             ]
@@ -484,10 +507,3 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
     conn.execute("COMMIT")
 
-
-def _expire_stale(conn: sqlite3.Connection, user_id: str, stream_id: str, now_ms: int) -> None:
-    conn.execute(
-        f"UPDATE payment_sessions SET status = 'expired'"
-        f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE} AND expires_at_ms <= ?",
-        (user_id, stream_id, now_ms),
-    )

@@ -12,7 +12,7 @@ import m3u8
 import pytest
 
 from gateway.gate.cache import ByteLru, CachedObject
-from gateway.keys import UPSTREAM
+from gateway.keys import GATE
 from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings, wait_until
 from tests.gate.conftest import OriginServer, buy, write_catalog
 
@@ -116,7 +116,7 @@ async def test_concurrent_viewers_cause_one_upstream_fetch(
     await buy(viewer, "http")
     app = viewer.http.app
     assert app is not None
-    fetcher = app[UPSTREAM]
+    fetcher = app[GATE].fetcher
     origin.release = asyncio.Event()
     viewers = 25
     requests = [asyncio.create_task(get(viewer, "/hls/http/seg3.ts")) for _ in range(viewers)]

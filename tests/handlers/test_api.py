@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import START_MS, FakeClock, ViewerClient
 
 QR_FIELDS = {"sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
@@ -140,3 +142,26 @@ async def test_health_and_unknown_routes(viewer: ViewerClient) -> None:
     async with viewer.http.delete("/api/generate-qris") as response:
         assert response.status == 405 and response.headers["Allow"] == "POST"
         assert (await response.json())["code"] == "method_not_allowed"
+
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/sessions/{session_id}/revoke"),
+    ("GET", "/api/notifications"),
+    ("GET", "/metrics"),
+])
+@pytest.mark.parametrize("headers", [{}, {"X-Api-Key": "wrong-key-0123456789abcdef"},
+                                     {"Authorization": "Bearer wrong"}])
+async def test_operator_endpoints_answer_a_missing_or_wrong_key_with_401_and_no_cookie(
+        viewer: ViewerClient, other_viewer: ViewerClient, method: str, path: str,
+        headers: dict[str, str]) -> None:
+    qr = await viewer.generate_qris()
+    await viewer.pay(qr["trxId"])
+    # A browser that has never been here: it must not leave with a viewer cookie.
+    async with other_viewer.http.request(method, path.format(session_id=qr["sessionId"]),
+                                         headers=headers) as reply:
+        assert reply.status == 401
+        assert (await reply.json())["code"] == "unauthenticated"
+        assert "Set-Cookie" not in reply.headers
+    # A refused revocation changes nothing: the payer still has access.
+    assert (await viewer.check_access("demo", qr["sessionId"]))["hasAccess"] is True

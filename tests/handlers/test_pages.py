@@ -9,8 +9,7 @@ from pathlib import Path
 
 from gateway.handlers.pages import duration_text, rupiah
 from gateway.i18n import catalog
-from gateway.settings import PACKAGE_DIR
-from gateway.settings import Settings
+from gateway.settings import PACKAGE_DIR, Settings
 from tests.conftest import AppFactory, ViewerClient, make_settings
 
 

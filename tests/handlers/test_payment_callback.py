@@ -204,8 +204,8 @@ async def test_operators_read_the_ledger_viewers_cannot(viewer: ViewerClient,
     assert [(n["eventId"], n["applied"], n["reason"]) for n in ledger] == [
         ("evt-2", True, "paid"), ("evt-1", False, "amount_mismatch")]
     assert ledger[1]["amount"] == 999 and json.loads(ledger[1]["rawBody"])["amount"] == 999
-    refused = await viewer.call("GET", "/api/notifications", expect=403)
-    assert refused["code"] == "forbidden"
+    refused = await viewer.call("GET", "/api/notifications", expect=401)
+    assert refused["code"] == "unauthenticated"
     bad = await viewer.call("GET", "/api/notifications", params={"limit": "0"},
                             headers={"X-Api-Key": API_KEY}, expect=400)
     assert bad["code"] == "invalid_request"

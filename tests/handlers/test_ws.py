@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.handlers import ws as ws_module
 from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus
 from gateway.status_hub import StatusHub
 from tests.conftest import API_KEY, FakeClock, ViewerClient, make_settings, wait_until
 

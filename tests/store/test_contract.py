@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sessions import (
+from gateway.model import (
     Notification,
     NotificationReason,
     PaymentSession,

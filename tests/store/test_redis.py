@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.sessions import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus
 from gateway.store.redis import RedisStore
 from tests.conftest import REDIS_URL
 from tests.store.test_contract import T0, pending

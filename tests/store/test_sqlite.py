@@ -9,7 +9,7 @@ import multiprocessing
 import sqlite3
 from pathlib import Path
 
-from gateway.sessions import SessionStatus
+from gateway.model import SessionStatus
 from gateway.store.sqlite import SQLiteStore
 from tests.store.test_contract import ACCESS_MS, T0, WINDOW_MS, pay, pending
 

@@ -1,0 +1,62 @@
+"""How a payment session looks to the outside world: its JSON, in the SPEC's names
+(camelCase, times in ms since the epoch, durations in ms). Every HTTP answer and every
+WebSocket status message about a session is built by `session_json`; each boundary
+only chooses which of the fields it shows (the SPEC gives each endpoint its own set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from gateway.model import SessionStatus
+
+
+class SessionState(Protocol):
+    """What every session JSON needs. A `PaymentSession` has it all; the status hub's
+    slimmer record has exactly this (so it can show only `STATUS_MESSAGE_FIELDS`)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def stream_id(self) -> str: ...
+    @property
+    def paid_at_ms(self) -> int | None: ...
+    @property
+    def expires_at_ms(self) -> int: ...
+    def status_at(self, now_ms: int) -> SessionStatus: ...
+
+
+_FIELDS: dict[str, Callable[[Any, int], object]] = {
+    "sessionId": lambda session, now_ms: session.session_id,
+    "streamId": lambda session, now_ms: session.stream_id,
+    "trxId": lambda session, now_ms: session.trx_id,
+    "qrString": lambda session, now_ms: session.qr_string,
+    "status": lambda session, now_ms: session.status_at(now_ms).value,
+    "amount": lambda session, now_ms: session.amount,
+    "fee": lambda session, now_ms: session.fee,
+    "createdAt": lambda session, now_ms: session.created_at_ms,
+    "paidAt": lambda session, now_ms: session.paid_at_ms,
+    "expiresAt": lambda session, now_ms: session.expires_at_ms,
+    "remainingTime": lambda session, now_ms: max(0, session.expires_at_ms - now_ms),
+}
+
+# A session in a list or after an operator's action (user-sessions, revoke).
+STATUS_FIELDS = ("sessionId", "streamId", "trxId", "status", "amount", "createdAt",
+                 "paidAt", "expiresAt", "remainingTime")
+# POST /api/generate-qris (`qrCode`, the image URL, is the handler's to give).
+QR_FIELDS = ("sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
+             "status", "expiresAt", "remainingTime")
+# GET /api/payment-callback, the seed's status poll.
+POLL_FIELDS = ("status", "sessionId", "trxId", "remainingTime", "paidAt", "expiresAt")
+# The WebSocket's status message (after its "type").
+STATUS_MESSAGE_FIELDS = ("sessionId", "streamId", "status", "paidAt", "expiresAt",
+                         "remainingTime")
+
+
+def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STATUS_FIELDS,
+                 **given: object) -> dict[str, object]:
+    """The session's `fields`, in that order, as of `now_ms` (status and remaining time
+    are exact at that moment, rule 5). `given` supplies fields only the caller knows."""
+    return {name: given[name] if name in given else _FIELDS[name](session, now_ms)
+            for name in fields}
