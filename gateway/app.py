@@ -6,6 +6,7 @@ import weakref
 
 import aiohttp_jinja2
 import jinja2
+import msgspec
 from aiohttp import web
 
 from gateway.catalog import Catalog
@@ -21,15 +22,18 @@ from gateway.keys import (
     HLS_JS_URL,
     IDENTITY,
     METRICS,
+    OPENAPI,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
     STATUS_HUB,
+    SWAGGER_UI_URL,
     WEBSOCKETS,
 )
 from gateway.logs import quiet_malformed_requests
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware, finish_headers
+from gateway.openapi import document
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
@@ -74,8 +78,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # every listener running; it stops first at shutdown, the store closes last.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
                             store_changes_ctx, metrics_ctx, sweeper_ctx])
-    setup_routes(app, simulator_enabled=settings.provider == "simulator")
+    simulator_enabled = settings.provider == "simulator"
+    setup_routes(app, simulator_enabled=simulator_enabled)
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
+    app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
+    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))
     return app
