@@ -235,6 +235,14 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import sys
+
+    fuzz = sys.modules.get("tests.test_fuzz")
+    summary = fuzz.fuzz_summary() if fuzz is not None else []
+    if summary:
+        terminalreporter.write_sep("-", "fuzzer")
+        for line in summary:
+            terminalreporter.write_line(line)
     skipped = terminalreporter.stats.get("skipped", [])
     missing = [report for report in skipped if "NOT TESTED" in str(report.longrepr)]
     if missing:
