@@ -16,7 +16,7 @@ from gateway.clock import Clock
 from gateway.errors import NoAccess
 from gateway.model import PaymentSession, SessionStatus
 from gateway.parsing import is_ascii_int
-from gateway.tokens import Keyring
+from gateway.tokens import Keyring, ValidTokenCache
 
 GATE_COOKIE = "gate"
 _PRUNE_ABOVE = 1024
@@ -34,7 +34,7 @@ class AccessGate:
                  *, access_seconds: int) -> None:
         self._keys = Keyring(secret, previous_secrets, purpose="hls")
         # A player presents the same token for every playlist and segment: verify once.
-        self._claims = functools.lru_cache(maxsize=65536)(self._verify)
+        self._claims = ValidTokenCache(self._verify)
         # check-access hands the same session the same token many times: sign once.
         self._tokens = functools.lru_cache(maxsize=65536)(self._sign)
         self._clock = clock
