@@ -184,38 +184,16 @@ class HttpOrigin(Origin):
         headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
         cached = self._fetcher.cached(key)
         if cached is not None:
+            if cached.status != 200:
+                raise MediaNotFound()
             return _bytes_response(request, cached.body, headers)
-        url = self._url(key)
-        if "Range" in request.headers:
-            return await self._pass_range(request, url, headers)
-        shared = self._fetcher.fetch(key, url, cache_for_ms=cache_for_ms)
+        shared = self._fetcher.fetch(key, self._url(key), cache_for_ms=cache_for_ms)
+        if byte_range(request.headers.get("Range")) is not None:
+            # A range of an object not in the cache: wait for the shared fetch of the
+            # whole object (one upstream request, however many ranges are asked for),
+            # then cut the range from it.
+            return _bytes_response(request, await _whole(shared), headers)
         return await _stream_shared(request, shared, headers)
-
-    async def _pass_range(self, request: web.Request, url: URL,
-                          headers: dict[str, str]) -> web.StreamResponse:
-        """A byte range of an object not in the cache: straight through, not shared."""
-        try:
-            async with self._client.get(url, timeout=self._timeout, allow_redirects=False,
-                                        headers={"Range": request.headers["Range"],
-                                                 "Accept-Encoding": "identity"}) as upstream:
-                if upstream.status in (404, 410):
-                    raise MediaNotFound()
-                if upstream.status not in (200, 206, 416):
-                    raise UpstreamFailed()
-                response = web.StreamResponse(status=upstream.status, headers=headers)
-                for name in ("Content-Range", "Content-Length"):
-                    if name in upstream.headers:
-                        response.headers[name] = upstream.headers[name]
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(64 * 1024):
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, OSError):
-            raise UpstreamFailed() from None
-
 
 async def _local_file(request: web.Request, files: LocalFiles, file: str, media: MediaPath,
                       cache_control: str, cache_for_ms: int) -> web.StreamResponse:
@@ -224,6 +202,15 @@ async def _local_file(request: web.Request, files: LocalFiles, file: str, media:
     if body is None:  # too big for the cache: sendfile, which also does ranges
         return web.FileResponse(file, headers=headers)
     return _bytes_response(request, body, headers)
+
+
+async def _whole(shared: SharedFetch) -> bytes:
+    await shared.headers_ready  # raises UpstreamFailed / UpstreamTimeout
+    if shared.status in (404, 410):
+        raise MediaNotFound()
+    if shared.status != 200:
+        raise UpstreamFailed()
+    return b"".join([chunk async for chunk in shared.body()])
 
 
 async def _stream_shared(request: web.Request, shared: SharedFetch,
@@ -251,18 +238,28 @@ async def _stream_shared(request: web.Request, shared: SharedFetch,
     return response
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# One range, in ASCII digits of a sane length. Anything else (several ranges, other
+# units, Unicode digits, thousands of digits) is ignored, as RFC 9110 allows: the
+# whole object, 200.
+_RANGE = re.compile(r"bytes=([0-9]{0,15})-([0-9]{0,15})")
+
+
+def byte_range(header: str | None) -> tuple[str, str] | None:
+    """A Range header we serve, as its (first, last) text; None when we ignore it."""
+    match = None if header is None else _RANGE.fullmatch(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    return match.group(1), match.group(2)
 
 
 def _bytes_response(request: web.Request, body: bytes,
                     headers: dict[str, str]) -> web.Response:
     """A cached body, honouring a single byte range like FileResponse does."""
     size = len(body)
-    range_header = request.headers.get("Range")
-    match = None if range_header is None else _RANGE.fullmatch(range_header.strip())
-    if match is None or match.groups() == ("", ""):
+    asked = byte_range(request.headers.get("Range"))
+    if asked is None:
         return web.Response(body=body, headers={**headers, "Accept-Ranges": "bytes"})
-    first, last = match.groups()
+    first, last = asked
     if first:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
     else:
