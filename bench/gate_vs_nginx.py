@@ -144,7 +144,7 @@ def main(seconds: int, round_count: int) -> None:
         for bare_url in bare_servers.values():
             wait_for(f"{bare_url}/index.m3u8")
         gateway = ServerProcess({"GATEWAY_VAR_DIR": tmp, "GATEWAY_STREAMS": str(catalog),
-                                 "GATEWAY_STORE": f"sqlite:///{tmp}/g.db"}).start()
+                                 "GATEWAY_STORE": f"sqlite:///{tmp}/g.db", "GATEWAY_QR_RATE_PER_ADDRESS": "0", "GATEWAY_QR_RATE_PER_VIEWER": "0"}).start()
         rounds: list[dict[str, WrkResult]] = []
         try:
             dir_base = asyncio.run(path_token_base(gateway.url, "dir"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import weakref
 
 import aiohttp_jinja2
@@ -29,6 +30,7 @@ from gateway.keys import (
     STATUS_HUB,
     SWAGGER_UI_URL,
     WEBSOCKETS,
+    WEBSOCKETS_PER_VIEWER,
 )
 from gateway.logs import quiet_malformed_requests
 from gateway.metrics import Metrics
@@ -63,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[QR_IMAGES] = QrImages()
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[WEBSOCKETS_PER_VIEWER] = collections.Counter()
     app[METRICS] = Metrics()
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah})

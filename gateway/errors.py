@@ -105,6 +105,21 @@ class RequestTimeout(GatewayError):
     code = "request_timeout"
 
 
+class RateLimited(GatewayError):
+    """Too many payment sessions created from one address or by one viewer lately."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(retry_after_s=retry_after_s)
+
+
+class TooManyWebSockets(GatewayError):
+    """One viewer holds as many status sockets as they may."""
+
+    code = "too_many_websockets"
+
+
 class StoreUnavailable(GatewayError):
     """The store did not answer in time, or refused: unreachable, paused, loading,
     locked by another process. Worth retrying after a short while."""

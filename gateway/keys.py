@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import weakref
 
 import aiohttp
@@ -12,6 +13,7 @@ from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
+from gateway.limits import SessionCreationLimits
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
@@ -29,6 +31,7 @@ QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", HlsGate)  # access, origins, cache, playback URLs: all of it
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
+WEBSOCKETS_PER_VIEWER = web.AppKey("websockets_per_viewer", collections.Counter[str])
 METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 SWAGGER_UI_URL = web.AppKey("swagger_ui_url", str)  # "" when Swagger UI is not installed
@@ -36,6 +39,7 @@ OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", SessionService)
+LIMITS = web.AppKey("limits", SessionCreationLimits)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])

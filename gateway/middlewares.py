@@ -33,6 +33,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
+    errors.RateLimited: 429,
+    errors.TooManyWebSockets: 429,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
     errors.UpstreamFailed: 502,
@@ -42,6 +44,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 # Answers that say "not now": when to ask again.
 RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
     errors.StoreUnavailable: 2,
+    errors.TooManyWebSockets: 10,
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
@@ -85,7 +88,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                       code=exc.code, detail=str(exc.params.get("detail", ""))[:200])
         response = error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code,
                                   exc.params)
-        retry_after_s = RETRY_AFTER_SECONDS.get(type(exc))
+        retry_after_s = RETRY_AFTER_SECONDS.get(type(exc), exc.params.get("retry_after_s"))
         if retry_after_s is not None:
             response.headers["Retry-After"] = str(exc.params.get("retry_after_s",
                                                                  retry_after_s))

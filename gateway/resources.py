@@ -18,6 +18,7 @@ from gateway.keys import (
     CLOCK,
     GATE,
     HTTP_CLIENT,
+    LIMITS,
     METRICS,
     PROVIDER,
     SESSIONS,
@@ -28,6 +29,7 @@ from gateway.keys import (
     SWEEPER,
     WEBSOCKETS,
 )
+from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
 from gateway.sessions import SessionService
 from gateway.store import open_store
@@ -40,6 +42,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(settings.store_url, settings.redis_key_prefix,
                              settings.store_timeout_seconds)
     app[STORE] = store
+    app[LIMITS] = SessionCreationLimits(store, app[CLOCK], settings)
     sessions = SessionService(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,

@@ -7,6 +7,7 @@ every status change. No HTTP.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from gateway import qris
 from gateway.catalog import Catalog
@@ -85,9 +86,13 @@ class SessionService:
                 log.exception("status listener failed")
 
     async def request_qr(
-        self, user_id: str, stream_id: str, amount: int | None
+        self, user_id: str, stream_id: str, amount: int | None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[PaymentSession, bool]:
-        """Rules 1-2. Returns the session and whether it was created by this call."""
+        """Rules 1-2. Returns the session and whether it was created by this call.
+        `admit` runs only before a new session is made (a provider transaction, with a
+        real provider): it may refuse, e.g. a rate limit. Returning the pending one is
+        never refused."""
         stream = self.catalog.get(stream_id)
         if stream is None:
             raise UnknownStream()
@@ -97,6 +102,8 @@ class SessionService:
         existing = await self.store.find_active(user_id, stream_id, now_ms)
         if existing is not None:
             return self._reuse(existing, now_ms), False
+        if admit is not None:
+            await admit()
 
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms

@@ -26,7 +26,7 @@ from gateway.handlers.common import (
     set_gate_cookie,
 )
 from gateway.identity import USER_ID, acting_user, session_owner
-from gateway.keys import CATALOG, CLOCK, GATE, METRICS, PROVIDER, SESSIONS
+from gateway.keys import CATALOG, CLOCK, GATE, LIMITS, METRICS, PROVIDER, SESSIONS
 from gateway.logs import log_event
 from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
 
@@ -58,9 +58,10 @@ async def list_streams(request: web.Request) -> web.Response:
 async def generate_qris(request: web.Request) -> web.Response:
     body = await read_json(request, GenerateQrisBody)
     user_id = acting_user(current_viewer(request), body.user_id)
+    limits = request.app[LIMITS]
     session, created = await request.app[SESSIONS].request_qr(
-        user_id, body.stream_id, body.amount
-    )
+        user_id, body.stream_id, body.amount,
+        admit=lambda: limits.admit(request.remote, user_id))
     if created:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
