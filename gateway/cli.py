@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
-
-from aiohttp import web
 
 from gateway.catalog import CatalogError
 from gateway.logs import configure_logging
+from gateway.serve import serve
 from gateway.settings import Settings, SettingsError
 
 
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(settings.log_level, settings.log_format)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
-                    print=lambda message: print(message, file=sys.stderr),
-                    shutdown_timeout=10)
+        asyncio.run(serve(app, settings))
     except ConnectionError as exc:  # the store could not be reached at start-up
         print(f"gateway: {exc}", file=sys.stderr)
         return 2

@@ -88,6 +88,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                       code=exc.code, detail=str(exc.params.get("detail", ""))[:200])
         response = error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code,
                                   exc.params)
+        if isinstance(exc, errors.RequestTimeout):
+            response.force_close()  # the rest of a trickled body is not worth waiting for
         retry_after_s = RETRY_AFTER_SECONDS.get(type(exc), exc.params.get("retry_after_s"))
         if retry_after_s is not None:
             response.headers["Retry-After"] = str(exc.params.get("retry_after_s",
