@@ -18,7 +18,6 @@ from tests.conftest import (
     REDIS_URL,
     AppFactory,
     FakeClock,
-    ViewerClient,
     make_settings,
     store_snapshot,
 )
