@@ -27,11 +27,13 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    socket_errors: int = 0  # connect, read, write errors and timeouts (wrk: 2 s)
 
     def __str__(self) -> str:
         return (f"{self.requests_per_s:10.0f} req/s {self.mb_per_s:8.1f} MB/s"
                 f"  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms"
-                + (f"  non-2xx {self.non_2xx}" if self.non_2xx else ""))
+                + (f"  non-2xx {self.non_2xx}" if self.non_2xx else "")
+                + (f"  socket errors {self.socket_errors}" if self.socket_errors else ""))
 
 
 def _ms(text: str) -> float:
@@ -62,12 +64,17 @@ def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
         output = subprocess.run(command + [url], capture_output=True, text=True,
                                 check=True).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                       r"timeout (\d+)", output)
+    if re.search(r"^\s+99%\s+\S+\s*$", output, re.M) is None:
+        raise RuntimeError(f"wrk gave no latency figures:\n{output}")
     return WrkResult(
         requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
         mb_per_s=_mb(re.search(r"Transfer/sec:\s+(\S+)", output).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
-        p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)$", output, re.M).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)\s*$", output, re.M).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)\s*$", output, re.M).group(1)),  # type: ignore[union-attr]
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import errors
-from gateway.handlers.common import add_cookie
+from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
@@ -48,8 +48,8 @@ RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/ws", "/simulator/", "/healthz", "/readyz", "/metrics",
-                  "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/ws", "/simulator/", "/healthz", "/readyz",
+                  "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
@@ -140,6 +140,7 @@ async def finish_headers(request: web.Request, response: web.StreamResponse) -> 
     headers["Referrer-Policy"] = "same-origin"
     headers["X-Content-Type-Options"] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
-        ws = f"ws://{request.host} wss://{request.host}"
+        host = public_host(request)
+        ws = f"ws://{host} wss://{host}"
         headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
             ws=ws, frames=request.app[SETTINGS].frame_ancestors)

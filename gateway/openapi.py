@@ -255,6 +255,20 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
         "/hls/{streamId}/{path}": {"get": _hls_operation("hls", [])},
         "/hls/{streamId}/t/{token}/{path}": {"get": _hls_operation(
             "hlsToken", [_path("token", {"type": "string"}, "The access token.")])},
+        "/gate/auth": {"get": {
+            "operationId": "gateAuth",
+            "summary": "nginx auth_request: may this gate request be served?",
+            "description": "Never touches the store. 204: serve it, for `X-Accel-Expires` "
+                           "seconds at most; 403: refused, with the gate's code in "
+                           "`X-Gate-Code` (any refusal, also a malformed URI, is a 403: "
+                           "nginx turns any other status into a 500).",
+            "security": [{"GateCookie": []}, {}],
+            "parameters": [{"name": "X-Original-URI", "in": "header", "required": False,
+                            "schema": {"type": "string"},
+                            "description": "The viewer's /hls/... URI, as nginx saw it."}],
+            "responses": {"204": {"description": "Serve it.", "headers": {
+                "X-Accel-Expires": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}},
+                **_errors(403)}}},
         "/healthz": {"get": {
             "operationId": "healthz", "summary": "Liveness: the process answers.",
             "responses": {"200": _ok(_obj(["status"], status={"const": "ok"})),

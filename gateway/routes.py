@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import api, docs, health, hls, metrics, pages, qr, simulator, ws
+from gateway.handlers import api, docs, edge, health, hls, metrics, pages, qr, simulator, ws
 from gateway.settings import PROJECT_DIR
 
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
@@ -40,6 +40,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     # The path-token form first: "t/<token>/" would otherwise be taken for a path.
     router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
+    router.add_get("/gate/auth", edge.auth, name="gate-auth")  # nginx's auth_request
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
 

@@ -7,6 +7,7 @@ start-up instead of surfacing as odd behaviour hours later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ PROJECT_DIR = PACKAGE_DIR.parent
 DEFAULT_CATALOG = PACKAGE_DIR / "demo" / "streams.toml"
 
 T = TypeVar("T")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_MERCHANT = MerchantProfile()
 
 
@@ -51,6 +53,8 @@ class Settings:
     platform_jwt_issuer: str | None = None
     platform_jwt_audience: str | None = None
     public_url: str | None = None
+    # Proxies (nginx, a load balancer) whose X-Forwarded-* headers are believed.
+    trusted_proxies: tuple[IpNetwork, ...] = ()
     var_dir: Path = Path("var")
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
@@ -112,6 +116,7 @@ class Settings:
             platform_jwt_issuer=env.get("GATEWAY_PLATFORM_JWT_ISSUER", _nonempty, None),
             platform_jwt_audience=env.get("GATEWAY_PLATFORM_JWT_AUDIENCE", _nonempty, None),
             public_url=env.get("GATEWAY_PUBLIC_URL", _public_url, None),
+            trusted_proxies=env.get("GATEWAY_TRUSTED_PROXIES", _networks, ()),
             var_dir=var_dir,
             max_body_bytes=env.get("GATEWAY_MAX_BODY_BYTES", _int_range(1024, 1 << 20), 65536),
             segment_cache_bytes=env.get(
@@ -308,6 +313,18 @@ def _public_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"must be an http:// or https:// URL; got {raw!r}")
     return raw.rstrip("/")
+
+
+def _networks(raw: str) -> tuple[IpNetwork, ...]:
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"not an address or CIDR: {item!r}") from None
+    return tuple(networks)
 
 
 def _qris_text(max_length: int) -> Callable[[str], str]:

@@ -61,6 +61,8 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
          "GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window plus a day"),
         ({"GATEWAY_FRAME_ANCESTORS": "<script>"}, "GATEWAY_FRAME_ANCESTORS: must be a"),
         ({"GATEWAY_BODY_TIMEOUT_SECONDS": "²"}, "GATEWAY_BODY_TIMEOUT_SECONDS: must be a whole"),
+        ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
+         "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
@@ -100,3 +102,10 @@ def test_a_shared_redis_store_with_shared_secrets(tmp_path: Path) -> None:
     assert settings.store_url == "rediss://cache.internal:6380/2"
     assert settings.redis_key_prefix == "pay-gate:prod:"
     assert not (tmp_path / "secret").exists()  # nothing generated per instance
+
+
+def test_trusted_proxies_are_addresses_and_networks(tmp_path: Path) -> None:
+    settings = Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path),
+                                  "GATEWAY_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"})
+    assert [str(network) for network in settings.trusted_proxies] == [
+        "127.0.0.1/32", "10.0.0.0/8", "::1/128"]

@@ -57,6 +57,15 @@ def media_path(raw: str) -> MediaPath:
     return MediaPath(raw, known[0], known[1])
 
 
+def media_path_pcre(kind: MediaKind) -> str:
+    """The allow-list of `media_path` as one PCRE for paths of one kind, for nginx
+    (gateway nginx-config): it matches exactly the paths `media_path` accepts."""
+    extensions = "|".join(re.escape(extension[1:]) for extension, (_, known_kind)
+                          in CONTENT_TYPES.items() if known_kind is kind)
+    # Lookaheads for the extension and the length, then the allow-list itself.
+    return rf"(?=.*\.(?i:{extensions})$)(?=.{{1,1024}}$){_SAFE_PATH.pattern}"
+
+
 def upstream_query(query: Mapping[str, str]) -> dict[str, str]:
     """Low-latency HLS delivery directives pass through; anything else stays here."""
     return {

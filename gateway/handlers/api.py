@@ -15,6 +15,7 @@ from gateway.errors import InvalidRequest, NotificationRejected
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
+    client_address,
     current_viewer,
     ok,
     path_value,
@@ -61,7 +62,7 @@ async def generate_qris(request: web.Request) -> web.Response:
     limits = request.app[LIMITS]
     session, created = await request.app[SESSIONS].request_qr(
         user_id, body.stream_id, body.amount,
-        admit=lambda: limits.admit(request.remote, user_id))
+        admit=lambda: limits.admit(client_address(request), user_id))
     if created:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()

@@ -9,6 +9,8 @@ an `InvalidRequest` (400), never an exception from deeper down (a 500).
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import re
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.parsing import ascii_int, decode_json
+from gateway.settings import IpNetwork
 
 T = TypeVar("T")
 
@@ -124,11 +127,13 @@ def _host_of(authority: str) -> str | None:
 
 
 def same_host(request: web.Request) -> bool:
-    """Whether the `Origin` header names the host this request was sent to. Both are
+    """Whether the `Origin` header names the host viewers reach us at (GATEWAY_PUBLIC_URL's,
+    else the one this request was sent to; see public_host). Both are
     compared as ASCII text: an Origin or Host that is not a plain host name (invalid
     IPv6, bytes that are no IDNA) is simply not the same host."""
     origin = header_text(request, "Origin")
-    host = header_text(request, "Host")
+    public_url = request.app[SETTINGS].public_url
+    host = _authority(public_url) if public_url is not None else header_text(request, "Host")
     if origin is None or host is None or "://" not in origin:
         return False
     origin_host = _host_of(origin.partition("://")[2])
@@ -181,5 +186,67 @@ def set_gate_cookie(request: web.Request, response: web.StreamResponse,
 
 def cookie_secure(request: web.Request) -> bool:
     """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
-    TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL)."""
-    return request.secure or request.app[SETTINGS].secure_cookies
+    TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL, or a trusted proxy's
+    X-Forwarded-Proto)."""
+    return (request.secure or request.app[SETTINGS].secure_cookies
+            or forwarded_header(request, "X-Forwarded-Proto") == "https")
+
+
+def public_host(request: web.Request) -> str:
+    """The host viewers reach us at: GATEWAY_PUBLIC_URL's when set, so that a proxy that
+    forgets to pass `Host` on cannot make the viewer's own page look foreign."""
+    public_url = request.app[SETTINGS].public_url
+    if public_url is not None:
+        return _authority(public_url)
+    return request.host
+
+
+@functools.cache
+def _authority(url: str) -> str:
+    return url.split("://", 1)[1].split("/", 1)[0]
+
+
+def client_address(request: web.Request) -> str:
+    """The viewer's address: the connection's, or, when the connection comes from a
+    GATEWAY_TRUSTED_PROXIES proxy, the rightmost X-Forwarded-For address that is not a
+    trusted proxy itself (then X-Real-IP). Anyone else's forwarding headers are ignored."""
+    peer = request.remote or ""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        for hop in reversed(hops):
+            if not _trusted(hop, proxies):
+                return hop if _is_address(hop) else peer
+        return hops[0] if _is_address(hops[0]) else peer
+    real_ip = request.headers.get("X-Real-IP", "").strip()
+    return real_ip if _is_address(real_ip) else peer
+
+
+def forwarded_header(request: web.Request, name: str) -> str | None:
+    """An X-Forwarded-* header, believed only from a trusted proxy."""
+    proxies = request.app[SETTINGS].trusted_proxies
+    if proxies and _trusted(request.remote or "", proxies):
+        value = request.headers.get(name)
+        return value.strip().lower() if value else None
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted(address: str, proxies: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -11,8 +11,10 @@ import logging
 from aiohttp import web
 
 from gateway.errors import NoAccess, UnknownStream
-from gateway.gate.access import GATE_COOKIE
-from gateway.gate.paths import media_path
+from gateway.gate.access import GATE_COOKIE, AccessGrant
+from gateway.gate.origins import Origin
+from gateway.gate.paths import MediaPath, media_path
+from gateway.handlers.common import client_address
 from gateway.keys import GATE, METRICS
 from gateway.logs import log_event
 
@@ -20,21 +22,33 @@ log = logging.getLogger("gateway.gate")
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
-    stream_id = request.match_info["stream_id"]
+    match = request.match_info
+    origin, grant, media = admit(request, match["stream_id"], match.get("token"),
+                                 match["path"])
+    return await origin.serve(request, media, grant)
+
+
+def admit(request: web.Request, stream_id: str, path_token: str | None,
+          path: str) -> tuple[Origin, AccessGrant, MediaPath]:
+    """The one access decision, for this gate and for nginx's (/gate/auth): a known
+    stream, a valid token for it (path form first, else the cookie: signature, stream,
+    expiry, ended sessions) and an allowed path. In memory, never the store. Refusals
+    are logged and counted here, whoever asked. A check that needs the viewer's address
+    (the device limit) belongs here too: `client_address(request)` gives it, behind
+    nginx as well."""
     gate = request.app[GATE]
     origin = gate.origin(stream_id)  # one per catalog stream
     if origin is None:
         raise UnknownStream()
-    token = request.match_info.get("token") or request.cookies.get(GATE_COOKIE)
+    token = path_token or request.cookies.get(GATE_COOKIE)
     try:
         grant = gate.check(token, stream_id)
     except NoAccess as refused:
         reason = str(refused.params["reason"])
         log_event(log, "gate_refused", streamId=stream_id, reason=reason,
-                  form="path" if "token" in request.match_info else "cookie")
+                  form="path" if path_token else "cookie", client=client_address(request))
         request.app[METRICS].gate_refusals.labels(reason).inc()
         raise
     request.app[METRICS].gate_granted += 1
-    media = media_path(request.match_info["path"])
-    return await origin.serve(request, media, grant)
+    return origin, grant, media_path(path)
 

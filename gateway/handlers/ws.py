@@ -21,10 +21,17 @@ from gateway.errors import (
     StoreUnavailable,
     TooManyWebSockets,
 )
-from gateway.handlers.common import SESSION_ID, current_viewer, query_value, same_host
+from gateway.handlers.common import (
+    SESSION_ID,
+    current_viewer,
+    header_text,
+    query_value,
+    same_host,
+)
 from gateway.i18n import choose_language, error_message
 from gateway.identity import Viewer, session_owner
 from gateway.keys import SESSIONS, SETTINGS, STATUS_HUB, WEBSOCKETS, WEBSOCKETS_PER_VIEWER
+from gateway.logs import log_event
 
 log = logging.getLogger("gateway.ws")
 
@@ -35,7 +42,12 @@ CLOSE_NOT_FOUND = 4404
 
 async def status_socket(request: web.Request) -> web.WebSocketResponse:
     if "Origin" in request.headers and not same_host(request):
-        # A page on another site must not open a socket with this viewer's cookie.
+        # A page on another site must not open a socket with this viewer's cookie. When
+        # it is our own page behind a proxy that drops `Host`, say how to fix that.
+        log_event(log, "websocket_origin_refused", level=logging.WARNING,
+                  origin=header_text(request, "Origin"), host=header_text(request, "Host"),
+                  hint="behind a proxy: set GATEWAY_PUBLIC_URL, or have the "
+                  "proxy pass Host on (gateway nginx-config does)")
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie
     # Each socket holds memory and a descriptor for hours: one viewer gets a few (tabs,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +17,12 @@ from gateway.app import create_app
 from gateway.keys import WEBSOCKETS
 from gateway.routes import HLS_JS_FILE
 from gateway.settings import PROJECT_DIR
-from tests.conftest import API_KEY, IN_CI, make_settings, require_tool
+from tests.conftest import API_KEY, IN_CI, make_settings
 
 SCREENSHOTS = PROJECT_DIR / "test-output" / "screenshots"
 # Long enough for a slow start on a busy 2-core machine, short enough to wait out.
 SHORT_ACCESS_SECONDS = 15
 pytestmark = pytest.mark.browser
-
-# What the machine notes say a headless Chromium needs here: no sandbox as root, and no
-# background calls to Google's hosts, which this network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    chromium = require_tool("chromium")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, headless=True,
-                                                    args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
 
 
 @pytest.fixture

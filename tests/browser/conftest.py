@@ -1,0 +1,28 @@
+"""The system Chromium, driven by Playwright, for every browser test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_tool
+
+# What the machine notes say a headless Chromium needs here: no sandbox as root, and no
+# background calls to Google's hosts, which this network refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    chromium = require_tool("chromium")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, headless=True,
+                                                    args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
