@@ -109,10 +109,16 @@ class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class MalformedHttpFilter(logging.Filter):
     """aiohttp logs a request it cannot even parse (invalid bytes in the URL, a broken
     header) as an error with a traceback. That is the client's fault, and on the open
-    internet it is routine: one warning line with the reason instead."""
+    internet it is routine: one warning line with the reason instead. A client that
+    hangs up while sending its body is one info line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionResetError):
+            # The client hung up while we read its request: its business, one line.
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info = "client_gone_mid_request", (), None
+            return True
         if isinstance(exc, HttpProcessingError):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.msg, record.args, record.exc_info = "malformed_http_request", (), None

@@ -6,11 +6,12 @@ every status change. No HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
 from gateway import qris
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
 from gateway.errors import (
     AlreadyHasAccess,
@@ -62,6 +63,9 @@ class SessionService:
         self.payment_window_ms = payment_window_seconds * 1000
         self.unpaid_retention_ms = unpaid_retention_seconds * 1000
         self._listeners: list[StatusListener] = []
+        # (userId, streamId) -> the creation under way in this process: a viewer's
+        # concurrent requests share it (one provider transaction, one rate-limit hit).
+        self._creating: dict[tuple[str, str], asyncio.Future[PaymentSession]] = {}
 
     def add_listener(self, listener: StatusListener) -> None:
         """Called with a session's new state on every status change: made by this
@@ -102,6 +106,30 @@ class SessionService:
         existing = await self.store.find_active(user_id, stream_id, now_ms)
         if existing is not None:
             return self._reuse(existing, now_ms), False
+        key = (user_id, stream_id)
+        under_way = self._creating.get(key)
+        if under_way is not None:
+            return self._reuse(await asyncio.shield(under_way), now_ms), False
+        creating: asyncio.Future[PaymentSession] = asyncio.get_running_loop().create_future()
+        self._creating[key] = creating
+        try:
+            session, created = await self._create(user_id, stream, now_ms, admit)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                creating.set_exception(exc)
+                creating.exception()  # retrieved: the joiners re-raise it themselves
+            else:
+                creating.cancel()
+            raise
+        finally:
+            del self._creating[key]
+        creating.set_result(session)
+        return session, created
+
+    async def _create(self, user_id: str, stream: Stream, now_ms: int,
+                      admit: Callable[[], Awaitable[None]] | None
+                      ) -> tuple[PaymentSession, bool]:
+        stream_id = stream.stream_id
         if admit is not None:
             await admit()
 

@@ -60,6 +60,19 @@ def test_a_body_that_never_ends_is_a_408(quick_timeouts: ServerProcess) -> None:
     assert b'"code": "request_timeout"' in answer
 
 
+def test_a_client_hanging_up_mid_body_is_one_line_not_a_traceback(
+        quick_timeouts: ServerProcess, tmp_path: Path) -> None:
+    with socket.create_connection(("127.0.0.1", quick_timeouts.port)) as sock:
+        sock.sendall(b"POST /api/generate-qris HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"stre")
+    with urllib.request.urlopen(f"{quick_timeouts.url}/healthz", timeout=5):
+        pass
+    quick_timeouts.stop()  # the log is complete once the process has ended
+    log = (tmp_path / "gateway.log").read_text()
+    assert "Traceback" not in log
+    assert '"event":"client_gone_mid_request"' in log
+
+
 def test_a_flood_of_slow_clients_leaves_room_for_others(tmp_path: Path) -> None:
     """Twice as many trickling clients as the service has descriptors."""
     server = start(tmp_path, descriptor_limit=256)

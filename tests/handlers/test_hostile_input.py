@@ -90,3 +90,4 @@ async def test_a_malformed_http_request_is_one_warning_line(
     assert not [record for record in caplog.records if record.exc_info]
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1, [record.getMessage() for record in caplog.records]
+
