@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.settings import Settings
 from tests.conftest import (
+    API_KEY,
     FakeClock,
     PrivateRedis,
     ViewerClient,
@@ -75,7 +76,9 @@ async def assert_recovered(viewer: ViewerClient, clock: FakeClock, qr: dict[str,
     status, body, _ = await answer(viewer, "POST", "/api/payment-callback", data=raw,
                                    headers=headers)
     assert (status, body["data"]["reason"]) == (200, "paid")
-    assert (await viewer.status(qr["sessionId"]))["status"] == "paid"
+    poll = await answer(viewer, "GET", "/api/payment-callback",
+                        params={"trxId": qr["trxId"]}, headers={"X-Api-Key": API_KEY})
+    assert poll[1]["data"]["status"] == "paid"
     assert [row[4] for row in await stored_notifications(settings)] == ["paid"]
 
 
@@ -83,27 +86,37 @@ async def assert_recovered(viewer: ViewerClient, clock: FakeClock, qr: dict[str,
 async def test_a_redis_in_trouble_is_a_503_and_then_recovers(
         aiohttp_client: ClientFactory, tmp_path: Path, clock: FakeClock,
         private_redis: PrivateRedis, fault: str) -> None:
-    settings = trouble_settings(tmp_path, private_redis.url)
-    viewer = ViewerClient(await aiohttp_client(create_app(settings, clock=clock)))
-    qr = await viewer.generate_qris()
+    """Two instances on one Redis: both answer 503 while it is in trouble, both are
+    ready again afterwards, and the notification refused by one is applied when the
+    provider retries it at the other."""
+    settings = trouble_settings(tmp_path / "a", private_redis.url)
+    first = ViewerClient(await aiohttp_client(create_app(settings, clock=clock)))
+    second = ViewerClient(await aiohttp_client(create_app(
+        trouble_settings(tmp_path / "b", private_redis.url), clock=clock)))
+    qr = await first.generate_qris()
+
+    async def both_unavailable() -> None:
+        await asyncio.gather(assert_unavailable(first, clock, qr),
+                             assert_unavailable(second, clock, qr, reads_too=False))
 
     if fault == "kill":
         private_redis.kill()
-        await assert_unavailable(viewer, clock, qr)
+        await both_unavailable()
         private_redis.start()  # same port, same append-only file
     elif fault == "client_pause":
         private_redis.command("CLIENT", "PAUSE", "4000", "ALL")
-        await assert_unavailable(viewer, clock, qr)
+        await both_unavailable()
     else:
         sleeping = threading.Thread(target=private_redis.command,
                                     args=("DEBUG", "SLEEP", "4"))
         sleeping.start()
         try:
             await asyncio.sleep(0.2)  # let the server enter its sleep first
-            await assert_unavailable(viewer, clock, qr)
+            await both_unavailable()
         finally:
             await asyncio.to_thread(sleeping.join)
-    await assert_recovered(viewer, clock, qr, settings)
+    await wait_until_ready(first)
+    await assert_recovered(second, clock, qr, settings)
 
 
 async def test_a_foreign_sqlite_write_lock_is_a_503_and_then_recovers(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -209,3 +210,18 @@ async def test_operators_read_the_ledger_viewers_cannot(viewer: ViewerClient,
     bad = await viewer.call("GET", "/api/notifications", params={"limit": "0"},
                             headers={"X-Api-Key": API_KEY}, expect=400)
     assert bad["code"] == "invalid_request"
+
+
+async def test_each_refused_callback_is_one_warning_line_with_its_reason(
+        viewer: ViewerClient, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    qr = await viewer.generate_qris()
+    raw, _ = signed(event(qr, clock), clock() // 1000)
+    _, forged = signed(event(qr, clock), clock() // 1000, secret="f" * 40)
+    caplog.set_level(logging.DEBUG)
+    await deliver(viewer, raw, forged, 401)
+    await deliver(viewer, raw, {}, 401)
+    refusals = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.getMessage() for record in refusals] == ["callback_refused"] * 2
+    assert [record.event_fields["reason"] for record in refusals] == [  # type: ignore[attr-defined]
+        "bad signature", "missing signature"]
+    assert not [record for record in caplog.records if record.exc_info]
