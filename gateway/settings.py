@@ -200,7 +200,8 @@ class _Env:
 
 
 # Variables read by the tests and the bootstrap script, not by the service.
-_ACCEPTED_ELSEWHERE = frozenset({"GATEWAY_TEST_REDIS_URL"})
+_ACCEPTED_ELSEWHERE = frozenset({"GATEWAY_TEST_REDIS_URL", "GATEWAY_FUZZ_SEED",
+                                 "GATEWAY_FUZZ_EXAMPLES"})
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:
