@@ -42,6 +42,8 @@ from gateway.resources import (
     gate_ctx,
     http_client_ctx,
     metrics_ctx,
+    provider_ctx,
+    reconciler_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -79,10 +81,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # (reloading sessions ended early) and the status hub's sender before the change
     # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
     # every listener running; it stops first at shutdown, the store closes last.
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, gate_ctx, status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx])
+    # The provider opens on the HTTP client; the reconciler, which records payments as
+    # notifications do, starts last, like the sweeper, so every listener hears it.
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
+                            status_hub_ctx, store_changes_ctx, metrics_ctx, sweeper_ctx,
+                            reconciler_ctx])
     simulator_enabled = settings.provider == "simulator"
     setup_routes(app, simulator_enabled=simulator_enabled)
+    if settings.public_url:
+        # Sent to providers that take a notification URL per transaction.
+        app[PROVIDER].callback_url = (
+            settings.public_url + str(app.router["payment-callback"].url_for()))
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""

@@ -42,6 +42,10 @@ class SessionNotFound(GatewayError):
     code = "session_not_found"
 
 
+class GrantNotFound(GatewayError):
+    code = "grant_not_found"
+
+
 class NotYours(GatewayError):
     """The caller asked about another viewer's userId or session."""
 
@@ -75,6 +79,23 @@ class ProviderReturnedInvalidQris(GatewayError):
     code = "provider_invalid_qris"
 
 
+class ProviderTimeout(ProviderUnavailable):
+    """The provider's API did not answer within GATEWAY_PROVIDER_TIMEOUT_SECONDS (a kind
+    of unavailability with its own code and status, 503: try again shortly)."""
+
+    code = "provider_timeout"
+
+
+class ProviderBadResponse(ProviderUnavailable):
+    """The provider answered, but with something that is not its API's answer (garbage,
+    an error it should not give, a refusal of a well-formed request)."""
+
+    code = "provider_bad_response"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail=detail)
+
+
 class SimulatorDisabled(GatewayError):
     code = "simulator_disabled"
 
@@ -87,6 +108,15 @@ class NoAccess(GatewayError):
 
     def __init__(self, reason: str = "no token") -> None:
         super().__init__(reason=reason)
+
+
+class DeviceLimit(GatewayError):
+    """The purchase is playing on as many devices as it may (SPEC, Devices)."""
+
+    code = "device_limit"
+
+    def __init__(self, max_devices: int) -> None:
+        super().__init__(max_devices=max_devices)
 
 
 class MediaNotFound(GatewayError):

@@ -11,12 +11,14 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock
+from gateway.devices import Devices
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.limits import SessionCreationLimits
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
+from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
@@ -40,9 +42,12 @@ OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", SessionService)
 LIMITS = web.AppKey("limits", SessionCreationLimits)
+DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+RECONCILER = web.AppKey("reconciler", Reconciler)  # real providers only
+RECONCILE_TASK = web.AppKey("reconcile_task", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -42,6 +42,10 @@ class Metrics:
         self.gate_refusals = Counter(
             "gateway_gate_refusals", "HLS requests refused by the access check (403).",
             ["reason"], registry=self.registry)
+        self.reconcile_questions = Counter(
+            "gateway_reconcile_questions",
+            "Status questions asked of the provider about unpaid sessions, by outcome "
+            "(paid, pending, ended, cancelled, failed).", ["outcome"], registry=self.registry)
         self.gate_granted = 0  # HLS requests that passed the access check: the hot path
         # With a shared store: is this instance hearing the others' status changes?
         self.change_feed_up: bool | None = None
@@ -71,6 +75,8 @@ LIVE_FIGURES: dict[str, tuple[str, str]] = {
     "gateway_watched_sessions": ("gauge", "Sessions watched by at least one WebSocket."),
     "gateway_ended_sessions": (
         "gauge", "Sessions ended early whose tokens the gate refuses until they expire."),
+    "gateway_device_reports": (
+        "counter", "Times the gate asked the store about a playing device (new or renewed)."),
 }
 
 

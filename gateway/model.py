@@ -105,11 +105,17 @@ class Notification:
     raw_body: str
     # Identifies this exact signed delivery, so a captured request cannot be replayed.
     replay_key: str | None = None
+    # What the payer paid above `amount` (Midtrans fee imposition, Tripay customer fee):
+    # `amount` is the price part, compared with the session's; the difference is kept.
+    fee: int = 0
 
 
 class NotificationReason(StrEnum):
     PAID = "paid"
     PAID_AFTER_WINDOW = "paid_after_payment_window"
+    # Heard of after the access it bought would already have run out: granted from
+    # our receipt instead (paidAt is then our receipt; the ledger keeps the provider's).
+    PAID_WINDOW_FROM_RECEIPT = "paid_window_from_receipt"
     DUPLICATE_EVENT = "duplicate_event"
     ALREADY_PAID = "already_paid"
     AMOUNT_MISMATCH = "amount_mismatch"
@@ -228,6 +234,12 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     paid_at_ms = note.received_at_ms if note.paid_at_ms is None else note.paid_at_ms
     paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
     late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
+    reason = NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID
+    if paid_at_ms + access_ms <= note.received_at_ms:
+        # Providers retry for up to a day: the access this payment bought would be over
+        # before we heard of it. The viewer paid for a window, so it starts now.
+        paid_at_ms = note.received_at_ms
+        reason = NotificationReason.PAID_WINDOW_FROM_RECEIPT
     superseded = tuple(replace(other, status=SessionStatus.EXPIRED) for other in others)
     paid = replace(
         session,
@@ -237,7 +249,7 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     )
     return PaymentDecision(
         applied=True,
-        reason=NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID,
+        reason=reason,
         session_id=session.session_id,
         changed=(*superseded, paid),
         expired=expired,

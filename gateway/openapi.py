@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
+from gateway.devices import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.identity import USER_ID
@@ -122,6 +123,15 @@ ACCESS = _obj(
     {"playbackUrl": {"type": "string"}, "tokenPlaybackUrl": {"type": "string"}},
     hasAccess={"type": "boolean"}, streamId=STREAM,
     sessionId={"type": ["string", "null"]}, remainingTime=DURATION_MS)
+DEVICE = _pattern(DEVICE_ID.pattern)
+GRANT = _obj(
+    ["grantId", "sessionId", "deviceId", "kind", "createdAt", "endedAt", "playing", "places"],
+    grantId=SESSION, sessionId=SESSION, deviceId={"type": ["string", "null"]},
+    kind={"type": "string", "enum": ["browser", "program"]}, createdAt=MS,
+    endedAt=MS_OR_NULL, playing={"type": "boolean"},
+    places={"type": "array", "items": _obj(["address", "firstSeen", "lastSeen"],
+                                           address={"type": "string"}, firstSeen=MS,
+                                           lastSeen=MS)})
 MEDIA = {"description": "The playlist or segment from the stream's origin.", "content": {
     media_type: {"schema": {"type": "string", "format": "binary"}}
     for media_type in ("application/vnd.apple.mpegurl", "video/mp2t", "video/iso.segment",
@@ -187,6 +197,8 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
             "security": VIEWER_SECURITY,
             "parameters": [_query("streamId", STREAM, "The stream.", required=True),
                            _query("sessionId", SESSION, "A session of the caller's."),
+                           _query("deviceId", DEVICE, "API key or platform token callers: "
+                                  "the device asking (one grant per device)."),
                            USER_PARAM],
             "responses": {"200": _ok(ACCESS), **_errors(400, 401, 403, 404)}}},
         "/api/user-sessions": {
@@ -224,6 +236,39 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
             "requestBody": _json_body(_obj([], reason={"type": "string", "minLength": 1,
                                                        "maxLength": 200}), required=False),
             "responses": {"200": _ok(SESSION_STATUS), **_errors(400, 401, 404, 408, 413)}}},
+        "/api/watch-here": {"post": {
+            "operationId": "watchHere",
+            "summary": "Play here: the device that has played longest stops instead.",
+            "security": VIEWER_SECURITY,
+            "requestBody": _json_body(_obj(["streamId"], streamId=STREAM, userId=USER,
+                                           deviceId=DEVICE)),
+            "responses": {"200": _ok(ACCESS), **_errors(400, 401, 403, 404, 408, 413)}}},
+        "/api/sessions/{sessionId}/grants": {"get": {
+            "operationId": "listGrants",
+            "summary": "Operator: a purchase's playback grants and where each plays.",
+            "security": OPERATOR_SECURITY,
+            "parameters": [_path("sessionId", SESSION, "The session.")],
+            "responses": {"200": _ok(_obj(
+                ["sessionId", "maxDevices", "grants"], sessionId=SESSION,
+                maxDevices={"type": "integer", "minimum": 0},
+                grants={"type": "array", "items": GRANT})), **_errors(400, 401, 404)}}},
+        "/api/grants/{grantId}/end": {"post": {
+            "operationId": "endGrant",
+            "summary": "Operator: end one device's grant; the purchase plays on elsewhere.",
+            "security": OPERATOR_SECURITY,
+            "parameters": [_path("grantId", SESSION, "The grant.")],
+            "responses": {"200": _ok(GRANT), **_errors(400, 401, 404)}}},
+        "/api/payments": {"get": {
+            "operationId": "listPayments",
+            "summary": "Operator: payment sessions, newest first.",
+            "security": OPERATOR_SECURITY,
+            "parameters": [
+                _query("status", STATUS, "Only sessions in this status."),
+                _query("streamId", STREAM, "Only this stream's."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                       "At most this many (default 100).")],
+            "responses": {"200": _ok(_obj(["payments"], payments={
+                "type": "array", "items": {"type": "object"}})), **_errors(400, 401)}}},
         "/api/notifications": {"get": {
             "operationId": "listNotifications",
             "summary": "Operator: the notification ledger, newest first.",

@@ -226,7 +226,8 @@ def problems(payload: str) -> list[str]:
     return found
 
 
-def problems_for_transaction(payload: str, amount_rupiah: int, reference: str) -> list[str]:
+def problems_for_transaction(payload: str, amount_rupiah: int,
+                             reference: str | None) -> list[str]:
     """Checks a payload handed to us for one transaction before a viewer sees it."""
     found = problems(payload)
     if found:
@@ -236,6 +237,6 @@ def problems_for_transaction(payload: str, amount_rupiah: int, reference: str) -
         found.append("not a dynamic QRIS (point of initiation 12)")
     if qris.amount != Decimal(amount_rupiah):
         found.append(f"amount {qris.get('54')!r} is not {amount_rupiah}")
-    if reference not in qris.references():
+    if reference is not None and reference not in qris.references():
         found.append(f"transaction reference {reference!r} not in tag 62")
     return found

@@ -11,16 +11,20 @@ import aiohttp
 from aiohttp import web
 
 from gateway.change_feed import ChangeFeed
+from gateway.devices import Devices
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
     CLOCK,
+    DEVICES,
     GATE,
     HTTP_CLIENT,
     LIMITS,
     METRICS,
     PROVIDER,
+    RECONCILE_TASK,
+    RECONCILER,
     SESSIONS,
     SETTINGS,
     STATUS_HUB,
@@ -31,6 +35,7 @@ from gateway.keys import (
 )
 from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
+from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
 from gateway.store import open_store
 
@@ -50,6 +55,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
     app[SESSIONS] = sessions
+    # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
+    app[DEVICES] = Devices(store, app[CLOCK], max_devices=settings.max_devices)
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()
@@ -83,13 +90,51 @@ async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def provider_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The provider's API client: the pooled HTTP client, opened and closed with it."""
+    provider = app[PROVIDER]
+    await provider.open(app[HTTP_CLIENT])
+    yield
+    await provider.close()
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Asks a real provider about payments whose notification has not come. The
+    simulator delivers in-process and cannot lose one: nothing to reconcile."""
+    settings = app[SETTINGS]
+    if settings.provider == "simulator":
+        yield
+        return
+    reconciler = Reconciler(
+        app[SESSIONS], app[PROVIDER], app[CLOCK],
+        delay_seconds=settings.reconcile_interval_seconds,
+        payment_window_seconds=settings.payment_window_seconds,
+        metrics=app[METRICS],
+    )
+    app[RECONCILER] = reconciler
+    app[RECONCILE_TASK] = asyncio.create_task(
+        _reconcile_forever(reconciler, settings.reconcile_interval_seconds),
+        name="reconciler")
+    yield
+    await _stop(app[RECONCILE_TASK])
+
+
+async def _reconcile_forever(reconciler: Reconciler, interval_s: int) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reconciler.run_once()
+        except Exception:  # a bad round (the store, say) must not end reconciling
+            log.exception("reconciliation round failed")
+
+
 async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     """The HLS gate's origins, and its map of ended sessions kept current."""
     gate = app[GATE]
     # Sessions ended before this process started still have tokens that look valid.
     for session in await app[SESSIONS].ended_early():
         gate.session_changed(session)
-    gate.open(app[HTTP_CLIENT])
+    gate.open(app[HTTP_CLIENT], app[DEVICES])
     yield
     await gate.close()
 
@@ -132,6 +177,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_websockets": len(websockets),
             "gateway_watched_sessions": hub.watched_sessions,
             "gateway_ended_sessions": gate.access.ended_sessions,
+            "gateway_device_reports": gate.device_reports,
         }
 
     metrics.watch(live_figures)
@@ -145,14 +191,19 @@ async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel a background task of this module's and wait until it has finished. Again
-    if need be: redis-py (8.1) swallows a cancellation that lands as a command starts,
-    and the task then carries on."""
+    """Cancel a background task of this module's and wait until it has finished.
+
+    Cancelled in the middle of a Redis call, redis-py can swallow the CancelledError
+    (it tidies the connection up instead), and the task goes on to its next sleep: so
+    the cancellation is repeated until the task has really ended."""
     while not task.done():
         task.cancel()
-        await asyncio.wait([task], timeout=0.5)
+        await asyncio.wait({task}, timeout=_STOP_RETRY_S)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+_STOP_RETRY_S = 1.0
 
 
 async def _sweep_forever(app: web.Application) -> None:

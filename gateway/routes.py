@@ -36,7 +36,11 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/api/qr/{session_id}.png", qr.qr_png, name="qr-png")
     router.add_post("/api/sessions/{session_id}/revoke", api.revoke_session,
                     name="revoke-session")
+    router.add_post("/api/watch-here", api.watch_here, name="watch-here")
+    router.add_get("/api/sessions/{session_id}/grants", api.list_grants, name="session-grants")
+    router.add_post("/api/grants/{grant_id}/end", api.end_grant, name="end-grant")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
+    router.add_get("/api/payments", api.list_payments, name="payments")
     # The path-token form first: "t/<token>/" would otherwise be taken for a path.
     router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
     router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")

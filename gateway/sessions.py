@@ -136,10 +136,13 @@ class SessionService:
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms
         created = await self.provider.create_qris(session_id, stream.price, expires_at_ms)
-        found = qris.problems_for_transaction(created.qr_string, stream.price, created.trx_id)
+        # The payer is asked for the price plus whatever fee the provider adds on top.
+        found = qris.problems_for_transaction(created.qr_string, stream.price + created.fee,
+                                              created.qr_reference)
         if found:
             log_event(log, "provider_qris_rejected", level=logging.ERROR,
                       provider=self.provider.name, trxId=created.trx_id, problems=found)
+            await self._withdraw(created.trx_id)
             raise ProviderReturnedInvalidQris()
         candidate = PaymentSession(
             session_id=session_id,
@@ -160,10 +163,20 @@ class SessionService:
             # A concurrent request by the same viewer won; its QR is the one to show.
             log_event(log, "qris_discarded_after_race", sessionId=session_id,
                       trxId=created.trx_id, streamId=stream_id)
+            await self._withdraw(created.trx_id)
             return self._reuse(stored, now_ms), False
         log_event(log, "session_created", sessionId=session_id, trxId=created.trx_id,
                   streamId=stream_id, amount=stream.price, status="pending")
         return stored, True
+
+    async def _withdraw(self, trx_id: str) -> None:
+        """End a provider transaction no viewer will ever see, where the API allows, so
+        it cannot be paid. Best effort: if it is paid anyway, it is recorded as an
+        unknown transaction in the ledger."""
+        try:
+            await self.provider.cancel(trx_id)
+        except Exception:
+            log.warning("could not cancel an unused provider transaction %s", trx_id)
 
     def _reuse(self, existing: PaymentSession, now_ms: int) -> PaymentSession:
         if existing.status_at(now_ms) == SessionStatus.PAID:

@@ -27,6 +27,17 @@ T = TypeVar("T")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_MERCHANT = MerchantProfile()
 
+PROVIDERS = ("simulator", "otomatis", "midtrans", "xendit", "tripay")
+# The credentials each provider needs (SPEC, "Real providers"): all required for it.
+PROVIDER_VARIABLES: dict[str, tuple[str, ...]] = {
+    "simulator": (),
+    "otomatis": ("GATEWAY_OTOMATIS_USERNAME", "GATEWAY_OTOMATIS_API_KEY"),
+    "midtrans": ("GATEWAY_MIDTRANS_SERVER_KEY",),
+    "xendit": ("GATEWAY_XENDIT_SECRET_KEY", "GATEWAY_XENDIT_CALLBACK_TOKEN"),
+    "tripay": ("GATEWAY_TRIPAY_API_KEY", "GATEWAY_TRIPAY_PRIVATE_KEY",
+               "GATEWAY_TRIPAY_MERCHANT_CODE"),
+}
+
 
 class SettingsError(ValueError):
     """A configuration problem, phrased as one line that names the variable."""
@@ -68,9 +79,20 @@ class Settings:
     qr_rate_window_seconds: int = 60
     max_websockets_per_viewer: int = 8
     frame_ancestors: str = "'none'"
+    max_devices: int = 2  # 0: no device limit, grants are not counted
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
+    # The real provider's API base (None: its production URL) and its credentials, by
+    # variable name (only the selected provider's, see PROVIDER_VARIABLES).
+    provider_url: str | None = None
+    provider_credentials: Mapping[str, str] = field(default_factory=dict)
+    provider_timeout_seconds: float = 10
+    reconcile_interval_seconds: int = 30
+
+    def credential(self, name: str) -> str:
+        """A credential of the selected provider; from_env made sure it is there."""
+        return self.provider_credentials[name]
 
     @property
     def secure_cookies(self) -> bool:
@@ -91,13 +113,34 @@ class Settings:
                                     "store (the same value on every instance)")
             return _secret_file(var_dir / file_name, name)
 
+        provider = env.get("GATEWAY_PROVIDER", _one_of(*PROVIDERS), "simulator")
+        # Every provider's variables are known (an operator may stage the next one), but
+        # only the selected provider's are required, and only they are kept.
+        credentials: dict[str, str] = {}
+        for name, variables in PROVIDER_VARIABLES.items():
+            for variable in variables:
+                value = env.get(variable, _credential, None)
+                if name != provider:
+                    continue
+                if value is None:
+                    raise SettingsError(f"{variable}: required with GATEWAY_PROVIDER={provider}")
+                credentials[variable] = value
+
         settings = cls(
             host=env.get("GATEWAY_HOST", _host, "127.0.0.1"),
             port=env.get("PORT", _port, 8080),
             store_url=store_url,
             redis_key_prefix=env.get("GATEWAY_REDIS_KEY_PREFIX", _key_prefix, "gateway:"),
             streams_path=env.get("GATEWAY_STREAMS", _existing_file, DEFAULT_CATALOG),
-            provider=env.get("GATEWAY_PROVIDER", _one_of("simulator"), "simulator"),
+            provider=provider,
+            provider_url=env.get("GATEWAY_PROVIDER_URL", _public_url, None),
+            provider_credentials=credentials,
+            provider_timeout_seconds=env.get(
+                "GATEWAY_PROVIDER_TIMEOUT_SECONDS", _seconds(1, 60), 10
+            ),
+            reconcile_interval_seconds=env.get(
+                "GATEWAY_RECONCILE_INTERVAL_SECONDS", _seconds(1, 3600), 30
+            ),
             secret=secret("GATEWAY_SECRET", "secret"),
             previous_secrets=env.get("GATEWAY_PREVIOUS_SECRETS", _secret_list, ()),
             webhook_secret=secret("GATEWAY_WEBHOOK_SECRET", "webhook_secret"),
@@ -140,6 +183,7 @@ class Settings:
             max_websockets_per_viewer=env.get(
                 "GATEWAY_MAX_WEBSOCKETS_PER_VIEWER", _int_range(1, 10_000), 8),
             frame_ancestors=env.get("GATEWAY_FRAME_ANCESTORS", _frame_ancestors, "'none'"),
+            max_devices=env.get("GATEWAY_MAX_DEVICES", _int_range(0, 1000), 2),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -167,6 +211,10 @@ class Settings:
                 f"GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window "
                 f"plus a day of provider retries ({least_retention_s}), got "
                 f"{settings.unpaid_retention_seconds} (late payments would be unknown)")
+        if provider == "tripay" and not 600 <= settings.payment_window_seconds <= 3600:
+            # Tripay's QRIS channel refuses any other expiry: every QR would fail.
+            raise SettingsError("GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 "
+                                "(seconds) with GATEWAY_PROVIDER=tripay (its QRIS expiry)")
         return settings
 
 
@@ -301,6 +349,13 @@ def _secret(raw: str) -> bytes:
 
 def _secret_list(raw: str) -> tuple[bytes, ...]:
     return tuple(_secret(item.strip()) for item in raw.split(",") if item.strip())
+
+
+def _credential(raw: str) -> str:
+    # Keys pasted from a dashboard: a stray space or newline would fail every call later.
+    if not re.fullmatch(r"[!-~]{1,256}", raw):
+        raise SettingsError("must be 1 to 256 printable characters without spaces")
+    return raw
 
 
 def _api_key(raw: str) -> str:

@@ -9,6 +9,8 @@
   const video = $("video");
   const payPanel = $("pay-panel");
   const playerPanel = $("player-panel");
+  const devicePanel = $("device-panel");
+  const watchHereButton = $("watch-here");
   const statusLine = $("status");
   const qrImage = $("qr-image");
   const qrLoading = $("qr-loading");
@@ -21,7 +23,7 @@
   const accessAnnouncer = $("access-announcer");
 
   const state = {
-    mode: "pay", // "pay" | "play"
+    mode: "pay", // "pay" | "play" | "device" (paid, but playing on other devices)
     session: null, // the pending QR: {sessionId, trxId, qrCode, ...}
     watchedSessionId: null,
     payDeadline: null, // performance.now() based, immune to a wrong device clock
@@ -103,6 +105,7 @@
   function showPayPanel() {
     state.mode = "pay";
     playerPanel.hidden = true;
+    devicePanel.hidden = true;
     payPanel.hidden = false;
   }
 
@@ -175,7 +178,7 @@
         startPlayback();
       }
     } else if (message.status === "expired") {
-      if (state.mode === "play") {
+      if (state.mode !== "pay") {
         endPlayback();
       } else {
         afterQrExpired();
@@ -192,14 +195,43 @@
 
   // ---- Watching ------------------------------------------------------------------
 
+  // The access answer, {deviceLimit: true} when the purchase plays on as many devices
+  // as it may, or null when there is no verdict (the network blinked).
+  function accessAnswer(answer) {
+    if (answer.status === 403 && answer.payload.code === "device_limit") {
+      return { deviceLimit: true };
+    }
+    return answer.ok ? answer.payload.data : null;
+  }
+
   async function checkAccess() {
     const url = `${config.urls.checkAccess}?streamId=${encodeURIComponent(config.streamId)}`;
-    const answer = await api("GET", url); // also renews the stream's access cookie
-    return answer.ok ? answer.payload.data : null;
+    // Also renews the stream's access cookie, with this device's grant.
+    return accessAnswer(await api("GET", url));
+  }
+
+  async function watchHere() {
+    watchHereButton.disabled = true;
+    const access = accessAnswer(
+      await api("POST", config.urls.watchHere, { streamId: config.streamId }));
+    watchHereButton.disabled = false;
+    if (access && access.hasAccess) return play(access);
+    if (access && !access.deviceLimit) return endPlayback();
+  }
+
+  // Another device plays this purchase: say so, and offer to move playback here.
+  function showDevicePanel() {
+    detach();
+    state.mode = "device";
+    payPanel.hidden = true;
+    playerPanel.hidden = true;
+    devicePanel.hidden = false;
+    watchHereButton.focus();
   }
 
   async function startPlayback() {
     const access = await checkAccess();
+    if (access && access.deviceLimit) return showDevicePanel();
     if (!access || !access.hasAccess) {
       setStatus(t.status_error);
       newQrButton.hidden = false;
@@ -214,9 +246,11 @@
     state.payDeadline = null;
     state.accessDeadline = performance.now() + access.remainingTime;
     renderCountdowns();
-    payPanel.hidden = true;
-    playerPanel.hidden = false;
     listen(access.sessionId);
+    if (access.deviceLimit) return showDevicePanel();
+    payPanel.hidden = true;
+    devicePanel.hidden = true;
+    playerPanel.hidden = false;
     attach(access.playbackUrl);
   }
 
@@ -228,7 +262,8 @@
       const hls = new window.Hls({ lowLatencyMode: true });
       hls.on(window.Hls.Events.ERROR, (_, data) => {
         if (data.response && data.response.code === 403) {
-          accessLost(); // the gate said no: show the pay panel, not a frozen frame
+          // The gate said no: show why (pay panel, or another device), not a frozen frame.
+          accessLost({ refused: true });
         } else if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
           hls.startLoad();
         } else if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
@@ -261,16 +296,24 @@
     video.load();
   }
 
-  async function accessLost() {
+  async function accessLost({ refused = false } = {}) {
     const access = await checkAccess();
     // Only the server saying "no access" ends playback: a failed check (the network
     // blinked) is no verdict, and the next stall asks again.
-    if (access === null || access.hasAccess) return;
+    if (access === null) return;
+    if (access.deviceLimit) return showDevicePanel();
+    if (access.hasAccess) {
+      // Refused, yet access holds: this device's grant was ended and check-access has
+      // just given it a new one (in the cookie). Start again with it, after a pause: a
+      // gate that refused a moment ago may take a few seconds to hear of the free place.
+      if (refused) setTimeout(() => { if (state.mode === "play") attach(access.playbackUrl); }, 2000);
+      return;
+    }
     endPlayback();
   }
 
   function endPlayback() {
-    if (state.mode !== "play") return;
+    if (state.mode === "pay") return;
     detach();
     state.accessDeadline = null;
     renderCountdowns();
@@ -340,6 +383,7 @@
 
   newQrButton.addEventListener("click", requestQr);
   if (simulateButton) simulateButton.addEventListener("click", simulatePayment);
+  watchHereButton.addEventListener("click", watchHere);
   unmuteButton.addEventListener("click", () => {
     video.muted = false;
     unmuteButton.hidden = true;

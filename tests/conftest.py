@@ -77,7 +77,8 @@ def store_snapshot(settings: Settings) -> list[Any]:
     if settings.store_url.startswith("sqlite:///"):
         with sqlite3.connect(settings.store_url.removeprefix("sqlite:///")) as conn:
             return [conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-                    for table in ("payment_sessions", "provider_notifications")]
+                    for table in ("payment_sessions", "provider_notifications",
+                                  "playback_grants", "device_places")]
     import redis
 
     client = redis.Redis.from_url(settings.store_url)

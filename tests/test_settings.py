@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import DEFAULT_CATALOG, Settings, SettingsError
+from gateway.providers import make_provider
+from gateway.settings import (
+    DEFAULT_CATALOG,
+    PROVIDER_VARIABLES,
+    PROVIDERS,
+    Settings,
+    SettingsError,
+)
 
 
 def test_defaults_match_the_spec(tmp_path: Path) -> None:
@@ -21,6 +28,7 @@ def test_defaults_match_the_spec(tmp_path: Path) -> None:
     assert (settings.access_seconds, settings.payment_window_seconds,
             settings.cleanup_interval_seconds) == (7200, 1200, 60)
     assert settings.api_key is None
+    assert settings.max_devices == 2 and settings.trusted_proxies == ()
 
 
 def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
@@ -42,6 +50,25 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
         ({"GATEWAY_STORE": "mysql://x"}, "GATEWAY_STORE: must be sqlite:///PATH"),
         ({"GATEWAY_STREAMS": "/nonexistent.toml"}, "GATEWAY_STREAMS: no such file"),
         ({"GATEWAY_PROVIDER": "paypal"}, "GATEWAY_PROVIDER: must be one of simulator"),
+        ({"GATEWAY_PROVIDER": "midtrans"},
+         "GATEWAY_MIDTRANS_SERVER_KEY: required with GATEWAY_PROVIDER=midtrans"),
+        ({"GATEWAY_PROVIDER": "otomatis", "GATEWAY_OTOMATIS_USERNAME": "toko"},
+         "GATEWAY_OTOMATIS_API_KEY: required with GATEWAY_PROVIDER=otomatis"),
+        ({"GATEWAY_PROVIDER": "xendit", "GATEWAY_XENDIT_SECRET_KEY": "xnd_development_x"},
+         "GATEWAY_XENDIT_CALLBACK_TOKEN: required with GATEWAY_PROVIDER=xendit"),
+        ({"GATEWAY_PROVIDER": "tripay", "GATEWAY_TRIPAY_API_KEY": "DEV-x",
+          "GATEWAY_TRIPAY_PRIVATE_KEY": "p"},
+         "GATEWAY_TRIPAY_MERCHANT_CODE: required with GATEWAY_PROVIDER=tripay"),
+        ({"GATEWAY_PROVIDER": "midtrans", "GATEWAY_MIDTRANS_SERVER_KEY": "SB-Mid server"},
+         "GATEWAY_MIDTRANS_SERVER_KEY: must be 1 to 256 printable characters"),
+        ({"GATEWAY_PROVIDER_URL": "api.sandbox.midtrans.com"},
+         "GATEWAY_PROVIDER_URL: must be an http:// or https:// URL"),
+        ({"GATEWAY_PROVIDER_TIMEOUT_SECONDS": "0"}, "GATEWAY_PROVIDER_TIMEOUT_SECONDS: must be"),
+        ({"GATEWAY_MIDTRANS_SEVER_KEY": "x"}, "GATEWAY_MIDTRANS_SEVER_KEY: unknown setting"),
+        ({"GATEWAY_PROVIDER": "tripay", "GATEWAY_TRIPAY_API_KEY": "DEV-x",
+          "GATEWAY_TRIPAY_PRIVATE_KEY": "p", "GATEWAY_TRIPAY_MERCHANT_CODE": "T1",
+          "GATEWAY_PAYMENT_WINDOW_SECONDS": "300"},
+         "GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 (seconds) with"),
         ({"GATEWAY_SECRET": "short"}, "GATEWAY_SECRET: must be at least 32 characters"),
         ({"GATEWAY_API_KEY": "abc"}, "GATEWAY_API_KEY: must be at least 24 characters"),
         ({"GATEWAY_PUBLIC_URL": "ftp://x"}, "GATEWAY_PUBLIC_URL: must be an http"),
@@ -61,6 +88,7 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
          "GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window plus a day"),
         ({"GATEWAY_FRAME_ANCESTORS": "<script>"}, "GATEWAY_FRAME_ANCESTORS: must be a"),
         ({"GATEWAY_BODY_TIMEOUT_SECONDS": "²"}, "GATEWAY_BODY_TIMEOUT_SECONDS: must be a whole"),
+        ({"GATEWAY_MAX_DEVICES": "two"}, "GATEWAY_MAX_DEVICES: must be a whole number"),
         ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
          "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
     ],
@@ -102,6 +130,27 @@ def test_a_shared_redis_store_with_shared_secrets(tmp_path: Path) -> None:
     assert settings.store_url == "rediss://cache.internal:6380/2"
     assert settings.redis_key_prefix == "pay-gate:prod:"
     assert not (tmp_path / "secret").exists()  # nothing generated per instance
+
+
+def test_a_real_provider_is_configured_by_its_own_variables(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_PROVIDER": "midtrans",
+        "GATEWAY_MIDTRANS_SERVER_KEY": "SB-Mid-server-abc",
+        "GATEWAY_PROVIDER_URL": "https://api.sandbox.midtrans.com/",
+        # Another provider's key, staged for a switch: known, and not kept.
+        "GATEWAY_TRIPAY_API_KEY": "DEV-staged"})
+    assert settings.provider == "midtrans"
+    assert settings.provider_url == "https://api.sandbox.midtrans.com"
+    assert settings.provider_credentials == {"GATEWAY_MIDTRANS_SERVER_KEY": "SB-Mid-server-abc"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_each_provider_is_one_adapter_chosen_by_name(tmp_path: Path, provider: str) -> None:
+    env = {"GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_PROVIDER": provider}
+    env.update({name: f"key-for-{name.lower()}" for name in PROVIDER_VARIABLES[provider]})
+    adapter = make_provider(Settings.from_env(env), lambda: 0)
+    assert adapter.name == provider
+    assert type(adapter).__module__ == f"gateway.providers.{provider}"
 
 
 def test_trusted_proxies_are_addresses_and_networks(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Who may fetch: a signed access token per paid session, checked in memory.
 
-A token carries session, stream and expiry, signed with a key id (see tokens.py), so a
-playlist or segment request costs one HMAC and two dict lookups: no store round trip.
+A token carries session, stream, expiry and the device's playback grant, signed with a
+key id (see tokens.py), so a playlist or segment request costs one HMAC and two dict
+lookups: no store round trip (the device count is gate/devices.py's, also in memory).
 Expiry is in the token. What a token cannot know, that its session ended early (refund,
 revocation, a sweep that found it over), comes from status changes: `session_changed`
 records the session as ended until the latest moment any of its tokens could expire.
@@ -27,6 +28,7 @@ class AccessGrant:
     session_id: str
     stream_id: str
     expires_at_ms: int
+    grant_id: str  # the device's playback grant (see devices.py)
 
 
 class AccessGate:
@@ -43,11 +45,12 @@ class AccessGate:
         # expired on their own and the entry can go).
         self._ended: dict[str, int] = {}
 
-    def token_for(self, session: PaymentSession) -> str:
-        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms)
+    def token_for(self, session: PaymentSession, grant_id: str) -> str:
+        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms,
+                            grant_id)
 
-    def _sign(self, session_id: str, stream_id: str, expires_at_ms: int) -> str:
-        return self._keys.sign(session_id, stream_id, str(expires_at_ms))
+    def _sign(self, session_id: str, stream_id: str, expires_at_ms: int, grant_id: str) -> str:
+        return self._keys.sign(session_id, stream_id, str(expires_at_ms), grant_id)
 
     def check(self, token: str | None, stream_id: str) -> AccessGrant:
         if not token:
@@ -55,20 +58,20 @@ class AccessGate:
         claims = self._claims(token)
         if claims is None:
             raise NoAccess("invalid token")
-        session_id, token_stream_id, expires_at_ms = claims
+        session_id, token_stream_id, expires_at_ms, grant_id = claims
         if token_stream_id != stream_id:
             raise NoAccess("token for another stream")
         if self._clock() >= expires_at_ms:
             raise NoAccess("token expired")
         if session_id in self._ended:
             raise NoAccess("session ended")
-        return AccessGrant(session_id, token_stream_id, expires_at_ms)
+        return AccessGrant(session_id, token_stream_id, expires_at_ms, grant_id)
 
-    def _verify(self, token: str) -> tuple[str, str, int] | None:
+    def _verify(self, token: str) -> tuple[str, str, int, str] | None:
         fields = self._keys.verify(token)
-        if fields is None or len(fields) != 3 or not is_ascii_int(fields[2]):
+        if fields is None or len(fields) != 4 or not is_ascii_int(fields[2]):
             return None
-        return fields[0], fields[1], int(fields[2])
+        return fields[0], fields[1], int(fields[2]), fields[3]
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: keeps the map of sessions that ended early current."""

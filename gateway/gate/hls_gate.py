@@ -1,8 +1,10 @@
-"""The HLS gate as one unit: who may fetch (`AccessGate`), where each stream's bytes
-come from (its `Origin`, with the shared fetcher and segment cache in front of HTTP
-upstreams), the playback URLs a viewer is handed, and `grant()`, which turns a paid
-session into the token, those URLs and the access cookie. check-access and the watch
-page both call `grant()`; the gate's own route calls `check()` and `origin()`.
+"""The HLS gate as one unit: who may fetch (`AccessGate`, and the count of devices
+playing each purchase, `DeviceCounter`), where each stream's bytes come from (its
+`Origin`, with the shared fetcher and segment cache in front of HTTP upstreams), the
+playback URLs a viewer is handed, and `grant()`, which turns a paid session and the
+asking device into that device's token, those URLs and the access cookie. check-access
+and the watch page call `grant()` ("watch here instead" calls `watch_here()`); the
+gate's own route calls `admit()` and `origin()`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from aiohttp import web
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
+from gateway.devices import Device, DeviceGrant, Devices
 from gateway.gate.access import GATE_COOKIE, AccessGate, AccessGrant
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
+from gateway.gate.devices import DeviceCounter
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
 from gateway.model import PaymentSession
 from gateway.settings import Settings
@@ -56,9 +60,15 @@ class HlsGate:
                                for stream in catalog}
         self._fetcher: UpstreamFetcher | None = None
         self._origins: dict[str, Origin] = {}
+        self._devices: Devices | None = None
+        self._counter: DeviceCounter | None = None
 
-    def open(self, http_client: aiohttp.ClientSession) -> None:
-        """Make the origins: HTTP ones share the process's pooled client."""
+    def open(self, http_client: aiohttp.ClientSession, devices: Devices) -> None:
+        """Make the origins (HTTP ones share the process's pooled client) and the count
+        of playing devices (which reports to the store behind `devices`)."""
+        self._devices = devices
+        self._counter = DeviceCounter(devices, self._clock)
+        devices.add_listener(self._grant_ended)
         # One memory budget for every origin's hot objects.
         cache = ByteLru(self._settings.segment_cache_bytes, self._clock)
         self._fetcher = UpstreamFetcher(http_client, cache, self._clock,
@@ -68,6 +78,8 @@ class HlsGate:
                          for stream in self._catalog}
 
     async def close(self) -> None:
+        if self._counter is not None:
+            await self._counter.close()
         if self._fetcher is not None:
             await self._fetcher.close()
 
@@ -79,18 +91,61 @@ class HlsGate:
     def origin(self, stream_id: str) -> Origin | None:
         return self._origins.get(stream_id)
 
+    @property
+    def devices(self) -> Devices:
+        assert self._devices is not None, "HlsGate.open() first"
+        return self._devices
+
+    @property
+    def device_reports(self) -> int:
+        return self._counter.store_reports if self._counter is not None else 0
+
     def check(self, token: str | None, stream_id: str) -> AccessGrant:
-        """May this token fetch this stream's media now? Raises NoAccess if not."""
+        """Is this token good for this stream's media now (signature, stream, expiry,
+        ended sessions)? Raises NoAccess if not. The device count is `admit()`'s."""
         return self.access.check(token, stream_id)
+
+    async def admit(self, token: str | None, stream_id: str, address: str) -> AccessGrant:
+        """The whole decision for one playlist, segment, init or key request from a
+        client at `address`: `check()`, then the purchase's count of playing devices.
+        Raises NoAccess, or DeviceLimit when this would be one place too many."""
+        access = self.access.check(token, stream_id)
+        counter = self._counter
+        assert counter is not None, "HlsGate.open() first"
+        if counter.counting:
+            await counter.admit(access.session_id, access.grant_id, access.expires_at_ms,
+                                address)
+        return access
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: a session ended early is refused from now on."""
         self.access.session_changed(session)
 
-    def grant(self, session: PaymentSession, remaining_ms: int) -> PlaybackGrant:
-        """What a viewer with paid access is handed: a token for the session, the
-        playlist URLs, and the cookie that carries the token."""
-        token = self.access.token_for(session)
+    async def grant(self, session: PaymentSession, remaining_ms: int,
+                    device: Device) -> PlaybackGrant:
+        """What a viewer with paid access is handed on `device`: a token for the session
+        and that device's grant (the same one each time it asks), the playlist URLs, and
+        the cookie that carries the token. Raises DeviceLimit when the device is new and
+        the purchase already plays on as many devices as it may."""
+        device_grant = await self.devices.grant_for(session.session_id, device)
+        return self._playback(session, remaining_ms, device_grant)
+
+    async def watch_here(self, session: PaymentSession, remaining_ms: int,
+                         device: Device) -> PlaybackGrant:
+        """"Watch here instead": what `grant()` hands, after the grant that has played
+        longest is ended to make room (see Devices.watch_here)."""
+        device_grant = await self.devices.watch_here(session.session_id, device)
+        return self._playback(session, remaining_ms, device_grant)
+
+    def _grant_ended(self, device_grant: DeviceGrant) -> None:
+        # Refused here at once; its tokens live at most one access window from now.
+        if self._counter is not None:
+            self._counter.grant_ended(device_grant.grant_id,
+                                      self._clock() + self._settings.access_seconds * 1000)
+
+    def _playback(self, session: PaymentSession, remaining_ms: int,
+                  device_grant: DeviceGrant) -> PlaybackGrant:
+        token = self.access.token_for(session, device_grant.grant_id)
         cookie_form, token_form = self._playback_urls[session.stream_id]
         return PlaybackGrant(
             token=token,

@@ -11,7 +11,9 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
-from gateway.errors import InvalidRequest, NotificationRejected
+from gateway.devices import DEVICE_ID, GrantReport
+from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected
+from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
@@ -23,18 +25,31 @@ from gateway.handlers.common import (
     query_value,
     read_body,
     read_json,
+    request_device,
     require_operator,
     set_gate_cookie,
 )
 from gateway.identity import USER_ID, acting_user, session_owner
-from gateway.keys import CATALOG, CLOCK, GATE, LIMITS, METRICS, PROVIDER, SESSIONS
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    DEVICES,
+    GATE,
+    LIMITS,
+    METRICS,
+    PROVIDER,
+    SESSIONS,
+    SETTINGS,
+)
 from gateway.logs import log_event
-from gateway.session_json import POLL_FIELDS, QR_FIELDS, session_json
+from gateway.model import AccessDecision, SessionStatus
+from gateway.session_json import POLL_FIELDS, QR_FIELDS, STATUS_FIELDS, session_json
 
 log = logging.getLogger("gateway.api")
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
+DeviceId = Annotated[str, Meta(pattern=f"^{DEVICE_ID.pattern}$")]
 Rupiah = Annotated[int, Meta(gt=0, le=MAX_PRICE_RUPIAH)]
 
 
@@ -89,7 +104,7 @@ async def payment_notification(request: web.Request) -> web.Response:
     raw_body = await read_body(request)
     metrics = request.app[METRICS]
     try:
-        notification = request.app[PROVIDER].verify_notification(
+        notification = await request.app[PROVIDER].authenticate(
             request.headers, raw_body, request.app[CLOCK]()
         )
         decision = await request.app[SESSIONS].record_notification(notification)
@@ -112,19 +127,92 @@ async def check_access(request: web.Request) -> web.Response:
     assert stream_id is not None
     session_id = query_value(request, "sessionId", SESSION_ID)
     user_id = acting_user(current_viewer(request), query_value(request, "userId", USER_ID))
+    device = request_device(request, query_value(request, "deviceId", DEVICE_ID))
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
-    data: dict[str, Any] = {
+    if not (decision.has_access and decision.session is not None):
+        return ok(_access_json(decision))
+    # This device's grant; refused (device_limit) when it is new and the places are taken.
+    grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device)
+    return _access_response(request, decision, grant)
+
+
+class WatchHereBody(msgspec.Struct, rename="camel"):
+    stream_id: StreamId
+    user_id: UserId | None = None
+    device_id: DeviceId | None = None
+
+
+async def watch_here(request: web.Request) -> web.Response:
+    """"Watch here instead": the purchase is playing on as many devices as it may, so
+    the one that has played longest stops and this device plays. Same answer as
+    check-access, with this device's new grant."""
+    body = await read_json(request, WatchHereBody)
+    user_id = acting_user(current_viewer(request), body.user_id)
+    device = request_device(request, body.device_id)
+    decision = await request.app[SESSIONS].check_access(user_id, body.stream_id, None)
+    if not (decision.has_access and decision.session is not None):
+        return ok(_access_json(decision))
+    grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
+                                                device)
+    return _access_response(request, decision, grant)
+
+
+def _access_json(decision: AccessDecision) -> dict[str, Any]:
+    return {
         "hasAccess": decision.has_access,
-        "streamId": stream_id,
+        "streamId": decision.stream_id,
         "sessionId": decision.session.session_id if decision.session else None,
         "remainingTime": decision.remaining_ms,
     }
-    if not (decision.has_access and decision.session is not None):
-        return ok(data)
-    grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
-    response = ok(data | grant.urls)
+
+
+def _access_response(request: web.Request, decision: AccessDecision,
+                     grant: PlaybackGrant) -> web.Response:
+    """Access granted: both playback URLs and the gate cookie, carrying this device's
+    grant."""
+    response = ok(_access_json(decision) | grant.urls)
     set_gate_cookie(request, response, grant)
     return response
+
+
+GRANT_ID = SESSION_ID  # random URL-safe ids, like session ids
+
+
+async def list_grants(request: web.Request) -> web.Response:
+    """Operator view (API key): a purchase's playback grants and where each plays now."""
+    require_operator(request)
+    session = await request.app[SESSIONS].owned_session(
+        None, session_id=path_value(request, "session_id", SESSION_ID))
+    reports = await request.app[DEVICES].grants(session.session_id)
+    return ok({"sessionId": session.session_id,
+               "maxDevices": request.app[SETTINGS].max_devices,
+               "grants": [_grant_json(report) for report in reports]})
+
+
+async def end_grant(request: web.Request) -> web.Response:
+    """Operator action (API key): end one device's grant. Its next playlist or segment
+    request is refused; the purchase and its other devices play on."""
+    require_operator(request)
+    grant_id = path_value(request, "grant_id", GRANT_ID)
+    ended = await request.app[DEVICES].end_grant(grant_id, reason="operator")
+    if ended is None:
+        raise GrantNotFound()
+    return ok(_grant_json(GrantReport(ended, ())))
+
+
+def _grant_json(report: GrantReport) -> dict[str, Any]:
+    grant = report.grant
+    return {
+        "grantId": grant.grant_id,
+        "sessionId": grant.session_id,
+        "deviceId": grant.device_id,
+        "kind": "program" if grant.device_id is not None else "browser",
+        "createdAt": grant.created_at_ms,
+        "endedAt": grant.ended_at_ms,
+        "playing": bool(report.places),
+        "places": [{"address": place.address, "firstSeen": place.first_seen_ms,
+                    "lastSeen": place.last_seen_ms} for place in report.places],
+    }
 
 
 class RevokeBody(msgspec.Struct):
@@ -154,6 +242,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         "trxId": entry.notification.trx_id,
         "sessionId": entry.session_id,
         "amount": entry.notification.amount,
+        "fee": entry.notification.fee,
         "reportedStatus": entry.notification.reported_status,
         "paidAt": entry.notification.paid_at_ms,
         "receivedAt": entry.notification.received_at_ms,
@@ -161,6 +250,25 @@ async def list_notifications(request: web.Request) -> web.Response:
         "reason": entry.reason,
         "rawBody": entry.notification.raw_body,
     } for entry in ledger]})
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    """Operator view (API key) of payment sessions, newest first, by status and stream:
+    the sales ledger, and the pending ones to look into."""
+    require_operator(request)
+    raw_status = request.query.get("status")
+    if raw_status is not None and raw_status not in SessionStatus.__members__.values():
+        raise InvalidRequest(detail="status must be pending, paid or expired")
+    stream_id = query_value(request, "streamId", STREAM_ID)
+    limit = query_int(request, "limit", 1, 1000, default=100)
+    found = await request.app[SESSIONS].store.payments(
+        SessionStatus(raw_status) if raw_status else None, stream_id, limit)
+    now_ms = request.app[CLOCK]()
+    return ok({"payments": [
+        session_json(session, now_ms, (*STATUS_FIELDS, "fee", "userId", "provider"),
+                     userId=session.user_id, provider=session.provider)
+        for session in found
+    ]})
 
 
 async def list_user_sessions(request: web.Request) -> web.Response:

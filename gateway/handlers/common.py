@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import web
 
+from gateway.devices import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import PlaybackGrant
-from gateway.identity import Viewer
+from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.parsing import ascii_int, decode_json
 from gateway.settings import IpNetwork
@@ -153,6 +154,21 @@ def current_viewer(request: web.Request) -> Viewer:
         )
         request[VIEWER] = viewer
     return viewer
+
+
+def request_device(request: web.Request, device_id: str | None) -> Device:
+    """Which device asks (SPEC, Devices): a program acting with the API key or a
+    platform token names its own; a browser is its viewer cookie, asking from where it
+    plays."""
+    viewer = current_viewer(request)
+    if viewer.via in ("api_key", "bearer"):
+        return program_device(device_id)
+    if device_id is not None:
+        # Otherwise one browser could name itself as many devices as it liked.
+        raise InvalidRequest(detail="deviceId is only for API-key or platform-token callers")
+    assert viewer.user_id is not None
+    return browser_device(request.cookies.get(VIEWER_COOKIE) or viewer.user_id,
+                          client_address(request))
 
 
 def require_operator(request: web.Request) -> None:

@@ -29,7 +29,7 @@ _HLS_PREFIX = "/hls/"
 async def auth(request: web.Request) -> web.Response:
     try:
         stream_id, path_token, path = original_target(request.headers.get("X-Original-URI"))
-        _, grant, _ = admit(request, stream_id, path_token, path)
+        _, grant, _ = await admit(request, stream_id, path_token, path)
     except GatewayError as refused:
         response = error_response(request, 403, refused.code, refused.params)
         # nginx's refusal page shows the viewer this code, as the Python gate would.

@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.errors import UnknownStream
+from gateway.errors import DeviceLimit, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
-from gateway.handlers.common import current_viewer, set_gate_cookie
+from gateway.handlers.common import current_viewer, request_device, set_gate_cookie
 from gateway.i18n import catalog, choose_language
 from gateway.identity import acting_user
 from gateway.keys import CATALOG, GATE, HLS_JS_URL, SESSIONS, SETTINGS
@@ -59,12 +59,19 @@ async def watch(request: web.Request) -> web.Response:
     grant: PlaybackGrant | None = None
     access: dict[str, Any] | None = None
     if decision.has_access and decision.session is not None:
-        grant = request.app[GATE].grant(decision.session, decision.remaining_ms)
         access = {"hasAccess": True, "sessionId": decision.session.session_id,
-                  "remainingTime": decision.remaining_ms, **grant.urls}
+                  "remainingTime": decision.remaining_ms}
+        try:
+            grant = await request.app[GATE].grant(decision.session, decision.remaining_ms,
+                                                  request_device(request, None))
+        except DeviceLimit:
+            access["deviceLimit"] = True  # the page offers "watch here instead"
+        else:
+            access.update(grant.urls)
     urls = {
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
+        "watchHere": str(router["watch-here"].url_for()),
         "ws": WS_PATH,
     }
     simulator = "simulator-pay" in router
@@ -72,11 +79,13 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     context.update(
         stream=stream,
-        has_access=access is not None,
+        has_access=access is not None and "deviceLimit" not in access,
+        device_limit=access is not None and "deviceLimit" in access,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
+        max_devices=request.app[SETTINGS].max_devices,
         config={"streamId": stream.stream_id, "strings": context["t"], "urls": urls,
-                "access": access},
+                "access": access, "maxDevices": request.app[SETTINGS].max_devices},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
     if grant is not None:

@@ -1,4 +1,10 @@
-"""The payment-provider interface. One module per provider implements it."""
+"""The payment-provider interface. One module per provider implements it.
+
+A provider creates a one-time dynamic QRIS, authenticates its own notifications, and
+answers status questions. The optional parts have defaults here, so an adapter only
+overrides what its API really offers: `cancel` (Midtrans can; most cannot) and
+`authenticate` (otomatis.vip signs nothing, so it confirms a hint with its status API).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+import aiohttp
+
 from gateway.model import Notification
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedQris:
-    trx_id: str  # the provider's transaction id; also inside the payload's tag 62
+    trx_id: str  # the provider's transaction id (or our reference, where it is the id)
     qr_string: str
     fee: int  # what the provider adds on top of the price, whole rupiah
+    # The id the payload's tag 62 must carry, for a provider that promises one (the
+    # simulator). Real acquirers write labels of their own there (Xendit a random one),
+    # so for them the check is TLV, CRC, point of initiation 12 and the exact amount.
+    qr_reference: str | None = None
 
 
 class TransactionState(StrEnum):
@@ -28,18 +40,38 @@ class TransactionState(StrEnum):
 class TransactionStatus:
     trx_id: str
     state: TransactionState
-    amount: int | None
+    amount: int | None  # the price it was paid for (fees the payer added taken off)
     paid_at_ms: int | None
+    fee: int = 0  # what the payer paid above `amount` (fee imposition, customer fees)
+    raw_body: str = ""  # the provider's answer, kept in the ledger when it pays
 
 
 class Provider(abc.ABC):
     name: str
+    # The URL the provider should notify, for APIs that take one per transaction;
+    # None when the operator pastes it into the provider's dashboard instead.
+    callback_url: str | None = None
+    _http: aiohttp.ClientSession | None = None
+
+    async def open(self, http: aiohttp.ClientSession) -> None:
+        """Called at start-up with the process's pooled HTTP client."""
+        self._http = http
+
+    async def close(self) -> None:  # noqa: B027 - most adapters hold nothing of their own
+        """Called at shutdown."""
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError(f"provider {self.name} used before open()")
+        return self._http
 
     @abc.abstractmethod
     async def create_qris(
         self, reference: str, amount_rupiah: int, expires_at_ms: int
     ) -> CreatedQris:
-        """Create a one-time dynamic QRIS. Raises ProviderUnavailable when it cannot."""
+        """Create a one-time dynamic QRIS. Raises ProviderUnavailable (or ProviderTimeout,
+        ProviderBadResponse) when it cannot."""
 
     @abc.abstractmethod
     def verify_notification(
@@ -49,6 +81,38 @@ class Provider(abc.ABC):
         body). Raises NotificationRejected when it is not authentic, InvalidRequest when
         it is authentic but not understood."""
 
+    async def authenticate(
+        self, headers: Mapping[str, str], raw_body: bytes, received_at_ms: int
+    ) -> Notification:
+        """What the callback endpoint calls. Providers that sign their notifications
+        verify them; a provider that signs nothing overrides this to ask its status API
+        (the notification is only a hint)."""
+        return self.verify_notification(headers, raw_body, received_at_ms)
+
     @abc.abstractmethod
     async def transaction_status(self, trx_id: str) -> TransactionStatus:
         """Ask the provider, server to server, what happened to a transaction."""
+
+    async def cancel(self, trx_id: str) -> bool:
+        """End a still-unpaid transaction at the provider when our payment window closes.
+        True when the provider's API did it; the default is that it cannot (the expiry
+        given at creation ends it on the provider's side)."""
+        return False
+
+
+def status_notification(provider: str, status: TransactionStatus,
+                        received_at_ms: int) -> Notification:
+    """A status-API answer in the form of a notification, so that a confirmed hint and
+    a reconciliation take the very path a signed notification takes. One event id per
+    transaction and state: asking twice records a duplicate, never a second payment."""
+    return Notification(
+        provider=provider,
+        event_id=f"status:{status.trx_id}:{status.state.value}"[:64],
+        trx_id=status.trx_id,
+        amount=status.amount or 0,
+        reported_status="paid" if status.state == TransactionState.PAID else status.state.value,
+        paid_at_ms=status.paid_at_ms,
+        received_at_ms=received_at_ms,
+        raw_body=status.raw_body,
+        fee=status.fee,
+    )

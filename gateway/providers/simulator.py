@@ -68,7 +68,7 @@ class SimulatorProvider(Provider):
         trx_id = "SIM" + base64.b32encode(secrets.token_bytes(10)).decode()
         payload = qris.build_dynamic(self._merchant, amount_rupiah, trx_id)
         self._remember(TransactionStatus(trx_id, TransactionState.PENDING, amount_rupiah, None))
-        return CreatedQris(trx_id=trx_id, qr_string=payload, fee=0)
+        return CreatedQris(trx_id=trx_id, qr_string=payload, fee=0, qr_reference=trx_id)
 
     def _remember(self, status: TransactionStatus) -> None:
         self._transactions[status.trx_id] = status

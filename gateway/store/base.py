@@ -13,7 +13,14 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.model import Notification, PaymentContext, PaymentDecision, PaymentSession
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.model import (
+    Notification,
+    PaymentContext,
+    PaymentDecision,
+    PaymentSession,
+    SessionStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,55 @@ class SessionStore(abc.ABC):
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         """The notification ledger, newest first."""
+
+    # Playback grants and the places they play from (SPEC, Devices). Places are kept by
+    # the store so that instances sharing it share one count per purchase.
+
+    @abc.abstractmethod
+    async def grant_for_device(self, session_id: str, device: str, now_ms: int,
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
+        """Atomically: the device's current (unended) grant for the session, or a new
+        one with `new_grant_id`, so that one device never holds two. With it, in the
+        same trip to the store, what `playing(session_id, playing_since_ms)` returns:
+        check-access needs both, for every page load."""
+
+    @abc.abstractmethod
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None: ...
+
+    @abc.abstractmethod
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
+        """Every grant of the session, ended ones too, oldest first (ties by id)."""
+
+    @abc.abstractmethod
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
+        """Atomically end a grant and free its places. An ended grant comes back as it
+        was ended (idempotent); an unknown one is None. The device's next request for a
+        grant gets a new one."""
+
+    @abc.abstractmethod
+    async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
+                          since_ms: int, limit: int) -> PlaceClaim:
+        """Atomically: forget the session's places last seen at or before `since_ms`;
+        then, for a grant of the session that is not ended, renew its place at
+        `address` or take a new one if fewer than `limit` are held (0: no limit). A
+        grant that is ended, unknown or of another session is ENDED."""
+
+    @abc.abstractmethod
+    async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
+        """The session's places seen after `since_ms`, longest playing first."""
+
+    @abc.abstractmethod
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        """Never-paid sessions (pending or expired) created in (after, before], oldest
+        first: the ones to ask the provider about."""
+
+    @abc.abstractmethod
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        """Sessions, newest first, optionally of one status and one stream (the status
+        as stored: the sweeper may not have marked the latest expiries yet)."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

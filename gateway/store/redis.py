@@ -35,6 +35,7 @@ from urllib.parse import quote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.errors import StoreUnavailable
 from gateway.logs import log_event
 from gateway.model import (
@@ -60,6 +61,7 @@ P = ParamSpec("P")
 # loosely here, and every reply is converted where it is read.
 Pipeline = Any
 DEFAULT_KEY_PREFIX = "gateway:"
+_PAYMENTS_SCAN = 20_000
 DEFAULT_TIMEOUT_S = 5.0
 # Connections per instance. Beyond them a request waits for one (up to the store's
 # timeout) instead of failing: a burst queues, it does not turn into 500s.
@@ -122,6 +124,8 @@ class _Keys:
         self.due = prefix + "due"  # active sessions by expires_at_ms
         self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
         self.ended = prefix + "paid-expired"  # paid and over, by paid_at_ms
+        self.created = prefix + "by-creation"  # every session, by created_at_ms
+        self.unpaid = prefix + "unpaid"  # never paid (pending or expired), by created_at_ms
         self.notification_ids = prefix + "notification-seq"
         self.notifications = prefix + "notifications"  # ids by id: newest is highest
         self.changes = prefix + "session-changes"
@@ -149,6 +153,105 @@ class _Keys:
 
     def event(self, provider: str, event_id: str) -> str:
         return f"{self.prefix}event:{_part(provider)}:{_part(event_id)}"
+
+    def grant(self, grant_id: str) -> str:
+        return f"{self.prefix}grant:{_part(grant_id)}"
+
+    def device_grant(self, session_id: str, device: str) -> str:
+        return f"{self.prefix}device-grant:{_part(session_id)}:{_part(device)}"
+
+    def session_grants(self, session_id: str) -> str:
+        return f"{self.prefix}session-grants:{_part(session_id)}"
+
+    def places(self, session_id: str) -> str:
+        return f"{self.prefix}places:{_part(session_id)}"
+
+
+# Grants and places are small scripts: each is one atomic step on keys the grant's own
+# hash names (`pointer_key`, `places_key`), in one round trip.
+# KEYS: the device's grant pointer, the new grant's hash, the session's grant index, the
+# session's places. ARGV: new grant id, session id, device, now, the prefix of grant
+# hashes. Returns the grant's fields and the session's places.
+_GRANT_FOR_DEVICE = """
+local places = redis.call('HGETALL', KEYS[4])
+local current = redis.call('GET', KEYS[1])
+if current then
+  local fields = redis.call('HGETALL', ARGV[5] .. current)
+  if #fields > 0 then return {fields, places} end
+end
+redis.call('HSET', KEYS[2], 'grant_id', ARGV[1], 'session_id', ARGV[2], 'device', ARGV[3],
+           'created_at_ms', ARGV[4], 'ended_at_ms', '', 'pointer_key', KEYS[1],
+           'places_key', KEYS[4])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return {redis.call('HGETALL', KEYS[2]), places}
+"""
+
+# KEYS: the grant's hash. ARGV: now.
+_END_GRANT = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return fields end
+local grant = {}
+for i = 1, #fields, 2 do grant[fields[i]] = fields[i + 1] end
+if grant['ended_at_ms'] == '' then
+  redis.call('HSET', KEYS[1], 'ended_at_ms', ARGV[1])
+  if redis.call('GET', grant['pointer_key']) == grant['grant_id'] then
+    redis.call('DEL', grant['pointer_key'])
+  end
+  local mine = grant['grant_id'] .. '|'
+  for _, member in ipairs(redis.call('HKEYS', grant['places_key'])) do
+    if member:sub(1, #mine) == mine then redis.call('HDEL', grant['places_key'], member) end
+  end
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# A place is a field of the session's places hash: "<grant id>|<address>" ->
+# "<first seen ms>:<last seen ms>". Times stay strings: Lua's numbers would print 1.8e+12.
+# KEYS: places hash, grant hash. ARGV: session id, field, now, since, limit, ttl ms.
+_CLAIM_PLACE = """
+local owner = redis.call('HGET', KEYS[2], 'session_id')
+local ended = redis.call('HGET', KEYS[2], 'ended_at_ms')
+if (not owner) or owner ~= ARGV[1] or (ended and ended ~= '') then return 'ended' end
+local since = tonumber(ARGV[4])
+local held = 0
+local mine = nil
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local sep = all[i + 1]:find(':', 1, true)
+  local last = all[i + 1]:sub(sep + 1)
+  if tonumber(last) <= since then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    held = held + 1
+    if all[i] == ARGV[2] then
+      mine = all[i + 1]:sub(1, sep - 1)
+      if tonumber(last) > tonumber(ARGV[3]) then ARGV[3] = last end
+    end
+  end
+end
+if mine then
+  redis.call('HSET', KEYS[1], ARGV[2], mine .. ':' .. ARGV[3])
+elseif tonumber(ARGV[5]) > 0 and held >= tonumber(ARGV[5]) then
+  return 'full'
+else
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. ':' .. ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return 'admitted'
+"""
+# The places of a purchase nobody plays any more go by themselves, well after they count.
+_PLACES_TTL_MS = 10 * 60 * 1000
+
+
+def _grant(flat: list[str]) -> DeviceGrant | None:
+    fields = _pairs(flat)
+    if not fields:
+        return None
+    return DeviceGrant(
+        grant_id=fields["grant_id"], session_id=fields["session_id"],
+        device=fields["device"], created_at_ms=int(fields["created_at_ms"]),
+        ended_at_ms=int(fields["ended_at_ms"]) if fields["ended_at_ms"] else None)
 
 
 # Everything a notification's decision reads, in one round trip: whether this delivery
@@ -212,6 +315,9 @@ class RedisStore(SessionStore):
         # Lets an instance skip its own changes when they come back from the channel.
         self.instance_id = uuid.uuid4().hex
         self._read_notification_context = client.register_script(_READ_NOTIFICATION_CONTEXT)
+        self._grant_for_device = client.register_script(_GRANT_FOR_DEVICE)
+        self._end_grant = client.register_script(_END_GRANT)
+        self._claim_place = client.register_script(_CLAIM_PLACE)
 
     @classmethod
     async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -332,6 +438,34 @@ class RedisStore(SessionStore):
             rows: list[dict[str, str]] = await pipe.execute()
         return [_stored_notification(row) for row in rows if row]
 
+    @_bounded
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.unpaid, f"({created_after_ms}",
+                                              created_before_ms, start=0, num=limit)
+        return [session for session in await self._load_many(ids)
+                if session.paid_at_ms is None]
+
+    @_bounded
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        # Filters are applied while walking the creation index, page by page; an
+        # operator's listing, bounded by _PAYMENTS_SCAN so a rare filter cannot walk all.
+        found: list[PaymentSession] = []
+        start = 0
+        page = max(limit, 200)
+        while len(found) < limit and start < _PAYMENTS_SCAN:
+            ids = await self._redis.zrevrange(self._keys.created, start, start + page - 1)
+            if not ids:
+                break
+            for session in await self._load_many(ids):
+                if (status is None or session.status == status) and \
+                        (stream_id is None or session.stream_id == stream_id):
+                    found.append(session)
+            start += page
+        found.sort(key=lambda session: (-session.created_at_ms, session.session_id))
+        return found[:limit]
+
     # --- writes ----------------------------------------------------------------
 
     async def _transaction(self, watch: list[str],
@@ -379,6 +513,11 @@ class RedisStore(SessionStore):
         pipe.hset(keys.session(session_id),
                   mapping={**_session_fields(session), "active_key": active_key})
         pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        pipe.zadd(keys.created, {session_id: session.created_at_ms})
+        if session.paid_at_ms is None:
+            pipe.zadd(keys.unpaid, {session_id: session.created_at_ms})
+        else:
+            pipe.zrem(keys.unpaid, session_id)
         if session.status in ACTIVE_STATUSES:
             pipe.zadd(keys.due, {session_id: session.expires_at_ms})
             pipe.sadd(keys.user_active(session.user_id), session_id)
@@ -535,6 +674,8 @@ class RedisStore(SessionStore):
                 session = await self._read_session(pipe, session_id)
                 pipe.multi()
                 pipe.zrem(self._keys.prunable, session_id)
+                pipe.zrem(self._keys.unpaid, session_id)
+                pipe.zrem(self._keys.created, session_id)
                 if session is None or session.status != SessionStatus.EXPIRED \
                         or session.paid_at_ms is not None:
                     return False
@@ -558,6 +699,56 @@ class RedisStore(SessionStore):
             return ended
 
         return await self._transaction([], end)
+
+    # --- playback grants and places ----------------------------------------------
+
+    @_bounded
+    async def grant_for_device(self, session_id: str, device: str, now_ms: int,
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
+        keys = self._keys
+        fields, places = await self._grant_for_device(
+            keys=[keys.device_grant(session_id, device), keys.grant(new_grant_id),
+                  keys.session_grants(session_id), keys.places(session_id)],
+            args=[new_grant_id, session_id, device, now_ms, keys.grant("")])
+        grant = _grant(fields)
+        assert grant is not None
+        return grant, _places(_pairs(places), playing_since_ms)
+
+    @_bounded
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None:
+        fields = await self._redis.hgetall(self._keys.grant(grant_id))
+        return _grant([item for pair in fields.items() for item in pair])
+
+    @_bounded
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
+        ids = await self._redis.zrange(self._keys.session_grants(session_id), 0, -1)
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for grant_id in ids:
+                pipe.hgetall(self._keys.grant(grant_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        found = [_grant([item for pair in row.items() for item in pair]) for row in rows]
+        return sorted((grant for grant in found if grant is not None),
+                      key=lambda grant: (grant.created_at_ms, grant.grant_id))
+
+    @_bounded
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
+        return _grant(await self._end_grant(keys=[self._keys.grant(grant_id)], args=[now_ms]))
+
+    @_bounded
+    async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
+                          since_ms: int, limit: int) -> PlaceClaim:
+        answer = await self._claim_place(
+            keys=[self._keys.places(session_id), self._keys.grant(grant_id)],
+            args=[session_id, f"{grant_id}|{address}", now_ms, since_ms, limit,
+                  _PLACES_TTL_MS])
+        return PlaceClaim(answer)
+
+    @_bounded
+    async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
+        return _places(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
 
     # --- status changes across instances -----------------------------------------
 
@@ -597,6 +788,18 @@ class RedisStore(SessionStore):
                 yield session
 
 
+def _places(held: dict[str, str], since_ms: int) -> list[DevicePlace]:
+    """The places of a places hash last seen after `since_ms`, longest playing first."""
+    places = []
+    for field, seen in held.items():
+        grant_id, _, address = field.partition("|")
+        first, _, last = seen.partition(":")
+        if int(last) > since_ms:
+            places.append(DevicePlace(grant_id, address, int(first), int(last)))
+    return sorted(places, key=lambda place: (place.first_seen_ms, place.grant_id,
+                                             place.address))
+
+
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:
     return {
         "provider": note.provider, "event_id": note.event_id, "trx_id": note.trx_id,
@@ -605,6 +808,7 @@ def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[
         "received_at_ms": str(note.received_at_ms), "raw_body": note.raw_body,
         "replay_key": note.replay_key or "", "applied": "1" if decision.applied else "0",
         "reason": decision.reason.value, "session_id": decision.session_id or "",
+        "fee": str(note.fee),
     }
 
 
@@ -615,7 +819,7 @@ def _stored_notification(row: dict[str, str]) -> StoredNotification:
             amount=int(row["amount"]), reported_status=row["reported_status"],
             paid_at_ms=int(row["paid_at_ms"]) if row["paid_at_ms"] else None,
             received_at_ms=int(row["received_at_ms"]), raw_body=row["raw_body"],
-            replay_key=row["replay_key"] or None,
+            replay_key=row["replay_key"] or None, fee=int(row.get("fee") or 0),
         ),
         applied=row["applied"] == "1", reason=row["reason"],
         session_id=row["session_id"] or None,

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.errors import StoreUnavailable
 from gateway.model import (
     Notification,
@@ -93,7 +94,54 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_sessions_ended ON payment_sessions (paid_at_ms)
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
     """,
+    """
+    -- What a payer paid above the price (provider fees), kept beside the compared amount.
+    ALTER TABLE provider_notifications ADD COLUMN fee INTEGER NOT NULL DEFAULT 0;
+    -- Unpaid sessions by creation, for reconciliation with the provider's status API.
+    CREATE INDEX payment_sessions_unpaid ON payment_sessions (created_at_ms)
+        WHERE paid_at_ms IS NULL;
+    CREATE INDEX payment_sessions_by_creation ON payment_sessions (created_at_ms);
+    """,
+    """
+    -- Playback grants: one per purchase and device (SPEC, Devices).
+    CREATE TABLE playback_grants (
+        grant_id      TEXT PRIMARY KEY,
+        session_id    TEXT NOT NULL,
+        device        TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        ended_at_ms   INTEGER
+    ) WITHOUT ROWID;
+    -- A device holds one live grant per purchase, whoever races to make it.
+    CREATE UNIQUE INDEX playback_grants_current ON playback_grants (session_id, device)
+        WHERE ended_at_ms IS NULL;
+    CREATE INDEX playback_grants_by_session ON playback_grants (session_id, created_at_ms);
+    -- Where each grant was last seen playing: one row per grant and client address.
+    CREATE TABLE device_places (
+        session_id    TEXT NOT NULL,
+        grant_id      TEXT NOT NULL,
+        address       TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms  INTEGER NOT NULL,
+        PRIMARY KEY (session_id, grant_id, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX device_places_by_last_seen ON device_places (last_seen_ms);
+    """,
 )
+
+
+_GRANT_COLUMNS = "grant_id, session_id, device, created_at_ms, ended_at_ms"
+_PLACE_COLUMNS = "grant_id, address, first_seen_ms, last_seen_ms"
+
+
+def _grant(row: sqlite3.Row) -> DeviceGrant:
+    return DeviceGrant(grant_id=row["grant_id"], session_id=row["session_id"],
+                       device=row["device"], created_at_ms=row["created_at_ms"],
+                       ended_at_ms=row["ended_at_ms"])
+
+
+def _place(row: sqlite3.Row) -> DevicePlace:
+    return DevicePlace(grant_id=row["grant_id"], address=row["address"],
+                       first_seen_ms=row["first_seen_ms"], last_seen_ms=row["last_seen_ms"])
 
 
 def _session(row: sqlite3.Row) -> PaymentSession:
@@ -406,10 +454,10 @@ class SQLiteStore(SessionStore):
             conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, raw_body, fee) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (note.provider, note.event_id, note.trx_id, decision.session_id, note.amount,
                  note.reported_status, note.paid_at_ms, note.received_at_ms, note.replay_key,
-                 int(decision.applied), decision.reason.value, note.raw_body),
+                 int(decision.applied), decision.reason.value, note.raw_body, note.fee),
             )
             return decision
 
@@ -465,13 +513,98 @@ class SQLiteStore(SessionStore):
 
         return await self._reader.run(query)
 
+    async def grant_for_device(self, session_id: str, device: str, now_ms: int,
+                               new_grant_id: str, playing_since_ms: int
+                               ) -> tuple[DeviceGrant, list[DevicePlace]]:
+        current = (f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                   " WHERE session_id = ? AND device = ? AND ended_at_ms IS NULL")
+
+        def find(conn: sqlite3.Connection) -> tuple[DeviceGrant | None, list[DevicePlace]]:
+            row = conn.execute(current, (session_id, device)).fetchone()
+            return _grant(row) if row else None, _playing(conn, session_id, playing_since_ms)
+
+        # The device asks again on every page load: a read, and a write only the first time.
+        found, places = await self._reader.run(find)
+        if found is not None:
+            return found, places
+
+        def insert(conn: sqlite3.Connection) -> DeviceGrant:
+            row = conn.execute(current, (session_id, device)).fetchone()
+            if row is not None:
+                return _grant(row)
+            grant = DeviceGrant(new_grant_id, session_id, device, now_ms)
+            conn.execute(f"INSERT INTO playback_grants ({_GRANT_COLUMNS})"
+                         " VALUES (?, ?, ?, ?, NULL)",
+                         (grant.grant_id, session_id, device, now_ms))
+            return grant
+
+        return await self._writer.run_in_transaction(insert), places
+
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None:
+        def query(conn: sqlite3.Connection) -> DeviceGrant | None:
+            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                               " WHERE grant_id = ?", (grant_id,)).fetchone()
+            return _grant(row) if row else None
+
+        return await self._reader.run(query)
+
+    async def grants(self, session_id: str) -> list[DeviceGrant]:
+        def query(conn: sqlite3.Connection) -> list[DeviceGrant]:
+            return [_grant(row) for row in conn.execute(
+                f"SELECT {_GRANT_COLUMNS} FROM playback_grants WHERE session_id = ?"
+                " ORDER BY created_at_ms, grant_id", (session_id,))]
+
+        return await self._reader.run(query)
+
+    async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
+        def end(conn: sqlite3.Connection) -> DeviceGrant | None:
+            conn.execute("UPDATE playback_grants SET ended_at_ms = ?"
+                         " WHERE grant_id = ? AND ended_at_ms IS NULL", (now_ms, grant_id))
+            conn.execute("DELETE FROM device_places WHERE grant_id = ?", (grant_id,))
+            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
+                               " WHERE grant_id = ?", (grant_id,)).fetchone()
+            return _grant(row) if row else None
+
+        return await self._writer.run_in_transaction(end)
+
+    async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
+                          since_ms: int, limit: int) -> PlaceClaim:
+        def claim(conn: sqlite3.Connection) -> PlaceClaim:
+            # Every purchase's stale places go, not only this one's: nothing else would
+            # clear the places of a purchase nobody plays any more.
+            conn.execute("DELETE FROM device_places WHERE last_seen_ms <= ?", (since_ms,))
+            grant = conn.execute(
+                "SELECT 1 FROM playback_grants WHERE grant_id = ? AND session_id = ?"
+                " AND ended_at_ms IS NULL", (grant_id, session_id)).fetchone()
+            if grant is None:
+                return PlaceClaim.ENDED
+            renewed = conn.execute(
+                "UPDATE device_places SET last_seen_ms = MAX(last_seen_ms, ?)"
+                " WHERE session_id = ? AND grant_id = ? AND address = ?",
+                (now_ms, session_id, grant_id, address)).rowcount
+            if renewed:
+                return PlaceClaim.ADMITTED
+            held = conn.execute("SELECT COUNT(*) FROM device_places WHERE session_id = ?",
+                                (session_id,)).fetchone()[0]
+            if limit and held >= limit:
+                return PlaceClaim.FULL
+            conn.execute(f"INSERT INTO device_places (session_id, {_PLACE_COLUMNS})"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (session_id, grant_id, address, now_ms, now_ms))
+            return PlaceClaim.ADMITTED
+
+        return await self._writer.run_in_transaction(claim)
+
+    async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
+        return await self._reader.run(lambda conn: _playing(conn, session_id, since_ms))
+
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         def query(conn: sqlite3.Connection) -> list[StoredNotification]:
             where, params = ("WHERE trx_id = ?", [trx_id]) if trx_id is not None else ("", [])
             rows = conn.execute(
                 "SELECT provider, event_id, trx_id, amount, reported_status, paid_at_ms,"
-                " received_at_ms, raw_body, replay_key, applied, reason, session_id"
+                " received_at_ms, raw_body, replay_key, applied, reason, session_id, fee"
                 f" FROM provider_notifications {where} ORDER BY id DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -483,6 +616,7 @@ class SQLiteStore(SessionStore):
                         reported_status=row["reported_status"],
                         paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
                         raw_body=row["raw_body"], replay_key=row["replay_key"],
+                        fee=row["fee"],
                     ),
                     applied=bool(row["applied"]), reason=row["reason"],
                     session_id=row["session_id"],
@@ -491,6 +625,45 @@ class SQLiteStore(SessionStore):
             ]
 
         return await self._reader.run(query)
+
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE paid_at_ms IS NULL AND created_at_ms > ? AND created_at_ms <= ?"
+                " ORDER BY created_at_ms LIMIT ?",
+                (created_after_ms, created_before_ms, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
+
+    async def payments(self, status: SessionStatus | None, stream_id: str | None,
+                       limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            where, params = ["1"], []
+            if status is not None:
+                where.append("status = ?")
+                params.append(status.value)
+            if stream_id is not None:
+                where.append("stream_id = ?")
+                params.append(stream_id)
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE {' AND '.join(where)}"
+                " ORDER BY created_at_ms DESC, session_id LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
+
+
+def _playing(conn: sqlite3.Connection, session_id: str, since_ms: int) -> list[DevicePlace]:
+    return [_place(row) for row in conn.execute(
+        f"SELECT {_PLACE_COLUMNS} FROM device_places"
+        " WHERE session_id = ? AND last_seen_ms > ?"
+        " ORDER BY first_seen_ms, grant_id, address", (session_id, since_ms))]
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

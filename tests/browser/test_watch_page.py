@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.clock import system_clock_ms
 from gateway.keys import WEBSOCKETS
 from gateway.routes import HLS_JS_FILE
 from gateway.settings import PROJECT_DIR
 from tests.conftest import API_KEY, IN_CI, make_settings
+from tests.providers.fake_midtrans import FakeMidtrans
 
 SCREENSHOTS = PROJECT_DIR / "test-output" / "screenshots"
 # Long enough for a slow start on a busy 2-core machine, short enough to wait out.
@@ -234,3 +237,30 @@ def test_screenshot_directory_is_outside_the_repository_index() -> None:
     ignored = (PROJECT_DIR / ".gitignore").read_text()
     assert "/test-output/" in ignored
 
+
+
+async def test_a_failing_provider_gets_a_clear_message_and_a_way_to_retry(
+        browser: Any, tmp_path: Path,
+        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    key = "SB-Mid-server-BROWSER"
+    fake = FakeMidtrans(key, system_clock_ms)
+    fake.failure = "500"
+    provider = await aiohttp_server(fake.app)
+    settings = replace(make_settings(tmp_path), provider="midtrans",
+                       provider_url=str(provider.make_url("")).rstrip("/"),
+                       provider_credentials={"GATEWAY_MIDTRANS_SERVER_KEY": key})
+    site = str((await aiohttp_server(create_app(settings))).make_url("")).rstrip("/")
+    context = await browser.new_context(locale="id-ID")
+    page = await context.new_page()
+    await page.goto(f"{site}/watch/demo")
+    await until(page, "document.getElementById('status').textContent.startsWith("
+                      "'Penyedia pembayaran sedang tidak dapat dihubungi')")
+    assert await page.locator("#new-qr").is_visible()
+    assert await page.locator("#qr-image").is_hidden()
+    assert await page.locator("#simulate").count() == 0  # real money: no simulator
+    await shot(page, "6-provider-down")
+    fake.failure = None
+    await page.locator("#new-qr").click()
+    await page.locator("#qr-image").wait_for(state="visible")
+    await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
+    await context.close()

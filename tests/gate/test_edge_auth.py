@@ -1,5 +1,6 @@
 """GET /gate/auth: nginx's subrequest gets the Python gate's own decision, as 204 or 403,
-with how long it may reuse it, and never a store round trip."""
+with how long it may reuse it; the store is asked only about a new place of the device
+count, never once per request."""
 
 from __future__ import annotations
 
@@ -115,9 +116,12 @@ async def test_a_decision_is_never_reused_past_the_grant(edge_viewer: ViewerClie
     assert status == 403
 
 
-async def test_decisions_never_touch_the_store(edge_viewer: ViewerClient,
-                                               gate_settings: Settings) -> None:
+async def test_decisions_touch_the_store_only_for_a_new_place(
+        edge_viewer: ViewerClient, gate_settings: Settings) -> None:
     access = await buy(edge_viewer, "dir")
+    # The first decision for this grant at this address takes a place in the device
+    # count (issue 11), which is shared through the store; later ones are memory only.
+    assert (await ask(edge_viewer, access["tokenPlaybackUrl"]))[0] == 204
     before = store_snapshot(gate_settings)
     app = edge_viewer.http.app
     assert app is not None
@@ -127,6 +131,27 @@ async def test_decisions_never_touch_the_store(edge_viewer: ViewerClient,
         assert (await ask(edge_viewer, "/hls/dir/index.m3u8"))[0] == 403
     assert store_snapshot(gate_settings) == before
     assert app[METRICS].gate_granted == granted + 3  # counted as the gate counts
+
+
+async def test_the_device_limit_applies_behind_nginx(make_viewer: AppFactory,
+                                                     gate_settings: Settings,
+                                                     tmp_path: Path) -> None:
+    """Three viewers of one shared link behind nginx (its address trusted, theirs
+    forwarded), a limit of 2: the third is refused, with its code for nginx's page."""
+    viewer = await make_viewer(make_settings(
+        tmp_path, GATEWAY_STREAMS=str(gate_settings.streams_path), GATEWAY_MAX_DEVICES="2",
+        GATEWAY_TRUSTED_PROXIES="127.0.0.1"))
+    link = (await buy(viewer, "dir"))["tokenPlaybackUrl"]
+
+    async def decision(client: str) -> tuple[int, str | None]:
+        status, headers, _ = await ask(viewer, link, headers={
+            "X-Forwarded-For": f"{client}, 127.0.0.1", "X-Real-IP": client})
+        return status, headers.get("X-Gate-Code")
+
+    assert await decision("203.0.113.1") == (204, None)
+    assert await decision("203.0.113.2") == (204, None)
+    assert await decision("203.0.113.3") == (403, "device_limit")
+    assert await decision("203.0.113.1") == (204, None)  # the two playing play on
 
 
 @pytest.mark.parametrize(("uri", "target"), [

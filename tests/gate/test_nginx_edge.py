@@ -328,3 +328,29 @@ async def test_playlists_are_at_most_a_second_old_and_the_origin_may_forbid_cach
         for _ in range(2):
             assert (await fetch(viewer, f"{base}/seg1.ts"))[0] == 200
         assert origin.hits["seg1.ts"] == 2
+
+
+async def test_a_shared_link_meets_the_device_limit_behind_nginx(edge: Edge) -> None:
+    """Issue 11 at the edge: three machines (127.0.0.2, .3, .4) play one purchase's
+    `tokenPlaybackUrl` through nginx, which serves the bytes; with the default limit of 2
+    the third is refused, in the viewer's language, and the two playing play on."""
+    async with browser(edge) as viewer:
+        link = (await buy(viewer, "dir"))["tokenPlaybackUrl"]
+    machines = [aiohttp.ClientSession(
+        edge.url, connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{n}", 0)))
+        for n in (2, 3, 4)]
+    try:
+        first, second, third = machines
+        assert (await fetch(first, link))[0] == 200
+        assert (await fetch(second, link))[0] == 200
+        status, headers, body = await fetch(third, link)
+        assert (status, headers["Cache-Control"]) == (403, "private, no-store")
+        assert b'"code":"device_limit"' in body and b"perangkat lain" in body
+        async with third.get(link, headers={"Accept-Language": "en"}) as response:
+            assert b"another device" in await response.read()
+        base = link.rsplit("/", 1)[0]
+        assert (await fetch(first, f"{base}/seg1.ts"))[0] == 200
+        assert (await fetch(second, f"{base}/seg1.ts"))[0] == 200
+    finally:
+        for machine in machines:
+            await machine.close()

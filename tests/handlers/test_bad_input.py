@@ -65,6 +65,19 @@ CASES: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/api/check-access", {"params": {"streamId": "demo",
                                              "sessionId": VALID_BUT_UNKNOWN_SESSION}}, 404),
     ("GET", "/api/check-access", {"params": {"streamId": HUGE[:3000]}}, 400),
+    # (a browser is its cookie: it names no device)
+    ("GET", "/api/check-access", {"params": {"streamId": "demo", "deviceId": "tv"}}, 400),
+    ("GET", "/api/check-access", {"params": {"streamId": "demo", "deviceId": "a b"}}, 400),
+    # POST /api/watch-here
+    ("POST", "/api/watch-here", {"data": b"{"}, 400),
+    ("POST", "/api/watch-here", {"json": {}}, 400),
+    ("POST", "/api/watch-here", {"json": {"streamId": "nope"}}, 404),
+    ("POST", "/api/watch-here", {"json": {"streamId": "demo", "deviceId": "tv"}}, 400),
+    ("POST", "/api/watch-here", {"json": {"streamId": "demo", "deviceId": 5}}, 400),
+    ("POST", "/api/watch-here", {"json": {"streamId": "demo", "deviceId": "x" * 65}}, 400),
+    # Operators' grant endpoints: not for viewers
+    ("GET", "/api/sessions/{sid}/grants", {}, 401),
+    ("POST", "/api/grants/" + VALID_BUT_UNKNOWN_SESSION + "/end", {}, 401),
     # GET/POST /api/user-sessions
     ("GET", "/api/user-sessions", {"params": {"userId": "<script>"}}, 400),
     ("POST", "/api/user-sessions", {"data": b"not json"}, 400),

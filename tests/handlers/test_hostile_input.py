@@ -36,6 +36,7 @@ CASES: list[tuple[bytes, bytes, int]] = [
     (b"GET /metrics?x=%ff HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xed\xa0\x80", b"", 401),
     (b"GET /api/notifications?limit=%C2%B2 HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY, b"", 400),
     (b"GET /api/notifications?limit=%D9%A3 HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY, b"", 400),
+    (b"GET /api/payments?limit=%C2%B2 HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY, b"", 400),
     (b"GET /api/notifications?limit=" + b"1" * 5000 + b" HTTP/1.1\r\nHost: x\r\nX-Api-Key: "
      + KEY, b"", 400),
     (b"POST /api/payment-callback HTTP/1.1\r\nHost: x\r\nX-Gateway-Signature: t=\xc2\xb2,v1="

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.devices import DeviceGrant
 from gateway.model import (
     Notification,
     NotificationReason,
@@ -283,3 +284,158 @@ async def test_get_many_returns_those_that_exist(store: SessionStore) -> None:
     found = await store.get_many([sessions[2].session_id, "nope", sessions[0].session_id])
     assert sorted(found, key=lambda s: s.user_id) == [sessions[0], sessions[2]]
     assert await store.get_many([]) == []
+
+
+async def test_the_ledger_keeps_the_fee_a_payer_paid_on_top(store: SessionStore) -> None:
+    session, _ = await store.insert_pending(pending(), T0)
+    note = replace(paid_note(session, at_ms=T0 + 1000), fee=71)
+    await store.apply_notification(note, lambda context: decide_payment(context, ACCESS_MS))
+    [entry] = await store.notifications(session.trx_id)
+    assert entry.notification == note and entry.notification.fee == 71
+
+
+async def test_unpaid_sessions_by_creation_for_reconciliation(store: SessionStore) -> None:
+    old, _ = await store.insert_pending(pending("a", at_ms=T0), T0)
+    young, _ = await store.insert_pending(pending("b", at_ms=T0 + 50_000), T0 + 50_000)
+    paid, _ = await store.insert_pending(pending("c", at_ms=T0 + 10_000), T0 + 10_000)
+    await pay(store, paid, at_ms=T0 + 20_000)
+    now = T0 + WINDOW_MS + 1  # `old` is past its window: still worth asking about
+    await store.expire_due(now, 100)
+    found = await store.unpaid_created_between(T0 - 1, T0 + 60_000, 10)
+    assert [s.session_id for s in found] == [old.session_id, young.session_id]
+    assert found[0].status == SessionStatus.EXPIRED
+    assert [s.session_id for s in await store.unpaid_created_between(T0, T0 + 60_000, 10)
+            ] == [young.session_id]  # the lower bound is exclusive
+    assert [s.session_id for s in await store.unpaid_created_between(T0 - 1, T0 + 60_000, 1)
+            ] == [old.session_id]
+    assert await store.unpaid_created_between(T0 - 1, T0 + 49_999, 10) == [found[0]]
+
+
+async def test_payments_listed_newest_first_by_status_and_stream(store: SessionStore) -> None:
+    first, _ = await store.insert_pending(pending("a", "demo", at_ms=T0), T0)
+    second, _ = await store.insert_pending(pending("b", "other", at_ms=T0 + 1), T0 + 1)
+    third, _ = await store.insert_pending(pending("c", "demo", at_ms=T0 + 2), T0 + 2)
+    await pay(store, third, at_ms=T0 + 3)
+    ids = [s.session_id for s in await store.payments(None, None, 10)]
+    assert ids == [third.session_id, second.session_id, first.session_id]
+    assert [s.session_id for s in await store.payments(SessionStatus.PAID, None, 10)] == [
+        third.session_id]
+    assert [s.session_id for s in await store.payments(None, "demo", 10)] == [
+        third.session_id, first.session_id]
+    assert [s.session_id for s in await store.payments(SessionStatus.PENDING, "demo", 10)
+            ] == [first.session_id]
+    assert len(await store.payments(None, None, 2)) == 2
+
+
+# --- playback grants and device places (SPEC, Devices) ----------------------------
+
+PLAY_WINDOW_MS = 30_000
+
+
+async def grant_for(store: SessionStore, session_id: str, device: str, at_ms: int,
+                    grant_id: str) -> DeviceGrant:
+    grant, places = await store.grant_for_device(session_id, device, at_ms, grant_id,
+                                                 at_ms - PLAY_WINDOW_MS)
+    # What comes with the grant is what `playing` says, from the same trip.
+    assert places == await store.playing(session_id, at_ms - PLAY_WINDOW_MS)
+    return grant
+
+
+async def test_a_device_keeps_its_grant_and_each_device_gets_its_own(
+        store: SessionStore) -> None:
+    first = await grant_for(store, "sess-a", "browser:1", T0, "grant-1")
+    again = await grant_for(store, "sess-a", "browser:1", T0 + 5000, "grant-2")
+    other = await grant_for(store, "sess-a", "device:tv", T0 + 6000, "grant-3")
+    elsewhere = await grant_for(store, "sess-b", "browser:1", T0 + 7000, "grant-4")
+    assert again == first and first.grant_id == "grant-1" and first.created_at_ms == T0
+    assert first.ended_at_ms is None and first.device_id is None
+    assert other.grant_id == "grant-3" and other.device_id == "tv"
+    assert elsewhere.grant_id == "grant-4"
+    assert await store.get_grant("grant-3") == other
+    assert await store.get_grant("grant-2") is None
+    assert [grant.grant_id for grant in await store.grants("sess-a")] == ["grant-1", "grant-3"]
+
+
+async def test_concurrent_asks_from_one_device_make_one_grant(store: SessionStore) -> None:
+    made = await asyncio.gather(*(grant_for(store, "sess-a", "browser:1", T0,
+                                                   f"grant-{n}") for n in range(20)))
+    assert len({grant.grant_id for grant in made}) == 1
+    assert len(await store.grants("sess-a")) == 1
+
+
+async def test_places_up_to_the_limit_then_full(store: SessionStore) -> None:
+    a = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    b = await grant_for(store, "sess-a", "browser:2", T0, "grant-b")
+    since = T0 - PLAY_WINDOW_MS
+
+    async def claim(grant_id: str, address: str, at_ms: int = T0) -> str:
+        return await store.claim_place("sess-a", grant_id, address, at_ms,
+                                       at_ms - PLAY_WINDOW_MS, 2)
+
+    assert await claim(a.grant_id, "10.0.0.1") == "admitted"
+    assert await claim(b.grant_id, "10.0.0.2", T0 + 1000) == "admitted"
+    # The same grant from a third address is a third place: a shared link counts per place.
+    assert await claim(a.grant_id, "10.0.0.3", T0 + 2000) == "full"
+    assert await claim(a.grant_id, "10.0.0.1", T0 + 3000) == "admitted"  # renewing is not new
+    places = await store.playing("sess-a", since)
+    assert [(p.grant_id, p.address, p.first_seen_ms, p.last_seen_ms) for p in places] == [
+        ("grant-a", "10.0.0.1", T0, T0 + 3000), ("grant-b", "10.0.0.2", T0 + 1000, T0 + 1000)]
+    # b stops; 30 s after its last report its place is free, a's is still held.
+    later = T0 + 1000 + PLAY_WINDOW_MS
+    assert await claim(a.grant_id, "10.0.0.3", later) == "admitted"
+    assert {p.address for p in await store.playing("sess-a", later - PLAY_WINDOW_MS)} == {
+        "10.0.0.1", "10.0.0.3"}
+
+
+async def test_no_limit_means_every_place_is_admitted(store: SessionStore) -> None:
+    grant = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    for n in range(5):
+        assert await store.claim_place("sess-a", grant.grant_id, f"10.0.0.{n}", T0,
+                                       T0 - PLAY_WINDOW_MS, 0) == "admitted"
+    assert len(await store.playing("sess-a", T0 - PLAY_WINDOW_MS)) == 5
+
+
+async def test_ending_a_grant_frees_its_places_and_the_device_gets_a_new_one(
+        store: SessionStore) -> None:
+    a = await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    b = await grant_for(store, "sess-a", "browser:2", T0, "grant-b")
+    for grant, address in ((a, "10.0.0.1"), (a, "10.0.0.9"), (b, "10.0.0.2")):
+        await store.claim_place("sess-a", grant.grant_id, address, T0, T0 - PLAY_WINDOW_MS, 3)
+    ended = await store.end_grant("grant-a", T0 + 500)
+    assert ended is not None and ended.ended_at_ms == T0 + 500
+    assert await store.end_grant("grant-a", T0 + 900) == ended  # idempotent
+    assert await store.end_grant("no-such-grant", T0) is None
+    assert [p.grant_id for p in await store.playing("sess-a", T0 - PLAY_WINDOW_MS)] == [
+        "grant-b"]
+    assert await store.claim_place("sess-a", "grant-a", "10.0.0.1", T0 + 1000,
+                                   T0 - PLAY_WINDOW_MS, 3) == "ended"
+    fresh = await grant_for(store, "sess-a", "browser:1", T0 + 1000, "grant-c")
+    assert fresh.grant_id == "grant-c"
+    assert [(g.grant_id, g.ended_at_ms) for g in await store.grants("sess-a")] == [
+        ("grant-a", T0 + 500), ("grant-b", None), ("grant-c", None)]
+
+
+async def test_a_grant_claims_places_only_for_its_own_purchase(store: SessionStore) -> None:
+    await grant_for(store, "sess-a", "browser:1", T0, "grant-a")
+    assert await store.claim_place("sess-b", "grant-a", "10.0.0.1", T0,
+                                   T0 - PLAY_WINDOW_MS, 2) == "ended"
+    assert await store.claim_place("sess-a", "unknown", "10.0.0.1", T0,
+                                   T0 - PLAY_WINDOW_MS, 2) == "ended"
+    assert await store.playing("sess-b", T0 - PLAY_WINDOW_MS) == []
+
+
+async def test_two_instances_share_one_count_of_places(
+        two_handles: tuple[SessionStore, SessionStore]) -> None:
+    first, second = two_handles
+    grants = [await grant_for(first, "sess-a", f"browser:{n}", T0, f"grant-{n}")
+              for n in range(3)]
+    assert await grant_for(second, "sess-a", "browser:1", T0, "x") == grants[1]
+
+    async def claim(handle: SessionStore, n: int, address: str) -> str:
+        return await handle.claim_place("sess-a", grants[n].grant_id, address, T0,
+                                        T0 - PLAY_WINDOW_MS, 2)
+
+    results = await asyncio.gather(claim(first, 0, "10.0.0.1"), claim(second, 1, "10.0.0.2"),
+                                   claim(second, 2, "10.0.0.3"), claim(first, 0, "10.0.0.4"))
+    assert sorted(results).count("admitted") == 2
+    assert len(await first.playing("sess-a", T0 - PLAY_WINDOW_MS)) == 2

@@ -1,0 +1,198 @@
+"""A local Xendit, QR Codes API version 2022-07-31, as its public docs describe it:
+
+- `POST /qr_codes` (Basic auth `secret_key:`, header `api-version: 2022-07-31`, JSON
+  `{reference_id, type, currency, amount, expires_at?}`) -> the QR code object
+  `{id: qr_..., reference_id, business_id, type, currency, amount, channel_code,
+  status: ACTIVE, qr_string, expires_at, created, updated, metadata}`;
+- `GET /qr_codes/{id}` -> that object (INACTIVE once paid or expired);
+- `GET /qr_codes/{id}/payments` -> `{data: [payment...], has_more}`;
+- `pay()` plays the payer: records a payment and POSTs the `qr.payment` callback, with
+  the dashboard's `x-callback-token`, to the callback URL it is given.
+
+Knobs: `failure` (see tests.providers.harness) breaks the create call.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.clock import Clock
+from tests.providers import harness
+
+API_VERSION = "2022-07-31"
+BUSINESS_ID = "5f27a14a9bf05c73dd040bc8"
+QRIS_MAX_AMOUNT = 10_000_000
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _error(status: int, error_code: str, message: str) -> web.Response:
+    return web.json_response({"error_code": error_code, "message": message}, status=status)
+
+
+class FakeXendit(harness.FakeApi):
+    def __init__(self, secret_key: str, callback_token: str, clock: Clock) -> None:
+        super().__init__()
+        self.secret_key = secret_key
+        self.callback_token = callback_token
+        self.clock = clock
+        self.qr_codes: dict[str, dict[str, Any]] = {}
+        self.payments: dict[str, list[dict[str, Any]]] = {}
+        self.create_requests: list[dict[str, Any]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/qr_codes", self._create)
+        app.router.add_get("/qr_codes/{qr_id}", self._get)
+        app.router.add_get("/qr_codes/{qr_id}/payments", self._list_payments)
+        return app
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        expected = "Basic " + base64.b64encode(f"{self.secret_key}:".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return _error(401, "INVALID_API_KEY", "API key is not authorized for this API")
+        if request.headers.get("api-version") != API_VERSION:
+            # Without it the request is served by the v1 API, whose shapes differ.
+            return _error(400, "API_VALIDATION_ERROR", "api-version 2022-07-31 is expected")
+        return None
+
+    async def _create(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "API_VALIDATION_ERROR", "body is not JSON")
+        self.create_requests.append({"body": body, "headers": dict(request.headers)})
+        problem = self._invalid(body)
+        if problem:
+            return _error(400, "API_VALIDATION_ERROR", problem)
+        if self.failure == harness.TIMEOUT:
+            await self.hang.wait()
+        if self.failure == harness.SERVER_ERROR:
+            return _error(500, "SERVER_ERROR", "An unexpected error occurred")
+        if self.failure == harness.GARBAGE:
+            return web.Response(text="<html><body>502 Bad Gateway</body></html>",
+                                content_type="text/html")
+        amount = int(body["amount"])
+        qr_amount = amount + 1 if self.failure == harness.WRONG_AMOUNT else amount
+        payload = harness.provider_qris("CO.XENDIT.WWW", "936008480000005469", str(qr_amount),
+                                        "STREAM PAYGATE",
+                                        static=self.failure == harness.STATIC_QRIS)
+        if self.failure == harness.INVALID_QRIS:
+            payload = harness.break_crc(payload)
+        now = iso(self.clock())
+        qr_id = f"qr_{uuid.uuid4()}"
+        expires_at = body.get("expires_at") or iso(self.clock() + 48 * 3600 * 1000)
+        self.qr_codes[qr_id] = {
+            "id": qr_id, "reference_id": body["reference_id"], "business_id": BUSINESS_ID,
+            "type": "DYNAMIC", "currency": "IDR", "amount": amount, "channel_code": "ID_DANA",
+            "status": "ACTIVE", "qr_string": payload, "expires_at": expires_at,
+            "created": now, "updated": now, "metadata": None,
+        }
+        self.payments[qr_id] = []
+        return web.json_response(self._current(qr_id), status=201)
+
+    def _invalid(self, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return "body must be an object"
+        if not isinstance(body.get("reference_id"), str) or not body["reference_id"]:
+            return "reference_id is required"
+        if body.get("type") != "DYNAMIC" or body.get("currency") != "IDR":
+            return "type must be DYNAMIC and currency IDR"
+        amount = body.get("amount")
+        if not isinstance(amount, int) or not 1 <= amount <= QRIS_MAX_AMOUNT:
+            return "amount must be a whole number between 1 and 10000000"
+        expires_at = body.get("expires_at")
+        if expires_at is not None:
+            try:
+                moment = datetime.fromisoformat(expires_at)
+            except (TypeError, ValueError):
+                return "expires_at must be an ISO 8601 date"
+            if moment.tzinfo is None or moment.timestamp() * 1000 <= self.clock():
+                return "expires_at must be in the future"
+        return None
+
+    def _current(self, qr_id: str) -> dict[str, Any]:
+        qr = dict(self.qr_codes[qr_id])
+        expired = datetime.fromisoformat(qr["expires_at"]).timestamp() * 1000 <= self.clock()
+        if self.payments[qr_id] or expired:
+            qr["status"] = "INACTIVE"
+        return qr
+
+    def _status_refusal(self, request: web.Request) -> web.Response | None:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        if self.status_failure == harness.SERVER_ERROR:
+            return _error(500, "SERVER_ERROR", "An unexpected error occurred")
+        if request.match_info["qr_id"] not in self.qr_codes:
+            return _error(404, "DATA_NOT_FOUND", "QR code not found")
+        return None
+
+    async def _get(self, request: web.Request) -> web.Response:
+        refusal = self._status_refusal(request)
+        if refusal is not None:
+            return refusal
+        return web.json_response(self._current(request.match_info["qr_id"]))
+
+    async def _list_payments(self, request: web.Request) -> web.Response:
+        refusal = self._status_refusal(request)
+        if refusal is not None:
+            return refusal
+        payments = self.payments[request.match_info["qr_id"]]
+        return web.json_response({"data": payments, "has_more": False, "links": []})
+
+    def payment_callback(self, qr_id: str, amount: int | None = None,
+                         legacy: bool = False) -> bytes:
+        """Record a payment of the QR (its own amount unless told otherwise) and return
+        the callback body Xendit sends for it."""
+        qr = self.qr_codes[qr_id]
+        payment = {
+            "id": f"qrpy_{uuid.uuid4()}", "business_id": BUSINESS_ID, "currency": "IDR",
+            "amount": qr["amount"] if amount is None else amount, "status": "SUCCEEDED",
+            "created": iso(self.clock()), "qr_id": qr_id, "qr_string": qr["qr_string"],
+            "reference_id": qr["reference_id"], "type": "DYNAMIC",
+            "channel_code": qr["channel_code"], "expires_at": qr["expires_at"],
+            "description": None, "basket": None, "metadata": None,
+            "payment_detail": {"receipt_id": secrets.token_hex(6), "source": "DANA",
+                               "name": None, "account_details": None},
+        }
+        self.payments[qr_id].append(payment)
+        if legacy:
+            event: dict[str, Any] = {
+                "event": "qr.payment", "id": payment["id"], "amount": payment["amount"],
+                "created": payment["created"], "status": "COMPLETED",
+                "qr_code": {"id": qr_id, "external_id": qr["reference_id"],
+                            "qr_string": qr["qr_string"], "type": "DYNAMIC"},
+                "payment_details": {"source": "DANA", "receipt_id": "290b03ee7629"},
+            }
+        else:
+            event = {"event": "qr.payment", "api_version": API_VERSION,
+                     "business_id": BUSINESS_ID, "created": payment["created"],
+                     "data": payment}
+        return json.dumps(event).encode()
+
+    async def pay(self, http: aiohttp.ClientSession, qr_id: str, callback_url: str, *,
+                  amount: int | None = None, token: str | None = None,
+                  legacy: bool = False) -> tuple[int, Any]:
+        """Pay the QR and deliver the callback as Xendit does: the dashboard's token in
+        `x-callback-token` (another `token` to play a forger, "" to send none)."""
+        raw_body = self.payment_callback(qr_id, amount, legacy)
+        headers = {"Content-Type": "application/json", "webhook-id": secrets.token_hex(12)}
+        token = self.callback_token if token is None else token
+        if token:
+            headers["x-callback-token"] = token
+        return await harness.post_json(http, callback_url, raw_body, headers)

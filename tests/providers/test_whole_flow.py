@@ -1,0 +1,291 @@
+"""The whole flow against each provider's local fake, through the real app: create a
+QR, pay, hear of it (also twice, out of order, forged, late, for the wrong amount,
+with a fee on top), recover a lost notification by reconciliation, and meet a provider
+that times out, fails or hands back a broken QR."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.keys import RECONCILER
+from gateway.reconcile import Reconciler
+from gateway.settings import Settings
+from tests.conftest import (
+    API_KEY,
+    AppFactory,
+    FakeClock,
+    ViewerClient,
+    store_snapshot,
+    stored_notifications,
+)
+from tests.providers.drivers import DRIVERS, Delivery, Driver
+
+PRICE = 1000  # the demo stream's price
+WINDOW_S = 1200
+ACCESS_MS = 7_200_000
+
+
+@dataclass
+class World:
+    driver: Driver
+    viewer: ViewerClient
+    settings: Settings
+    clock: FakeClock
+
+    async def deliver(self, delivery: Delivery, expect: int = 200) -> dict[str, Any]:
+        headers, body = delivery
+        return await self.viewer.call("POST", "/api/payment-callback", data=body,
+                                      headers=headers, expect=expect)
+
+    @property
+    def reconciler(self) -> Reconciler:
+        app = self.viewer.http.server.app
+        assert app is not None
+        return app[RECONCILER]
+
+    async def ledger(self) -> list[tuple[str, str, int, bool, str]]:
+        return await stored_notifications(self.settings)
+
+
+WorldFactory = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+def make_world(aiohttp_server: Any, settings: Settings, clock: FakeClock,
+               make_viewer: AppFactory) -> WorldFactory:
+    async def make(name: str, **overrides: Any) -> World:
+        driver: Driver = DRIVERS[name](clock)
+        server: TestServer = await aiohttp_server(driver.app)
+        app_settings = replace(
+            settings, provider=driver.name,
+            provider_url=str(server.make_url("")).rstrip("/"),
+            provider_credentials=driver.credentials, provider_timeout_seconds=0.5,
+            **overrides)
+        return World(driver, await make_viewer(app_settings), app_settings, clock)
+
+    return make
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+async def world(request: pytest.FixtureRequest, make_world: WorldFactory) -> World:
+    return await make_world(request.param)
+
+
+async def test_a_payment_buys_the_stream(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    # The provider was asked for the catalog price, with our reference, expiring with
+    # our payment window.
+    amount, reference, expires_ms = world.driver.asked(qr["trxId"])
+    assert (amount, reference) == (PRICE, qr["sessionId"])
+    if expires_ms is not None:
+        assert abs(expires_ms - qr["expiresAt"]) < 60_000
+    assert qr["amount"] == PRICE and qr["status"] == "pending"
+    world.driver.pay(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["success"] is True
+    assert answer["data"]["applied"] and answer["data"]["reason"] == "paid"
+    access = await world.viewer.check_access("demo", qr["sessionId"])
+    assert access["hasAccess"] and access["remainingTime"] == ACCESS_MS
+    assert [row[3:] for row in await world.ledger()] == [(True, "paid")]
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+async def test_the_public_url_is_the_notification_url_sent_per_transaction(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name, public_url="https://tonton.example.id")
+    qr = await world.viewer.generate_qris()
+    sent = world.driver.callback_url_sent(qr["trxId"])
+    assert sent in (None, "https://tonton.example.id/api/payment-callback")
+    assert (sent is None) == (name in ("otomatis", "xendit"))  # dashboard-only
+
+
+async def test_duplicates_and_out_of_order_notifications_change_nothing(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    earlier = world.driver.earlier_notification(qr["trxId"])  # ... arriving last
+    world.driver.pay(qr["trxId"])
+    paid = world.driver.notification(qr["trxId"])
+    await world.deliver(paid)
+    before = await world.viewer.status(qr["sessionId"])
+    world.clock.advance(60)
+    again = await world.deliver(paid)
+    assert again["success"] is True and not again["data"]["applied"]
+    if earlier is not None:
+        late = await world.deliver(earlier)
+        assert late["success"] is True and not late["data"]["applied"]
+    after = await world.viewer.status(qr["sessionId"])
+    assert after["status"] == "paid"
+    assert (after["paidAt"], after["expiresAt"]) == (before["paidAt"], before["expiresAt"])
+    ledger = await world.ledger()
+    assert [row[3] for row in ledger] == [True] + [False] * (len(ledger) - 1)
+    assert len(ledger) == (3 if earlier is not None else 2)
+
+
+async def test_a_forged_notification_pays_nothing(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    forged = world.driver.forged(qr["trxId"], PRICE)
+    if world.driver.signs_notifications:
+        answer = await world.deliver(forged, expect=401)
+        assert answer["code"] == "invalid_signature"
+        assert await world.ledger() == []
+    else:  # only a hint: the provider's status API says it is not paid
+        answer = await world.deliver(forged, expect=200)
+        assert not answer["data"]["applied"]
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+    assert not (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+
+
+async def test_a_wrong_amount_is_kept_for_the_operator_not_granted(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"], paid_rupiah=PRICE - 1)
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["data"] == {**answer["data"], "applied": False, "reason": "amount_mismatch"}
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+    listed = await world.viewer.call("GET", "/api/notifications",
+                                     params={"trxId": qr["trxId"]},
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    [entry] = listed["data"]["notifications"]
+    assert (entry["reason"], entry["amount"], entry["applied"]) == (
+        "amount_mismatch", PRICE - 1, False)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in DRIVERS.items() if d.imposes_fees))
+async def test_a_fee_on_top_is_recorded_and_the_price_granted(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    fee = world.driver.pay_with_fee(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["data"]["applied"] and answer["data"]["reason"] == "paid"
+    listed = await world.viewer.call("GET", "/api/notifications",
+                                     params={"trxId": qr["trxId"]},
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    [entry] = listed["data"]["notifications"]
+    assert (entry["amount"], entry["fee"]) == (PRICE, fee) and fee > 0
+
+
+async def test_a_payment_after_the_window_still_buys_the_full_access(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.clock.advance(WINDOW_S + 60)
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "expired"
+    world.driver.pay(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["data"]["reason"] == "paid_after_payment_window"
+    access = await world.viewer.check_access("demo", qr["sessionId"])
+    assert access["hasAccess"] and access["remainingTime"] == ACCESS_MS
+
+
+async def test_a_notification_heard_after_its_access_would_have_ended_opens_it_now(
+        world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])
+    delivery = world.driver.notification(qr["trxId"])
+    world.clock.advance(ACCESS_MS / 1000 + 3600)  # the provider retried all along
+    answer = await world.deliver(delivery)
+    assert answer["data"]["applied"]
+    assert answer["data"]["reason"] == "paid_window_from_receipt"
+    access = await world.viewer.check_access("demo", qr["sessionId"])
+    assert access["hasAccess"] and access["remainingTime"] == ACCESS_MS
+
+
+async def test_a_lost_notification_is_recovered_by_reconciliation(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])  # ... and the notification never comes
+    assert (await world.reconciler.run_once()).asked == 0  # too fresh to ask about
+    world.clock.advance(world.settings.reconcile_interval_seconds)
+    report = await world.reconciler.run_once()
+    assert (report.asked, report.paid) == (1, 1)
+    status = await world.viewer.status(qr["sessionId"])
+    assert status["status"] == "paid"
+    assert (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+    [(_event_id, trx_id, amount, applied, reason)] = await world.ledger()
+    assert (trx_id, amount, applied, reason) == (qr["trxId"], PRICE, True, "paid")
+    # The notification arriving after all is a duplicate.
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert not answer["data"]["applied"]
+    assert (await world.viewer.status(qr["sessionId"]))["expiresAt"] == status["expiresAt"]
+
+
+async def test_a_provider_outage_only_slows_reconciliation(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])
+    world.driver.fail("500")
+    world.clock.advance(world.settings.reconcile_interval_seconds)
+    report = await world.reconciler.run_once()
+    assert (report.asked, report.failed) == (1, 1)
+    assert (await world.reconciler.run_once()).asked == 0  # backing off, not hammering
+    # The rest of the service works meanwhile.
+    other = await world.viewer.check_access("demo", qr["sessionId"])
+    assert other["hasAccess"] is False
+    world.driver.fail(None)
+    world.clock.advance(world.settings.reconcile_interval_seconds * 2)
+    assert (await world.reconciler.run_once()).paid == 1
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "paid"
+
+
+async def test_the_end_of_the_window_ends_the_transaction_at_the_provider(
+        world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    world.clock.advance(WINDOW_S + 1)
+    report = await world.reconciler.run_once()
+    assert report.cancelled == (1 if world.driver.can_cancel else 0)
+    assert world.driver.cancelled(qr["trxId"]) == world.driver.can_cancel
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "expired"
+    # A payment that lands anyway (a screenshot of the QR, a slow bank) still counts.
+    world.driver.pay(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["data"]["reason"] == "paid_after_payment_window"
+    assert (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+
+
+@pytest.mark.parametrize("failure, status, code", [
+    ("timeout", 503, "provider_timeout"),
+    ("500", 502, "provider_unavailable"),
+    ("garbage", 502, "provider_bad_response"),
+    ("invalid_qris", 502, "provider_invalid_qris"),
+])
+async def test_a_failing_provider_gets_a_clear_answer_and_no_session(
+        world: World, failure: str, status: int, code: str) -> None:
+    world.driver.fail(failure)
+    before = store_snapshot(world.settings)
+    answer = await world.viewer.generate_qris(expect=status)
+    assert answer["success"] is False and answer["code"] == code
+    assert answer["error"].startswith("Penyedia pembayaran")
+    assert store_snapshot(world.settings) == before
+    world.driver.fail(None)
+    qr = await world.viewer.generate_qris(expect=201)
+    # One payable QR: asking again gives the same one.
+    again = await world.viewer.generate_qris(expect=200)
+    assert again["trxId"] == qr["trxId"]
+
+
+async def test_there_is_no_simulator_with_a_real_provider(world: World) -> None:
+    qr = await world.viewer.generate_qris()
+    answer = await world.viewer.call("POST", f"/simulator/pay/{qr['trxId']}", expect=404)
+    assert answer["success"] is False
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+
+
+async def test_operators_list_payments_by_status_and_stream(world: World) -> None:
+    paid = await world.viewer.generate_qris("demo")
+    world.driver.pay(paid["trxId"])
+    await world.deliver(world.driver.notification(paid["trxId"]))
+    pending = await world.viewer.generate_qris("konser-malam")
+    listed = await world.viewer.call("GET", "/api/payments", params={"status": "paid"},
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    assert [p["sessionId"] for p in listed["data"]["payments"]] == [paid["sessionId"]]
+    listed = await world.viewer.call("GET", "/api/payments", params={"streamId": "konser-malam"},
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    assert [(p["sessionId"], p["status"]) for p in listed["data"]["payments"]] == [
+        (pending["sessionId"], "pending")]
+    assert json.dumps(listed).count("qrString") == 0
+    refused = await world.viewer.call("GET", "/api/payments", expect=401)
+    assert refused["code"] == "unauthenticated"
+    bad = await world.viewer.call("GET", "/api/payments", params={"status": "lost"},
+                                  headers={"X-Api-Key": API_KEY}, expect=400)
+    assert bad["code"] == "invalid_request"
