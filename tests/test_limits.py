@@ -30,12 +30,6 @@ def limited(settings: Settings, tmp_path: Path, **limits: str) -> Settings:
                          GATEWAY_REDIS_KEY_PREFIX=settings.redis_key_prefix, **limits)
 
 
-def sessions_stored(settings: Settings) -> list[object]:
-    """The store's contents but its rate counters (a refusal counts, by design)."""
-    return [entry for entry in store_snapshot(settings)
-            if not (isinstance(entry, tuple) and b":rate:" in entry[0])]
-
-
 async def new_viewer_asks(client: TestClient[web.Request, web.Application]
                           ) -> tuple[int, dict[str, object], dict[str, str]]:
     """A request without cookies: a new viewer each time, as a script dropping them."""
@@ -50,11 +44,11 @@ async def test_one_address_may_make_only_so_many_sessions(
                                        GATEWAY_QR_RATE_WINDOW_SECONDS="60"))
     for _ in range(3):
         assert (await new_viewer_asks(viewer.http))[0] == 201
-    before = sessions_stored(settings)
+    before = store_snapshot(settings)
     status, body, headers = await new_viewer_asks(viewer.http)
     assert (status, body["code"]) == (429, "rate_limited")
     assert 1 <= int(headers["Retry-After"]) <= 60
-    assert sessions_stored(settings) == before  # no session, no provider transaction
+    assert store_snapshot(settings) == before  # no session, no provider transaction
     clock.advance(60)
     assert (await new_viewer_asks(viewer.http))[0] == 201
 
