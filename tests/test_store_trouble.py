@@ -202,3 +202,34 @@ async def wait_until_ready(viewer: ViewerClient) -> None:
             await asyncio.sleep(0.1)
 
     await asyncio.wait_for(poll(), 20)
+
+
+async def test_a_redis_still_loading_its_data_is_a_503(
+        aiohttp_client: ClientFactory, tmp_path: Path, private_redis: PrivateRedis) -> None:
+    """A Redis restarting answers every command with LOADING until its data set is in
+    memory (seconds, for a big one). Here that answer comes from a stand-in speaking
+    the Redis protocol, after the instance started on the real server."""
+    replies: list[bytes] = []
+
+    async def loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            replies.append(b"-LOADING Redis is loading the dataset in memory\r\n")
+            writer.write(replies[-1])
+        writer.close()
+
+    settings = trouble_settings(tmp_path, private_redis.url)
+    viewer = ViewerClient(await aiohttp_client(create_app(settings)))
+    assert (await answer(viewer, "GET", "/readyz"))[0] == 200
+    private_redis.kill()  # restarting: the port answers again, but only LOADING
+    stand_in = await asyncio.start_server(loading, "127.0.0.1", private_redis.port,
+                                          reuse_address=True)
+    try:
+        status, body, headers = await answer(viewer, "POST", "/api/generate-qris",
+                                             json={"streamId": "demo"})
+        assert (status, body["code"]) == (503, "store_unavailable")
+        assert int(headers["Retry-After"]) > 0
+        assert (await answer(viewer, "GET", "/readyz"))[0] == 503
+        assert replies  # the stand-in was asked, and answered LOADING
+    finally:
+        stand_in.close()
+        await stand_in.wait_closed()
