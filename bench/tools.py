@@ -27,6 +27,7 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int
     socket_errors: int = 0  # connect, read, write errors and timeouts (wrk: 2 s)
 
     def __str__(self) -> str:
@@ -50,10 +51,13 @@ def _mb(text: str) -> float:
 
 
 def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
-        headers: dict[str, str] | None = None, script: str | None = None) -> WrkResult:
+        headers: dict[str, str] | None = None, script: str | None = None,
+        cpus: str | None = None) -> WrkResult:
+    """`cpus`: run wrk pinned there (taskset), away from the server's core."""
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is needed (apt-get install wrk)")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = (["taskset", "-c", cpus] if cpus else []) + [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
@@ -74,6 +78,7 @@ def wrk(url: str, *, connections: int = 50, seconds: int = 10, threads: int = 1,
         p50_ms=_ms(re.search(r"^\s+50%\s+(\S+)\s*$", output, re.M).group(1)),  # type: ignore[union-attr]
         p99_ms=_ms(re.search(r"^\s+99%\s+(\S+)\s*$", output, re.M).group(1)),  # type: ignore[union-attr]
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        requests=int(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
     )
 

@@ -34,7 +34,7 @@ from gateway.keys import (
 )
 from gateway.logs import quiet_malformed_requests
 from gateway.metrics import Metrics
-from gateway.middlewares import error_middleware, finish_headers
+from gateway.middlewares import error_middleware
 from gateway.openapi import document
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
@@ -73,7 +73,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
                          filters={"rupiah": rupiah})
     app[aiohttp_jinja2.static_root_key] = "/static"
     quiet_malformed_requests()
-    app.on_response_prepare.append(finish_headers)
     app.on_shutdown.append(close_all_on_shutdown)
     # Opened in this order, closed in reverse. The store first: it makes the
     # SessionService and registers its status listeners, and everything after uses it.

@@ -46,7 +46,6 @@ class Metrics:
             "gateway_reconcile_questions",
             "Status questions asked of the provider about unpaid sessions, by outcome "
             "(paid, pending, ended, cancelled, failed).", ["outcome"], registry=self.registry)
-        self.gate_granted = 0  # HLS requests that passed the access check: the hot path
         # With a shared store: is this instance hearing the others' status changes?
         self.change_feed_up: bool | None = None
 
@@ -65,6 +64,7 @@ class Metrics:
 
 # name -> (kind, help). Counters get "_total" appended on exposition.
 LIVE_FIGURES: dict[str, tuple[str, str]] = {
+    "gateway_gate_granted": ("counter", "HLS requests that passed the access check."),
     "gateway_upstream_fetches": ("counter", "Requests made to HTTP origins."),
     "gateway_upstream_coalesced": (
         "counter", "Viewer requests that joined an upstream fetch already under way."),
@@ -86,9 +86,6 @@ class _LiveFigures(Collector):
         self._read_figures = read_figures
 
     def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily("gateway_gate_granted",
-                                  "HLS requests that passed the access check.",
-                                  value=self._metrics.gate_granted)
         if self._metrics.change_feed_up is not None:
             yield GaugeMetricFamily(
                 "gateway_store_change_feed_up",

@@ -169,6 +169,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def live_figures() -> dict[str, float]:
         return {
+            "gateway_gate_granted": gate.granted,
             "gateway_upstream_fetches": fetcher.upstream_requests,
             "gateway_upstream_coalesced": fetcher.coalesced_requests,
             "gateway_segment_cache_bytes": fetcher.cache.size_bytes,

@@ -17,10 +17,12 @@ from gateway.clock import Clock
 from gateway.errors import NoAccess
 from gateway.model import PaymentSession, SessionStatus
 from gateway.parsing import is_ascii_int
-from gateway.tokens import Keyring, ValidTokenCache
+from gateway.tokens import Keyring
 
 GATE_COOKIE = "gate"
 _PRUNE_ABOVE = 1024
+# Verified tokens remembered: one per playing viewer is plenty (see `check`).
+_VERIFIED_MAX = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +37,10 @@ class AccessGate:
     def __init__(self, secret: bytes, previous_secrets: tuple[bytes, ...], clock: Clock,
                  *, access_seconds: int) -> None:
         self._keys = Keyring(secret, previous_secrets, purpose="hls")
-        # A player presents the same token for every playlist and segment: verify once.
-        self._claims = ValidTokenCache(self._verify)
+        # A player presents the same token for every playlist and segment: verify once,
+        # and hand out the same immutable grant every time. Only valid tokens are kept,
+        # so garbage cannot push a paying viewer's token out.
+        self._verified: dict[str, AccessGrant] = {}
         # check-access hands the same session the same token many times: sign once.
         self._tokens = functools.lru_cache(maxsize=65536)(self._sign)
         self._clock = clock
@@ -53,25 +57,31 @@ class AccessGate:
         return self._keys.sign(session_id, stream_id, str(expires_at_ms), grant_id)
 
     def check(self, token: str | None, stream_id: str) -> AccessGrant:
+        """Runs on every playlist and segment request: after a token's first request,
+        one dict lookup, no signature and no allocation."""
+        grant = self._verified.get(token) if token else None
+        if grant is None:
+            grant = self._verify(token)
+        if grant.stream_id != stream_id:
+            raise NoAccess("token for another stream")
+        if self._clock() >= grant.expires_at_ms:
+            raise NoAccess("token expired")
+        if grant.session_id in self._ended:
+            raise NoAccess("session ended")
+        return grant
+
+    def _verify(self, token: str | None) -> AccessGrant:
         if not token:
             raise NoAccess("no token")
-        claims = self._claims(token)
-        if claims is None:
-            raise NoAccess("invalid token")
-        session_id, token_stream_id, expires_at_ms, grant_id = claims
-        if token_stream_id != stream_id:
-            raise NoAccess("token for another stream")
-        if self._clock() >= expires_at_ms:
-            raise NoAccess("token expired")
-        if session_id in self._ended:
-            raise NoAccess("session ended")
-        return AccessGrant(session_id, token_stream_id, expires_at_ms, grant_id)
-
-    def _verify(self, token: str) -> tuple[str, str, int, str] | None:
         fields = self._keys.verify(token)
         if fields is None or len(fields) != 4 or not is_ascii_int(fields[2]):
-            return None
-        return fields[0], fields[1], int(fields[2]), fields[3]
+            raise NoAccess("invalid token")
+        grant = AccessGrant(fields[0], fields[1], int(fields[2]), fields[3])
+        if len(self._verified) >= _VERIFIED_MAX:
+            # The oldest first: a token still in use is verified again, once.
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = grant
+        return grant
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: keeps the map of sessions that ended early current."""

@@ -231,6 +231,11 @@ class LocalFiles:
         self._clock = clock
         self._reading: dict[str, asyncio.Future[bytes | None]] = {}
 
+    def cached(self, file: str) -> bytes | None:
+        """The file's bytes if they are in memory."""
+        cached = self._cache.get("file:" + file)
+        return None if cached is None else cached.body
+
     async def read(self, file: str, cache_for_ms: int) -> bytes | None:
         key = "file:" + file
         cached = self._cache.get(key)

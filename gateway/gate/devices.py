@@ -42,21 +42,32 @@ class DeviceCounter:
     def counting(self) -> bool:
         return self._limit > 0
 
+    def admitted(self, session_id: str, grant_id: str, expires_at_ms: int,
+                 address: str) -> bool:
+        """Let through on what this process knows, without waiting? A place reported
+        within the interval is; so is one still playing, whose report is then renewed
+        in the background. False: `admit()` decides."""
+        place = (grant_id, address)
+        reported_ms = self._reported.get(place)
+        if reported_ms is None:
+            return False
+        age_ms = self._clock() - reported_ms
+        if age_ms < REPORT_INTERVAL_MS:
+            return True
+        if age_ms < PLAYING_WINDOW_MS:
+            if place not in self._asking:
+                self._ask(place, session_id, expires_at_ms)  # answered in the background
+            return True
+        return False
+
     async def admit(self, session_id: str, grant_id: str, expires_at_ms: int,
                     address: str) -> None:
         """Let a request through, or raise DeviceLimit (places taken) or NoAccess (the
         grant was ended)."""
+        if self.admitted(session_id, grant_id, expires_at_ms, address):
+            return
         place = (grant_id, address)
         now_ms = self._clock()
-        reported_ms = self._reported.get(place)
-        if reported_ms is not None:
-            age_ms = now_ms - reported_ms
-            if age_ms < REPORT_INTERVAL_MS:
-                return
-            if age_ms < PLAYING_WINDOW_MS:
-                if place not in self._asking:
-                    self._ask(place, session_id, expires_at_ms)  # answered in the background
-                return
         if grant_id in self._ended:
             raise NoAccess("grant ended")
         refused_until_ms = self._refused.get(place)

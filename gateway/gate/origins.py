@@ -13,6 +13,7 @@ the path-token form of the gate's URLs.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 import m3u8
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.clock import Clock
@@ -42,10 +44,41 @@ def segment_cache_control(grant: AccessGrant, now_ms: int, lifetime_s: int) -> s
     return f"private, max-age={min(lifetime_s, remaining_s)}"
 
 
+def _cache_control(media: MediaPath, grant: AccessGrant, clock: Clock) -> str:
+    """What a browser is told for a file of a directory or an HTTP origin."""
+    if media.kind is MediaKind.PLAYLIST:
+        return PLAYLIST_CACHE_CONTROL
+    return segment_cache_control(grant, clock(), SEGMENT_MAX_AGE_S)
+
+
+Headers = CIMultiDictProxy[str]
+
+
+@functools.lru_cache(maxsize=4096)
+def media_headers(content_type: str, cache_control: str, from_memory: bool = False
+                  ) -> Headers:
+    """The headers of a media response, built once per combination: every viewer of a
+    stream gets the same few. From memory, byte ranges are served too."""
+    headers = CIMultiDict({
+        hdrs.CONTENT_TYPE: content_type, hdrs.CACHE_CONTROL: cache_control,
+        # What middlewares.finish_headers gives every answer, here too: a response
+        # streamed from the origin is sent before the middleware sees it.
+        "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"})
+    if from_memory:
+        headers[hdrs.ACCEPT_RANGES] = "bytes"
+    return CIMultiDictProxy(headers)
+
+
 class Origin(abc.ABC):
     @abc.abstractmethod
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse: ...
+
+    def cached(self, request: web.Request, media: MediaPath,
+               grant: AccessGrant) -> web.Response | None:
+        """The response, when the object is in memory: called first, on every request,
+        so it neither awaits nor builds anything but the response. None: `serve()`."""
+        return None
 
 
 class DirectoryOrigin(Origin):
@@ -59,15 +92,20 @@ class DirectoryOrigin(Origin):
         self._files = files
         self._clock = clock
 
+    def cached(self, request: web.Request, media: MediaPath,
+               grant: AccessGrant) -> web.Response | None:
+        body = self._files.cached(self._prefix + media.path)
+        if body is None:
+            return None
+        return _bytes_response(request, body, media_headers(
+            media.content_type, _cache_control(media, grant, self._clock), True))
+
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
-        if media.kind is MediaKind.PLAYLIST:
-            cache_control, cache_for_ms = PLAYLIST_CACHE_CONTROL, LIVE_PLAYLIST_CACHE_MS
-        else:
-            cache_control = segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
-            cache_for_ms = SEGMENT_CACHE_MS
+        cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
+                        else SEGMENT_CACHE_MS)
         return await _local_file(request, self._files, self._prefix + media.path, media,
-                                 cache_control, cache_for_ms)
+                                 _cache_control(media, grant, self._clock), cache_for_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,39 +207,51 @@ class HttpOrigin(Origin):
             raise UpstreamFailed()
         return url
 
+    def _key(self, request: web.Request, media: MediaPath) -> str:
+        """The upstream URL as text is the cache key: no URL object on a cache hit. The
+        path and the _HLS_ values are URL-safe by construction (paths.py)."""
+        if "?" not in request.raw_path:  # most requests: no query to parse
+            return self._base_text + media.path
+        query = upstream_query(request.query)
+        return self._base_text + media.path + ("?" + urlencode(sorted(query.items()))
+                                               if query else "")
+
+    def cached(self, request: web.Request, media: MediaPath,
+               grant: AccessGrant) -> web.Response | None:
+        cached = self._fetcher.cached(self._key(request, media))
+        if cached is None:
+            return None
+        if cached.status != 200:  # a name the origin lacks, remembered briefly
+            raise MediaNotFound()
+        return _bytes_response(request, cached.body, media_headers(
+            media.content_type, _cache_control(media, grant, self._clock), True))
+
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
-        # The upstream URL as text is the cache key: no URL object on a cache hit. The
-        # path and the _HLS_ values are URL-safe by construction (paths.py).
-        query = upstream_query(request.query)
-        key = self._base_text + media.path + ("?" + urlencode(sorted(query.items()))
-                                              if query else "")
-        if media.kind is MediaKind.PLAYLIST:
-            cache_control, cache_for_ms = PLAYLIST_CACHE_CONTROL, LIVE_PLAYLIST_CACHE_MS
-        else:
-            cache_control = segment_cache_control(grant, self._clock(), SEGMENT_MAX_AGE_S)
-            cache_for_ms = SEGMENT_CACHE_MS
-        headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
-        cached = self._fetcher.cached(key)
-        if cached is not None:
-            if cached.status != 200:
-                raise MediaNotFound()
-            return _bytes_response(request, cached.body, headers)
+        response = self.cached(request, media, grant)
+        if response is not None:
+            return response
+        key = self._key(request, media)
+        cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
+                        else SEGMENT_CACHE_MS)
         shared = self._fetcher.fetch(key, self._url(key), cache_for_ms=cache_for_ms)
-        if byte_range(request.headers.get("Range")) is not None:
+        if byte_range(request.headers.get(hdrs.RANGE)) is not None:
             # A range of an object not in the cache: wait for the shared fetch of the
             # whole object (one upstream request, however many ranges are asked for),
             # then cut the range from it.
-            return _bytes_response(request, await _whole(shared), headers)
+            return _bytes_response(request, await _whole(shared), media_headers(
+                media.content_type, _cache_control(media, grant, self._clock), True))
+        headers = media_headers(media.content_type, _cache_control(media, grant, self._clock))
         return await _stream_shared(request, shared, headers)
+
 
 async def _local_file(request: web.Request, files: LocalFiles, file: str, media: MediaPath,
                       cache_control: str, cache_for_ms: int) -> web.StreamResponse:
-    headers = {"Content-Type": media.content_type, "Cache-Control": cache_control}
     body = await files.read(file, cache_for_ms)
     if body is None:  # too big for the cache: sendfile, which also does ranges
-        return web.FileResponse(file, headers=headers)
-    return _bytes_response(request, body, headers)
+        return web.FileResponse(file, headers=media_headers(media.content_type, cache_control))
+    return _bytes_response(request, body, media_headers(media.content_type, cache_control,
+                                                        True))
 
 
 async def _whole(shared: SharedFetch) -> bytes:
@@ -214,7 +264,7 @@ async def _whole(shared: SharedFetch) -> bytes:
 
 
 async def _stream_shared(request: web.Request, shared: SharedFetch,
-                         headers: dict[str, str]) -> web.StreamResponse:
+                         headers: Headers) -> web.StreamResponse:
     await shared.headers_ready  # raises UpstreamFailed / UpstreamTimeout
     if shared.status in (404, 410):
         raise MediaNotFound()
@@ -252,20 +302,23 @@ def byte_range(header: str | None) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
-def _bytes_response(request: web.Request, body: bytes,
-                    headers: dict[str, str]) -> web.Response:
-    """A cached body, honouring a single byte range like FileResponse does."""
-    size = len(body)
-    asked = byte_range(request.headers.get("Range"))
+def _bytes_response(request: web.Request, body: bytes, headers: Headers) -> web.Response:
+    """A body from memory (`headers` from `media_headers`, from memory), honouring a
+    single byte range like FileResponse does."""
+    asked = byte_range(request.headers.get(hdrs.RANGE))
     if asked is None:
-        return web.Response(body=body, headers={**headers, "Accept-Ranges": "bytes"})
+        return web.Response(body=body, headers=headers)
+    size = len(body)
     first, last = asked
     if first:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
     else:
         start, end = max(0, size - int(last)), size - 1
     if start >= size or start > end:
-        return web.Response(status=416, headers={**headers,
-                                                 "Content-Range": f"bytes */{size}"})
-    return web.Response(status=206, body=body[start:end + 1], headers={
-        **headers, "Accept-Ranges": "bytes", "Content-Range": f"bytes {start}-{end}/{size}"})
+        unsatisfiable = CIMultiDict(headers)
+        del unsatisfiable[hdrs.ACCEPT_RANGES]
+        unsatisfiable[hdrs.CONTENT_RANGE] = f"bytes */{size}"
+        return web.Response(status=416, headers=unsatisfiable)
+    partial = CIMultiDict(headers)
+    partial[hdrs.CONTENT_RANGE] = f"bytes {start}-{end}/{size}"
+    return web.Response(status=206, body=body[start:end + 1], headers=partial)

@@ -8,6 +8,7 @@ encoding the client tried. Only media file types are served.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,12 +49,25 @@ class MediaPath:
 
 
 def media_path(raw: str) -> MediaPath:
-    if len(raw) > 1024 or not _SAFE_PATH.fullmatch(raw):
+    if len(raw) > 1024:  # before the cache, which then holds 4 MB at most
         raise InvalidRequest(detail="media path")
+    media = _checked(raw)
+    if isinstance(media, str):
+        raise InvalidRequest(detail=media)
+    return media
+
+
+# Every viewer of a stream asks for the same few names: check each name once. (A
+# refusal is remembered too; it is as cheap to keep as to recompute.)
+@functools.lru_cache(maxsize=4096)
+def _checked(raw: str) -> MediaPath | str:
+    """The media path, or why it is refused."""
+    if not _SAFE_PATH.fullmatch(raw):
+        return "media path"
     dot = raw.rfind(".")
     known = CONTENT_TYPES.get(raw[dot:].lower()) if dot > raw.rfind("/") else None
     if known is None:
-        raise InvalidRequest(detail="not a media file type")
+        return "not a media file type"
     return MediaPath(raw, known[0], known[1])
 
 

@@ -136,3 +136,21 @@ async def test_unknown_streams_are_404(gate_viewer: ViewerClient) -> None:
     async with gate_viewer.http.get("/hls/nope/index.m3u8") as response:
         assert response.status == 404
         assert (await response.json())["code"] == "unknown_stream"
+
+
+async def test_a_cookie_is_judged_by_the_token_in_it_every_time(
+        gate_viewer: ViewerClient, make_viewer: AppFactory) -> None:
+    access = await buy(gate_viewer, "dir")
+    token = access["tokenPlaybackUrl"].split("/")[4]
+    kid, body, signature = token.split(".")
+    stranger = await make_viewer()
+    forged = f"other=1; gate={kid}.{body}.{signature[::-1]}"
+    good = f"other=1; gate={token}"
+    # The same header twice, as a player sends it: refused both times, then the real
+    # token opens it, and the forged header stays refused afterwards.
+    for cookie, expected in ((forged, 403), (forged, 403), (good, 200), (good, 200),
+                             (forged, 403), ("other=1", 403)):
+        async with stranger.http.get("/hls/dir/seg1.ts",
+                                     headers={"Cookie": cookie}) as response:
+            await response.read()
+            assert response.status == expected, cookie

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from gateway.handlers.edge import DECISION_REUSE_S, original_target
-from gateway.keys import METRICS
+from gateway.keys import GATE
 from gateway.settings import Settings
 from tests.conftest import (
     API_KEY,
@@ -125,12 +125,12 @@ async def test_decisions_touch_the_store_only_for_a_new_place(
     before = store_snapshot(gate_settings)
     app = edge_viewer.http.app
     assert app is not None
-    granted = app[METRICS].gate_granted
+    granted = app[GATE].granted
     for _ in range(3):
         assert (await ask(edge_viewer, access["tokenPlaybackUrl"]))[0] == 204
         assert (await ask(edge_viewer, "/hls/dir/index.m3u8"))[0] == 403
     assert store_snapshot(gate_settings) == before
-    assert app[METRICS].gate_granted == granted + 3  # counted as the gate counts
+    assert app[GATE].granted == granted + 3  # counted as the gate counts
 
 
 async def test_the_device_limit_applies_behind_nginx(make_viewer: AppFactory,

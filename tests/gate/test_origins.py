@@ -40,6 +40,20 @@ async def test_playlists_and_segments_come_through_unchanged(
 
 
 @pytest.mark.parametrize("stream_id", ["dir", "http"])
+async def test_every_media_answer_carries_the_security_headers(
+        gate_viewer: ViewerClient, stream_id: str) -> None:
+    """Streamed from the origin (first request), from memory, and as a byte range."""
+    await buy(gate_viewer, stream_id)
+    for path, headers in (("seg0.ts", {}), ("seg0.ts", {}), ("seg0.ts", {"Range": "bytes=0-9"}),
+                          ("index.m3u8", {}), ("index.m3u8", {})):
+        status, answer, _ = await get(gate_viewer, f"/hls/{stream_id}/{path}", **headers)
+        assert status in (200, 206), path
+        assert answer["Referrer-Policy"] == "same-origin", (path, headers)
+        assert answer["X-Content-Type-Options"] == "nosniff", (path, headers)
+        assert "Set-Cookie" not in answer
+
+
+@pytest.mark.parametrize("stream_id", ["dir", "http"])
 async def test_range_requests_get_206(gate_viewer: ViewerClient, ts_dir: Path,
                                       stream_id: str) -> None:
     await buy(gate_viewer, stream_id)
