@@ -17,6 +17,7 @@ from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.logs import log_event
+from gateway.settings import SERVER_NAME
 
 log = logging.getLogger("gateway.http")
 
@@ -121,8 +122,7 @@ _CONTENT_SECURITY_POLICY = (
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frames}"
 )
-# aiohttp names itself and Python with their versions: a free hint for an attacker.
-SERVER_HEADER = "stream-paygate"
+
 
 
 _SECURITY_HEADER_SET = hdrs.X_CONTENT_TYPE_OPTIONS
@@ -150,7 +150,7 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
                    request.app[IDENTITY].cookie_for(viewer.user_id),
                    path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
     headers = response.headers
-    headers["Server"] = SERVER_HEADER
+    headers[hdrs.SERVER] = SERVER_NAME
     headers["Referrer-Policy"] = "same-origin"
     headers[_SECURITY_HEADER_SET] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):

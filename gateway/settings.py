@@ -22,6 +22,9 @@ from gateway.qris import MerchantProfile, luhn_valid
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 DEFAULT_CATALOG = PACKAGE_DIR / "demo" / "streams.toml"
+# Every answer's Server header: aiohttp's names itself and Python with their versions,
+# a free hint for an attacker.
+SERVER_NAME = "stream-paygate"
 
 T = TypeVar("T")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

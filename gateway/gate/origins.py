@@ -31,6 +31,7 @@ from gateway.errors import MediaNotFound, UpstreamFailed, UpstreamTimeout
 from gateway.gate.access import AccessGrant
 from gateway.gate.cache import LocalFiles, SharedFetch, UpstreamFetcher, upstream_timeout
 from gateway.gate.paths import MediaKind, MediaPath, upstream_query
+from gateway.settings import SERVER_NAME
 
 PLAYLIST_CACHE_CONTROL = "private, no-cache"
 SEGMENT_MAX_AGE_S = 3600  # segment names are never reused for other content
@@ -63,7 +64,8 @@ def media_headers(content_type: str, cache_control: str, from_memory: bool = Fal
         hdrs.CONTENT_TYPE: content_type, hdrs.CACHE_CONTROL: cache_control,
         # What middlewares.finish_headers gives every answer, here too: a response
         # streamed from the origin is sent before the middleware sees it.
-        "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"})
+        "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+        hdrs.SERVER: SERVER_NAME})
     if from_memory:
         headers[hdrs.ACCEPT_RANGES] = "bytes"
     return CIMultiDictProxy(headers)

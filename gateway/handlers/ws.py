@@ -32,6 +32,7 @@ from gateway.i18n import choose_language, error_message
 from gateway.identity import Viewer, session_owner
 from gateway.keys import SESSIONS, SETTINGS, STATUS_HUB, WEBSOCKETS, WEBSOCKETS_PER_VIEWER
 from gateway.logs import log_event
+from gateway.settings import SERVER_NAME
 
 log = logging.getLogger("gateway.ws")
 
@@ -69,6 +70,7 @@ async def status_socket(request: web.Request) -> web.WebSocketResponse:
 
 async def _serve_socket(request: web.Request, viewer: Viewer) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)
+    ws.headers["Server"] = SERVER_NAME  # finish_headers leaves a handshake alone
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)

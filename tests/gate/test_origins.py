@@ -35,6 +35,7 @@ async def test_playlists_and_segments_come_through_unchanged(
     status, headers, body = await get(gate_viewer, f"/hls/{stream_id}/seg1.ts")
     assert status == 200 and body == (ts_dir / "seg1.ts").read_bytes()
     assert headers["Content-Type"] == "video/mp2t"
+    assert not re.search(r"[0-9]", headers["Server"])  # no versions for an attacker
     # A segment is never cached longer than the viewer's access lasts.
     assert headers["Cache-Control"] == "private, max-age=30"
 
