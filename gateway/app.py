@@ -13,8 +13,8 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.hls_gate import HlsGate
-from gateway.handlers.pages import rupiah
 from gateway.handlers.ws import close_all_on_shutdown
+from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
 from gateway.keys import (
     CATALOG,
@@ -24,6 +24,7 @@ from gateway.keys import (
     IDENTITY,
     METRICS,
     OPENAPI,
+    POSTER_ORIGINS,
     PROVIDER,
     QR_IMAGES,
     SETTINGS,
@@ -47,6 +48,7 @@ from gateway.resources import (
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
+    stream_health_ctx,
     sweeper_ctx,
 )
 from gateway.routes import setup_routes
@@ -81,10 +83,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # feed, whose catch-up feeds both. The sweeper last, so the changes it makes find
     # every listener running; it stops first at shutdown, the store closes last.
     # The provider opens on the HTTP client; the reconciler, which records payments as
-    # notifications do, starts last, like the sweeper, so every listener hears it.
+    # notifications do, starts last, like the sweeper, so every listener hears it. The
+    # stream health watcher needs only the HTTP client.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
-                            status_hub_ctx, store_changes_ctx, metrics_ctx, sweeper_ctx,
-                            reconciler_ctx])
+                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
+                            metrics_ctx, sweeper_ctx, reconciler_ctx])
     simulator_enabled = settings.provider == "simulator"
     setup_routes(app, simulator_enabled=simulator_enabled)
     if settings.public_url:
@@ -96,4 +99,5 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
     app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))
+    app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

@@ -7,6 +7,7 @@ class to a status code and renders the SPEC's JSON error, once, for the whole ap
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 
@@ -19,12 +20,24 @@ class GatewayError(Exception):
 
 
 class InvalidRequest(GatewayError):
-    """Malformed JSON, wrong types, missing or oversized fields. `detail` says which."""
+    """Malformed JSON, wrong types, missing or oversized fields. `detail` says which, in
+    English, for the logs; people are told only which `field` (when known), in their
+    language: a library's own wording never reaches a viewer."""
 
     code = "invalid_request"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail=detail)
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        field = field or _field_named_in(detail)
+        super().__init__(detail=detail, **({"field": field} if field else {}))
+
+
+# How msgspec names the field it refused: "... - at `$.streamId`", "... field `amount`".
+_LIBRARY_FIELD = re.compile(r"at `\$\.([A-Za-z0-9_]{1,40})`|field `([A-Za-z0-9_]{1,40})`")
+
+
+def _field_named_in(detail: str) -> str | None:
+    match = _LIBRARY_FIELD.search(detail)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 class AmountMismatch(GatewayError):
@@ -60,6 +73,12 @@ class Unauthenticated(GatewayError):
 
 class AlreadyHasAccess(GatewayError):
     code = "already_has_access"
+
+
+class StreamOffline(GatewayError):
+    """The stream is offline and not scheduled, or has ended: nothing to sell now."""
+
+    code = "stream_offline"
 
 
 class NotificationRejected(GatewayError):

@@ -105,10 +105,10 @@ class IdentityResolver:
 def acting_user(viewer: Viewer, requested_user_id: str | None) -> str:
     """The userId a request acts for: the caller's own, or any for a server caller."""
     if requested_user_id is not None and not USER_ID.fullmatch(requested_user_id):
-        raise InvalidRequest(detail="userId")
+        raise InvalidRequest(detail="userId", field="userId")
     if viewer.is_server:
         if requested_user_id is None:
-            raise InvalidRequest(detail="userId is required with an API key")
+            raise InvalidRequest(detail="userId is required with an API key", field="userId")
         return requested_user_id
     assert viewer.user_id is not None
     if requested_user_id is not None and requested_user_id != viewer.user_id:
@@ -121,6 +121,6 @@ def session_owner(viewer: Viewer, requested_user_id: str | None) -> str | None:
     userId it names, or anyone's (None)."""
     if viewer.is_server:
         if requested_user_id is not None and not USER_ID.fullmatch(requested_user_id):
-            raise InvalidRequest(detail="userId")
+            raise InvalidRequest(detail="userId", field="userId")
         return requested_user_id
     return acting_user(viewer, requested_user_id)

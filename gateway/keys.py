@@ -23,6 +23,7 @@ from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
 from gateway.store.base import SessionStore
+from gateway.stream_health import StreamHealth
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -38,6 +39,8 @@ METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 SWAGGER_UI_URL = web.AppKey("swagger_ui_url", str)  # "" when Swagger UI is not installed
 OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
+# " https://img.example" ...: the hosts of the catalog's poster URLs, for img-src.
+POSTER_ORIGINS = web.AppKey("poster_origins", str)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", SessionService)
@@ -46,6 +49,9 @@ DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])
 STATUS_SENDER = web.AppKey("status_sender", asyncio.Task[None])
+# Per stream: is its origin up, how old is its newest segment (stream_health.py).
+STREAM_HEALTH = web.AppKey("stream_health", StreamHealth)
+STREAM_WATCHER = web.AppKey("stream_watcher", asyncio.Task[None])
 RECONCILER = web.AppKey("reconciler", Reconciler)  # real providers only
 RECONCILE_TASK = web.AppKey("reconcile_task", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only

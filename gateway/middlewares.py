@@ -15,7 +15,7 @@ from gateway import errors
 from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.keys import IDENTITY, POSTER_ORIGINS, SETTINGS, VIEWER
 from gateway.logs import log_event
 from gateway.settings import SERVER_NAME
 
@@ -38,6 +38,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.AlreadyHasAccess: 409,
     errors.RateLimited: 429,
     errors.TooManyWebSockets: 429,
+    errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
     errors.ProviderBadResponse: 502,
@@ -53,8 +54,8 @@ RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
-_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/ws", "/simulator/", "/healthz", "/readyz",
-                  "/metrics", "/static/", "/vendor/")
+_MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
+                  "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
 
 
 def error_response(request: web.Request, status: int, code: str,
@@ -118,7 +119,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # Pages load only their own scripts, styles and media; the player needs blob: for MSE.
 _CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frames}"
 )
@@ -157,4 +158,5 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
         host = public_host(request)
         ws = f"ws://{host} wss://{host}"
         headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
-            ws=ws, frames=request.app[SETTINGS].frame_ancestors)
+            ws=ws, images=request.app[POSTER_ORIGINS],
+            frames=request.app[SETTINGS].frame_ancestors)

@@ -8,18 +8,27 @@ The five session rules (the SPEC's "The payment session"; code that says "Rule N
 means these):
 
 1. One active session per viewer and stream. "Active" is pending, or paid and not yet
-   expired. The store enforces it atomically, across requests, processes and instances.
+   expired (a paid ticket whose window has not opened is active too). The store
+   enforces it atomically, across requests, processes and instances. The one
+   exception is rule 2's: a paid session's next window, bought in its last minutes.
 2. Asking for a QR while a pending session exists returns that same session and QR, so
    a viewer never holds two payable QRs for one stream. Asking while a paid session is
-   active is refused (409, `already_has_access`).
+   active is refused (409, `already_has_access`), except in the last ten minutes of
+   its window (`RENEWAL_WINDOW_MS`): then a new session is made that `renews` it and,
+   once paid, starts where it ends (`decide_new_session`). At most one such window
+   waits behind the current one.
 3. Only an authentic provider notification that names a known trxId and carries exactly
    the session's amount pays it; duplicates change nothing. A payment that arrives
    after the QR's window is still money received: the session becomes paid with the
    full access window from `paidAt`, unless the viewer already holds another paid
-   session for the stream (then it is a refund due). Every authentic notification is
-   kept with its reason, applied or not (`decide_payment`).
-4. Access means: the session exists, belongs to the caller, is for this stream, and is
-   paid and unexpired. `remainingTime = max(0, expiresAt - now)` in ms.
+   session for the stream (then it is a refund due; the session it renews does not
+   count). Every authentic notification is kept with its reason, applied or not
+   (`decide_payment`). A paid session's window opens (`startsAt`) at the latest of:
+   payment, the stream's `starts_at` (a ticket bought ahead), and the end of the window
+   it renews, if that one is still paid; it lasts the stream's access window.
+4. Access means: the session exists, belongs to the caller, is for this stream, is
+   paid and unexpired, and its window has opened: `startsAt <= now < expiresAt`.
+   `remainingTime = max(0, expiresAt - now)` in ms.
 5. Expiry is exact on every read (`status_at`), whatever the sweeper has done: an
    active session past its `expiresAt` is expired. The sweeper marks such sessions
    expired (telling listeners, so viewers' pages turn) and prunes unpaid expired ones
@@ -45,6 +54,9 @@ class SessionStatus(StrEnum):
 
 
 ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.PAID)
+# Rule 2's exception: in the last ten minutes of a paid window the viewer may buy the
+# next one, which starts where the current one ends.
+RENEWAL_WINDOW_MS = 10 * 60 * 1000
 
 
 def status_at(status: SessionStatus, expires_at_ms: int, now_ms: int) -> SessionStatus:
@@ -69,6 +81,11 @@ class PaymentSession:
     created_at_ms: int
     paid_at_ms: int | None
     expires_at_ms: int
+    # Once paid: when access opens (payment, the stream's start, or the end of the
+    # window this one renews). None while unpaid.
+    starts_at_ms: int | None = None
+    # The paid session whose window this one continues without a gap (rule 2), if any.
+    renews: str | None = None
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)
@@ -84,11 +101,22 @@ class PaymentSession:
         return self.status_at(now_ms) in ACTIVE_STATUSES
 
     def grants_access(self, user_id: str, stream_id: str, now_ms: int) -> bool:
+        """Rule 4: paid, the caller's, this stream, and startsAt <= now < expiresAt."""
         return (
             self.user_id == user_id
             and self.stream_id == stream_id
             and self.status_at(now_ms) == SessionStatus.PAID
+            and not self.waiting_at(now_ms)
         )
+
+    def waiting_at(self, now_ms: int) -> bool:
+        """Paid, but its window has not opened yet: a ticket bought ahead, or the next
+        window of a viewer still watching the current one."""
+        return (self.status_at(now_ms) == SessionStatus.PAID
+                and self.starts_at_ms is not None and now_ms < self.starts_at_ms)
+
+    def starts_in_ms(self, now_ms: int) -> int:
+        return max(0, (self.starts_at_ms or now_ms) - now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +179,39 @@ class NewSessionDecision:
 
 def decide_new_session(candidate: PaymentSession, active_as_stored: Iterable[PaymentSession],
                        now_ms: int) -> NewSessionDecision:
-    """Rule 1: `active_as_stored` are the viewer's sessions for the stream whose stored
-    status is active (some may be past expiry). Pure: no I/O, no clock."""
+    """Rules 1-2: `active_as_stored` are the viewer's sessions for the stream whose
+    stored status is active (some may be past expiry). A pending one is shown again; a
+    paid one refuses, unless it is alone and in its last ten minutes: then `candidate`
+    is stored as its renewal. Not inserted, `session` is the one reused or refusing
+    (the caller tells them apart by status). Pure: no I/O, no clock."""
     current, expired = expire_stale(active_as_stored, now_ms)
-    for session in current:
-        if session.status in ACTIVE_STATUSES:
-            return NewSessionDecision(session, False, expired)
-    return NewSessionDecision(candidate, True, expired)
+    live = [session for session in current if session.status in ACTIVE_STATUSES]
+    pending = [session for session in live if session.status == SessionStatus.PENDING]
+    if pending:
+        return NewSessionDecision(pending[0], False, expired)
+    paid = sorted(live, key=lambda session: session.expires_at_ms)
+    if not paid:
+        return NewSessionDecision(replace(candidate, renews=None), True, expired)
+    renewed = paid[0]
+    if (len(paid) == 1 and not renewed.waiting_at(now_ms)
+            and renewed.expires_at_ms - now_ms <= RENEWAL_WINDOW_MS):
+        return NewSessionDecision(replace(candidate, renews=renewed.session_id), True,
+                                  expired)
+    return NewSessionDecision(renewed, False, expired)
+
+
+def current_session(active: Iterable[PaymentSession], now_ms: int) -> PaymentSession | None:
+    """Of the viewer's active sessions for one stream, the one that matters now: the
+    one granting access, else a pending QR, else a paid ticket waiting to open."""
+    live = [session for session in active if session.is_active(now_ms)]
+    granting = [s for s in live if s.status_at(now_ms) == SessionStatus.PAID
+                and not s.waiting_at(now_ms)]
+    pending = [s for s in live if s.status_at(now_ms) == SessionStatus.PENDING]
+    waiting = [s for s in live if s.waiting_at(now_ms)]
+    for found in (granting, pending, waiting):
+        if found:
+            return min(found, key=lambda s: (s.starts_at_ms or 0, s.created_at_ms))
+    return None
 
 
 def decide_revocation(session: PaymentSession, now_ms: int) -> PaymentSession | None:
@@ -200,7 +254,16 @@ class PaymentDecision:
         return (*self.expired, *self.changed)
 
 
-def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
+@dataclass(frozen=True, slots=True)
+class StreamTerms:
+    """What a payment buys for one stream: its access window, and when it opens at the
+    earliest (the stream's starts_at, for tickets bought ahead)."""
+
+    access_ms: int
+    opens_at_ms: int | None = None
+
+
+def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecision:
     """Rule 3: what a verified notification does. Pure: no I/O, no clock (the time is
     the notification's receipt)."""
     note, session = context.notification, context.session
@@ -226,7 +289,11 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
         return refuse(NotificationReason.AMOUNT_MISMATCH)
     if session.paid_at_ms is not None:
         return refuse(NotificationReason.ALREADY_PAID)
-    if any(other.status == SessionStatus.PAID for other in others):
+    # A renewal whose window is still paid continues it; one whose window has ended
+    # before the money came is a plain purchase.
+    renewed = next((other for other in others if other.session_id == session.renews
+                    and other.status == SessionStatus.PAID), None)
+    if any(other.status == SessionStatus.PAID and other is not renewed for other in others):
         return refuse(NotificationReason.DUPLICATE_PAYMENT)
 
     # The provider's clock says when the money moved; never before the QR existed, never
@@ -235,17 +302,22 @@ def decide_payment(context: PaymentContext, access_ms: int) -> PaymentDecision:
     paid_at_ms = min(max(paid_at_ms, session.created_at_ms), note.received_at_ms)
     late = session.status == SessionStatus.EXPIRED or paid_at_ms >= session.expires_at_ms
     reason = NotificationReason.PAID_AFTER_WINDOW if late else NotificationReason.PAID
-    if paid_at_ms + access_ms <= note.received_at_ms:
+    starts_at_ms = max(paid_at_ms, terms.opens_at_ms or paid_at_ms,
+                       renewed.expires_at_ms if renewed is not None else paid_at_ms)
+    if starts_at_ms + terms.access_ms <= note.received_at_ms:
         # Providers retry for up to a day: the access this payment bought would be over
         # before we heard of it. The viewer paid for a window, so it starts now.
-        paid_at_ms = note.received_at_ms
+        paid_at_ms = starts_at_ms = note.received_at_ms
         reason = NotificationReason.PAID_WINDOW_FROM_RECEIPT
-    superseded = tuple(replace(other, status=SessionStatus.EXPIRED) for other in others)
+    superseded = tuple(replace(other, status=SessionStatus.EXPIRED) for other in others
+                       if other is not renewed)
     paid = replace(
         session,
         status=SessionStatus.PAID,
         paid_at_ms=paid_at_ms,
-        expires_at_ms=paid_at_ms + access_ms,
+        starts_at_ms=starts_at_ms,
+        expires_at_ms=starts_at_ms + terms.access_ms,
+        renews=renewed.session_id if renewed is not None else None,
     )
     return PaymentDecision(
         applied=True,
@@ -262,6 +334,10 @@ class AccessDecision:
     stream_id: str
     session: PaymentSession | None
     remaining_ms: int
+    # A paid session whose window has not opened: how long until it does (ms).
+    starts_in_ms: int | None = None
+    # The paid next window that continues this one, if bought.
+    next_session: PaymentSession | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
+from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID
 from gateway.devices import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.identity import USER_ID
+from gateway.stream_health import StreamStatus
 
 Schema = dict[str, Any]
 
@@ -145,8 +146,21 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
         "/api/streams": {"get": {
             "operationId": "listStreams", "summary": "The catalog (never the origins).",
             "responses": {"200": _ok(_obj(["streams"], streams={"type": "array", "items": _obj(
-                ["id", "title", "price"], id=STREAM, title={"type": "string"},
-                price={"type": "integer", "minimum": 1})})), **_errors()}}},
+                ["id", "title", "price", "status", "startsAt", "endsAt", "description",
+                 "poster", "accessSeconds"], id=STREAM, title={"type": "string"},
+                price={"type": "integer", "minimum": 1},
+                status={"type": "string", "enum": [status.value for status in StreamStatus]},
+                startsAt=MS_OR_NULL, endsAt=MS_OR_NULL,
+                description={"type": ["string", "null"]},
+                poster={"type": ["string", "null"], "description": "an image URL"},
+                accessSeconds={"type": "integer", "minimum": 1})})), **_errors()}}},
+        "/posters/{streamId}": {"get": {
+            "operationId": "poster", "summary": "A stream's poster image, when kept here.",
+            "parameters": [_path("streamId", STREAM, "The stream.")],
+            "responses": {"200": {"description": "The image.", "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in sorted(set(POSTER_TYPES.values()))}},
+                **_errors(404)}}},
         "/api/generate-qris": {"post": {
             "operationId": "generateQris",
             "summary": "A QRIS for the stream: new (201) or the pending one (200).",
@@ -350,7 +364,9 @@ _QR = _obj(
     sessionId=SESSION, trxId=TRX, qrString={"type": "string"},
     qrCode={"type": "string", "description": "URL of the QR image"},
     amount={"type": "integer", "minimum": 1}, fee={"type": "integer", "minimum": 0},
-    streamId=STREAM, status=STATUS, expiresAt=MS, remainingTime=DURATION_MS)
+    streamId=STREAM, status=STATUS, expiresAt=MS, remainingTime=DURATION_MS,
+    merchantName={"type": ["string", "null"], "description": "as the payer's e-wallet shows it"},
+    nmid={"type": ["string", "null"], "description": "the merchant's QRIS NMID"})
 
 
 def _hls_operation(operation_id: str, extra: list[Schema]) -> Schema:

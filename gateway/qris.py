@@ -123,6 +123,21 @@ class Qris:
         except InvalidOperation:
             return None
 
+    @property
+    def merchant_name(self) -> str | None:
+        return self.get("59")
+
+    @property
+    def nmid(self) -> str | None:
+        """The National Merchant ID (`ID...`) that payers' apps show beside the name: in
+        the merchant account template whose GUID is the national QRIS one."""
+        for tag, _ in self.fields:
+            if "26" <= tag <= "51":
+                template = self.template(tag)
+                if template.get("00") == QRIS_NATIONAL_GUID and template.get("02"):
+                    return template["02"]
+        return None
+
     def references(self) -> set[str]:
         """Every value of the additional-data template: providers put their transaction
         id in different sub-tags (05 Xendit, 07 otomatis.vip, 50 Midtrans)."""

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from gateway.catalog import Stream
 from gateway.change_feed import ChangeFeed
 from gateway.devices import Devices
 from gateway.errors import StoreUnavailable
@@ -30,6 +31,8 @@ from gateway.keys import (
     STATUS_HUB,
     STATUS_SENDER,
     STORE,
+    STREAM_HEALTH,
+    STREAM_WATCHER,
     SWEEPER,
     WEBSOCKETS,
 )
@@ -38,6 +41,12 @@ from gateway.logs import log_event
 from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
 from gateway.store import open_store
+from gateway.stream_health import (
+    DirectoryPlaylists,
+    HttpPlaylists,
+    PlaylistSource,
+    StreamHealth,
+)
 
 log = logging.getLogger("gateway.resources")
 
@@ -137,6 +146,30 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     gate.open(app[HTTP_CLIENT], app[DEVICES])
     yield
     await gate.close()
+
+
+async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Watches every origin from here, whoever serves the bytes (this gate or nginx)."""
+    settings, client = app[SETTINGS], app[HTTP_CLIENT]
+
+    def source(stream: Stream) -> PlaylistSource | None:
+        if stream.origin_url is not None:
+            return HttpPlaylists(stream.origin_url, client,
+                                 min(settings.upstream_timeout_seconds,
+                                     settings.stream_check_interval_seconds + 1))
+        if stream.loop_source is not None:
+            return None  # made from the clock: live whenever we are
+        assert stream.origin_dir is not None
+        return DirectoryPlaylists(stream.origin_dir)
+
+    health = StreamHealth(app[CATALOG], {s.stream_id: source(s) for s in app[CATALOG]},
+                          app[CLOCK],
+                          offline_after_seconds=settings.stream_offline_after_seconds)
+    app[STREAM_HEALTH] = health
+    app[STREAM_WATCHER] = asyncio.create_task(
+        health.run(settings.stream_check_interval_seconds), name="stream-health")
+    yield
+    await _stop(app[STREAM_WATCHER])
 
 
 async def status_hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,8 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router = app.router
     router.add_get("/", pages.index, name="index")
     router.add_get("/watch/{stream_id}", pages.watch, name="watch")
+    router.add_get("/tickets", pages.tickets, name="tickets")
+    router.add_get("/tickets/{session_id}", pages.receipt, name="receipt")
     router.add_get(pages.WS_PATH, ws.status_socket, name="ws")
     router.add_static("/static/", PROJECT_DIR / "static", name="static")
     if HLS_JS_FILE.is_file():  # installed from npm by `dev.py serve`; never committed
@@ -27,6 +29,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool) -> None:
     router.add_get("/api/openapi.json", docs.openapi_json, name="openapi")
     router.add_get("/api/docs", docs.api_docs, name="api-docs")
     router.add_get("/api/streams", api.list_streams, name="api-streams")
+    router.add_get("/posters/{stream_id}", api.poster, name="poster")
     router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")
     router.add_get("/api/payment-callback", api.payment_status, name="payment-status")
     router.add_post("/api/payment-callback", api.payment_notification, name="payment-callback")

@@ -24,6 +24,8 @@ class SessionState(Protocol):
     def paid_at_ms(self) -> int | None: ...
     @property
     def expires_at_ms(self) -> int: ...
+    @property
+    def starts_at_ms(self) -> int | None: ...
     def status_at(self, now_ms: int) -> SessionStatus: ...
 
 
@@ -37,21 +39,23 @@ _FIELDS: dict[str, Callable[[Any, int], object]] = {
     "fee": lambda session, now_ms: session.fee,
     "createdAt": lambda session, now_ms: session.created_at_ms,
     "paidAt": lambda session, now_ms: session.paid_at_ms,
+    "startsAt": lambda session, now_ms: session.starts_at_ms,
+    "renews": lambda session, now_ms: session.renews,
     "expiresAt": lambda session, now_ms: session.expires_at_ms,
     "remainingTime": lambda session, now_ms: max(0, session.expires_at_ms - now_ms),
 }
 
 # A session in a list or after an operator's action (user-sessions, revoke).
 STATUS_FIELDS = ("sessionId", "streamId", "trxId", "status", "amount", "createdAt",
-                 "paidAt", "expiresAt", "remainingTime")
+                 "paidAt", "startsAt", "expiresAt", "remainingTime", "renews")
 # POST /api/generate-qris (`qrCode`, the image URL, is the handler's to give).
 QR_FIELDS = ("sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
-             "status", "expiresAt", "remainingTime")
+             "status", "expiresAt", "remainingTime", "merchantName", "nmid")
 # GET /api/payment-callback, the seed's status poll.
 POLL_FIELDS = ("status", "sessionId", "trxId", "remainingTime", "paidAt", "expiresAt")
 # The WebSocket's status message (after its "type").
-STATUS_MESSAGE_FIELDS = ("sessionId", "streamId", "status", "paidAt", "expiresAt",
-                         "remainingTime")
+STATUS_MESSAGE_FIELDS = ("sessionId", "streamId", "status", "paidAt", "startsAt",
+                         "expiresAt", "remainingTime")
 
 
 def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STATUS_FIELDS,

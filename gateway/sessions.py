@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from gateway import qris
 from gateway.catalog import Catalog, Stream
@@ -27,11 +28,15 @@ from gateway.model import (
     AccessDecision,
     Notification,
     NotificationReason,
+    PaymentContext,
     PaymentDecision,
     PaymentSession,
     SessionStatus,
     StatusListener,
+    StreamTerms,
     SweepReport,
+    current_session,
+    decide_new_session,
     decide_payment,
     new_session_id,
 )
@@ -103,9 +108,14 @@ class SessionService:
         if amount is not None and amount != stream.price:
             raise AmountMismatch(price=stream.price)
         now_ms = self.clock()
-        existing = await self.store.find_active(user_id, stream_id, now_ms)
-        if existing is not None:
-            return self._reuse(existing, now_ms), False
+        # A first look, outside any transaction, so that a refusal or a QR to show
+        # again costs no provider call. The store decides again, atomically.
+        probe = PaymentSession("", user_id, stream_id, "", "", stream.price, 0, "",
+                               SessionStatus.PENDING, now_ms, None, now_ms)
+        looked = decide_new_session(
+            probe, await self.store.active_for_stream(user_id, stream_id, now_ms), now_ms)
+        if not looked.inserted:
+            return self._reuse(looked.session, now_ms), False
         key = (user_id, stream_id)
         under_way = self._creating.get(key)
         if under_way is not None:
@@ -113,7 +123,8 @@ class SessionService:
         creating: asyncio.Future[PaymentSession] = asyncio.get_running_loop().create_future()
         self._creating[key] = creating
         try:
-            session, created = await self._create(user_id, stream, now_ms, admit)
+            session, created = await self._create(user_id, stream, now_ms,
+                                                  looked.session.renews, admit)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 creating.set_exception(exc)
@@ -126,7 +137,7 @@ class SessionService:
         creating.set_result(session)
         return session, created
 
-    async def _create(self, user_id: str, stream: Stream, now_ms: int,
+    async def _create(self, user_id: str, stream: Stream, now_ms: int, renews: str | None,
                       admit: Callable[[], Awaitable[None]] | None
                       ) -> tuple[PaymentSession, bool]:
         stream_id = stream.stream_id
@@ -158,7 +169,8 @@ class SessionService:
             paid_at_ms=None,
             expires_at_ms=expires_at_ms,
         )
-        stored, inserted = await self.store.insert_pending(candidate, now_ms)
+        stored, inserted = await self.store.insert_pending(
+            replace(candidate, renews=renews), now_ms)
         if not inserted:
             # A concurrent request by the same viewer won; its QR is the one to show.
             log_event(log, "qris_discarded_after_race", sessionId=session_id,
@@ -166,7 +178,8 @@ class SessionService:
             await self._withdraw(created.trx_id)
             return self._reuse(stored, now_ms), False
         log_event(log, "session_created", sessionId=session_id, trxId=created.trx_id,
-                  streamId=stream_id, amount=stream.price, status="pending")
+                  streamId=stream_id, amount=stream.price, status="pending",
+                  renews=stored.renews)
         return stored, True
 
     async def _withdraw(self, trx_id: str) -> None:
@@ -206,19 +219,28 @@ class SessionService:
         if self.catalog.get(stream_id) is None:
             raise UnknownStream()
         now_ms = self.clock()
+        active = await self.store.active_for_stream(user_id, stream_id, now_ms)
         if session_id is not None:
             session: PaymentSession | None = await self.owned_session(
                 user_id, session_id=session_id
             )
         else:
-            session = await self.store.find_active(user_id, stream_id, now_ms)
+            session = current_session(active, now_ms)
         granted = session is not None and session.grants_access(user_id, stream_id, now_ms)
         remaining_ms = session.remaining_ms(now_ms) if session is not None and granted else 0
+        waiting = (session is not None and session.stream_id == stream_id
+                   and session.waiting_at(now_ms))
+        following = next((other for other in active if granted and session is not None
+                          and other.renews == session.session_id
+                          and other.status_at(now_ms) == SessionStatus.PAID), None)
         log_event(log, "access_decision", sessionId=session.session_id if session else None,
                   trxId=session.trx_id if session else None, streamId=stream_id,
                   granted=granted,
                   sessionStatus=session.status_at(now_ms) if session else None)
-        return AccessDecision(granted, stream_id, session, remaining_ms)
+        return AccessDecision(granted, stream_id, session, remaining_ms,
+                              starts_in_ms=session.starts_in_ms(now_ms)
+                              if waiting and session is not None else None,
+                              next_session=following)
 
     async def active_sessions(self, user_id: str) -> list[PaymentSession]:
         return await self.store.list_active(user_id, self.clock())
@@ -226,7 +248,7 @@ class SessionService:
     async def record_notification(self, notification: Notification) -> PaymentDecision:
         """Rule 3: store every verified notification and apply it if it pays a session."""
         decision = await self.store.apply_notification(
-            notification, lambda context: decide_payment(context, self.access_ms)
+            notification, lambda context: decide_payment(context, self._terms(context))
         )
         if decision.reason == NotificationReason.REPLAYED:
             # The exact bytes we already recorded (signature and all): typically the
@@ -246,6 +268,23 @@ class SessionService:
             await self._changed(session)
         return decision
 
+    def _terms(self, context: PaymentContext) -> StreamTerms:
+        stream = (self.catalog.get(context.session.stream_id)
+                  if context.session is not None else None)
+        if stream is None:  # unknown transaction, or a stream since removed
+            return StreamTerms(self.access_ms)
+        return StreamTerms(stream.access_seconds_or(self.access_ms // 1000) * 1000,
+                           stream.starts_at_ms)
+
+    @property
+    def longest_access_ms(self) -> int:
+        return max([self.access_ms, *(stream.access_seconds_or(self.access_ms // 1000) * 1000
+                                      for stream in self.catalog)])
+
+    async def purchases(self, user_id: str, limit: int = 100) -> list[PaymentSession]:
+        """The viewer's paid sessions, newest payment first: what they bought."""
+        return await self.store.list_paid(user_id, limit)
+
     async def revoke(self, session_id: str, reason: str) -> PaymentSession:
         """End a paid session now (a refund, an abuse report). Idempotent: revoking a
         session that is not paid and active changes nothing and returns it as it is."""
@@ -263,7 +302,7 @@ class SessionService:
     async def ended_early(self) -> list[PaymentSession]:
         """Sessions whose access was ended before its natural expiry and whose access
         tokens could therefore still look valid."""
-        return await self.store.ended_early(self.clock() - self.access_ms)
+        return await self.store.ended_early(self.clock() - self.longest_access_ms)
 
     async def sweep(self, batch_size: int = 500) -> SweepReport:
         """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,

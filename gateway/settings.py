@@ -86,6 +86,11 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     merchant: MerchantProfile = field(default_factory=MerchantProfile)
+    # The viewer's footer: where to get help and the terms of sale. None: not shown.
+    support_url: str | None = None
+    terms_url: str | None = None
+    stream_check_interval_seconds: int = 5
+    stream_offline_after_seconds: int = 60
     # The real provider's API base (None: its production URL) and its credentials, by
     # variable name (only the selected provider's, see PROVIDER_VARIABLES).
     provider_url: str | None = None
@@ -191,6 +196,14 @@ class Settings:
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
             log_format=env.get("GATEWAY_LOG_FORMAT", _one_of("json", "text"), "json"),
+            support_url=env.get("GATEWAY_SUPPORT_URL", _contact_url, None),
+            terms_url=env.get("GATEWAY_TERMS_URL", _web_url, None),
+            stream_check_interval_seconds=env.get(
+                "GATEWAY_STREAM_CHECK_INTERVAL_SECONDS", _seconds(1, 300), 5
+            ),
+            stream_offline_after_seconds=env.get(
+                "GATEWAY_STREAM_OFFLINE_AFTER_SECONDS", _seconds(1, 3600), 60
+            ),
             merchant=MerchantProfile(
                 name=env.get("GATEWAY_MERCHANT_NAME", _qris_text(25), _DEFAULT_MERCHANT.name),
                 city=env.get("GATEWAY_MERCHANT_CITY", _qris_text(15), _DEFAULT_MERCHANT.city),
@@ -372,6 +385,24 @@ def _public_url(raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(f"must be an http:// or https:// URL; got {raw!r}")
     return raw.rstrip("/")
+
+
+def _web_url(raw: str) -> str:
+    """A link shown to viewers: http(s) only, so a typo cannot put `javascript:` there."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(
+            ch.isspace() for ch in raw):
+        raise SettingsError(f"must be an http:// or https:// URL; got {raw!r}")
+    return raw
+
+
+def _contact_url(raw: str) -> str:
+    """Help for viewers: a web page, `mailto:` or a WhatsApp number as `https://wa.me/`."""
+    if raw.startswith("mailto:"):
+        if not re.fullmatch(r"mailto:[^@\s]+@[^@\s]+\.[^@\s]+", raw):
+            raise SettingsError(f"must be mailto:name@example.id or an https:// URL; got {raw!r}")
+        return raw
+    return _web_url(raw)
 
 
 def _networks(raw: str) -> tuple[IpNetwork, ...]:

@@ -36,11 +36,12 @@ class _Watched:
     status: SessionStatus
     paid_at_ms: int | None
     expires_at_ms: int
+    starts_at_ms: int | None
 
     @classmethod
     def of(cls, session: PaymentSession) -> _Watched:
         return cls(session.session_id, session.stream_id, session.status,
-                   session.paid_at_ms, session.expires_at_ms)
+                   session.paid_at_ms, session.expires_at_ms, session.starts_at_ms)
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)

@@ -1,5 +1,7 @@
 // The watch page: get a QR, hear the payment over the WebSocket, play, and hand back
-// to the pay panel when access ends. All text comes from the server (config.strings).
+// to the pay panel when access ends. It also waits out the start of a ticket bought
+// ahead, sells the next window near the end, and keeps the player alive through origin
+// outages. All text comes from the server (config.strings).
 (() => {
   "use strict";
 
@@ -9,40 +11,80 @@
   const video = $("video");
   const payPanel = $("pay-panel");
   const playerPanel = $("player-panel");
+  const waitingPanel = $("waiting-panel");
   const devicePanel = $("device-panel");
   const watchHereButton = $("watch-here");
   const statusLine = $("status");
+  const playerStatus = $("player-status");
   const qrImage = $("qr-image");
   const qrLoading = $("qr-loading");
+  const qrMerchant = $("qr-merchant");
+  const saveQr = $("save-qr");
   const newQrButton = $("new-qr");
   const simulateButton = $("simulate");
   const unmuteButton = $("unmute");
+  const renewBox = $("renew-box");
+  const renewText = $("renew-text");
+  const renewButton = $("renew");
   const payCountdown = $("pay-countdown");
   const accessCountdown = $("access-countdown");
+  const startCountdown = $("start-countdown");
   const payAnnouncer = $("pay-announcer");
   const accessAnnouncer = $("access-announcer");
+  const startAnnouncer = $("start-announcer");
+
+  // Retries after an origin failure: quick at first, then every few seconds, so the
+  // picture is back within seconds of the origin.
+  const RECOVERY_DELAYS_MS = [1000, 2000, 3000, 4000];
+  // A live stream whose clock has not moved for this long is stuck, whatever the
+  // player says about it.
+  const STALL_MS = 5000;
+  const API_TIMEOUT_MS = 8000;
 
   const state = {
-    mode: "pay", // "pay" | "play" | "device" (paid, but playing on other devices)
+    mode: "pay", // "pay" | "play" | "wait" | "device" (paid, but playing elsewhere)
     session: null, // the pending QR: {sessionId, trxId, qrCode, ...}
+    renewal: false, // the pending QR is for the next window, bought while playing
+    renewed: false, // the next window is paid
     watchedSessionId: null,
     payDeadline: null, // performance.now() based, immune to a wrong device clock
-    accessDeadline: null,
+    accessDeadline: null, // the end of all access held, next window included
+    windowEnd: null, // the end of the current session's window
+    windowTimer: null,
+    startDeadline: null,
+    startChecking: false,
     socket: null,
     reconnectAttempt: 0,
     reconnectTimer: null,
     hls: null,
+    playbackUrl: null,
+    autoplay: false, // start playing whenever there is something to play
+    ignorePausesUntil: 0,
+    lastTime: null,
+    lastProgressAt: 0,
+    recoveryAttempt: 0,
+    recoveryTimer: null,
+    disrupted: false,
   };
 
   const format = (template, values) =>
     template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
+  const minutesText = (n) => format(n === 1 ? t.unit_minute : t.unit_minutes, { n });
 
   function setStatus(text) {
     statusLine.textContent = text;
   }
 
+  function setPlayerStatus(text) {
+    playerStatus.textContent = text || "";
+    playerStatus.hidden = !text;
+  }
+
   async function api(method, url, body) {
-    const options = { method, credentials: "same-origin", headers: {} };
+    // Bounded: a check stuck behind a dead origin's hanging requests must not stall
+    // the page's recovery (or anything else) for good.
+    const options = { method, credentials: "same-origin", headers: {},
+                      signal: AbortSignal.timeout(API_TIMEOUT_MS) };
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
@@ -56,38 +98,71 @@
     }
   }
 
+  // The server's message in the viewer's language, never a library's text.
+  const errorText = (answer) => (answer.payload && answer.payload.error) || t.status_error;
+
   // ---- Paying -------------------------------------------------------------------
 
   async function requestQr() {
-    showPayPanel();
+    const renewal = state.mode === "play";
+    state.renewal = renewal;
+    $("pay-heading").textContent = renewal ? t.renew_heading : t.pay_heading;
+    if (renewal) {
+      payPanel.hidden = false; // below the player, which keeps playing
+    } else {
+      showPayPanel();
+    }
     newQrButton.hidden = true;
     qrImage.hidden = true;
+    qrMerchant.hidden = true;
+    saveQr.hidden = true;
     qrLoading.hidden = false;
     qrLoading.textContent = t.qr_loading;
     if (simulateButton) simulateButton.disabled = true;
     const answer = await api("POST", config.urls.generateQris, { streamId: config.streamId });
-    if (answer.status === 409) {
+    if (answer.status === 409 && answer.payload.code === "already_has_access") {
+      if (renewal) {
+        payPanel.hidden = true;
+        renewText.textContent = errorText(answer);
+        return;
+      }
       return startPlayback(); // paid already, e.g. in another tab
     }
     if (!answer.ok) {
-      setStatus(answer.payload.error || t.status_error);
+      setStatus(errorText(answer));
       qrLoading.hidden = true;
+      newQrButton.textContent = answer.payload.code === "stream_offline"
+        ? t.retry_button : t.new_qr_button;
       newQrButton.hidden = false;
       return;
     }
     const session = answer.payload.data;
     state.session = session;
+    $("pay-countdown-line").hidden = false;
+    if (simulateButton) simulateButton.parentElement.hidden = false;
     qrImage.onload = () => {  // reveal it drawn, never as an empty box
       qrImage.hidden = false;
       qrLoading.hidden = true;
     };
     qrImage.onerror = () => setStatus(t.status_error);
     qrImage.src = session.qrCode;
+    showMerchant(session);
     state.payDeadline = performance.now() + session.remainingTime;
     renderCountdowns();
     setStatus(t.status_waiting);
     if (simulateButton) simulateButton.disabled = false;
     listen(session.sessionId);
+  }
+
+  function showMerchant(session) {
+    // Payers check the name and NMID against what their e-wallet shows.
+    $("qr-merchant-name").textContent = session.merchantName || "";
+    $("qr-nmid").textContent = session.nmid || "";
+    qrMerchant.hidden = !(session.merchantName || session.nmid);
+    // Same-phone payers save the image and pick it in their payment app.
+    saveQr.href = session.qrCode;
+    saveQr.download = `QRIS-${config.streamId}-Rp${session.amount}.png`;
+    saveQr.hidden = false;
   }
 
   async function simulatePayment() {
@@ -96,7 +171,7 @@
     const url = config.urls.simulatorPay.replace("TRX_ID", encodeURIComponent(state.session.trxId));
     const answer = await api("POST", url);
     if (!answer.ok) {
-      setStatus(answer.payload.error || t.status_error);
+      setStatus(errorText(answer));
       simulateButton.disabled = false;
     }
     // The page changes when the WebSocket says "paid", as it would for a real payment.
@@ -105,18 +180,31 @@
   function showPayPanel() {
     state.mode = "pay";
     playerPanel.hidden = true;
+    waitingPanel.hidden = true;
     devicePanel.hidden = true;
     payPanel.hidden = false;
   }
 
-  function qrExpired() {
-    state.payDeadline = null;
-    renderCountdowns();
+  function hideQr() {
     state.session = null;
+    state.payDeadline = null;
     qrImage.hidden = true;
     qrLoading.hidden = true;
+    qrMerchant.hidden = true;
+    saveQr.hidden = true;
     if (simulateButton) simulateButton.disabled = true;
+  }
+
+  function qrExpired() {
+    hideQr();
+    renderCountdowns();
+    if (state.renewal && state.mode === "play") {
+      payPanel.hidden = true; // the offer stays in the player's renew box
+      state.renewal = false;
+      return;
+    }
     setStatus(t.status_qr_expired);
+    newQrButton.textContent = t.new_qr_button;
     newQrButton.hidden = false;
   }
 
@@ -166,20 +254,29 @@
   }
 
   function onStatus(message) {
+    const isQr = state.session && message.sessionId === state.session.sessionId;
     if (message.status === "pending") {
       state.payDeadline = performance.now() + message.remainingTime;
       renderCountdowns();
       if (state.mode === "pay") setStatus(t.status_waiting);
     } else if (message.status === "paid") {
-      state.accessDeadline = performance.now() + message.remainingTime;
-      renderCountdowns();
-      if (state.mode === "pay") {
+      if (state.mode === "play" && isQr) {
+        renewalPaid(message);
+      } else if (state.mode === "play") {
+        state.accessDeadline = performance.now() + message.remainingTime;
+        renderCountdowns();
+      } else if (state.mode === "pay") {
+        hideQr();
         setStatus(t.status_paid);
         startPlayback();
       }
     } else if (message.status === "expired") {
-      if (state.mode !== "pay") {
+      if (state.mode === "device") {
         endPlayback();
+      } else if (state.mode === "play" && !isQr) {
+        refreshAccess();
+      } else if (state.mode === "wait") {
+        refreshAccess();
       } else {
         afterQrExpired();
       }
@@ -189,8 +286,111 @@
   async function afterQrExpired() {
     // A QR can end because an older one was paid late: then there is access to play.
     const access = await checkAccess();
-    if (access && access.hasAccess) return play(access);
+    if (access && access.hasAccess && state.mode !== "play") return play(access);
     qrExpired();
+  }
+
+  // ---- Carrying on: the next window ------------------------------------------------
+
+  function renewalPaid(message) {
+    hideQr();
+    payPanel.hidden = true;
+    state.renewal = false;
+    state.renewed = true;
+    state.accessDeadline = performance.now() + message.remainingTime;
+    renewBox.hidden = false;
+    renewButton.hidden = true;
+    renewText.textContent = t.renewed_until;
+    renderCountdowns();
+  }
+
+  function scheduleWindowEnd(access) {
+    clearTimeout(state.windowTimer);
+    state.windowEnd = performance.now() + access.remainingTime;
+    // When this window closes, ask again: a paid next window carries on at once
+    // (with a fresh gate cookie), and no next window means access has ended.
+    state.windowTimer = setTimeout(refreshAccess, access.remainingTime + 250);
+  }
+
+  async function refreshAccess() {
+    const access = await checkAccess();
+    if (access === null) {
+      state.windowTimer = setTimeout(refreshAccess, 2000); // no verdict: ask again
+      return;
+    }
+    if (access.deviceLimit) return showDevicePanel();
+    if (!access.hasAccess) {
+      if (state.mode === "wait" && access.startsIn !== undefined) return waitForStart(access);
+      return state.mode === "play" ? endPlayback() : qrExpired();
+    }
+    if (state.mode !== "play") return play(access);
+    adoptAccess(access);
+  }
+
+  function adoptAccess(access) {
+    state.accessDeadline = performance.now()
+      + (access.next ? access.next.remainingTime : access.remainingTime);
+    state.renewed = Boolean(access.next);
+    state.playbackUrl = access.playbackUrl;
+    scheduleWindowEnd(access);
+    // One socket: the newest session is the one whose news matters (a pending next
+    // window's QR while it is being paid).
+    const pendingNext = state.renewal && state.session ? state.session.sessionId : null;
+    listen(access.next ? access.next.sessionId : pendingNext || access.sessionId);
+    if (!state.renewed && !state.renewal) {
+      renewBox.hidden = true;
+      renewButton.hidden = false;
+    }
+    renderCountdowns();
+  }
+
+  function renderRenewOffer(left) {
+    if (state.mode !== "play" || state.renewed) return;
+    if (left > config.renewWindowMs || left <= 0) {
+      renewBox.hidden = true;
+      return;
+    }
+    renewBox.hidden = false;
+    renewButton.hidden = state.renewal;
+    renewText.textContent = left <= config.warnBeforeMs
+      ? format(t.access_ending_soon, { left: minutesText(Math.max(1, Math.ceil(left / 60000))) })
+      : t.renew_offer;
+  }
+
+  // ---- Waiting for the start of a ticket bought ahead --------------------------------
+
+  function waitForStart(ticket) {
+    state.mode = "wait";
+    payPanel.hidden = true;
+    playerPanel.hidden = true;
+    waitingPanel.hidden = false;
+    state.startDeadline = performance.now() + ticket.startsIn;
+    listen(ticket.sessionId);
+    renderCountdowns();
+  }
+
+  async function startWhenDue() {
+    if (state.startChecking) return;
+    state.startChecking = true;
+    const access = await checkAccess();
+    state.startChecking = false;
+    if (access && access.deviceLimit) return showDevicePanel();
+    if (access && access.hasAccess) {
+      state.startDeadline = null;
+      waitingPanel.hidden = true;
+      return play(access);
+    }
+    if (access && access.startsIn !== undefined) {
+      // Our count was a little early (or the start moved): count again.
+      state.startDeadline = performance.now() + Math.max(access.startsIn, 500);
+    } else if (access) {
+      state.startDeadline = null;
+      waitingPanel.hidden = true;
+      showPayPanel();
+      requestQr();
+    } else {
+      state.startDeadline = performance.now() + 1000;
+    }
   }
 
   // ---- Watching ------------------------------------------------------------------
@@ -201,7 +401,7 @@
     if (answer.status === 403 && answer.payload.code === "device_limit") {
       return { deviceLimit: true };
     }
-    return answer.ok ? answer.payload.data : null;
+    return (answer.ok && answer.payload.data) || null;
   }
 
   async function checkAccess() {
@@ -221,10 +421,12 @@
 
   // Another device plays this purchase: say so, and offer to move playback here.
   function showDevicePanel() {
+    stopRecovery();
     detach();
     state.mode = "device";
     payPanel.hidden = true;
     playerPanel.hidden = true;
+    waitingPanel.hidden = true;
     devicePanel.hidden = false;
     watchHereButton.focus();
   }
@@ -232,44 +434,52 @@
   async function startPlayback() {
     const access = await checkAccess();
     if (access && access.deviceLimit) return showDevicePanel();
-    if (!access || !access.hasAccess) {
-      setStatus(t.status_error);
-      newQrButton.hidden = false;
-      return;
-    }
-    play(access);
+    if (access && access.hasAccess) return play(access);
+    if (access && access.startsIn !== undefined) return waitForStart(access);
+    setStatus(t.status_error);
+    newQrButton.hidden = false;
   }
 
   function play(access) {
     state.mode = "play";
     state.session = null;
     state.payDeadline = null;
-    state.accessDeadline = performance.now() + access.remainingTime;
-    renderCountdowns();
-    listen(access.sessionId);
-    if (access.deviceLimit) return showDevicePanel();
+    if (access.deviceLimit) {
+      listen(access.sessionId);
+      return showDevicePanel();
+    }
     payPanel.hidden = true;
+    waitingPanel.hidden = true;
     devicePanel.hidden = true;
     playerPanel.hidden = false;
+    adoptAccess(access);
     attach(access.playbackUrl);
   }
 
   function attach(url) {
     detach();
+    state.playbackUrl = url;
+    state.autoplay = true;
+    state.lastTime = null;
+    state.lastProgressAt = performance.now();
     if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = url; // Safari, recent Chromium: the browser plays HLS itself
     } else if (window.Hls && window.Hls.isSupported()) {
       const hls = new window.Hls({ lowLatencyMode: true });
       hls.on(window.Hls.Events.ERROR, (_, data) => {
+        if (hls !== state.hls) return;
         if (data.response && data.response.code === 403) {
           // The gate said no: show why (pay panel, or another device), not a frozen frame.
           accessLost({ refused: true });
-        } else if (data.fatal && data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
-          hls.startLoad();
         } else if (data.fatal && data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
           hls.recoverMediaError();
+        } else if (data.fatal) {
+          disrupted(); // hls.js gave up on the origin: we keep trying
         }
       });
+      // Media arriving is a live pipeline even before the picture moves: on a slow
+      // machine the first frames take a while, and that is no outage.
+      hls.on(window.Hls.Events.FRAG_BUFFERED, () => { state.lastProgressAt = performance.now(); });
       hls.loadSource(url);
       hls.attachMedia(video);
       state.hls = hls;
@@ -277,7 +487,14 @@
       setStatus(t.no_hls);
       return;
     }
-    video.play().catch(() => {
+    startPlaying();
+  }
+
+  function startPlaying() {
+    video.play().catch((error) => {
+      // Nothing to play yet (the origin is down, the source was replaced): "canplay"
+      // tries again once there is.
+      if (video.error || !error || error.name !== "NotAllowedError") return;
       // Autoplay with sound needs a gesture the viewer may not have made (they paid on
       // their phone): start muted, offer the sound.
       video.muted = true;
@@ -287,6 +504,7 @@
   }
 
   function detach() {
+    state.ignorePausesUntil = performance.now() + 1000; // ours, not the viewer's
     if (state.hls) {
       state.hls.destroy();
       state.hls = null;
@@ -303,6 +521,7 @@
     if (access === null) return;
     if (access.deviceLimit) return showDevicePanel();
     if (access.hasAccess) {
+      if (state.mode === "play") adoptAccess(access); // e.g. the next window began
       // Refused, yet access holds: this device's grant was ended and check-access has
       // just given it a new one (in the cookie). Start again with it, after a pause: a
       // gate that refused a moment ago may take a few seconds to hear of the free place.
@@ -314,17 +533,97 @@
 
   function endPlayback() {
     if (state.mode === "pay") return;
+    stopRecovery();
+    clearTimeout(state.windowTimer);
     detach();
+    state.autoplay = false;
     state.accessDeadline = null;
+    state.renewed = false;
+    state.renewal = false;
+    renewBox.hidden = true;
     renderCountdowns();
     showPayPanel();
-    qrImage.hidden = true;
-    qrLoading.hidden = true;
-    if (simulateButton) simulateButton.disabled = true;
+    hideQr();
     setStatus(t.status_access_ended);
+    newQrButton.textContent = t.new_qr_button;
     newQrButton.hidden = false;
     newQrButton.focus();
   }
+
+  // ---- Recovering from origin outages ----------------------------------------------
+
+  // The origin failed (hls.js gave up, the browser reported an error, or the picture
+  // froze): say so in plain words and attach again, with growing delays, until the
+  // picture moves. Each attempt first asks check-access, so ended access still stops.
+  function disrupted() {
+    if (state.mode !== "play" || state.recoveryTimer !== null) return;
+    state.disrupted = true;
+    setPlayerStatus(t.playback_disrupted);
+    const base = RECOVERY_DELAYS_MS[Math.min(state.recoveryAttempt,
+      RECOVERY_DELAYS_MS.length - 1)];
+    state.recoveryAttempt += 1;
+    state.recoveryTimer = setTimeout(async () => {
+      // Let go of the failing player first: its requests hanging on the origin must
+      // not hold the browser's connections that the access check needs.
+      detach();
+      const access = await checkAccess();
+      state.recoveryTimer = null;
+      if (state.mode !== "play") return;
+      if (access && access.deviceLimit) return showDevicePanel();
+      if (access && !access.hasAccess) return endPlayback();
+      if (access) adoptAccess(access);
+      attach(state.playbackUrl);
+    }, base * (0.8 + Math.random() * 0.4));
+  }
+
+  function stopRecovery() {
+    clearTimeout(state.recoveryTimer);
+    state.recoveryTimer = null;
+    state.recoveryAttempt = 0;
+    state.disrupted = false;
+    setPlayerStatus("");
+  }
+
+  video.addEventListener("timeupdate", () => {
+    // Progress is the clock moving forward, not the first report after attaching.
+    const moved = state.lastTime !== null && video.currentTime > state.lastTime;
+    state.lastTime = video.currentTime;
+    if (!moved) return;
+    state.lastProgressAt = performance.now();
+    // The picture moves again: unless a retry is already due (the player gave up, and
+    // what still moves is the last of its buffer).
+    if (state.disrupted && !video.paused && state.recoveryTimer === null) stopRecovery();
+  });
+  video.addEventListener("canplay", () => {
+    if (state.mode === "play" && state.autoplay && video.paused) startPlaying();
+  });
+  video.addEventListener("play", () => { state.autoplay = true; });
+  video.addEventListener("pause", () => {
+    // A pause the viewer made, on a picture that could play (not an error, not our own
+    // detach, not an outage): leave it paused.
+    if (video.error || performance.now() < state.ignorePausesUntil || state.disrupted
+        || video.readyState < 3) return;
+    if (state.mode === "play") state.autoplay = false;
+  });
+  video.addEventListener("error", () => {
+    if (state.mode !== "play" || !video.getAttribute("src")) return;
+    disrupted(); // its retry asks check-access first: a refusal ends playback
+  });
+
+  // The stall watch: a playing picture that stops moving, or a recovery attempt that
+  // has not got it moving, is an outage (a viewer's own pause is neither).
+  // Each failed attempt gives the next one longer, so a slow start is not cut short
+  // again and again.
+  setInterval(() => {
+    if (state.mode !== "play" || state.recoveryTimer !== null) return;
+    if (video.paused && !state.disrupted) return;
+    const limit = STALL_MS * Math.min(1 + state.recoveryAttempt, 4);
+    if (performance.now() - state.lastProgressAt > limit) disrupted();
+  }, 1000);
+  video.addEventListener("progress", () => {
+    // Native HLS downloading media again counts as a live pipeline too.
+    if (state.disrupted) state.lastProgressAt = performance.now();
+  });
 
   // Native HLS does not say why it stopped: a refused playlist or segment shows up as a
   // stall (Chromium) or an error (Safari). Either way, ask whether access has ended.
@@ -336,13 +635,13 @@
       if (state.mode === "play") accessLost();
     }, 1000);
   }
-  for (const event of ["error", "stalled", "waiting"]) {
+  for (const event of ["stalled", "waiting"]) {
     video.addEventListener(event, probeAccessSoon);
   }
 
   // ---- Countdowns ----------------------------------------------------------------
 
-  const lastAnnounced = { pay: null, access: null };
+  const lastAnnounced = { pay: null, access: null, start: null };
 
   function clock(ms, withHours) {
     const total = Math.max(0, Math.ceil(ms / 1000));
@@ -375,6 +674,13 @@
       const left = state.accessDeadline - now;
       accessCountdown.textContent = clock(left, true);
       announce("access", accessAnnouncer, t.access_left, left);
+      renderRenewOffer(left);
+    }
+    if (state.startDeadline !== null && state.mode === "wait") {
+      const left = state.startDeadline - now;
+      startCountdown.textContent = clock(left, true);
+      announce("start", startAnnouncer, t.starts_in_label, left);
+      if (left <= 0) startWhenDue();
     }
   }
   setInterval(renderCountdowns, 250);
@@ -382,6 +688,7 @@
   // ---- Start ---------------------------------------------------------------------
 
   newQrButton.addEventListener("click", requestQr);
+  renewButton.addEventListener("click", requestQr);
   if (simulateButton) simulateButton.addEventListener("click", simulatePayment);
   watchHereButton.addEventListener("click", watchHere);
   unmuteButton.addEventListener("click", () => {
@@ -391,6 +698,16 @@
 
   if (config.access) {
     play(config.access);
+  } else if (config.ticket) {
+    waitForStart(config.ticket);
+  } else if (!config.buyable) {
+    showPayPanel();
+    qrLoading.hidden = true;
+    $("pay-countdown-line").hidden = true; // nothing to pay, no clock to watch
+    if (simulateButton) simulateButton.parentElement.hidden = true;
+    setStatus(t.stream_offline_note);
+    newQrButton.textContent = t.retry_button;
+    newQrButton.hidden = false;
   } else {
     requestQr();
   }

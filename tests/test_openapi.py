@@ -15,7 +15,8 @@ from gateway.routes import SWAGGER_UI_DIR
 from tests.conftest import IN_CI, ViewerClient
 
 # Routes for browsers and files, not the HTTP API: pages and static assets.
-NOT_API = {"/", "/watch/{}", "/static/{}", "/vendor/hls.min.js", "/vendor/swagger-ui/{}"}
+NOT_API = {"/", "/watch/{}", "/tickets", "/tickets/{}", "/static/{}", "/vendor/hls.min.js",
+           "/vendor/swagger-ui/{}"}
 
 
 def shape(path: str) -> str:

@@ -89,6 +89,17 @@ def test_real_provider_payloads_decode_and_validate(
     assert qris.encode_tlv(list(parsed.fields)) == payload
 
 
+@pytest.mark.parametrize(("payload", "name", "nmid"), [
+    (OTOMATIS_MOTIONPAY_DYNAMIC, "NURLA HARAPAN JAYA", "ID1024360078249"),
+    (MIDTRANS_GOPAY_DYNAMIC, "Test", "AID060733612866"),
+    (DANA_STATIC, "Warung Sayur Bu Sugeng", "ID1020017611473"),
+])
+def test_the_merchant_name_and_nmid_payers_compare(payload: str, name: str,
+                                                    nmid: str) -> None:
+    parsed = qris.parse(payload)
+    assert (parsed.merchant_name, parsed.nmid) == (name, nmid)
+
+
 def test_transaction_references_are_found_wherever_the_provider_puts_them() -> None:
     assert "03C9e23df11b9674" in qris.parse(OTOMATIS_MOTIONPAY_DYNAMIC).references()  # 62.07
     assert "c032f87c-f773-4619-aefa-675e1f06f921" in qris.parse(

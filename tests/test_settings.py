@@ -88,6 +88,12 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
          "GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window plus a day"),
         ({"GATEWAY_FRAME_ANCESTORS": "<script>"}, "GATEWAY_FRAME_ANCESTORS: must be a"),
         ({"GATEWAY_BODY_TIMEOUT_SECONDS": "²"}, "GATEWAY_BODY_TIMEOUT_SECONDS: must be a whole"),
+        ({"GATEWAY_SUPPORT_URL": "javascript:alert(1)"}, "GATEWAY_SUPPORT_URL: must be"),
+        ({"GATEWAY_SUPPORT_URL": "mailto:nobody"}, "GATEWAY_SUPPORT_URL: must be mailto:"),
+        ({"GATEWAY_TERMS_URL": "mailto:a@b.id"}, "GATEWAY_TERMS_URL: must be an http"),
+        ({"GATEWAY_TERMS_URL": "https://x.id/a b"}, "GATEWAY_TERMS_URL: must be an http"),
+        ({"GATEWAY_STREAM_OFFLINE_AFTER_SECONDS": "0"},
+         "GATEWAY_STREAM_OFFLINE_AFTER_SECONDS: must be from 1"),
         ({"GATEWAY_MAX_DEVICES": "two"}, "GATEWAY_MAX_DEVICES: must be a whole number"),
         ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
          "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
@@ -130,6 +136,16 @@ def test_a_shared_redis_store_with_shared_secrets(tmp_path: Path) -> None:
     assert settings.store_url == "rediss://cache.internal:6380/2"
     assert settings.redis_key_prefix == "pay-gate:prod:"
     assert not (tmp_path / "secret").exists()  # nothing generated per instance
+
+
+def test_footer_links_are_optional_and_kept_as_given(tmp_path: Path) -> None:
+    base = {"GATEWAY_VAR_DIR": str(tmp_path)}
+    unset = Settings.from_env(base)
+    assert (unset.support_url, unset.terms_url) == (None, None)
+    given = Settings.from_env({**base, "GATEWAY_SUPPORT_URL": "mailto:bantuan@tonton.id",
+                               "GATEWAY_TERMS_URL": "https://tonton.id/syarat"})
+    assert (given.support_url, given.terms_url) == ("mailto:bantuan@tonton.id",
+                                                    "https://tonton.id/syarat")
 
 
 def test_a_real_provider_is_configured_by_its_own_variables(tmp_path: Path) -> None:

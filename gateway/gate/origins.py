@@ -13,6 +13,7 @@ the path-token form of the gate's URLs.
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import math
 import re
@@ -267,7 +268,9 @@ async def _whole(shared: SharedFetch) -> bytes:
 
 async def _stream_shared(request: web.Request, shared: SharedFetch,
                          headers: Headers) -> web.StreamResponse:
-    await shared.headers_ready  # raises UpstreamFailed / UpstreamTimeout
+    # Shielded: a viewer hanging up must not cancel the future the other viewers of
+    # this fetch (and the fetch itself) still wait on.
+    await asyncio.shield(shared.headers_ready)  # raises UpstreamFailed / UpstreamTimeout
     if shared.status in (404, 410):
         raise MediaNotFound()
     if shared.status != 200:

@@ -10,9 +10,10 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from gateway.catalog import MAX_PRICE_RUPIAH, STREAM_ID
+from gateway import qris
+from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
 from gateway.devices import DEVICE_ID, GrantReport
-from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected
+from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     SESSION_ID,
@@ -40,6 +41,7 @@ from gateway.keys import (
     PROVIDER,
     SESSIONS,
     SETTINGS,
+    STREAM_HEALTH,
 )
 from gateway.logs import log_event
 from gateway.model import AccessDecision, SessionStatus
@@ -64,16 +66,48 @@ class UserSessionBody(msgspec.Struct, rename="camel"):
     user_id: UserId | None = None
 
 
+def stream_json(request: web.Request, stream: Stream) -> dict[str, Any]:
+    """A catalog entry as the public sees it: never its origin."""
+    health = request.app[STREAM_HEALTH]
+    settings = request.app[SETTINGS]
+    return {
+        "id": stream.stream_id,
+        "title": stream.title,
+        "price": stream.price,
+        "status": health.status(stream).value,
+        "startsAt": stream.starts_at_ms,
+        "endsAt": stream.ends_at_ms,
+        "description": stream.description,
+        "poster": poster_url(request, stream),
+        "accessSeconds": stream.access_seconds_or(settings.access_seconds),
+    }
+
+
+def poster_url(request: web.Request, stream: Stream) -> str | None:
+    if stream.poster_file is not None:
+        return str(request.app.router["poster"].url_for(stream_id=stream.stream_id))
+    return stream.poster_url
+
+
 async def list_streams(request: web.Request) -> web.Response:
-    return ok({"streams": [
-        {"id": stream.stream_id, "title": stream.title, "price": stream.price}
-        for stream in request.app[CATALOG]
-    ]})
+    return ok({"streams": [stream_json(request, stream) for stream in request.app[CATALOG]]})
+
+
+async def poster(request: web.Request) -> web.FileResponse:
+    stream = request.app[CATALOG].get(request.match_info["stream_id"])
+    if stream is None or stream.poster_file is None:
+        raise UnknownStream()
+    return web.FileResponse(stream.poster_file, headers={
+        "Content-Type": POSTER_TYPES[stream.poster_file.suffix.lower()],
+        "Cache-Control": "public, max-age=3600"})
 
 
 async def generate_qris(request: web.Request) -> web.Response:
     body = await read_json(request, GenerateQrisBody)
     user_id = acting_user(current_viewer(request), body.user_id)
+    stream = request.app[CATALOG].get(body.stream_id)
+    if stream is not None:
+        request.app[STREAM_HEALTH].ensure_buyable(stream)
     limits = request.app[LIMITS]
     session, created = await request.app[SESSIONS].request_qr(
         user_id, body.stream_id, body.amount,
@@ -82,7 +116,10 @@ async def generate_qris(request: web.Request) -> web.Response:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
     qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
-    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url)),
+    # Payers compare these with what their e-wallet shows before they confirm.
+    payload = qris.parse(session.qr_string)
+    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url),
+                           merchantName=payload.merchant_name, nmid=payload.nmid),
               status=201 if created else 200)
 
 
@@ -91,7 +128,7 @@ async def payment_status(request: web.Request) -> web.Response:
     session_id = query_value(request, "sessionId", SESSION_ID)
     trx_id = query_value(request, "trxId", TRX_ID)
     if session_id is None and trx_id is None:
-        raise InvalidRequest(detail="sessionId or trxId is required")
+        raise InvalidRequest(detail="sessionId or trxId is required", field="sessionId")
     owner = session_owner(current_viewer(request), query_value(request, "userId", USER_ID))
     session = await request.app[SESSIONS].owned_session(
         owner, session_id=session_id, trx_id=trx_id
@@ -130,7 +167,7 @@ async def check_access(request: web.Request) -> web.Response:
     device = request_device(request, query_value(request, "deviceId", DEVICE_ID))
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
     if not (decision.has_access and decision.session is not None):
-        return ok(_access_json(decision))
+        return ok(access_json(decision))
     # This device's grant; refused (device_limit) when it is new and the places are taken.
     grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device)
     return _access_response(request, decision, grant)
@@ -151,26 +188,40 @@ async def watch_here(request: web.Request) -> web.Response:
     device = request_device(request, body.device_id)
     decision = await request.app[SESSIONS].check_access(user_id, body.stream_id, None)
     if not (decision.has_access and decision.session is not None):
-        return ok(_access_json(decision))
+        return ok(access_json(decision))
     grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
                                                 device)
     return _access_response(request, decision, grant)
 
 
-def _access_json(decision: AccessDecision) -> dict[str, Any]:
-    return {
+def access_json(decision: AccessDecision) -> dict[str, Any]:
+    """check-access's answer (also the watch page's starting point)."""
+    data: dict[str, Any] = {
         "hasAccess": decision.has_access,
         "streamId": decision.stream_id,
         "sessionId": decision.session.session_id if decision.session else None,
         "remainingTime": decision.remaining_ms,
     }
+    if decision.starts_in_ms is not None and decision.session is not None:
+        # A paid ticket whose window has not opened: when it does.
+        data |= {"startsAt": decision.session.starts_at_ms, "startsIn": decision.starts_in_ms}
+    if decision.next_session is not None and decision.session is not None:
+        following = decision.next_session
+        # The paid next window: access runs on, without a gap, until it ends.
+        current_ends_in_ms = decision.remaining_ms
+        data["next"] = {"sessionId": following.session_id,
+                        "startsAt": following.starts_at_ms,
+                        "expiresAt": following.expires_at_ms,
+                        "remainingTime": current_ends_in_ms + following.expires_at_ms
+                        - decision.session.expires_at_ms}
+    return data
 
 
 def _access_response(request: web.Request, decision: AccessDecision,
                      grant: PlaybackGrant) -> web.Response:
     """Access granted: both playback URLs and the gate cookie, carrying this device's
     grant."""
-    response = ok(_access_json(decision) | grant.urls)
+    response = ok(access_json(decision) | grant.urls)
     set_gate_cookie(request, response, grant)
     return response
 

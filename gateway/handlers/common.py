@@ -102,20 +102,20 @@ def query_value(request: web.Request, name: str, pattern: re.Pattern[str], *,
                 required: bool = False) -> str | None:
     values = request.query.getall(name, [])
     if len(values) > 1:
-        raise InvalidRequest(detail=f"{name} given more than once")
+        raise InvalidRequest(detail=f"{name} given more than once", field=name)
     if not values or values[0] == "":
         if required:
-            raise InvalidRequest(detail=f"{name} is required")
+            raise InvalidRequest(detail=f"{name} is required", field=name)
         return None
     if not pattern.fullmatch(values[0]):
-        raise InvalidRequest(detail=f"{name} is not a valid id")
+        raise InvalidRequest(detail=f"{name} is not a valid id", field=name)
     return values[0]
 
 
 def path_value(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
     value = request.match_info[name]
     if not pattern.fullmatch(value):
-        raise InvalidRequest(detail=f"{name} is not a valid id")
+        raise InvalidRequest(detail=f"{name} is not a valid id", field=name)
     return value
 
 
@@ -154,6 +154,20 @@ def current_viewer(request: web.Request) -> Viewer:
         )
         request[VIEWER] = viewer
     return viewer
+
+
+def known_viewer_id(request: web.Request) -> str | None:
+    """The viewer's id if they have been here before (or are a platform's user), else
+    None, without making them a new viewer (which would issue a cookie)."""
+    viewer = request.get(VIEWER) or request.app[IDENTITY].resolve(
+        api_key=request.headers.get("X-Api-Key"),
+        authorization=request.headers.get("Authorization"),
+        viewer_cookie=request.cookies.get("viewer"),
+    )
+    if viewer.via == "new":
+        return None
+    request[VIEWER] = viewer
+    return viewer.user_id
 
 
 def request_device(request: web.Request, device_id: str | None) -> Device:

@@ -20,6 +20,7 @@ from gateway.model import (
     PaymentDecision,
     PaymentSession,
     SessionStatus,
+    current_session,
 )
 
 
@@ -45,10 +46,24 @@ class SessionStore(abc.ABC):
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None: ...
 
     @abc.abstractmethod
+    async def active_for_stream(
+        self, user_id: str, stream_id: str, now_ms: int
+    ) -> list[PaymentSession]:
+        """The viewer's sessions for the stream that are pending or paid and unexpired:
+        one, or two when a paid next window waits behind the current one (rule 2's
+        exception); oldest first."""
+
     async def find_active(
         self, user_id: str, stream_id: str, now_ms: int
     ) -> PaymentSession | None:
-        """The viewer's session for the stream that is pending or paid and unexpired."""
+        """The viewer's active session for the stream that matters now (the one
+        granting access, else a pending QR, else a paid ticket waiting to open)."""
+        return current_session(await self.active_for_stream(user_id, stream_id, now_ms),
+                               now_ms)
+
+    @abc.abstractmethod
+    async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
+        """The viewer's sessions that were ever paid, newest payment first."""
 
     @abc.abstractmethod
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
@@ -59,10 +74,11 @@ class SessionStore(abc.ABC):
     async def insert_pending(
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
-        """Atomically: if the viewer has an active session for the stream, return it and
-        False; otherwise store `candidate` and return it and True. Stale rows (active
-        status, past expiry) are written back expired in the same transaction, as
-        `model.decide_new_session` says."""
+        """Atomically, as `model.decide_new_session` says over the viewer's active
+        sessions for the stream: store `candidate` (its `renews` as the decision sets
+        it) and return it and True; or return the session that is shown again or that
+        refuses, and False. Stale rows (active status, past expiry) are written back
+        expired in the same transaction."""
 
     @abc.abstractmethod
     async def apply_notification(
@@ -89,9 +105,10 @@ class SessionStore(abc.ABC):
         expired, expiry now. None when the session was not paid and active."""
 
     @abc.abstractmethod
-    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
-        """Expired sessions paid after the given time. With `now - access window`, that
-        is every session whose access was ended before its natural expiry."""
+    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
+        """Expired paid sessions whose window opened after the given time. With `now -
+        the longest access window`, that is every session whose access was ended before
+        its natural expiry (access tokens are only made once a window is open)."""
 
     @abc.abstractmethod
     async def notifications(self, trx_id: str | None = None,

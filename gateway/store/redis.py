@@ -101,6 +101,8 @@ def _session_fields(session: PaymentSession) -> dict[str, str]:
         "created_at_ms": str(session.created_at_ms),
         "paid_at_ms": "" if session.paid_at_ms is None else str(session.paid_at_ms),
         "expires_at_ms": str(session.expires_at_ms),
+        "starts_at_ms": "" if session.starts_at_ms is None else str(session.starts_at_ms),
+        "renews": session.renews or "",
     }
 
 
@@ -115,7 +117,14 @@ def _session(fields: dict[str, str]) -> PaymentSession | None:
         created_at_ms=int(fields["created_at_ms"]),
         paid_at_ms=int(fields["paid_at_ms"]) if fields["paid_at_ms"] else None,
         expires_at_ms=int(fields["expires_at_ms"]),
+        # Sessions stored before tickets ahead existed opened at payment.
+        starts_at_ms=_optional_int(fields.get("starts_at_ms", fields["paid_at_ms"])),
+        renews=fields.get("renews") or None,
     )
+
+
+def _optional_int(text: str) -> int | None:
+    return int(text) if text else None
 
 
 class _Keys:
@@ -123,7 +132,7 @@ class _Keys:
         self.prefix = prefix
         self.due = prefix + "due"  # active sessions by expires_at_ms
         self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
-        self.ended = prefix + "paid-expired"  # paid and over, by paid_at_ms
+        self.ended = prefix + "paid-expired"  # paid and over, by starts_at_ms
         self.created = prefix + "by-creation"  # every session, by created_at_ms
         self.unpaid = prefix + "unpaid"  # never paid (pending or expired), by created_at_ms
         self.notification_ids = prefix + "notification-seq"
@@ -141,6 +150,10 @@ class _Keys:
 
     def user_active(self, user_id: str) -> str:
         return f"{self.prefix}user-active:{_part(user_id)}"
+
+    def user_paid(self, user_id: str) -> str:
+        """Every session the viewer ever paid, by paid_at_ms ("Tiket saya")."""
+        return f"{self.prefix}user-paid:{_part(user_id)}"
 
     def notification(self, number: int) -> str:
         return f"{self.prefix}notification:{number}"
@@ -255,8 +268,10 @@ def _grant(flat: list[str]) -> DeviceGrant | None:
 
 
 # Everything a notification's decision reads, in one round trip: whether this delivery
-# was replayed, whether its event was seen, its session, and the session that the
-# viewer's active pointer names. KEYS: trx pointer, event marker, ledger counter.
+# was replayed, whether its event was seen, its session, and the viewer's other
+# sessions for the stream that may be active: the one the active pointer names, and
+# those it and this one renew (rule 2's exception). KEYS: trx pointer, event marker,
+# ledger counter.
 # ARGV: key prefix, replay marker key or "", and "number" to also draw the ledger number
 # for the notification (a counter: a number drawn by an attempt that is retried is
 # skipped).
@@ -268,20 +283,26 @@ if ARGV[2] ~= '' then replayed = redis.call('EXISTS', ARGV[2]) end
 local seen = redis.call('EXISTS', KEYS[2])
 local sid = redis.call('GET', KEYS[1])
 if not sid then return {replayed, seen, '', {}, '', '', {}, number} end
-local session = redis.call('HGETALL', ARGV[1] .. 'session:' .. sid)
-local active_key = ''
-for i = 1, #session, 2 do
-  if session[i] == 'active_key' then active_key = session[i + 1] end
-end
+local session_key = ARGV[1] .. 'session:' .. sid
+local session = redis.call('HGETALL', session_key)
+local active_key = redis.call('HGET', session_key, 'active_key') or ''
 local pointer = ''
-local current = {}
-if active_key ~= '' then
-  pointer = redis.call('GET', active_key) or ''
-  if pointer ~= '' and pointer ~= sid then
-    current = redis.call('HGETALL', ARGV[1] .. 'session:' .. pointer)
+local related = {}
+local listed = {[sid] = true}
+local function add(id)
+  if id and id ~= '' and not listed[id] then
+    listed[id] = true
+    local fields = redis.call('HGETALL', ARGV[1] .. 'session:' .. id)
+    if #fields > 0 then related[#related + 1] = fields end
   end
 end
-return {replayed, seen, sid, session, active_key, pointer, current, number}
+if active_key ~= '' then
+  pointer = redis.call('GET', active_key) or ''
+  add(pointer)
+  if pointer ~= '' then add(redis.call('HGET', ARGV[1] .. 'session:' .. pointer, 'renews')) end
+end
+add(redis.call('HGET', session_key, 'renews'))
+return {replayed, seen, sid, session, active_key, pointer, related, number}
 """
 
 
@@ -291,7 +312,9 @@ class _NotificationContext:
     event_seen: bool
     session: PaymentSession | None
     pointer: str | None
-    current: PaymentSession | None  # what the pointer names, when not `session`
+    # The other sessions of the viewer's for the stream that may be active: what the
+    # pointer names, and what it and `session` renew.
+    related: tuple[PaymentSession, ...]
     derived_keys: tuple[str, ...]  # the keys read through the others: to WATCH
 
 
@@ -400,14 +423,22 @@ class RedisStore(SessionStore):
         return await self._load(await self._redis.get(self._keys.trx(provider, trx_id)))
 
     @_bounded
-    async def find_active(
+    async def active_for_stream(
         self, user_id: str, stream_id: str, now_ms: int
-    ) -> PaymentSession | None:
-        session = await self._load(
-            await self._redis.get(self._keys.active(user_id, stream_id)))
-        if session is None or not session.is_active(now_ms):
-            return None
-        return session
+    ) -> list[PaymentSession]:
+        head = await self._load(await self._redis.get(self._keys.active(user_id, stream_id)))
+        found = [head] if head is not None else []
+        if head is not None and head.renews:
+            renewed = await self._load(head.renews)
+            if renewed is not None:
+                found.append(renewed)
+        return sorted((session for session in found if session.is_active(now_ms)),
+                      key=lambda session: (session.created_at_ms, session.session_id))
+
+    @_bounded
+    async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
+        ids = await self._redis.zrevrange(self._keys.user_paid(user_id), 0, limit - 1)
+        return await self._load_many(ids)
 
     @_bounded
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
@@ -417,8 +448,9 @@ class RedisStore(SessionStore):
         return sorted(sessions, key=lambda session: (session.created_at_ms, session.session_id))
 
     @_bounded
-    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
-        ids = await self._redis.zrangebyscore(self._keys.ended, f"({paid_after_ms}", "+inf")
+    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.ended, f"({started_after_ms}",
+                                              "+inf")
         return [session for session in await self._load_many(ids)
                 if session.status == SessionStatus.EXPIRED and session.paid_at_ms is not None]
 
@@ -513,6 +545,8 @@ class RedisStore(SessionStore):
         pipe.hset(keys.session(session_id),
                   mapping={**_session_fields(session), "active_key": active_key})
         pipe.set(keys.trx(session.provider, session.trx_id), session_id)
+        if session.paid_at_ms is not None:
+            pipe.zadd(keys.user_paid(session.user_id), {session_id: session.paid_at_ms})
         pipe.zadd(keys.created, {session_id: session.created_at_ms})
         if session.paid_at_ms is None:
             pipe.zadd(keys.unpaid, {session_id: session.created_at_ms})
@@ -528,8 +562,13 @@ class RedisStore(SessionStore):
         if session.paid_at_ms is None:
             pipe.zadd(keys.prunable, {session_id: session.expires_at_ms})
         else:
-            pipe.zadd(keys.ended, {session_id: session.paid_at_ms})
+            pipe.zadd(keys.ended, {session_id: session.starts_at_ms or session.paid_at_ms})
         if pointer == session_id:
+            # A renewal that ends hands the pointer back to the window it continued,
+            # which may still be paid and running.
+            if session.renews:
+                pipe.set(active_key, session.renews)
+                return session.renews
             pipe.delete(active_key)
             return None
         return pointer
@@ -545,18 +584,19 @@ class RedisStore(SessionStore):
     async def _notification_context(self, trx_key: str, event_key: str, replay_key: str | None,
                                     *, draw_number: bool = False
                                     ) -> tuple[_NotificationContext, int]:
-        replayed, seen, session_id, session, active_key, pointer, current, number = (
+        replayed, seen, session_id, session, active_key, pointer, related, number = (
             await self._read_notification_context(
                 keys=[trx_key, event_key, self._keys.notification_ids],
                 args=[self._keys.prefix, replay_key or "", "number" if draw_number else ""]))
-        current_session = _session(_pairs(current))
+        others = tuple(found for found in (_session(_pairs(fields)) for fields in related)
+                       if found is not None)
         return _NotificationContext(
             replayed=bool(replayed), event_seen=bool(seen),
             session=_session(_pairs(session)), pointer=pointer or None,
-            current=current_session,
+            related=others,
             derived_keys=tuple(key for key in (
                 self._keys.session(session_id) if session_id else "", active_key,
-                self._keys.session(current_session.session_id) if current_session else "",
+                *(self._keys.session(other.session_id) for other in others),
             ) if key)), int(number)
 
     @_bounded
@@ -564,17 +604,23 @@ class RedisStore(SessionStore):
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
         async def insert(pipe: Pipeline) -> tuple[PaymentSession, bool]:
-            pointer, current = await self._active_pointer(pipe, candidate.user_id,
-                                                          candidate.stream_id)
-            decision = decide_new_session(
-                candidate, [current] if current is not None else [], now_ms)
+            # The pointer names the newest active session; a renewal's continued
+            # window is the only other one that can be active (rule 1's exception).
+            pointer, head = await self._active_pointer(pipe, candidate.user_id,
+                                                       candidate.stream_id)
+            found = [head] if head is not None else []
+            if head is not None and head.renews:
+                renewed = await self._read_session(pipe, head.renews)
+                if renewed is not None and renewed.status in ACTIVE_STATUSES:
+                    found.append(renewed)
+            decision = decide_new_session(candidate, found, now_ms)
             if not decision.inserted:
                 return decision.session, False
             pipe.multi()
             for expired in decision.expired:
                 pointer = self._queue_write(pipe, expired, pointer)
-            self._queue_write(pipe, candidate, pointer)
-            return candidate, True
+            self._queue_write(pipe, decision.session, pointer)
+            return decision.session, True
 
         return await self._transaction([], insert)
 
@@ -602,9 +648,13 @@ class RedisStore(SessionStore):
                 raise WatchError("changed between the reads")
             if context.replayed:
                 return PaymentDecision(False, NotificationReason.REPLAYED, None)
-            # The session the viewer's pointer names, when it is another one: the only
-            # other session of theirs for the stream that can be active (rule 1).
-            others = (context.current,) if context.current is not None else ()
+            # The viewer's other sessions for the stream whose stored status is active:
+            # the pointer's, and the windows renewed (rule 1 and its exception).
+            session = context.session
+            others = tuple(other for other in context.related if session is not None
+                           and (other.user_id, other.stream_id)
+                           == (session.user_id, session.stream_id)
+                           and other.status in ACTIVE_STATUSES)
             decision = decide(PaymentContext(note, context.session, context.event_seen,
                                              others))
             pointer = context.pointer

@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 _SESSION_COLUMNS = (
     "session_id, user_id, stream_id, provider, trx_id, amount, fee, qr_string, status,"
-    " created_at_ms, paid_at_ms, expires_at_ms"
+    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews"
 )
 _ACTIVE = "status IN ('pending', 'paid')"
 
@@ -126,6 +126,22 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX device_places_by_last_seen ON device_places (last_seen_ms);
     """,
+    f"""
+    -- Tickets ahead and renewals: when access opens, and which window this continues.
+    ALTER TABLE payment_sessions ADD COLUMN starts_at_ms INTEGER;
+    ALTER TABLE payment_sessions ADD COLUMN renews TEXT;
+    UPDATE payment_sessions SET starts_at_ms = paid_at_ms WHERE paid_at_ms IS NOT NULL;
+    -- Rule 1, with its one exception: besides the current session, one renewal of it.
+    DROP INDEX payment_sessions_one_active;
+    CREATE UNIQUE INDEX payment_sessions_one_active
+        ON payment_sessions (user_id, stream_id, coalesce(renews, '')) WHERE {_ACTIVE};
+    DROP INDEX payment_sessions_ended;
+    CREATE INDEX payment_sessions_ended ON payment_sessions (starts_at_ms)
+        WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
+    -- A viewer's purchases ("Tiket saya").
+    CREATE INDEX payment_sessions_paid_by_user ON payment_sessions (user_id, paid_at_ms)
+        WHERE paid_at_ms IS NOT NULL;
+    """,
 )
 
 
@@ -150,17 +166,19 @@ def _session(row: sqlite3.Row) -> PaymentSession:
         provider=row["provider"], trx_id=row["trx_id"], amount=row["amount"],
         fee=row["fee"], qr_string=row["qr_string"], status=SessionStatus(row["status"]),
         created_at_ms=row["created_at_ms"], paid_at_ms=row["paid_at_ms"],
-        expires_at_ms=row["expires_at_ms"],
+        expires_at_ms=row["expires_at_ms"], starts_at_ms=row["starts_at_ms"],
+        renews=row["renews"],
     )
 
 
 def _write_state(conn: sqlite3.Connection, sessions: Sequence[PaymentSession]) -> None:
     """Store the new states the model decided (the only columns that ever change)."""
     conn.executemany(
-        "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?"
-        " WHERE session_id = ?",
+        "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
+        " starts_at_ms = ?, renews = ? WHERE session_id = ?",
         [(session.status.value, session.paid_at_ms, session.expires_at_ms,
-          session.session_id) for session in sessions],
+          session.starts_at_ms, session.renews, session.session_id)
+         for session in sessions],
     )
 
 
@@ -370,15 +388,31 @@ class SQLiteStore(SessionStore):
             (provider, trx_id),
         )
 
-    async def find_active(
+    async def active_for_stream(
         self, user_id: str, stream_id: str, now_ms: int
-    ) -> PaymentSession | None:
-        session = await self._one(
-            f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-            f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}",
-            (user_id, stream_id),
-        )
-        return session if session is not None and session.is_active(now_ms) else None
+    ) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                f" WHERE user_id = ? AND stream_id = ? AND {_ACTIVE}"
+                " ORDER BY created_at_ms, session_id",
+                (user_id, stream_id),
+            ).fetchall()
+            return [session for session in map(_session, rows) if session.is_active(now_ms)]
+
+        return await self._reader.run(query)
+
+    async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
+        def query(conn: sqlite3.Connection) -> list[PaymentSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
+                " WHERE user_id = ? AND paid_at_ms IS NOT NULL"
+                " ORDER BY paid_at_ms DESC, session_id LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+            return [_session(row) for row in rows]
+
+        return await self._reader.run(query)
 
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
@@ -404,15 +438,17 @@ class SQLiteStore(SessionStore):
             _write_state(conn, decision.expired)
             if not decision.inserted:
                 return decision.session, False
+            stored = decision.session  # the candidate, as a renewal or not
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (candidate.session_id, candidate.user_id, candidate.stream_id,
-                 candidate.provider, candidate.trx_id, candidate.amount, candidate.fee,
-                 candidate.qr_string, candidate.status.value, candidate.created_at_ms,
-                 candidate.paid_at_ms, candidate.expires_at_ms),
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (stored.session_id, stored.user_id, stored.stream_id,
+                 stored.provider, stored.trx_id, stored.amount, stored.fee,
+                 stored.qr_string, stored.status.value, stored.created_at_ms,
+                 stored.paid_at_ms, stored.expires_at_ms, stored.starts_at_ms,
+                 stored.renews),
             )
-            return candidate, True
+            return stored, True
 
         return await self._writer.run_in_transaction(insert)
 
@@ -502,12 +538,12 @@ class SQLiteStore(SessionStore):
 
         return await self._writer.run_in_transaction(end)
 
-    async def ended_early(self, paid_after_ms: int) -> list[PaymentSession]:
+    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND paid_at_ms > ?",
-                (paid_after_ms,),
+                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND starts_at_ms > ?",
+                (started_after_ms,),
             ).fetchall()
             return [_session(row) for row in rows]
 

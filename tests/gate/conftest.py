@@ -124,8 +124,10 @@ def gate_settings(tmp_path: Path, ts_dir: Path, origin: OriginServer) -> Setting
         {"id": "loop", "title": "Loop", "price": 3000, "origin": f"file://{DEMO_SEGMENTS}/",
          "loop": True},
     ])
+    # The stream health poller stays out of the origin's hit counts.
     return make_settings(tmp_path, GATEWAY_STREAMS=str(catalog),
-                         GATEWAY_UPSTREAM_TIMEOUT_SECONDS="1")
+                         GATEWAY_UPSTREAM_TIMEOUT_SECONDS="1",
+                         GATEWAY_STREAM_CHECK_INTERVAL_SECONDS="300")
 
 
 @pytest.fixture

@@ -9,14 +9,18 @@ import pytest
 from tests.conftest import START_MS, FakeClock, ViewerClient
 
 QR_FIELDS = {"sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
-             "status", "expiresAt", "remainingTime"}
+             "status", "expiresAt", "remainingTime", "merchantName", "nmid"}
 
 
 async def test_streams_list_ids_titles_and_prices_but_never_origins(viewer: ViewerClient) -> None:
     body = await viewer.call("GET", "/api/streams", expect=200)
     streams = body["data"]["streams"]
-    assert {"id": "demo", "title": "Demo Live: Pola Uji", "price": 1000} in streams
-    assert all(set(stream) == {"id", "title", "price"} for stream in streams)
+    assert {"id": "demo", "title": "Demo Live: Pola Uji", "price": 1000, "status": "live",
+            "startsAt": None, "endsAt": None, "description": None, "poster": None,
+            "accessSeconds": 7200} in streams
+    assert all(set(stream) == {"id", "title", "price", "status", "startsAt", "endsAt",
+                               "description", "poster", "accessSeconds"}
+               for stream in streams)
 
 
 async def test_generate_qris_creates_then_returns_the_same_pending_session(
@@ -28,6 +32,8 @@ async def test_generate_qris_creates_then_returns_the_same_pending_session(
     assert created["remainingTime"] == 1_200_000  # ms
     assert created["qrCode"] == f"/api/qr/{created['sessionId']}.png"
     assert created["qrString"].startswith("000201010212")
+    # The simulator's merchant, read back from the payload the viewer will scan.
+    assert (created["merchantName"], created["nmid"]) == ("STREAM PAYGATE", "ID1026000000001")
 
     again = await viewer.generate_qris("demo", expect=200, amount=1000)
     assert again == created
@@ -36,7 +42,7 @@ async def test_generate_qris_creates_then_returns_the_same_pending_session(
 async def test_amount_if_sent_must_be_the_price(viewer: ViewerClient) -> None:
     body = await viewer.generate_qris("demo", expect=400, amount=500)
     assert body == {"success": False, "code": "amount_mismatch",
-                    "error": "Jumlah pembayaran harus sama dengan harga stream: Rp 1000"}
+                    "error": "Jumlah pembayaran harus sama dengan harga stream: Rp 1.000"}
 
 
 async def test_paid_viewer_asking_again_gets_409(viewer: ViewerClient) -> None:

@@ -130,3 +130,22 @@ async def test_bad_input_gets_a_json_4xx_and_changes_nothing(
     assert set(body) == {"success", "error", "code"}
     assert "Traceback" not in text and 'File "' not in text
     assert store_snapshot(settings) == before
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("id-ID,id;q=0.9", "Permintaan tidak valid: periksa isian streamId."),
+    ("en-US,en;q=0.9", "Invalid request: check the field streamId."),
+])
+async def test_refusals_name_the_field_in_the_viewers_language_never_library_text(
+        viewer: ViewerClient, language: str, expected: str) -> None:
+    body = await viewer.call("POST", "/api/generate-qris", expect=400,
+                             json={"streamId": 5}, headers={"Accept-Language": language})
+    assert body == {"success": False, "error": expected, "code": "invalid_request"}
+    missing = await viewer.call("POST", "/api/generate-qris", expect=400, json={},
+                                headers={"Accept-Language": language})
+    assert missing["error"] == expected
+    broken = await viewer.call("POST", "/api/generate-qris", expect=400, data=b"{",
+                               headers={"Accept-Language": language})
+    assert broken["error"] in ("Permintaan tidak valid.", "Invalid request.")
+    for said in (body["error"], missing["error"], broken["error"]):
+        assert "Expected" not in said and "`" not in said and "JSON" not in said

@@ -7,8 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from gateway.handlers.pages import duration_text, rupiah
-from gateway.i18n import catalog
+from gateway.i18n import date_time_text, duration_text, rupiah, time_until_text
 from gateway.settings import PACKAGE_DIR, Settings
 from tests.conftest import AppFactory, ViewerClient, make_settings
 
@@ -100,10 +99,13 @@ async def test_unknown_pages_are_html_for_browsers_and_json_for_programs(
 def test_prices_and_durations_read_the_indonesian_way() -> None:
     assert rupiah(1000) == "Rp 1.000" and rupiah(1250000) == "Rp 1.250.000"
     assert rupiah(500) == "Rp 500"
-    page = catalog("id")["page"]
-    assert duration_text(7200, page) == "2 jam"
-    assert duration_text(5400, page) == "90 menit"
-    assert duration_text(8, page) == "8 detik"
+    assert duration_text(7200, "id") == "2 jam"
+    assert duration_text(5400, "id") == "90 menit"
+    assert duration_text(8, "en") == "8 seconds"
+    assert date_time_text(1_796_126_400_000, "id") == "Sel, 1 Des 2026 19.00 WIB"
+    assert date_time_text(1_796_126_400_000, "en") == "Tue, 1 Dec 2026 19:00 WIB"
+    assert time_until_text((26 * 60 + 5) * 60_000, "id") == "1 hari 2 jam"
+    assert time_until_text(65 * 60_000 + 1, "en") == "1 hour 6 minutes"
 
 
 def test_both_languages_have_every_text() -> None:

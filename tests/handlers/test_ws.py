@@ -20,8 +20,8 @@ from gateway.model import PaymentSession, SessionStatus
 from gateway.status_hub import StatusHub
 from tests.conftest import API_KEY, FakeClock, ViewerClient, make_settings, wait_until
 
-STATUS_FIELDS = {"type", "sessionId", "streamId", "status", "paidAt", "expiresAt",
-                 "remainingTime"}
+STATUS_FIELDS = {"type", "sessionId", "streamId", "status", "paidAt", "startsAt",
+                 "expiresAt", "remainingTime"}
 
 
 async def next_json(socket: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -36,7 +36,7 @@ async def test_snapshot_on_connect_then_every_change(viewer: ViewerClient,
     async with viewer.http.ws_connect(f"/ws?sessionId={qr['sessionId']}") as socket:
         snapshot = await next_json(socket)
         assert snapshot == {"type": "status", "sessionId": qr["sessionId"], "streamId": "demo",
-                            "status": "pending", "paidAt": None,
+                            "status": "pending", "paidAt": None, "startsAt": None,
                             "expiresAt": qr["expiresAt"], "remainingTime": 1_200_000}
         clock.advance(5)
         await viewer.pay(qr["trxId"])

@@ -15,6 +15,7 @@ from gateway.model import (
     NotificationReason,
     PaymentSession,
     SessionStatus,
+    StreamTerms,
     decide_payment,
     new_session_id,
 )
@@ -84,7 +85,7 @@ def paid_note(session: PaymentSession, *, at_ms: int, event_id: str = "evt-1",
 async def pay(store: SessionStore, session: PaymentSession, *, at_ms: int, **kwargs: object):
     return await store.apply_notification(
         paid_note(session, at_ms=at_ms, **kwargs),  # type: ignore[arg-type]
-        lambda context: decide_payment(context, ACCESS_MS),
+        lambda context: decide_payment(context, StreamTerms(ACCESS_MS)),
     )
 
 
@@ -240,7 +241,7 @@ async def test_the_ledger_keeps_every_notification_newest_first(store: SessionSt
     await pay(store, session, at_ms=T0 + 2000, event_id="e2")
     await store.apply_notification(
         replace(paid_note(session, at_ms=T0 + 3000, event_id="e3"), trx_id="UNKNOWN"),
-        lambda context: decide_payment(context, ACCESS_MS))
+        lambda context: decide_payment(context, StreamTerms(ACCESS_MS)))
     ledger = await store.notifications()
     assert [(n.notification.event_id, n.applied, n.reason) for n in ledger] == [
         ("e3", False, "unknown_transaction"), ("e2", True, "paid"),
@@ -289,7 +290,8 @@ async def test_get_many_returns_those_that_exist(store: SessionStore) -> None:
 async def test_the_ledger_keeps_the_fee_a_payer_paid_on_top(store: SessionStore) -> None:
     session, _ = await store.insert_pending(pending(), T0)
     note = replace(paid_note(session, at_ms=T0 + 1000), fee=71)
-    await store.apply_notification(note, lambda context: decide_payment(context, ACCESS_MS))
+    await store.apply_notification(
+        note, lambda context: decide_payment(context, StreamTerms(ACCESS_MS)))
     [entry] = await store.notifications(session.trx_id)
     assert entry.notification == note and entry.notification.fee == 71
 
@@ -439,3 +441,110 @@ async def test_two_instances_share_one_count_of_places(
                                    claim(second, 2, "10.0.0.3"), claim(first, 0, "10.0.0.4"))
     assert sorted(results).count("admitted") == 2
     assert len(await first.playing("sess-a", T0 - PLAY_WINDOW_MS)) == 2
+
+
+# --- Tickets ahead and renewals (rule 2's exception) ---------------------------------
+
+MINUTE_MS = 60_000
+
+
+async def bought(store: SessionStore, *, at_ms: int = T0, user_id: str = "alice",
+                 terms: StreamTerms | None = None) -> PaymentSession:
+    """A session paid at `at_ms`, read back as stored."""
+    session, inserted = await store.insert_pending(pending(user_id, at_ms=at_ms), at_ms)
+    assert inserted
+    await store.apply_notification(paid_note(session, at_ms=at_ms, event_id="bought"),
+                                   lambda context: decide_payment(
+                                       context, terms or StreamTerms(ACCESS_MS)))
+    paid = await store.get(session.session_id)
+    assert paid is not None and paid.status == SessionStatus.PAID
+    return paid
+
+
+async def test_the_next_window_is_sold_in_the_last_ten_minutes_and_starts_at_the_end(
+        store: SessionStore) -> None:
+    current = await bought(store)
+    assert current.starts_at_ms == T0 and current.expires_at_ms == T0 + ACCESS_MS
+    too_early = current.expires_at_ms - 11 * MINUTE_MS
+    refused, inserted = await store.insert_pending(pending(at_ms=too_early), too_early)
+    assert (refused, inserted) == (current, False)
+
+    now = current.expires_at_ms - 8 * MINUTE_MS
+    renewal, inserted = await store.insert_pending(pending(at_ms=now), now)
+    assert inserted and renewal.renews == current.session_id
+    assert await store.active_for_stream("alice", "demo", now) == [current, renewal]
+    assert await store.find_active("alice", "demo", now) == current  # it grants access
+    again, inserted = await store.insert_pending(pending(at_ms=now + 1), now + 1)
+    assert (again, inserted) == (renewal, False)  # the same QR, not a second one
+
+    decision = await pay(store, renewal, at_ms=now + 2000)
+    assert decision.applied and decision.reason == "paid"
+    paid = await store.get(renewal.session_id)
+    assert paid is not None
+    assert paid.starts_at_ms == current.expires_at_ms  # no gap, no overlap
+    assert paid.expires_at_ms == current.expires_at_ms + ACCESS_MS
+    assert await store.find_active("alice", "demo", now + 3000) == current
+    more, inserted = await store.insert_pending(pending(at_ms=now + 4000), now + 4000)
+    assert (more, inserted) == (current, False)  # one window ahead at most
+
+    after = current.expires_at_ms
+    assert await store.find_active("alice", "demo", after) == paid
+    assert paid.grants_access("alice", "demo", after)
+    assert [s.session_id for s in await store.list_paid("alice", 10)] == [
+        renewal.session_id, current.session_id]
+
+
+async def test_a_renewal_left_unpaid_hands_the_slot_back(store: SessionStore) -> None:
+    current = await bought(store)
+    now = current.expires_at_ms - 9 * MINUTE_MS
+    short = replace(pending(at_ms=now), expires_at_ms=now + MINUTE_MS)  # a short QR
+    renewal, inserted = await store.insert_pending(short, now)
+    assert inserted
+    expired = await store.expire_due(now + MINUTE_MS, 100)
+    assert [s.session_id for s in expired] == [renewal.session_id]
+    later = now + 2 * MINUTE_MS
+    assert await store.find_active("alice", "demo", later) == current
+    second, inserted = await store.insert_pending(pending(at_ms=later), later)
+    assert inserted and second.renews == current.session_id
+
+
+async def test_a_renewal_paid_after_the_window_it_continued_starts_at_payment(
+        store: SessionStore) -> None:
+    current = await bought(store)
+    now = current.expires_at_ms - 5 * MINUTE_MS
+    renewal, _ = await store.insert_pending(pending(at_ms=now), now)
+    late = current.expires_at_ms + MINUTE_MS
+    decision = await pay(store, renewal, at_ms=late)
+    assert decision.applied
+    paid = await store.get(renewal.session_id)
+    assert paid is not None and (paid.starts_at_ms, paid.renews) == (late, None)
+
+
+async def test_racing_renewals_make_one_qr(two_handles: tuple[SessionStore, SessionStore]
+                                           ) -> None:
+    store, other = two_handles
+    current = await bought(store)
+    now = current.expires_at_ms - 5 * MINUTE_MS
+    results = await asyncio.gather(*(
+        handle.insert_pending(pending(at_ms=now), now) for handle in [store, other] * 10))
+    assert sum(inserted for _, inserted in results) == 1
+    renewal = next(session for session, inserted in results if inserted)
+    assert all(session == renewal for session, _ in results)
+    assert renewal.renews == current.session_id
+
+
+async def test_a_ticket_bought_ahead_opens_at_the_start(store: SessionStore) -> None:
+    start = T0 + 3600 * 1000
+    ticket = await bought(store, terms=StreamTerms(ACCESS_MS, opens_at_ms=start))
+    assert (ticket.paid_at_ms, ticket.starts_at_ms, ticket.expires_at_ms) == (
+        T0, start, start + ACCESS_MS)
+    assert await store.find_active("alice", "demo", T0 + 1000) == ticket
+    assert ticket.waiting_at(T0 + 1000) and not ticket.grants_access("alice", "demo", T0 + 1)
+    assert ticket.grants_access("alice", "demo", start)
+    # Waiting is holding: no second ticket, and no early renewal either.
+    again, inserted = await store.insert_pending(pending(at_ms=T0 + 2000), T0 + 2000)
+    assert (again, inserted) == (ticket, False)
+    # Revoked before it opened: the gate must still learn of it at start-up.
+    ended = await store.end_paid_session(ticket.session_id, T0 + 3000)
+    assert ended is not None
+    assert [s.session_id for s in await store.ended_early(T0)] == [ticket.session_id]

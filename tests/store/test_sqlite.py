@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.model import SessionStatus
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import MIGRATIONS, SQLiteStore
 from tests.store.test_contract import ACCESS_MS, T0, WINDOW_MS, pay, pending
 
 
@@ -66,9 +66,9 @@ async def test_the_partial_unique_index_refuses_a_second_active_row(tmp_path: Pa
     with sqlite3.connect(path) as conn:
         try:
             conn.execute(
-                "INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (second.session_id, "alice", "demo", "simulator", "T2", 1000, 0, "q",
-                 "pending", T0, None, T0 + 1),
+                 "pending", T0, None, T0 + 1, None, None),
             )
         except sqlite3.IntegrityError as exc:
             assert "UNIQUE" in str(exc)
@@ -100,7 +100,9 @@ async def test_every_statement_is_an_index_lookup(tmp_path: Path) -> None:
 
     queries = {s for s in statements
                if s.split()[0].upper() in ("SELECT", "UPDATE", "DELETE")
-               and ("payment_sessions" in s or "provider_notifications" in s)}
+               and ("payment_sessions" in s or "provider_notifications" in s)
+               # A migration's one-time backfill may read every row, once.
+               and not any(s.strip() in script for script in MIGRATIONS)}
     assert len(queries) >= 10
     with sqlite3.connect(path) as conn:
         for query in queries:
