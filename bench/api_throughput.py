@@ -43,7 +43,7 @@ def median_run(url: str, rounds: int, seconds: int, **kwargs: object) -> WrkResu
 def main(seconds: int, rounds: int = 3) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # BENCH_LOG_LEVEL=WARNING shows what the per-request log lines cost.
-        env = {"GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{Path(tmp) / 'g.db'}",
+        env = {"GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{Path(tmp) / 'g.db'}", "GATEWAY_QR_RATE_PER_ADDRESS": "0", "GATEWAY_QR_RATE_PER_VIEWER": "0",
                "GATEWAY_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO")}
         gateway = ServerProcess(env).start()
         try:

@@ -62,7 +62,7 @@ def measure(count: int, seconds: int) -> tuple[WrkResult, WrkResult, float]:
         started = time.perf_counter()
         fill(db, count)
         fill_s = time.perf_counter() - started
-        gateway = ServerProcess({"GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{db}"})
+        gateway = ServerProcess({"GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{db}", "GATEWAY_QR_RATE_PER_ADDRESS": "0", "GATEWAY_QR_RATE_PER_VIEWER": "0"})
         gateway.start()
         try:
             cookie, session_id = asyncio.run(paid_viewer(gateway.url))

@@ -29,7 +29,7 @@ def main(count: int, redis_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("a", "b"):
             servers.append(ServerProcess({
-                "GATEWAY_VAR_DIR": f"{tmp}/{name}", "GATEWAY_STORE": redis_url,
+                "GATEWAY_VAR_DIR": f"{tmp}/{name}", "GATEWAY_STORE": redis_url, "GATEWAY_QR_RATE_PER_ADDRESS": "0", "GATEWAY_QR_RATE_PER_VIEWER": "0",
                 "GATEWAY_REDIS_KEY_PREFIX": prefix, "GATEWAY_SECRET": SECRET,
                 "GATEWAY_API_KEY": API_KEY, "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "GATEWAY_LOG_LEVEL": "WARNING"}).start())

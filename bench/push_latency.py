@@ -135,7 +135,7 @@ def main(count: int, idle: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess({
-            "GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{tmp}/g.db",
+            "GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": f"sqlite:///{tmp}/g.db", "GATEWAY_QR_RATE_PER_ADDRESS": "0", "GATEWAY_QR_RATE_PER_VIEWER": "0",
             "GATEWAY_API_KEY": API_KEY, "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "GATEWAY_LOG_LEVEL": "WARNING"}).start()
         assert server.process is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import weakref
 
 import aiohttp_jinja2
 import jinja2
+import msgspec
 from aiohttp import web
 
 from gateway.catalog import Catalog
@@ -21,6 +23,7 @@ from gateway.keys import (
     HLS_JS_URL,
     IDENTITY,
     METRICS,
+    OPENAPI,
     OPERATOR_AUTH,
     POSTER_ORIGINS,
     PROVIDER,
@@ -28,11 +31,15 @@ from gateway.keys import (
     SETTINGS,
     SIGN_IN_THROTTLE,
     STATUS_HUB,
+    SWAGGER_UI_URL,
     WEBSOCKETS,
+    WEBSOCKETS_PER_VIEWER,
 )
 from gateway.ledger import local_time
+from gateway.logs import quiet_malformed_requests
 from gateway.metrics import Metrics
 from gateway.middlewares import error_middleware
+from gateway.openapi import document
 from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
@@ -66,6 +73,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[QR_IMAGES] = QrImages()
     app[STATUS_HUB] = StatusHub(clock)
     app[WEBSOCKETS] = weakref.WeakSet()
+    app[WEBSOCKETS_PER_VIEWER] = collections.Counter()
     app[METRICS] = Metrics()
     if settings.api_key is not None:
         app[OPERATOR_AUTH] = OperatorAuth(settings.api_key, settings.secret,
@@ -74,6 +82,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(PROJECT_DIR / "templates"),
                          filters={"rupiah": rupiah, "local_time": local_time})
     app[aiohttp_jinja2.static_root_key] = "/static"
+    quiet_malformed_requests()
     app.on_shutdown.append(close_all_on_shutdown)
     # Opened in this order, closed in reverse. The store first: it makes the
     # SessionService and registers its status listeners, and everything after uses it.
@@ -87,7 +96,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
                             stream_health_ctx, status_hub_ctx, store_changes_ctx,
                             metrics_ctx, sweeper_ctx, reconciler_ctx])
-    setup_routes(app, simulator_enabled=settings.provider == "simulator",
+    simulator_enabled = settings.provider == "simulator"
+    setup_routes(app, simulator_enabled=simulator_enabled,
                  console_enabled=settings.api_key is not None)
     if settings.public_url:
         # Sent to providers that take a notification URL per transaction.
@@ -96,5 +106,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # After the routes: the gate builds its playback URLs from the named routes.
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
+    app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
+    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))
     app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gateway.errors import StoreUnavailable
 from gateway.gate.hls_gate import HlsGate
 from gateway.logs import log_event
 from gateway.metrics import Metrics
@@ -42,6 +43,11 @@ class ChangeFeed:
                     self._sessions.notify_listeners(session)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:
+                # The store went away (restarted, unreachable): expected, and said
+                # once here, without a traceback.
+                log_event(log, "store_changes_lost", level=logging.WARNING,
+                          after_failures=self._failures)
             except Exception:
                 log.exception("lost the store's change feed; resubscribing")
             self._metrics.change_feed_up = False

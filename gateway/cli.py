@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
-
-from aiohttp import web
 
 from gateway.catalog import Catalog, CatalogError
 from gateway.keys import CATALOG
 from gateway.logs import configure_logging
+from gateway.serve import serve
 from gateway.settings import Settings, SettingsError
 
 
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print_nginx_config(args, settings, app[CATALOG])
     configure_logging(settings.log_level, settings.log_format)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, access_log=None,
-                    print=lambda message: print(message, file=sys.stderr),
-                    shutdown_timeout=10)
+        asyncio.run(serve(app, settings))
     except ConnectionError as exc:  # the store could not be reached at start-up
         print(f"gateway: {exc}", file=sys.stderr)
         return 2

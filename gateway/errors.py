@@ -148,8 +148,30 @@ class UpstreamFailed(GatewayError):
     code = "upstream_failed"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its whole request body in time."""
+
+    code = "request_timeout"
+
+
+class RateLimited(GatewayError):
+    """Too many payment sessions created from one address or by one viewer lately."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(retry_after_s=retry_after_s)
+
+
+class TooManyWebSockets(GatewayError):
+    """One viewer holds as many status sockets as they may."""
+
+    code = "too_many_websockets"
+
+
 class StoreUnavailable(GatewayError):
-    """The store did not answer a readiness check in time."""
+    """The store did not answer in time, or refused: unreachable, paused, loading,
+    locked by another process. Worth retrying after a short while."""
 
     code = "store_unavailable"
 

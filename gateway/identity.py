@@ -7,7 +7,6 @@ issued on first contact.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import re
 import secrets
@@ -18,7 +17,7 @@ import jwt
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotYours, Unauthenticated
 from gateway.settings import Settings
-from gateway.tokens import Keyring
+from gateway.tokens import Keyring, ValidTokenCache
 
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 VIEWER_COOKIE = "viewer"
@@ -44,7 +43,7 @@ class IdentityResolver:
         self._cookies = Keyring(settings.secret, settings.previous_secrets, purpose="viewer")
         self._clock = clock
         # A viewer sends the same cookie with every request: check its HMAC once.
-        self._cookie_user = functools.lru_cache(maxsize=65536)(self._verify_cookie)
+        self._cookie_user = ValidTokenCache(self._verify_cookie)
 
     def is_operator(self, *, api_key: str | None, authorization: str | None) -> bool:
         """The API key, as `X-Api-Key` or as a bearer token (what Prometheus can send).

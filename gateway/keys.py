@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import weakref
 
 import aiohttp
@@ -13,6 +14,7 @@ from gateway.clock import Clock
 from gateway.devices import Devices
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
+from gateway.limits import SessionCreationLimits
 from gateway.metrics import Metrics
 from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
@@ -33,16 +35,20 @@ QR_IMAGES = web.AppKey("qr_images", QrImages)
 GATE = web.AppKey("gate", HlsGate)  # access, origins, cache, playback URLs: all of it
 STATUS_HUB = web.AppKey("status_hub", StatusHub)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])
+WEBSOCKETS_PER_VIEWER = web.AppKey("websockets_per_viewer", collections.Counter[str])
 METRICS = web.AppKey("metrics", Metrics)
 HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # The operator's console; only with GATEWAY_API_KEY set.
 OPERATOR_AUTH = web.AppKey("operator_auth", OperatorAuth)
 SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
+SWAGGER_UI_URL = web.AppKey("swagger_ui_url", str)  # "" when Swagger UI is not installed
+OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 # " https://img.example" ...: the hosts of the catalog's poster URLs, for img-src.
 POSTER_ORIGINS = web.AppKey("poster_origins", str)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
 STORE = web.AppKey("store", SessionStore)
 SESSIONS = web.AppKey("sessions", SessionService)
+LIMITS = web.AppKey("limits", SessionCreationLimits)
 DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])

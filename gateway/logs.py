@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import msgspec
+from aiohttp.http_exceptions import HttpProcessingError
 
 
 def log_event(logger: logging.Logger, event: str, *, level: int = logging.INFO,
@@ -103,6 +104,34 @@ class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             self._write(self._take())
         super().close()
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp logs a request it cannot even parse (invalid bytes in the URL, a broken
+    header) as an error with a traceback. That is the client's fault, and on the open
+    internet it is routine: one warning line with the reason instead. A client that
+    hangs up while sending its body is one info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ConnectionResetError):
+            # The client hung up while we read its request: its business, one line.
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info = "client_gone_mid_request", (), None
+            return True
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info = "malformed_http_request", (), None
+            record.event_fields = {"status": exc.code,
+                                   "reason": str(exc.message).split("\n", 1)[0][:200]}
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install MalformedHttpFilter on aiohttp's server logger, once per process."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedHttpFilter())
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -15,12 +15,15 @@ from gateway import errors
 from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
-from gateway.keys import IDENTITY, POSTER_ORIGINS, VIEWER
+from gateway.keys import IDENTITY, POSTER_ORIGINS, SETTINGS, VIEWER
+from gateway.logs import log_event
+from gateway.settings import SERVER_NAME
 
 log = logging.getLogger("gateway.http")
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.InvalidRequest: 400,
+    errors.RequestTimeout: 408,
     errors.AmountMismatch: 400,
     errors.Unauthenticated: 401,
     errors.SignInRequired: 401,
@@ -35,6 +38,8 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.SimulatorDisabled: 404,
     errors.MediaNotFound: 404,
     errors.AlreadyHasAccess: 409,
+    errors.RateLimited: 429,
+    errors.TooManyWebSockets: 429,
     errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
@@ -43,6 +48,11 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,
+}
+# Answers that say "not now": when to ask again.
+RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
+    errors.StoreUnavailable: 2,
+    errors.TooManyWebSockets: 10,
 }
 _CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
@@ -80,8 +90,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except errors.GatewayError as exc:
+        if isinstance(exc, errors.InvalidRequest | errors.RequestTimeout):
+            # The client's mistake, so a warning, and one line: no traceback.
+            log_event(log, "bad_request", level=logging.WARNING, path=request.path[:200],
+                      code=exc.code, detail=str(exc.params.get("detail", ""))[:200])
         response = error_response(request, STATUS_BY_ERROR.get(type(exc), 400), exc.code,
                                   exc.params)
+        if isinstance(exc, errors.RequestTimeout):
+            response.force_close()  # the rest of a trickled body is not worth waiting for
+        retry_after_s = RETRY_AFTER_SECONDS.get(type(exc), exc.params.get("retry_after_s"))
+        if retry_after_s is not None:
+            response.headers["Retry-After"] = str(retry_after_s)
     except web.HTTPException as exc:
         if exc.status < 400:
             finish_headers(request, exc)
@@ -104,8 +123,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 _CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{images}; "
     "media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' {ws}; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'"
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {frames}"
 )
+
 
 
 _SECURITY_HEADER_SET = hdrs.X_CONTENT_TYPE_OPTIONS
@@ -133,10 +153,12 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
                    request.app[IDENTITY].cookie_for(viewer.user_id),
                    path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
     headers = response.headers
+    headers[hdrs.SERVER] = SERVER_NAME
     headers["Referrer-Policy"] = "same-origin"
     headers[_SECURITY_HEADER_SET] = "nosniff"
     if headers.get("Content-Type", "").startswith("text/html"):
         host = public_host(request)
         ws = f"ws://{host} wss://{host}"
         headers["Content-Security-Policy"] = _CONTENT_SECURITY_POLICY.format(
-            ws=ws, images=request.app[POSTER_ORIGINS])
+            ws=ws, images=request.app[POSTER_ORIGINS],
+            frames=request.app[SETTINGS].frame_ancestors)

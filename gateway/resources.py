@@ -13,6 +13,7 @@ from aiohttp import web
 from gateway.catalog import Stream
 from gateway.change_feed import ChangeFeed
 from gateway.devices import Devices
+from gateway.errors import StoreUnavailable
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
@@ -20,6 +21,7 @@ from gateway.keys import (
     DEVICES,
     GATE,
     HTTP_CLIENT,
+    LIMITS,
     METRICS,
     PROVIDER,
     RECONCILE_TASK,
@@ -34,6 +36,7 @@ from gateway.keys import (
     SWEEPER,
     WEBSOCKETS,
 )
+from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
 from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
@@ -50,8 +53,10 @@ log = logging.getLogger("gateway.resources")
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    store = await open_store(settings.store_url, settings.redis_key_prefix)
+    store = await open_store(settings.store_url, settings.redis_key_prefix,
+                             settings.store_timeout_seconds)
     app[STORE] = store
+    app[LIMITS] = SessionCreationLimits(store, app[CLOCK], settings)
     sessions = SessionService(
         store, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,
@@ -242,6 +247,8 @@ async def _sweep_forever(app: web.Application) -> None:
             report = await app[SESSIONS].sweep()
             if report.expired or report.pruned:
                 log_event(log, "sweep", expired=report.expired, pruned=report.pruned)
+        except StoreUnavailable:  # said once by the store; the next round catches up
+            pass
         except Exception:  # a bad sweep must not end sweeping
             log.exception("sweep failed")
         await asyncio.sleep(interval_s)

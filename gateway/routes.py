@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import admin, api, edge, health, hls, metrics, pages, qr, simulator, ws
+from gateway.handlers import (
+    admin,
+    api,
+    docs,
+    edge,
+    health,
+    hls,
+    metrics,
+    pages,
+    qr,
+    simulator,
+    ws,
+)
 from gateway.settings import PROJECT_DIR
 
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+SWAGGER_UI_DIR = PROJECT_DIR / "node_modules" / "swagger-ui-dist"
 UPLOT_DIR = PROJECT_DIR / "node_modules" / "uplot" / "dist"
 
 
@@ -22,9 +35,13 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_static("/static/", PROJECT_DIR / "static", name="static")
     if HLS_JS_FILE.is_file():  # installed from npm by `dev.py serve`; never committed
         router.add_get("/vendor/hls.min.js", _hls_js, name="hls-js")
+    if (SWAGGER_UI_DIR / "swagger-ui-bundle.js").is_file():  # npm, like hls.js
+        router.add_static("/vendor/swagger-ui/", SWAGGER_UI_DIR, name="swagger-ui")
     router.add_get("/healthz", health.healthz, name="healthz")
     router.add_get("/readyz", health.readyz, name="readyz")
     router.add_get("/metrics", metrics.metrics, name="metrics")
+    router.add_get("/api/openapi.json", docs.openapi_json, name="openapi")
+    router.add_get("/api/docs", docs.api_docs, name="api-docs")
     router.add_get("/api/streams", api.list_streams, name="api-streams")
     router.add_get("/posters/{stream_id}", api.poster, name="poster")
     router.add_post("/api/generate-qris", api.generate_qris, name="generate-qris")

@@ -6,19 +6,21 @@ every status change. No HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from gateway import qris
-from gateway.catalog import Catalog
+from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
 from gateway.errors import (
     AlreadyHasAccess,
     AmountMismatch,
-    NotificationRejected,
     NotYours,
     ProviderReturnedInvalidQris,
     SessionNotFound,
+    StoreUnavailable,
     UnknownStream,
 )
 from gateway.logs import log_event
@@ -66,6 +68,9 @@ class SessionService:
         self.payment_window_ms = payment_window_seconds * 1000
         self.unpaid_retention_ms = unpaid_retention_seconds * 1000
         self._listeners: list[StatusListener] = []
+        # (userId, streamId) -> the creation under way in this process: a viewer's
+        # concurrent requests share it (one provider transaction, one rate-limit hit).
+        self._creating: dict[tuple[str, str], asyncio.Future[PaymentSession]] = {}
 
     def add_listener(self, listener: StatusListener) -> None:
         """Called with a session's new state on every status change: made by this
@@ -76,8 +81,9 @@ class SessionService:
         self.notify_listeners(session)
         try:
             await self.store.publish_change(session)
-        except Exception:  # stored already; other instances catch up when they resync
-            log.exception("could not publish a session change to other instances")
+        except StoreUnavailable:  # stored already; other instances catch up on resync
+            log_event(log, "session_change_not_published", level=logging.WARNING,
+                      sessionId=session.session_id)
 
     def notify_listeners(self, session: PaymentSession) -> None:
         """Tell this process's listeners of a status change, made here or by another
@@ -89,9 +95,13 @@ class SessionService:
                 log.exception("status listener failed")
 
     async def request_qr(
-        self, user_id: str, stream_id: str, amount: int | None
+        self, user_id: str, stream_id: str, amount: int | None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[PaymentSession, bool]:
-        """Rules 1-2. Returns the session and whether it was created by this call."""
+        """Rules 1-2. Returns the session and whether it was created by this call.
+        `admit` runs only before a new session is made (a provider transaction, with a
+        real provider): it may refuse, e.g. a rate limit. Returning the pending one is
+        never refused."""
         stream = self.catalog.get(stream_id)
         if stream is None:
             raise UnknownStream()
@@ -106,6 +116,33 @@ class SessionService:
             probe, await self.store.active_for_stream(user_id, stream_id, now_ms), now_ms)
         if not looked.inserted:
             return self._reuse(looked.session, now_ms), False
+        key = (user_id, stream_id)
+        under_way = self._creating.get(key)
+        if under_way is not None:
+            return self._reuse(await asyncio.shield(under_way), now_ms), False
+        creating: asyncio.Future[PaymentSession] = asyncio.get_running_loop().create_future()
+        self._creating[key] = creating
+        try:
+            session, created = await self._create(user_id, stream, now_ms,
+                                                  looked.session.renews, admit)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                creating.set_exception(exc)
+                creating.exception()  # retrieved: the joiners re-raise it themselves
+            else:
+                creating.cancel()
+            raise
+        finally:
+            del self._creating[key]
+        creating.set_result(session)
+        return session, created
+
+    async def _create(self, user_id: str, stream: Stream, now_ms: int, renews: str | None,
+                      admit: Callable[[], Awaitable[None]] | None
+                      ) -> tuple[PaymentSession, bool]:
+        stream_id = stream.stream_id
+        if admit is not None:
+            await admit()
 
         session_id = new_session_id()
         expires_at_ms = now_ms + self.payment_window_ms
@@ -133,7 +170,7 @@ class SessionService:
             expires_at_ms=expires_at_ms,
         )
         stored, inserted = await self.store.insert_pending(
-            replace(candidate, renews=looked.session.renews), now_ms)
+            replace(candidate, renews=renews), now_ms)
         if not inserted:
             # A concurrent request by the same viewer won; its QR is the one to show.
             log_event(log, "qris_discarded_after_race", sessionId=session_id,
@@ -214,9 +251,13 @@ class SessionService:
             notification, lambda context: decide_payment(context, self._terms(context))
         )
         if decision.reason == NotificationReason.REPLAYED:
-            log_event(log, "notification_replayed", level=logging.WARNING,
-                      trxId=notification.trx_id, eventId=notification.event_id)
-            raise NotificationRejected(reason="replayed")
+            # The exact bytes we already recorded (signature and all): typically the
+            # provider retrying a request that timed out while we applied it. It must
+            # hear "done" or it retries for a day; it changes nothing, and the ledger
+            # already holds it, so it is not stored twice.
+            log_event(log, "notification_redelivered", trxId=notification.trx_id,
+                      eventId=notification.event_id)
+            return PaymentDecision(False, NotificationReason.DUPLICATE_EVENT, None)
         log_event(log, "notification_recorded", eventId=notification.event_id,
                   trxId=notification.trx_id, sessionId=decision.session_id,
                   applied=decision.applied, reason=decision.reason,

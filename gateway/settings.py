@@ -22,6 +22,9 @@ from gateway.qris import MerchantProfile, luhn_valid
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 DEFAULT_CATALOG = PACKAGE_DIR / "demo" / "streams.toml"
+# Every answer's Server header: aiohttp's names itself and Python with their versions,
+# a free hint for an attacker.
+SERVER_NAME = "stream-paygate"
 
 T = TypeVar("T")
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +73,15 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     segment_cache_bytes: int = 64 * 1024 * 1024
     upstream_timeout_seconds: int = 10
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 10
+    max_connections: int = 0  # 0: from the descriptor limit (see gateway/serve.py)
+    store_timeout_seconds: int = 5
+    qr_rate_per_address: int = 120
+    qr_rate_per_viewer: int = 10
+    qr_rate_window_seconds: int = 60
+    max_websockets_per_viewer: int = 8
+    frame_ancestors: str = "'none'"
     max_devices: int = 2  # 0: no device limit, grants are not counted
     log_level: str = "INFO"
     log_format: str = "json"
@@ -164,6 +176,21 @@ class Settings:
             upstream_timeout_seconds=env.get(
                 "GATEWAY_UPSTREAM_TIMEOUT_SECONDS", _seconds(1, 120), 10
             ),
+            header_timeout_seconds=env.get(
+                "GATEWAY_HEADER_TIMEOUT_SECONDS", _seconds(1, 300), 10),
+            body_timeout_seconds=env.get("GATEWAY_BODY_TIMEOUT_SECONDS", _seconds(1, 300), 10),
+            max_connections=env.get("GATEWAY_MAX_CONNECTIONS", _int_range(0, 1 << 20), 0),
+            store_timeout_seconds=env.get(
+                "GATEWAY_STORE_TIMEOUT_SECONDS", _seconds(1, 60), 5),
+            qr_rate_per_address=env.get(
+                "GATEWAY_QR_RATE_PER_ADDRESS", _int_range(0, 1_000_000), 120),
+            qr_rate_per_viewer=env.get(
+                "GATEWAY_QR_RATE_PER_VIEWER", _int_range(0, 1_000_000), 10),
+            qr_rate_window_seconds=env.get(
+                "GATEWAY_QR_RATE_WINDOW_SECONDS", _seconds(1, 86400), 60),
+            max_websockets_per_viewer=env.get(
+                "GATEWAY_MAX_WEBSOCKETS_PER_VIEWER", _int_range(1, 10_000), 8),
+            frame_ancestors=env.get("GATEWAY_FRAME_ANCESTORS", _frame_ancestors, "'none'"),
             max_devices=env.get("GATEWAY_MAX_DEVICES", _int_range(0, 1000), 2),
             log_level=env.get(
                 "GATEWAY_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
@@ -192,6 +219,14 @@ class Settings:
             ),
         )
         env.reject_unknown()
+        # Providers retry a notification for up to a day after the QR's window: an
+        # unpaid session pruned before then turns a late payment into an unknown one.
+        least_retention_s = settings.payment_window_seconds + 86400
+        if settings.unpaid_retention_seconds < least_retention_s:
+            raise SettingsError(
+                f"GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window "
+                f"plus a day of provider retries ({least_retention_s}), got "
+                f"{settings.unpaid_retention_seconds} (late payments would be unknown)")
         if provider == "tripay" and not 600 <= settings.payment_window_seconds <= 3600:
             # Tripay's QRIS channel refuses any other expiry: every QR would fail.
             raise SettingsError("GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 "
@@ -229,7 +264,8 @@ class _Env:
 
 
 # Variables read by the tests and the bootstrap script, not by the service.
-_ACCEPTED_ELSEWHERE = frozenset({"GATEWAY_TEST_REDIS_URL"})
+_ACCEPTED_ELSEWHERE = frozenset({"GATEWAY_TEST_REDIS_URL", "GATEWAY_FUZZ_SEED",
+                                 "GATEWAY_FUZZ_EXAMPLES"})
 
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:
@@ -272,6 +308,14 @@ def _one_of(*choices: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _frame_ancestors(raw: str) -> str:
+    """A CSP frame-ancestors source list: 'none', 'self', or origins to allow."""
+    if not re.fullmatch(r"[A-Za-z0-9'*:/.\- ]{1,500}", raw) or not raw.strip():
+        raise SettingsError("must be a frame-ancestors source list, e.g. 'none' or "
+                            f"'self' https://partner.example; got {raw!r}")
+    return raw.strip()
 
 
 def _nonempty(raw: str) -> str:

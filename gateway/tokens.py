@@ -14,7 +14,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 _SEPARATOR = "|"
 
@@ -51,7 +55,7 @@ class Keyring:
     def verify(self, token: str) -> list[str] | None:
         """The fields, or None for anything forged, truncated, or signed by an unknown key."""
         parts = token.split(".")
-        if len(parts) != 3 or len(token) > 1024:
+        if len(parts) != 3 or len(token) > 1024 or not token.isascii():
             return None
         kid, body, signature = parts
         key = self._keys.get(kid)
@@ -64,3 +68,30 @@ class Keyring:
             return _b64decode(body).decode().split(_SEPARATOR)
         except (ValueError, UnicodeDecodeError):
             return None
+
+
+class ValidTokenCache(Generic[V]):
+    """Remembers what `verify` made of tokens that verified, least recently used first
+    out, at most `max_entries`. A token that does not verify is not remembered: junk is
+    free to send, and a cache that kept it would grow with every junk token an attacker
+    makes up (65,536 junk cookies once cost ~1 GB)."""
+
+    def __init__(self, verify: Callable[[str], V | None], max_entries: int = 65536) -> None:
+        self._verify = verify
+        self._max_entries = max_entries
+        self._known: OrderedDict[str, V] = OrderedDict()
+
+    def __call__(self, token: str) -> V | None:
+        known = self._known.get(token)
+        if known is not None:
+            self._known.move_to_end(token)
+            return known
+        verified = self._verify(token)
+        if verified is not None:
+            self._known[token] = verified
+            if len(self._known) > self._max_entries:
+                self._known.popitem(last=False)
+        return verified
+
+    def __len__(self) -> int:
+        return len(self._known)

@@ -8,9 +8,10 @@ import contextlib
 import os
 import shutil
 import sqlite3
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ async def settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 
 def store_snapshot(settings: Settings) -> list[Any]:
-    """Everything the store holds, to show that a request changed nothing."""
+    """Everything the store holds, to show that a request changed nothing. Rate-limit
+    counters are left out: counting a refused or failed attempt is their job."""
     if settings.store_url.startswith("sqlite:///"):
         with sqlite3.connect(settings.store_url.removeprefix("sqlite:///")) as conn:
             return [conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
@@ -82,7 +84,9 @@ def store_snapshot(settings: Settings) -> list[Any]:
 
     client = redis.Redis.from_url(settings.store_url)
     try:
-        keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000))
+        keys = sorted(key for key in client.scan_iter(match=f"{settings.redis_key_prefix}*",
+                                                      count=1000)
+                      if not key.startswith(f"{settings.redis_key_prefix}rate:".encode()))
         return [(key, client.dump(key)) for key in keys]
     finally:
         client.close()
@@ -235,6 +239,14 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import sys
+
+    fuzz = sys.modules.get("tests.test_fuzz")
+    summary = fuzz.fuzz_summary() if fuzz is not None else []
+    if summary:
+        terminalreporter.write_sep("-", "fuzzer")
+        for line in summary:
+            terminalreporter.write_line(line)
     skipped = terminalreporter.stats.get("skipped", [])
     missing = [report for report in skipped if "NOT TESTED" in str(report.longrepr)]
     if missing:
@@ -243,3 +255,59 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             red=True, bold=True)
         for report in missing:
             terminalreporter.write_line(f"  {report.nodeid}: {report.longrepr[2]}")
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port: for faults (kill, CLIENT PAUSE,
+    DEBUG SLEEP) that would disturb everyone else's tests on the machine's Redis.
+    Append-only with fsync on every write, so a kill loses nothing acknowledged."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        from tests.server_process import free_port
+
+        self._binary = binary
+        self._directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self._directory),
+             "--enable-debug-command", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.command("PING")
+                return
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)  # polling for readiness, not for a result
+
+    def command(self, *args: Any) -> Any:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=30, socket_connect_timeout=1)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(require_tool("redis-server"), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -20,8 +21,10 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, env: dict[str, str], port: int | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, descriptor_limit: int | None = None) -> None:
         self.port = port or free_port()
+        # Both soft and hard RLIMIT_NOFILE, so the service cannot raise it.
+        self.descriptor_limit = descriptor_limit
         self.env = {**os.environ, **env, "PORT": str(self.port)}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -32,12 +35,20 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 20) -> ServerProcess:
         command = [sys.executable, "-m", "gateway", "serve"]
+        limit = self.descriptor_limit
+
+        def limit_descriptors() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         if self.log_path is None:
             self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL)
+                                            stderr=subprocess.DEVNULL,
+                                            preexec_fn=limit_descriptors)
         else:
             with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-                self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+                self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log,
+                                                preexec_fn=limit_descriptors)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -81,6 +81,13 @@ def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
         ({"GATEWAY_STORE": "redis://localhost:6379/0"},
          "GATEWAY_SECRET: must be set when instances share a Redis store"),
         ({"GATEWAY_REDIS_KEY_PREFIX": "a b"}, "GATEWAY_REDIS_KEY_PREFIX: must be 1-64"),
+        # Settings that would lose money: a late payment must still find its session.
+        ({"GATEWAY_UNPAID_RETENTION_SECONDS": "0"},
+         "GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window plus a day"),
+        ({"GATEWAY_UNPAID_RETENTION_SECONDS": "87599"},
+         "GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window plus a day"),
+        ({"GATEWAY_FRAME_ANCESTORS": "<script>"}, "GATEWAY_FRAME_ANCESTORS: must be a"),
+        ({"GATEWAY_BODY_TIMEOUT_SECONDS": "²"}, "GATEWAY_BODY_TIMEOUT_SECONDS: must be a whole"),
         ({"GATEWAY_SUPPORT_URL": "javascript:alert(1)"}, "GATEWAY_SUPPORT_URL: must be"),
         ({"GATEWAY_SUPPORT_URL": "mailto:nobody"}, "GATEWAY_SUPPORT_URL: must be mailto:"),
         ({"GATEWAY_TERMS_URL": "mailto:a@b.id"}, "GATEWAY_TERMS_URL: must be an http"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.tokens import Keyring
+from gateway.tokens import Keyring, ValidTokenCache
 
 OLD, NEW = b"o" * 40, b"n" * 40
 
@@ -55,3 +55,16 @@ def test_purposes_do_not_mix() -> None:
 def test_separator_in_a_field_is_refused() -> None:
     with pytest.raises(ValueError):
         Keyring(NEW, purpose="hls").sign("a|b")
+
+
+def test_the_verification_cache_keeps_only_valid_tokens_and_is_bounded() -> None:
+    ring = Keyring(NEW, purpose="viewer")
+    cache = ValidTokenCache(ring.verify, max_entries=100)
+    for number in range(1000):  # junk, as an attacker sends it: free, and forgotten
+        assert cache(f"{ring.current_kid}.junk{number}.sig") is None
+    assert len(cache) == 0
+    tokens = [ring.sign(f"viewer{number}", "0") for number in range(300)]
+    for number, token in enumerate(tokens):
+        assert cache(token) == [f"viewer{number}", "0"]
+    assert len(cache) == 100  # the most recently used valid ones
+    assert cache(tokens[0]) == ["viewer0", "0"]  # evicted, so verified again: still valid

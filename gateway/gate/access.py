@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from gateway.clock import Clock
 from gateway.errors import NoAccess
 from gateway.model import PaymentSession, SessionStatus
+from gateway.parsing import is_ascii_int
 from gateway.tokens import Keyring
 
 GATE_COOKIE = "gate"
@@ -73,7 +74,7 @@ class AccessGate:
         if not token:
             raise NoAccess("no token")
         fields = self._keys.verify(token)
-        if fields is None or len(fields) != 4 or not fields[2].isdigit():
+        if fields is None or len(fields) != 4 or not is_ascii_int(fields[2]):
             raise NoAccess("invalid token")
         grant = AccessGrant(fields[0], fields[1], int(fields[2]), fields[3])
         if len(self._verified) >= _VERIFIED_MAX:

@@ -24,8 +24,12 @@ from yarl import URL
 
 from gateway.clock import Clock
 from gateway.errors import GatewayError, MediaNotFound, UpstreamFailed, UpstreamTimeout
+from gateway.parsing import is_ascii_int
 
 CHUNK_BYTES = 64 * 1024
+# A name the origin does not have (404/410) is remembered this long, so a viewer asking
+# for it again and again costs the origin one request, not one each.
+NOT_FOUND_CACHE_MS = 5_000
 
 
 def upstream_timeout(timeout_seconds: int) -> aiohttp.ClientTimeout:
@@ -39,13 +43,16 @@ class CachedObject:
     body: bytes
     content_type: str | None
     expires_at_ms: int
+    status: int = 200  # or 404: the origin does not have it
 
 
 class ByteLru:
     """Least-recently-used cache bounded by the total size of the bodies it holds."""
 
-    def __init__(self, max_bytes: int, clock: Clock) -> None:
+    def __init__(self, max_bytes: int, clock: Clock, max_items: int = 65536) -> None:
         self.max_bytes = max_bytes
+        # Bounded in count too: remembered 404s weigh nothing in bytes.
+        self.max_items = max_items
         # One object may take an eighth of the cache, so one huge file cannot flush it.
         self.max_item_bytes = max_bytes // 8
         self.size_bytes = 0
@@ -63,12 +70,12 @@ class ByteLru:
         return item
 
     def put(self, key: str, item: CachedObject) -> None:
-        if len(item.body) > self.max_item_bytes:
+        if not self.max_bytes or len(item.body) > self.max_item_bytes:
             return
         self._drop(key)
         self._items[key] = item
         self.size_bytes += len(item.body)
-        while self.size_bytes > self.max_bytes:
+        while self.size_bytes > self.max_bytes or len(self._items) > self.max_items:
             self._drop(next(iter(self._items)))
 
     def _drop(self, key: str) -> None:
@@ -189,6 +196,9 @@ class UpstreamFetcher:
         if error is None and shared.status == 200 and cache_for_ms:
             self.cache.put(key, CachedObject(shared.whole_body(), shared.content_type,
                                              self._clock() + cache_for_ms))
+        elif error is None and shared.status in (404, 410):
+            self.cache.put(key, CachedObject(b"", None, self._clock() + NOT_FOUND_CACHE_MS,
+                                             status=404))
 
     def cached(self, key: str) -> CachedObject | None:
         return self.cache.get(key)
@@ -206,7 +216,7 @@ def _max_age(cache_control: str) -> int | None:
         name, _, value = directive.strip().partition("=")
         if name in ("no-store", "no-cache", "private"):
             return 0
-        if name in ("s-maxage", "max-age") and value.isdigit():
+        if name in ("s-maxage", "max-age") and is_ascii_int(value, max_digits=9):
             return int(value)
     return None
 

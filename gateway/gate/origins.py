@@ -32,6 +32,7 @@ from gateway.errors import MediaNotFound, UpstreamFailed, UpstreamTimeout
 from gateway.gate.access import AccessGrant
 from gateway.gate.cache import LocalFiles, SharedFetch, UpstreamFetcher, upstream_timeout
 from gateway.gate.paths import MediaKind, MediaPath, upstream_query
+from gateway.settings import SERVER_NAME
 
 PLAYLIST_CACHE_CONTROL = "private, no-cache"
 SEGMENT_MAX_AGE_S = 3600  # segment names are never reused for other content
@@ -64,7 +65,8 @@ def media_headers(content_type: str, cache_control: str, from_memory: bool = Fal
         hdrs.CONTENT_TYPE: content_type, hdrs.CACHE_CONTROL: cache_control,
         # What middlewares.finish_headers gives every answer, here too: a response
         # streamed from the origin is sent before the middleware sees it.
-        "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"})
+        "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+        hdrs.SERVER: SERVER_NAME})
     if from_memory:
         headers[hdrs.ACCEPT_RANGES] = "bytes"
     return CIMultiDictProxy(headers)
@@ -136,7 +138,7 @@ class LiveLoopOrigin(Origin):
         if len(extensions) != 1:
             raise ValueError(f"{directory / source_playlist}: mixed segment types")
         self._extension = extensions.pop()
-        self._segment_name = re.compile(rf"(\d{{1,15}}){re.escape(self._extension)}")
+        self._segment_name = re.compile(rf"([0-9]{{1,15}}){re.escape(self._extension)}")
         self._live_playlist = live_playlist
         self._cycle_s = sum(segment.duration_s for segment in self._segments)
         self._starts_s = [sum(s.duration_s for s in self._segments[:i])
@@ -222,6 +224,8 @@ class HttpOrigin(Origin):
         cached = self._fetcher.cached(self._key(request, media))
         if cached is None:
             return None
+        if cached.status != 200:  # a name the origin lacks, remembered briefly
+            raise MediaNotFound()
         return _bytes_response(request, cached.body, media_headers(
             media.content_type, _cache_control(media, grant, self._clock), True))
 
@@ -233,37 +237,15 @@ class HttpOrigin(Origin):
         key = self._key(request, media)
         cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
                         else SEGMENT_CACHE_MS)
+        shared = self._fetcher.fetch(key, self._url(key), cache_for_ms=cache_for_ms)
+        if byte_range(request.headers.get(hdrs.RANGE)) is not None:
+            # A range of an object not in the cache: wait for the shared fetch of the
+            # whole object (one upstream request, however many ranges are asked for),
+            # then cut the range from it.
+            return _bytes_response(request, await _whole(shared), media_headers(
+                media.content_type, _cache_control(media, grant, self._clock), True))
         headers = media_headers(media.content_type, _cache_control(media, grant, self._clock))
-        url = self._url(key)
-        if "Range" in request.headers:
-            return await self._pass_range(request, url, headers)
-        shared = self._fetcher.fetch(key, url, cache_for_ms=cache_for_ms)
         return await _stream_shared(request, shared, headers)
-
-    async def _pass_range(self, request: web.Request, url: URL,
-                          headers: Headers) -> web.StreamResponse:
-        """A byte range of an object not in the cache: straight through, not shared."""
-        try:
-            async with self._client.get(url, timeout=self._timeout, allow_redirects=False,
-                                        headers={"Range": request.headers["Range"],
-                                                 "Accept-Encoding": "identity"}) as upstream:
-                if upstream.status in (404, 410):
-                    raise MediaNotFound()
-                if upstream.status not in (200, 206, 416):
-                    raise UpstreamFailed()
-                response = web.StreamResponse(status=upstream.status, headers=headers)
-                for name in ("Content-Range", "Content-Length"):
-                    if name in upstream.headers:
-                        response.headers[name] = upstream.headers[name]
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_chunked(64 * 1024):
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except (aiohttp.ClientError, OSError):
-            raise UpstreamFailed() from None
 
 
 async def _local_file(request: web.Request, files: LocalFiles, file: str, media: MediaPath,
@@ -273,6 +255,15 @@ async def _local_file(request: web.Request, files: LocalFiles, file: str, media:
         return web.FileResponse(file, headers=media_headers(media.content_type, cache_control))
     return _bytes_response(request, body, media_headers(media.content_type, cache_control,
                                                         True))
+
+
+async def _whole(shared: SharedFetch) -> bytes:
+    await shared.headers_ready  # raises UpstreamFailed / UpstreamTimeout
+    if shared.status in (404, 410):
+        raise MediaNotFound()
+    if shared.status != 200:
+        raise UpstreamFailed()
+    return b"".join([chunk async for chunk in shared.body()])
 
 
 async def _stream_shared(request: web.Request, shared: SharedFetch,
@@ -302,20 +293,28 @@ async def _stream_shared(request: web.Request, shared: SharedFetch,
     return response
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# One range, in ASCII digits of a sane length. Anything else (several ranges, other
+# units, Unicode digits, thousands of digits) is ignored, as RFC 9110 allows: the
+# whole object, 200.
+_RANGE = re.compile(r"bytes=([0-9]{0,15})-([0-9]{0,15})")
+
+
+def byte_range(header: str | None) -> tuple[str, str] | None:
+    """A Range header we serve, as its (first, last) text; None when we ignore it."""
+    match = None if header is None else _RANGE.fullmatch(header.strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    return match.group(1), match.group(2)
 
 
 def _bytes_response(request: web.Request, body: bytes, headers: Headers) -> web.Response:
     """A body from memory (`headers` from `media_headers`, from memory), honouring a
     single byte range like FileResponse does."""
-    range_header = request.headers.get(hdrs.RANGE)
-    if range_header is None:
-        return web.Response(body=body, headers=headers)
-    match = _RANGE.fullmatch(range_header.strip())
-    if match is None or match.groups() == ("", ""):
+    asked = byte_range(request.headers.get(hdrs.RANGE))
+    if asked is None:
         return web.Response(body=body, headers=headers)
     size = len(body)
-    first, last = match.groups()
+    first, last = asked
     if first:
         start, end = int(first), min(int(last), size - 1) if last else size - 1
     else:

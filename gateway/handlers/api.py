@@ -3,6 +3,7 @@ camelCase, times in ms since the epoch, durations in ms)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -17,10 +18,13 @@ from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     SESSION_ID,
     TRX_ID,
+    client_address,
     current_viewer,
     ok,
     path_value,
+    query_int,
     query_value,
+    read_body,
     read_json,
     request_device,
     require_operator,
@@ -32,14 +36,18 @@ from gateway.keys import (
     CLOCK,
     DEVICES,
     GATE,
+    LIMITS,
     METRICS,
     PROVIDER,
     SESSIONS,
     SETTINGS,
     STREAM_HEALTH,
 )
+from gateway.logs import log_event
 from gateway.model import AccessDecision, SessionStatus
 from gateway.session_json import POLL_FIELDS, QR_FIELDS, STATUS_FIELDS, session_json
+
+log = logging.getLogger("gateway.api")
 
 StreamId = Annotated[str, Meta(pattern=f"^{STREAM_ID.pattern}$")]
 UserId = Annotated[str, Meta(pattern=f"^{USER_ID.pattern}$")]
@@ -100,9 +108,10 @@ async def generate_qris(request: web.Request) -> web.Response:
     stream = request.app[CATALOG].get(body.stream_id)
     if stream is not None:
         request.app[STREAM_HEALTH].ensure_buyable(stream)
+    limits = request.app[LIMITS]
     session, created = await request.app[SESSIONS].request_qr(
-        user_id, body.stream_id, body.amount
-    )
+        user_id, body.stream_id, body.amount,
+        admit=lambda: limits.admit(client_address(request), user_id))
     if created:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
@@ -129,7 +138,7 @@ async def payment_status(request: web.Request) -> web.Response:
 
 async def payment_notification(request: web.Request) -> web.Response:
     """The provider's callback. Read raw bytes first: signatures cover the exact body."""
-    raw_body = await request.read()
+    raw_body = await read_body(request)
     metrics = request.app[METRICS]
     try:
         notification = await request.app[PROVIDER].authenticate(
@@ -137,7 +146,11 @@ async def payment_notification(request: web.Request) -> web.Response:
         )
         decision = await request.app[SESSIONS].record_notification(notification)
     except NotificationRejected as rejected:
-        metrics.notifications_rejected.labels(str(rejected.params["reason"])).inc()
+        reason = str(rejected.params["reason"])
+        # One line per refusal, with why: not stored, so this is all the trace there is.
+        log_event(log, "callback_refused", level=logging.WARNING, reason=reason,
+                  provider=request.app[PROVIDER].name, bodyBytes=len(raw_body))
+        metrics.notifications_rejected.labels(reason).inc()
         raise
     metrics.notifications.labels(decision.reason.value, str(decision.applied).lower()).inc()
     # 200 also for duplicates and refusals: the provider must stop retrying, and
@@ -272,10 +285,8 @@ async def list_notifications(request: web.Request) -> web.Response:
     authentic notification, what it did, and why (e.g. refunds due)."""
     require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
-    raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise InvalidRequest(detail="limit must be 1 to 1000", field="limit")
-    ledger = await request.app[SESSIONS].store.notifications(trx_id, int(raw_limit))
+    limit = query_int(request, "limit", 1, 1000, default=100)
+    ledger = await request.app[SESSIONS].store.notifications(trx_id, limit)
     return ok({"notifications": [{
         "provider": entry.notification.provider,
         "eventId": entry.notification.event_id,
@@ -300,11 +311,9 @@ async def list_payments(request: web.Request) -> web.Response:
     if raw_status is not None and raw_status not in SessionStatus.__members__.values():
         raise InvalidRequest(detail="status must be pending, paid or expired")
     stream_id = query_value(request, "streamId", STREAM_ID)
-    raw_limit = request.query.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise InvalidRequest(detail="limit must be 1 to 1000")
+    limit = query_int(request, "limit", 1, 1000, default=100)
     found = await request.app[SESSIONS].store.payments(
-        SessionStatus(raw_status) if raw_status else None, stream_id, int(raw_limit))
+        SessionStatus(raw_status) if raw_status else None, stream_id, limit)
     now_ms = request.app[CLOCK]()
     return ok({"payments": [
         session_json(session, now_ms, (*STATUS_FIELDS, "fee", "userId", "provider"),

@@ -1,20 +1,29 @@
-"""What every handler needs: strict input parsing, the caller's identity, the envelope."""
+"""What every handler needs: strict input parsing, the caller's identity, the envelope.
+
+Every input is parsed here, once, at the edge: bodies are UTF-8 JSON within a size and a
+depth limit, numbers are ASCII digits within a range, ids match their pattern, and
+header or cookie text that is not printable ASCII is no credential at all. What fails is
+an `InvalidRequest` (400), never an exception from deeper down (a 500).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import re
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
 
 from gateway.devices import Device, browser_device, program_device
-from gateway.errors import InvalidRequest, Unauthenticated
+from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.parsing import ascii_int, decode_json
 from gateway.settings import IpNetwork
 
 T = TypeVar("T")
@@ -32,16 +41,61 @@ def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> w
     )
 
 
+# Visible ASCII (and spaces): what an API key, a bearer token or a cookie can be.
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]*")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, bounded in size (the app's client_max_size: 413) and in time (408),
+    so a client trickling its body cannot hold a connection for ever."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
+            return await request.read()
+    except TimeoutError:
+        raise RequestTimeout() from None
+
+
 async def read_json(request: web.Request, shape: type[T], *, allow_empty: bool = False) -> T:
-    """The body decoded strictly into `shape`: wrong types, floats for integers, missing
-    fields and malformed JSON are all a 400 that names the problem."""
-    raw = await request.read()  # bounded by the app's client_max_size
+    raw = await read_body(request)
     if allow_empty and not raw.strip():
         raw = b"{}"
-    try:
-        return msgspec.json.decode(raw, type=shape)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidRequest(detail=str(exc)) from None
+    return decode_json(raw, shape)
+
+
+def query_int(request: web.Request, name: str, low: int, high: int, default: int) -> int:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise InvalidRequest(detail=f"{name} given more than once")
+    return default if not values else ascii_int(values[0], name, low, high)
+
+
+def header_text(request: web.Request, name: str) -> str | None:
+    """A header's value when it is printable ASCII; None when absent or when it is not
+    (aiohttp hands undecodable bytes over as lone surrogates)."""
+    value = request.headers.get(name)
+    if value is None or not _HEADER_TEXT.fullmatch(value):
+        return None
+    return value
+
+
+def credential_header(request: web.Request, name: str) -> str | None:
+    """A credential header (X-Api-Key, Authorization): absent is None, and one that
+    cannot be a credential (not printable ASCII) is refused like a wrong one, 401."""
+    if name not in request.headers:
+        return None
+    value = header_text(request, name)
+    if value is None:
+        raise Unauthenticated()
+    return value
+
+
+def cookie_text(request: web.Request, name: str) -> str | None:
+    """A cookie's value when it could be one of ours (printable ASCII); None otherwise,
+    so a garbled cookie is an unknown viewer, not an error."""
+    value = request.cookies.get(name)
+    if value is None or len(value) > 4096 or not _HEADER_TEXT.fullmatch(value):
+        return None
+    return value
 
 
 def query_value(request: web.Request, name: str, pattern: re.Pattern[str], *,
@@ -65,15 +119,38 @@ def path_value(request: web.Request, name: str, pattern: re.Pattern[str]) -> str
     return value
 
 
+def _host_of(authority: str) -> str | None:
+    try:
+        host = urlsplit("//" + authority).hostname
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return None
+    return host.lower() if host else None
+
+
+def same_host(request: web.Request) -> bool:
+    """Whether the `Origin` header names the host viewers reach us at (GATEWAY_PUBLIC_URL's,
+    else the one this request was sent to; see public_host). Both are
+    compared as ASCII text: an Origin or Host that is not a plain host name (invalid
+    IPv6, bytes that are no IDNA) is simply not the same host."""
+    origin = header_text(request, "Origin")
+    public_url = request.app[SETTINGS].public_url
+    host = _authority(public_url) if public_url is not None else header_text(request, "Host")
+    if origin is None or host is None or "://" not in origin:
+        return False
+    origin_host = _host_of(origin.partition("://")[2])
+    return origin_host is not None and origin_host == _host_of(host)
+
+
 def current_viewer(request: web.Request) -> Viewer:
     """Resolved once per request, lazily, so that only handlers that care about identity
     issue a viewer cookie (see middlewares.finish_headers)."""
     viewer = request.get(VIEWER)
     if viewer is None:
         viewer = request.app[IDENTITY].resolve(
-            api_key=request.headers.get("X-Api-Key"),
-            authorization=request.headers.get("Authorization"),
-            viewer_cookie=request.cookies.get("viewer"),
+            api_key=credential_header(request, "X-Api-Key"),
+            # Garbled: no bearer token at all (the cookie may still say who this is).
+            authorization=header_text(request, "Authorization"),
+            viewer_cookie=cookie_text(request, "viewer"),
         )
         request[VIEWER] = viewer
     return viewer
@@ -112,8 +189,9 @@ def require_operator(request: web.Request) -> None:
     """The one check for operator endpoints: the API key, as `X-Api-Key` or as a bearer
     token (what Prometheus can send). Missing or wrong, it is a 401. It never resolves
     a viewer, so an operator endpoint never hands anyone a viewer cookie."""
-    if not request.app[IDENTITY].is_operator(api_key=request.headers.get("X-Api-Key"),
-                                             authorization=request.headers.get("Authorization")):
+    if not request.app[IDENTITY].is_operator(
+            api_key=credential_header(request, "X-Api-Key"),
+            authorization=credential_header(request, "Authorization")):
         raise Unauthenticated()
 
 

@@ -12,14 +12,27 @@ import json
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from yarl import URL
 
-from gateway.errors import GatewayError, InvalidRequest, NotYours, SessionNotFound
-from gateway.handlers.common import SESSION_ID, current_viewer, public_host, query_value
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    NotYours,
+    SessionNotFound,
+    StoreUnavailable,
+    TooManyWebSockets,
+)
+from gateway.handlers.common import (
+    SESSION_ID,
+    current_viewer,
+    header_text,
+    query_value,
+    same_host,
+)
 from gateway.i18n import choose_language, error_message
-from gateway.identity import session_owner
-from gateway.keys import SESSIONS, STATUS_HUB, WEBSOCKETS
+from gateway.identity import Viewer, session_owner
+from gateway.keys import SESSIONS, SETTINGS, STATUS_HUB, WEBSOCKETS, WEBSOCKETS_PER_VIEWER
 from gateway.logs import log_event
+from gateway.settings import SERVER_NAME
 
 log = logging.getLogger("gateway.ws")
 
@@ -29,19 +42,35 @@ CLOSE_NOT_FOUND = 4404
 
 
 async def status_socket(request: web.Request) -> web.WebSocketResponse:
-    origin = request.headers.get("Origin")
-    # The host, not request.url: the handler lives as long as the socket, and so does
-    # everything it makes the request build and cache.
-    host = public_host(request)
-    if origin is not None and URL(origin).host != URL.build(authority=host).host:
+    if "Origin" in request.headers and not same_host(request):
         # A page on another site must not open a socket with this viewer's cookie. When
         # it is our own page behind a proxy that drops `Host`, say how to fix that.
-        log_event(log, "websocket_origin_refused", level=logging.WARNING, origin=origin,
-                  host=host, hint="behind a proxy: set GATEWAY_PUBLIC_URL, or have the "
+        log_event(log, "websocket_origin_refused", level=logging.WARNING,
+                  origin=header_text(request, "Origin"), host=header_text(request, "Host"),
+                  hint="behind a proxy: set GATEWAY_PUBLIC_URL, or have the "
                   "proxy pass Host on (gateway nginx-config does)")
         raise NotYours()
     viewer = current_viewer(request)  # before the handshake: it may set the cookie
+    # Each socket holds memory and a descriptor for hours: one viewer gets a few (tabs,
+    # devices behind one cookie), not thousands. Server callers are trusted.
+    per_viewer = request.app[WEBSOCKETS_PER_VIEWER]
+    holder = viewer.user_id
+    if holder is not None:
+        if per_viewer[holder] >= request.app[SETTINGS].max_websockets_per_viewer:
+            raise TooManyWebSockets()
+        per_viewer[holder] += 1
+    try:
+        return await _serve_socket(request, viewer)
+    finally:
+        if holder is not None:
+            per_viewer[holder] -= 1
+            if not per_viewer[holder]:
+                del per_viewer[holder]
+
+
+async def _serve_socket(request: web.Request, viewer: Viewer) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)
+    ws.headers["Server"] = SERVER_NAME  # finish_headers leaves a handshake alone
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
@@ -52,7 +81,7 @@ async def status_socket(request: web.Request) -> web.WebSocketResponse:
             assert session_id is not None
             session = await request.app[SESSIONS].owned_session(
                 session_owner(viewer, None), session_id=session_id)
-        except (SessionNotFound, InvalidRequest, NotYours) as refused:
+        except (SessionNotFound, InvalidRequest, NotYours, StoreUnavailable) as refused:
             session_id = None
             await _refuse(request, ws, refused)
             return ws
@@ -76,7 +105,11 @@ async def _refuse(request: web.Request, ws: web.WebSocketResponse,
         "type": "error", "code": refused.code,
         "error": error_message(language, refused.code, refused.params),
     }))
-    await ws.close(code=CLOSE_FORBIDDEN if isinstance(refused, NotYours) else CLOSE_NOT_FOUND)
+    if isinstance(refused, StoreUnavailable):
+        code: int = WSCloseCode.TRY_AGAIN_LATER  # the client reconnects with backoff
+    else:
+        code = CLOSE_FORBIDDEN if isinstance(refused, NotYours) else CLOSE_NOT_FOUND
+    await ws.close(code=code)
 
 
 async def close_all_on_shutdown(app: web.Application) -> None:

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -26,8 +27,9 @@ from msgspec import Meta
 
 from gateway import qris
 from gateway.clock import Clock
-from gateway.errors import InvalidRequest, NotificationRejected
+from gateway.errors import NotificationRejected
 from gateway.model import Notification
+from gateway.parsing import decode_json, is_ascii_int
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -113,10 +115,7 @@ class SimulatorProvider(Provider):
         matched = next((c for c in candidates if hmac.compare_digest(c, expected)), None)
         if matched is None:
             raise NotificationRejected(reason="bad signature")
-        try:
-            event = msgspec.json.decode(raw_body, type=_Event)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidRequest(detail=str(exc)) from None
+        event = decode_json(raw_body, _Event)
         return Notification(
             provider=self.name,
             event_id=event.event_id,
@@ -135,8 +134,8 @@ def _parse_signature_header(header: str) -> tuple[int | None, list[str]]:
     candidates: list[str] = []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        if key == "t" and is_ascii_int(value, max_digits=12):
             timestamp = int(value)
-        elif key == "v1" and len(value) == 64:
+        elif key == "v1" and re.fullmatch(r"[0-9a-fA-F]{64}", value):
             candidates.append(value.lower())
     return timestamp, candidates

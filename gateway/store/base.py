@@ -208,6 +208,23 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    # Rate limits. An embedded store serves one process: its counters live in memory.
+    # A shared store keeps them where every instance counts together.
+    _hits: dict[str, tuple[int, int]] | None = None
+
+    async def count_hit(self, bucket: str, window_s: int, now_ms: int) -> int:
+        """Count one hit against `bucket` in the current fixed window of `window_s`
+        seconds and return the window's count so far, this hit included."""
+        window = now_ms // (window_s * 1000)
+        if self._hits is None or len(self._hits) > 100_000:
+            # Bounded: old windows are dropped wholesale rather than one by one.
+            self._hits = {key: hit for key, hit in (self._hits or {}).items()
+                          if hit[0] == window}
+        seen_window, count = self._hits.get(bucket, (window, 0))
+        count = count + 1 if seen_window == window else 1
+        self._hits[bucket] = (window, count)
+        return count
+
     # Status changes across instances. An embedded store has one instance: nothing to
     # tell anyone. A shared store publishes every change and lets each instance listen.
     shared: bool = False

@@ -21,18 +21,22 @@ ended-early queries, and the notification ledger as hashes indexed newest first.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     HOUR_MS,
     LedgerEntry,
@@ -43,6 +47,7 @@ from gateway.ledger import (
     hour_start,
     needs_person,
 )
+from gateway.logs import log_event
 from gateway.model import (
     ACTIVE_STATUSES,
     Notification,
@@ -60,13 +65,36 @@ from gateway.store.base import SessionStore, StoredNotification
 log = logging.getLogger("gateway.store.redis")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 # redis-py's annotations cannot say that `decode_responses=True` makes every reply a str
 # (they are unions of bytes, str and awaitables): the client and its pipelines are typed
 # loosely here, and every reply is converted where it is read.
 Pipeline = Any
 DEFAULT_KEY_PREFIX = "gateway:"
 _PAYMENTS_SCAN = 20_000
-_MAX_ATTEMPTS = 100  # a WATCH conflict means someone else committed: retrying is progress
+DEFAULT_TIMEOUT_S = 5.0
+# Connections per instance. Beyond them a request waits for one (up to the store's
+# timeout) instead of failing: a burst queues, it does not turn into 500s.
+POOL_CONNECTIONS = 64
+
+
+def _bounded(method: Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]
+             ) -> Callable[Concatenate[RedisStore, P], Coroutine[Any, Any, T]]:
+    """A store call that ends within the store's timeout, and whose failure is the
+    domain's `StoreUnavailable` (a 503 with Retry-After), never redis-py's exceptions:
+    Redis killed, paused (CLIENT PAUSE, DEBUG SLEEP), loading its data set, or a
+    transaction that kept losing to other instances until the deadline."""
+
+    async def bounded(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await method(self, *args, **kwargs)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log_event(log, "store_unavailable", level=logging.WARNING,
+                      operation=method.__name__, error=type(exc).__name__)
+            raise StoreUnavailable() from None
+
+    return bounded
 
 
 def _part(value: str) -> str:
@@ -326,8 +354,14 @@ def _pairs(flat: list[str]) -> dict[str, str]:
 class RedisStore(SessionStore):
     shared = True
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
+    def __init__(self, client: aioredis.Redis, key_prefix: str = DEFAULT_KEY_PREFIX, *,
+                 feed_client: aioredis.Redis | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._redis: Any = client
+        # The change feed's subscription idles for as long as nothing changes: it gets a
+        # client of its own, without the read timeout every other call has.
+        self._feed: Any = feed_client or client
+        self.timeout_s = timeout_s
         self.key_prefix = key_prefix
         self._keys = _Keys(key_prefix)
         # Lets an instance skip its own changes when they come back from the channel.
@@ -338,20 +372,25 @@ class RedisStore(SessionStore):
         self._claim_place = client.register_script(_CLAIM_PLACE)
 
     @classmethod
-    async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> RedisStore:
-        # Bounded connects (and disconnects, which redis-py times by the same setting);
-        # no read timeout, which would break the change feed's idle subscription.
-        client = aioredis.Redis.from_url(url, decode_responses=True,
-                                         health_check_interval=30, socket_connect_timeout=5)
+    async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX,
+                   timeout_s: float = DEFAULT_TIMEOUT_S) -> RedisStore:
+        # Bounded connects, reads and waits for a pooled connection.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, health_check_interval=30, max_connections=POOL_CONNECTIONS,
+            timeout=timeout_s, socket_connect_timeout=min(timeout_s, 5), socket_timeout=timeout_s)
+        client = aioredis.Redis.from_pool(pool)
+        feed = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                       socket_connect_timeout=5)
         try:
             await client.ping()
         except RedisError as exc:
             await client.aclose()
+            await feed.aclose()
             where = client.connection_pool.connection_kwargs
             # One line an operator can act on; never the URL, which may hold a password.
             raise ConnectionError(f"GATEWAY_STORE: no Redis at {where.get('host', '?')}:"
                                   f"{where.get('port', '?')}: {exc}") from None
-        store = cls(client, key_prefix)
+        store = cls(client, key_prefix, feed_client=feed, timeout_s=timeout_s)
         await store._warn_if_not_durable()
         await store._index_for_console()
         return store
@@ -421,11 +460,24 @@ class RedisStore(SessionStore):
             log.warning("the Redis server has appendonly off: a restart of Redis loses "
                         "payments stored since its last snapshot")
 
+    @_bounded
     async def ping(self) -> None:
         await self._redis.ping()
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._feed is not self._redis:
+            await self._feed.aclose()
+
+    @_bounded
+    async def count_hit(self, bucket: str, window_s: int, now_ms: int) -> int:
+        # One counter per bucket and window, shared by every instance.
+        key = f"{self._keys.prefix}rate:{_part(bucket)}:{now_ms // (window_s * 1000)}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, window_s + 1)
+            count, _ = await pipe.execute()
+        return int(count)
 
     # --- reads -----------------------------------------------------------------
 
@@ -444,15 +496,19 @@ class RedisStore(SessionStore):
             rows: list[dict[str, str]] = await pipe.execute()
         return [session for session in map(_session, rows) if session is not None]
 
+    @_bounded
     async def get(self, session_id: str) -> PaymentSession | None:
         return await self._load(session_id)
 
+    @_bounded
     async def get_many(self, session_ids: list[str]) -> list[PaymentSession]:
         return await self._load_many(session_ids)
 
+    @_bounded
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
         return await self._load(await self._redis.get(self._keys.trx(provider, trx_id)))
 
+    @_bounded
     async def active_for_stream(
         self, user_id: str, stream_id: str, now_ms: int
     ) -> list[PaymentSession]:
@@ -465,22 +521,26 @@ class RedisStore(SessionStore):
         return sorted((session for session in found if session.is_active(now_ms)),
                       key=lambda session: (session.created_at_ms, session.session_id))
 
+    @_bounded
     async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
         ids = await self._redis.zrevrange(self._keys.user_paid(user_id), 0, limit - 1)
         return await self._load_many(ids)
 
+    @_bounded
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         ids = await self._redis.smembers(self._keys.user_active(user_id))
         sessions = [session for session in await self._load_many(ids)
                     if session.is_active(now_ms)]
         return sorted(sessions, key=lambda session: (session.created_at_ms, session.session_id))
 
+    @_bounded
     async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
         ids = await self._redis.zrangebyscore(self._keys.ended, f"({started_after_ms}",
                                               "+inf")
         return [session for session in await self._load_many(ids)
                 if session.status == SessionStatus.EXPIRED and session.paid_at_ms is not None]
 
+    @_bounded
     async def notifications(self, trx_id: str | None = None,
                             limit: int = 100) -> list[StoredNotification]:
         if trx_id is None:
@@ -496,6 +556,7 @@ class RedisStore(SessionStore):
             rows: list[dict[str, str]] = await pipe.execute()
         return [_stored_notification(row) for row in rows if row]
 
+    @_bounded
     async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
                                      limit: int) -> list[PaymentSession]:
         ids = await self._redis.zrangebyscore(self._keys.unpaid, f"({created_after_ms}",
@@ -503,6 +564,7 @@ class RedisStore(SessionStore):
         return [session for session in await self._load_many(ids)
                 if session.paid_at_ms is None]
 
+    @_bounded
     async def payments(self, status: SessionStatus | None, stream_id: str | None,
                        limit: int) -> list[PaymentSession]:
         # Filters are applied while walking the creation index, page by page; an
@@ -530,8 +592,12 @@ class RedisStore(SessionStore):
         pipeline runs commands at once while watching, and queues them otherwise), then
         calls `pipe.multi()` and queues its writes, or returns without it to commit
         nothing."""
+        # A WATCH conflict means another writer committed: retrying is progress. Retried
+        # until the caller's deadline (`_bounded`), with a growing random pause so that
+        # instances racing on one key stop colliding in step.
         async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(_MAX_ATTEMPTS):
+            conflicts = 0
+            while True:
                 try:
                     if watch:
                         await pipe.watch(*watch)
@@ -541,8 +607,9 @@ class RedisStore(SessionStore):
                     return result  # leaving the pipeline resets it, which unwatches
                 except WatchError:
                     await pipe.reset()
-                    continue
-        raise RuntimeError("Redis transaction kept conflicting")
+                    conflicts += 1
+                    if conflicts > 3:
+                        await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * conflicts)))
 
     async def _read_session(self, pipe: Pipeline, session_id: str | None,
                             ) -> PaymentSession | None:
@@ -623,6 +690,7 @@ class RedisStore(SessionStore):
                 *(self._keys.session(other.session_id) for other in others),
             ) if key)), int(number)
 
+    @_bounded
     async def insert_pending(
         self, candidate: PaymentSession, now_ms: int
     ) -> tuple[PaymentSession, bool]:
@@ -649,6 +717,7 @@ class RedisStore(SessionStore):
 
         return await self._transaction([], insert)
 
+    @_bounded
     async def apply_notification(
         self,
         notification: Notification,
@@ -706,6 +775,7 @@ class RedisStore(SessionStore):
         own_keys = [trx_key, event_key] + ([replay_key] if replay_key else [])
         return await self._transaction([], apply)
 
+    @_bounded
     async def expire_due(self, now_ms: int, limit: int) -> list[PaymentSession]:
         expired: list[PaymentSession] = []
         # Another instance's sweeper may be expiring the same sessions: those it wins
@@ -745,6 +815,7 @@ class RedisStore(SessionStore):
                 expired.append(ended)
         return expired
 
+    @_bounded
     async def prune_unpaid(self, expired_before_ms: int, limit: int) -> int:
         ids = await self._redis.zrangebyscore(self._keys.prunable, "-inf",
                                               f"({expired_before_ms}", start=0, num=limit)
@@ -767,6 +838,7 @@ class RedisStore(SessionStore):
             pruned += await self._transaction([], prune)
         return pruned
 
+    @_bounded
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         async def end(pipe: Pipeline) -> PaymentSession | None:
             session = await self._read_session(pipe, session_id)
@@ -926,6 +998,7 @@ class RedisStore(SessionStore):
 
     # --- playback grants and places ----------------------------------------------
 
+    @_bounded
     async def grant_for_device(self, session_id: str, device: str, now_ms: int,
                                new_grant_id: str, playing_since_ms: int
                                ) -> tuple[DeviceGrant, list[DevicePlace]]:
@@ -938,10 +1011,12 @@ class RedisStore(SessionStore):
         assert grant is not None
         return grant, _places(_pairs(places), playing_since_ms)
 
+    @_bounded
     async def get_grant(self, grant_id: str) -> DeviceGrant | None:
         fields = await self._redis.hgetall(self._keys.grant(grant_id))
         return _grant([item for pair in fields.items() for item in pair])
 
+    @_bounded
     async def grants(self, session_id: str) -> list[DeviceGrant]:
         ids = await self._redis.zrange(self._keys.session_grants(session_id), 0, -1)
         if not ids:
@@ -954,9 +1029,11 @@ class RedisStore(SessionStore):
         return sorted((grant for grant in found if grant is not None),
                       key=lambda grant: (grant.created_at_ms, grant.grant_id))
 
+    @_bounded
     async def end_grant(self, grant_id: str, now_ms: int) -> DeviceGrant | None:
         return _grant(await self._end_grant(keys=[self._keys.grant(grant_id)], args=[now_ms]))
 
+    @_bounded
     async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
                           since_ms: int, limit: int) -> PlaceClaim:
         answer = await self._claim_place(
@@ -965,36 +1042,46 @@ class RedisStore(SessionStore):
                   _PLACES_TTL_MS])
         return PlaceClaim(answer)
 
+    @_bounded
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
         return _places(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
 
     # --- status changes across instances -----------------------------------------
 
+    @_bounded
     async def publish_change(self, session: PaymentSession) -> None:
         message = {"from": self.instance_id, "session": _session_fields(session)}
         await self._redis.publish(self._keys.changes, json.dumps(message))
 
     async def changes(self, on_subscribed: Callable[[], Awaitable[None]]
                       ) -> AsyncIterator[PaymentSession]:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self._feed.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self._keys.changes)
-            await on_subscribed()
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                try:
-                    decoded = json.loads(message["data"])
-                    if decoded.get("from") == self.instance_id:
-                        continue
-                    session = _session(decoded["session"])
-                except (ValueError, KeyError, TypeError):
-                    log.warning("ignored a malformed session change message")
-                    continue
-                if session is not None:
-                    yield session
+            async for session in self._listen(pubsub, on_subscribed):
+                yield session
+        except (RedisError, OSError):
+            raise StoreUnavailable() from None  # the caller resubscribes
         finally:
-            await pubsub.aclose()
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def _listen(self, pubsub: Any, on_subscribed: Callable[[], Awaitable[None]]
+                      ) -> AsyncIterator[PaymentSession]:
+        await pubsub.subscribe(self._keys.changes)
+        await on_subscribed()
+        async for message in pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            try:
+                decoded = json.loads(message["data"])
+                if decoded.get("from") == self.instance_id:
+                    continue
+                session = _session(decoded["session"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignored a malformed session change message")
+                continue
+            if session is not None:
+                yield session
 
 
 def _places(held: dict[str, str], since_ms: int) -> list[DevicePlace]:

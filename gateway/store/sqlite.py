@@ -18,12 +18,14 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     LedgerEntry,
     LedgerQuery,
@@ -307,8 +309,10 @@ class _Connection:
     """
 
     def __init__(self, path: str, *, read_only: bool,
-                 on_connect: Callable[[sqlite3.Connection], None] | None) -> None:
+                 on_connect: Callable[[sqlite3.Connection], None] | None,
+                 timeout_s: float) -> None:
         self._path = path
+        self._timeout_s = timeout_s
         self._read_only = read_only
         self._on_connect = on_connect
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -318,10 +322,12 @@ class _Connection:
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=10.0,
+        # Another process holding the write lock is waited for this long, then the
+        # call fails (a 503), rather than queueing everything behind it unseen.
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._timeout_s,
                                check_same_thread=False)
         conn.row_factory = sqlite3.Row  # rows by column name, never by position
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         if self._path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -348,9 +354,18 @@ class _Connection:
                     if job is None:
                         running = False
                         continue
-                    fn, future = job
+                    fn, future, deadline = job
+                    if time.monotonic() > deadline:
+                        # Its caller has been told the store is unavailable: doing it
+                        # now would surprise them (and keep the queue long).
+                        outcomes.append((future, None, StoreUnavailable()))
+                        continue
                     try:
                         outcomes.append((future, fn(conn), None))
+                    except sqlite3.OperationalError as exc:
+                        # Locked or busy past busy_timeout (another process writes).
+                        outcomes.append((future, None, StoreUnavailable()
+                                         if _is_contention(exc) else exc))
                     except BaseException as exc:  # delivered to the awaiting coroutine
                         outcomes.append((future, None, exc))
                 if outcomes:
@@ -365,8 +380,17 @@ class _Connection:
             self._loop = asyncio.get_running_loop()
             self._thread.start()
         future: asyncio.Future[T] = self._loop.create_future()
-        self._jobs.put((fn, future))
-        return await future
+        self._jobs.put((fn, future, time.monotonic() + self._timeout_s))
+        try:
+            # A little past the job's own deadline: the thread answers by then, unless
+            # one statement runs that long.
+            async with asyncio.timeout(self._timeout_s + 1):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            # Whatever the thread makes of it, nobody is waiting for it now.
+            future.add_done_callback(_discard_outcome)
+            future.cancel()
+            raise StoreUnavailable() from None
 
     async def run_in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def transaction(conn: sqlite3.Connection) -> T:
@@ -390,7 +414,17 @@ class _Connection:
             await asyncio.to_thread(self._thread.join)
 
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", float]
+
+
+def _discard_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not report it as lost
+
+
+def _is_contention(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
 
 
 def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -405,27 +439,36 @@ def _deliver(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None
 
 class SQLiteStore(SessionStore):
     def __init__(self, path: str,
-                 on_connect: Callable[[sqlite3.Connection], None] | None = None) -> None:
+                 on_connect: Callable[[sqlite3.Connection], None] | None = None,
+                 timeout_s: float = 5.0) -> None:
         self.path = path
-        self._writer = _Connection(path, read_only=False, on_connect=on_connect)
+        self._writer = _Connection(path, read_only=False, on_connect=on_connect,
+                                   timeout_s=timeout_s)
         in_memory = path == ":memory:"
         self._reader = (self._writer if in_memory
-                        else _Connection(path, read_only=True, on_connect=on_connect))
+                        else _Connection(path, read_only=True, on_connect=on_connect,
+                                         timeout_s=timeout_s))
 
     @classmethod
     async def open(cls, path: str,
-                   on_connect: Callable[[sqlite3.Connection], None] | None = None
-                   ) -> SQLiteStore:
+                   on_connect: Callable[[sqlite3.Connection], None] | None = None,
+                   timeout_s: float = 5.0) -> SQLiteStore:
         """`on_connect` sees each new connection (e.g. to trace SQL while debugging)."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path, on_connect)
+        store = cls(path, on_connect, timeout_s)
         await store._writer.run(_migrate)
         return store
 
     async def ping(self) -> None:
-        # Through the writer: a stuck write transaction is what would make us unready.
-        await self._writer.run(lambda conn: conn.execute("SELECT 1").fetchone())
+        # Through the writer, taking the write lock: a stuck write transaction, ours or
+        # another process's, is what would make us unready.
+        def take_write_lock(conn: sqlite3.Connection) -> None:
+            if self.path != ":memory:":
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+
+        await self._writer.run(take_write_lock)
 
     async def close(self) -> None:
         if self._reader is not self._writer:

@@ -35,6 +35,7 @@ async def test_playlists_and_segments_come_through_unchanged(
     status, headers, body = await get(gate_viewer, f"/hls/{stream_id}/seg1.ts")
     assert status == 200 and body == (ts_dir / "seg1.ts").read_bytes()
     assert headers["Content-Type"] == "video/mp2t"
+    assert not re.search(r"[0-9]", headers["Server"])  # no versions for an attacker
     # A segment is never cached longer than the viewer's access lasts.
     assert headers["Cache-Control"] == "private, max-age=30"
 
@@ -238,3 +239,48 @@ async def test_head_requests_are_answered(gate_viewer: ViewerClient) -> None:
     async with gate_viewer.http.head("/hls/dir/seg0.ts") as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "video/mp2t"
+
+
+async def test_range_requests_for_an_uncached_segment_share_one_upstream_fetch(
+        gate_viewer: ViewerClient, origin: OriginServer, ts_dir: Path) -> None:
+    """A paid viewer asking for 50 ranges of a segment must not make the gate ask the
+    origin 50 times (it did: each range went straight through)."""
+    await buy(gate_viewer, "http")
+    whole = (ts_dir / "seg3.ts").read_bytes()
+    origin.release = asyncio.Event()
+    ranges = [(start, start + 187) for start in range(0, 50 * 188, 188)]
+    asks = [asyncio.create_task(get(gate_viewer, "/hls/http/seg3.ts",
+                                    Range=f"bytes={start}-{end}")) for start, end in ranges]
+    await wait_until(lambda: origin.hits["seg3.ts"] >= 1)
+    origin.release.set()
+    answers = await asyncio.gather(*asks)
+    assert origin.hits["seg3.ts"] == 1
+    for (start, end), (status, headers, body) in zip(ranges, answers, strict=True):
+        assert status == 206 and body == whole[start:end + 1]
+        assert headers["Content-Range"] == f"bytes {start}-{end}/{len(whole)}"
+
+
+async def test_names_the_origin_lacks_are_remembered_briefly(
+        gate_viewer: ViewerClient, origin: OriginServer, clock: FakeClock) -> None:
+    await buy(gate_viewer, "http")
+    for _ in range(20):
+        assert (await get(gate_viewer, "/hls/http/nope.ts"))[0] == 404
+    assert origin.hits["nope.ts"] == 1
+    clock.advance(10)  # long enough: the origin may have it by now
+    assert (await get(gate_viewer, "/hls/http/nope.ts"))[0] == 404
+    assert origin.hits["nope.ts"] == 2
+
+
+@pytest.mark.parametrize("stream_id", ["dir", "http"])
+@pytest.mark.parametrize("range_header", [
+    "bytes=" + "1" * 5000 + "-", "bytes=\u0663-5", "bytes=\u00b2-", "bytes=0-1,5-9",
+    "lines=1-2", "bytes=--5", "bytes=" + "9" * 30 + "-" + "9" * 31])
+async def test_a_range_we_do_not_serve_is_ignored(gate_viewer: ViewerClient, ts_dir: Path,
+                                                  stream_id: str, range_header: str) -> None:
+    """RFC 9110 lets a server ignore a Range it does not support: the whole object."""
+    await buy(gate_viewer, stream_id)
+    async with gate_viewer.http.get(f"/hls/{stream_id}/seg2.ts",
+                                    headers={"Range": range_header.encode().decode(
+                                        "latin-1")}) as response:
+        assert response.status == 200
+        assert await response.read() == (ts_dir / "seg2.ts").read_bytes()

@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 
 from gateway.i18n import date_time_text, duration_text, rupiah, time_until_text
-from gateway.settings import PACKAGE_DIR
-from tests.conftest import ViewerClient
+from gateway.settings import PACKAGE_DIR, Settings
+from tests.conftest import AppFactory, ViewerClient, make_settings
 
 
 async def html(viewer: ViewerClient, path: str, **headers: str) -> tuple[int, dict[str, str],
@@ -47,7 +47,19 @@ async def test_a_new_viewer_gets_the_pay_panel(viewer: ViewerClient) -> None:
     assert "viewer=" in headers["Set-Cookie"]
     csp = headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp  # no other site may frame the pay page
     assert headers["Referrer-Policy"] == "same-origin"
+    assert not re.search(r"[0-9]", headers["Server"])  # no versions for an attacker
+
+
+async def test_operators_who_embed_the_page_can_allow_their_site(
+        make_viewer: AppFactory, settings: Settings, tmp_path: Path) -> None:
+    embedding = make_settings(tmp_path, GATEWAY_FRAME_ANCESTORS="https://partner.example",
+                              GATEWAY_STORE=settings.store_url,
+                              GATEWAY_REDIS_KEY_PREFIX=settings.redis_key_prefix)
+    viewer = await make_viewer(embedding)
+    _, headers, _ = await html(viewer, "/watch/demo")
+    assert headers["Content-Security-Policy"].endswith("frame-ancestors https://partner.example")
 
 
 async def test_a_viewer_with_access_gets_the_player_at_once(viewer: ViewerClient) -> None:

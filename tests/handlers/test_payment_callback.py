@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -88,14 +89,39 @@ async def test_a_signature_at_the_edge_of_the_window_is_accepted(
     assert (await deliver(viewer, raw, headers, 200))["data"]["applied"]
 
 
-async def test_a_replayed_delivery_is_refused(viewer: ViewerClient, clock: FakeClock,
-                                              settings: Settings) -> None:
+async def test_the_same_delivery_again_is_a_duplicate_and_changes_nothing(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    """A provider whose request timed out while we applied it sends the exact same bytes
+    again: it must hear 200 (else it retries a payment that went through for a day),
+    and nothing changes, however often it comes."""
     qr = await viewer.generate_qris()
-    raw, headers = signed(event(qr, clock, amount=1), clock() // 1000)
+    raw, headers = signed(event(qr, clock), clock() // 1000)
     await deliver(viewer, raw, headers, 200)
+    paid = await viewer.status(qr["sessionId"])
+    ledger = await stored_notifications(settings)
     clock.advance(5)
-    answer = await deliver(viewer, raw, headers, 401)
-    assert answer["error"] == "Notifikasi pembayaran ditolak: replayed"
+    for _ in range(3):
+        answer = await deliver(viewer, raw, headers, 200)
+        assert answer["data"] == {"applied": False, "reason": "duplicate_event",
+                                  "eventId": "evt-1"}
+    now = await viewer.status(qr["sessionId"])
+    assert (now["status"], now["paidAt"], now["expiresAt"]) == (
+        "paid", paid["paidAt"], paid["expiresAt"])
+    assert await stored_notifications(settings) == ledger
+
+
+async def test_altered_stale_or_forged_copies_of_a_delivery_stay_refused(
+        viewer: ViewerClient, clock: FakeClock, settings: Settings) -> None:
+    qr = await viewer.generate_qris()
+    raw, headers = signed(event(qr, clock), clock() // 1000)
+    await deliver(viewer, raw, headers, 200)
+    altered = raw.replace(b'"amount": 1000', b'"amount": 1001')
+    assert altered != raw
+    await deliver(viewer, altered, headers, 401)
+    _, forged = signed(event(qr, clock), clock() // 1000, secret="f" * 40)
+    await deliver(viewer, raw, forged, 401)
+    clock.advance(301)
+    await deliver(viewer, raw, headers, 401)  # stale: outside the tolerance window
     assert len(await stored_notifications(settings)) == 1
 
 
@@ -184,3 +210,18 @@ async def test_operators_read_the_ledger_viewers_cannot(viewer: ViewerClient,
     bad = await viewer.call("GET", "/api/notifications", params={"limit": "0"},
                             headers={"X-Api-Key": API_KEY}, expect=400)
     assert bad["code"] == "invalid_request"
+
+
+async def test_each_refused_callback_is_one_warning_line_with_its_reason(
+        viewer: ViewerClient, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    qr = await viewer.generate_qris()
+    raw, _ = signed(event(qr, clock), clock() // 1000)
+    _, forged = signed(event(qr, clock), clock() // 1000, secret="f" * 40)
+    caplog.set_level(logging.DEBUG)
+    await deliver(viewer, raw, forged, 401)
+    await deliver(viewer, raw, {}, 401)
+    refusals = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.getMessage() for record in refusals] == ["callback_refused"] * 2
+    assert [record.event_fields["reason"] for record in refusals] == [  # type: ignore[attr-defined]
+        "bad signature", "missing signature"]
+    assert not [record for record in caplog.records if record.exc_info]

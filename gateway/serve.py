@@ -1,0 +1,205 @@
+"""Serving the app on a socket, with the limits aiohttp does not set by itself:
+
+- a client must send its request headers within GATEWAY_HEADER_TIMEOUT_SECONDS, or its
+  connection is closed (a body has its own timeout: handlers.common.read_body);
+- at most GATEWAY_MAX_CONNECTIONS connections are open, below the process's descriptor
+  limit, which is raised to the hard limit at start-up where the system allows. At the
+  cap, the oldest connection still trickling its headers makes room for the newcomer,
+  or, if none does, the newcomer is closed at once. So a flood of slow clients cannot
+  take every descriptor and stop the service answering anyone (1,084 such clients once
+  did, against a limit of 1,024).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import resource
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.logs import log_event
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.serve")
+
+# The listen backlog. asyncio accepts up to this many connections in one go, before the
+# cap can close any of them, so it is part of the descriptors kept in reserve.
+BACKLOG = 32
+# Descriptors kept for everything but client connections: the store, the origins and
+# providers, log files, the event loop's own; and one backlog's burst of accepts.
+RESERVED_DESCRIPTORS = 64 + 4 * BACKLOG
+# An idle keep-alive connection is closed after this (aiohttp's default is an hour).
+KEEPALIVE_S = 30.0
+# After an early answer (408, 413), how long the rest of a body is read before the
+# connection is closed (aiohttp's default: 10 s).
+LINGER_S = 1.0
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one where allowed; return the soft limit
+    now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # not allowed here: live with the current limit
+    return soft if soft != resource.RLIM_INFINITY else 1 << 16
+
+
+def connection_cap(configured: int, descriptor_limit: int) -> int:
+    """GATEWAY_MAX_CONNECTIONS, or (0) the descriptor limit less a reserve; never
+    above that, whatever is configured."""
+    ceiling = max(16, descriptor_limit - max(RESERVED_DESCRIPTORS, descriptor_limit // 10))
+    return min(configured, ceiling) if configured else ceiling
+
+
+class _Guarded(asyncio.Protocol):
+    """aiohttp's protocol for one connection, watched: when it opened, and whether its
+    first request's headers are complete."""
+
+    def __init__(self, guard: ConnectionGuard, inner: Any) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._head = b""
+        self.headers_done = False
+        self.transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._inner.connection_made(transport)
+        self._deadline = asyncio.get_running_loop().call_later(
+            self._guard.header_timeout_s, self._headers_overdue)
+        self._guard.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.headers_done:
+            # Only the tail matters for the blank line; the parser bounds header size.
+            self._head = self._head[-3:] + data
+            if b"\r\n\r\n" in self._head:
+                self.headers_done = True
+                self._head = b""
+                if self._deadline is not None:
+                    self._deadline.cancel()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._guard.closed(self)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def _headers_overdue(self) -> None:
+        if not self.headers_done and self.transport is not None:
+            self._guard.header_timeouts += 1
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class ConnectionGuard:
+    def __init__(self, max_connections: int, header_timeout_s: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout_s = header_timeout_s
+        self._open: dict[_Guarded, None] = {}  # oldest first
+        self.header_timeouts = 0
+        self.evicted = 0
+        self.refused = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _Guarded(self, make_protocol())
+
+    def opened(self, connection: _Guarded) -> None:
+        if len(self._open) >= self.max_connections:
+            slow = next((held for held in self._open if not held.headers_done), None)
+            if slow is None:
+                self.refused += 1
+                connection.close()
+                return
+            self.evicted += 1
+            slow.close()
+            self._open.pop(slow, None)
+        self._open[connection] = None
+
+    def closed(self, connection: _Guarded) -> None:
+        self._open.pop(connection, None)
+
+
+class _GuardedSite(web.BaseSite):
+    def __init__(self, runner: web.AppRunner, host: str, port: int,
+                 guard: ConnectionGuard) -> None:
+        super().__init__(runner, backlog=BACKLOG)
+        self._where = (host, port)
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        host, port = self._where
+        return f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.factory(server), *self._where, reuse_address=True, backlog=BACKLOG)
+
+
+def _quiet_exhaustion(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Out of descriptors anyway (the cap makes it rare): asyncio pauses accepting for a
+    second by itself; say so in one line, not a traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        log_event(log, "descriptors_exhausted", level=logging.WARNING, error=str(exc))
+        return
+    loop.default_exception_handler(context)
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully (WebSockets get 1001)."""
+    descriptors = raise_descriptor_limit()
+    guard = ConnectionGuard(connection_cap(settings.max_connections, descriptors),
+                            settings.header_timeout_seconds)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=10,
+                           keepalive_timeout=KEEPALIVE_S, lingering_time=LINGER_S)
+    try:
+        await runner.setup()
+        site = _GuardedSite(runner, settings.host, settings.port, guard)
+        await site.start()
+        log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,
+                  descriptorLimit=descriptors)
+        print(f"======== Running on {site.name} ========", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_exhaustion)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
