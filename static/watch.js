@@ -61,6 +61,7 @@
     autoplay: false, // start playing whenever there is something to play
     ignorePausesUntil: 0,
     lastTime: null,
+    lastTimeAt: 0, // performance.now() of the last clock report
     lastProgressAt: 0,
     recoveryAttempt: 0,
     recoveryTimer: null,
@@ -461,11 +462,16 @@
     state.playbackUrl = url;
     state.autoplay = true;
     state.lastTime = null;
+    state.lastTimeAt = performance.now();
     state.lastProgressAt = performance.now();
     if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = url; // Safari, recent Chromium: the browser plays HLS itself
     } else if (window.Hls && window.Hls.isSupported()) {
-      const hls = new window.Hls({ lowLatencyMode: true });
+      // When playback falls out of the live window (a slow machine, a long stall),
+      // resume from media already buffered rather than the live edge: jumping to the
+      // edge throws away the fragment in flight, and a player that keeps jumping never
+      // plays at all.
+      const hls = new window.Hls({ lowLatencyMode: true, liveSyncMode: "buffered" });
       hls.on(window.Hls.Events.ERROR, (_, data) => {
         if (hls !== state.hls) return;
         if (data.response && data.response.code === 403) {
@@ -478,8 +484,13 @@
         }
       });
       // Media arriving is a live pipeline even before the picture moves: on a slow
-      // machine the first frames take a while, and that is no outage.
-      hls.on(window.Hls.Events.FRAG_BUFFERED, () => { state.lastProgressAt = performance.now(); });
+      // machine the first frames take a while, and that is no outage. But only media the
+      // playhead can reach: on a loaded machine hls.js chases the moving live edge,
+      // seeking past what it buffers, and fragments landing behind the playhead would
+      // otherwise hide a picture that never moves again.
+      hls.on(window.Hls.Events.FRAG_BUFFERED, () => {
+        if (playableAhead() !== null) state.lastProgressAt = performance.now();
+      });
       hls.loadSource(url);
       hls.attachMedia(video);
       state.hls = hls;
@@ -584,10 +595,27 @@
     setPlayerStatus("");
   }
 
+  // Where playback can go on from: the playhead's position if it is inside buffered
+  // media, the start of the next buffered range if it sits in a gap, or null when
+  // there is nothing ahead of it to play.
+  function playableAhead() {
+    const now = video.currentTime;
+    const ranges = video.buffered;
+    for (let i = 0; i < ranges.length; i++) {
+      if (ranges.end(i) - now > 0.1) return Math.max(now, ranges.start(i));
+    }
+    return null;
+  }
+
   video.addEventListener("timeupdate", () => {
-    // Progress is the clock moving forward, not the first report after attaching.
-    const moved = state.lastTime !== null && video.currentTime > state.lastTime;
+    // Progress is the picture playing: the clock moving forward no faster than time
+    // passes. Not the first report after attaching, and not a seek (hls.js jumping to
+    // the live edge moves the clock by seconds while nothing plays).
+    const at = performance.now();
+    const step = state.lastTime === null ? 0 : video.currentTime - state.lastTime;
+    const moved = !video.seeking && step > 0 && step <= (at - state.lastTimeAt) / 1000 + 0.5;
     state.lastTime = video.currentTime;
+    state.lastTimeAt = at;
     if (!moved) return;
     state.lastProgressAt = performance.now();
     // The picture moves again: unless a retry is already due (the player gave up, and
@@ -617,6 +645,12 @@
   setInterval(() => {
     if (state.mode !== "play" || state.recoveryTimer !== null) return;
     if (video.paused && !state.disrupted) return;
+    // Stuck in a hole in the buffer (a live player that skipped ahead, a fragment that
+    // never came) while media waits further on: no error says so, so step over it.
+    if (!video.paused && !video.seeking && video.readyState < 3) {
+      const next = playableAhead();
+      if (next !== null && next - video.currentTime > 0.05) video.currentTime = next + 0.05;
+    }
     const limit = STALL_MS * Math.min(1 + state.recoveryAttempt, 4);
     if (performance.now() - state.lastProgressAt > limit) disrupted();
   }, 1000);
