@@ -40,11 +40,13 @@ P99_LIMIT_MS = 500.0
 def minted_tokens(count: int, stream_id: str) -> list[str]:
     """Valid access tokens for `count` sessions, signed as the service signs them (same
     secret, same purpose): the gate checks signature, stream and expiry in memory, so
-    they need no sessions in the store. They let every request be a new decision."""
+    they need no sessions in the store. They let every request be a new decision.
+    Each carries a device grant id too (issue 11); the service runs with
+    GATEWAY_MAX_DEVICES=0, since these grants exist in no store to be counted against."""
     keys = Keyring(SECRET.encode(), (), purpose="hls")
     expires_ms = str(int(time.time() * 1000) + 3600_000)
-    return [keys.sign(f"bench{n:07d}{secrets.token_hex(4)}", stream_id, expires_ms)
-            for n in range(count)]
+    return [keys.sign(f"bench{n:07d}{secrets.token_hex(4)}", stream_id, expires_ms,
+                      f"grant{n:07d}") for n in range(count)]
 
 
 def token_file(tokens: list[str], directory: Path) -> Path:
@@ -139,7 +141,8 @@ def main(seconds: int, cap: int) -> None:
         env = {"GATEWAY_VAR_DIR": str(tmp / "var"), "GATEWAY_STREAMS": str(catalog),
                "GATEWAY_STORE": f"sqlite:///{tmp}/g.db", "GATEWAY_SECRET": SECRET,
                "GATEWAY_WEBHOOK_SECRET": secrets.token_hex(32),
-               "GATEWAY_TRUSTED_PROXIES": "127.0.0.1", "GATEWAY_LOG_LEVEL": "WARNING"}
+               "GATEWAY_TRUSTED_PROXIES": "127.0.0.1", "GATEWAY_LOG_LEVEL": "WARNING",
+               "GATEWAY_MAX_DEVICES": "0"}
         gateway = ServerProcess(env).start()
         plain_port, edge_port = free_port(), free_port()
         (tmp / "plain").mkdir()
