@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID
-from gateway.devices import DEVICE_ID
+from gateway.device_model import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.identity import USER_ID

@@ -16,7 +16,8 @@ import contextlib
 import logging
 
 from gateway.clock import Clock
-from gateway.devices import PLAYING_WINDOW_MS, REPORT_INTERVAL_MS, Devices, PlaceClaim
+from gateway.device_model import PLAYING_WINDOW_MS, REPORT_INTERVAL_MS, PlaceClaim
+from gateway.devices import Devices
 from gateway.errors import DeviceLimit, NoAccess
 from gateway.logs import log_event
 

@@ -17,7 +17,8 @@ from aiohttp import hdrs, web
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
-from gateway.devices import Device, DeviceGrant, Devices
+from gateway.device_model import Device, DeviceGrant
+from gateway.devices import Devices
 from gateway.gate.access import GATE_COOKIE, AccessGate, AccessGrant
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
 from gateway.gate.devices import DeviceCounter

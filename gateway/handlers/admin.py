@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.devices import PLAYING_WINDOW_MS
+from gateway.device_model import PLAYING_WINDOW_MS
 from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
 from gateway.handlers.common import SESSION_ID, TRX_ID, client_address, cookie_secure
 from gateway.i18n import catalog, choose_language

@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from gateway import qris
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
-from gateway.devices import DEVICE_ID, GrantReport
+from gateway.device_model import DEVICE_ID, GrantReport
 from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (

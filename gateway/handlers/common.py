@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import web
 
-from gateway.devices import Device, browser_device, program_device
+from gateway.device_model import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.identity import VIEWER_COOKIE, Viewer

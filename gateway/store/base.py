@@ -13,7 +13,7 @@ import abc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import LedgerEntry, LedgerQuery, SalesBucket, Settlement
 from gateway.model import (
     Notification,

@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     HOUR_MS,

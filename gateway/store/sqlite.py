@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.devices import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     LedgerEntry,

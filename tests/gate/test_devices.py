@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.devices import REPORT_INTERVAL_MS
+from gateway.device_model import REPORT_INTERVAL_MS
 from gateway.keys import GATE
 from gateway.settings import Settings
 from tests.conftest import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.devices import DeviceGrant
+from gateway.device_model import DeviceGrant
 from gateway.model import (
     Notification,
     NotificationReason,
