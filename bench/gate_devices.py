@@ -116,7 +116,9 @@ def main(seconds: int, round_count: int) -> None:
                                 (first.mb_per_s + result.mb_per_s) / 2,
                                 max(first.p50_ms, result.p50_ms),
                                 max(first.p99_ms, result.p99_ms),
-                                first.non_2xx + result.non_2xx)
+                                first.non_2xx + result.non_2xx,
+                                first.requests + result.requests,
+                                first.socket_errors + result.socket_errors)
                         results[key] = result
                         if name == SYSTEMS[0]:
                             requests_counted += int(result.requests_per_s * seconds)
