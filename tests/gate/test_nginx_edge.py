@@ -330,6 +330,28 @@ async def test_playlists_are_at_most_a_second_old_and_the_origin_may_forbid_cach
         assert origin.hits["seg1.ts"] == 2
 
 
+async def test_a_live_playlist_rewritten_in_place_is_served_whole_at_once(
+        edge: Edge, ts_dir: Path) -> None:
+    """nginx keeps files open between requests (open_file_cache); a packager that
+    rewrites a playlist in place must still have every viewer get all of the new one,
+    not the old one or its first bytes, and a segment added since must play."""
+    playlist = ts_dir / "index.m3u8"
+    async with browser(edge) as viewer:
+        access = await buy(viewer, "dir")
+        for _ in range(3):  # opened and remembered by nginx, if it remembers playlists
+            status, _, before = await fetch(viewer, access["tokenPlaybackUrl"])
+            assert (status, before) == (200, playlist.read_bytes())
+        longer = before.replace(b"#EXT-X-ENDLIST\n", b"") + b"#EXTINF:2.0,\nseg-new.ts\n"
+        with playlist.open("r+b") as file:  # the same inode, a bigger file
+            file.write(longer)
+        (ts_dir / "seg-new.ts").write_bytes((ts_dir / "seg1.ts").read_bytes())
+        status, _, after = await fetch(viewer, access["tokenPlaybackUrl"])
+        assert (status, after) == (200, longer)
+        base = access["tokenPlaybackUrl"].rsplit("/", 1)[0]
+        status, _, segment = await fetch(viewer, f"{base}/seg-new.ts")
+        assert (status, segment) == (200, (ts_dir / "seg1.ts").read_bytes())
+
+
 async def test_a_shared_link_meets_the_device_limit_behind_nginx(edge: Edge) -> None:
     """Issue 11 at the edge: three machines (127.0.0.2, .3, .4) play one purchase's
     `tokenPlaybackUrl` through nginx, which serves the bytes; with the default limit of 2
