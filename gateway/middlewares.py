@@ -4,7 +4,6 @@ headers every answer needs are set: a new viewer's cookie, security headers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp_jinja2
@@ -89,7 +88,19 @@ def _wants_page(request: web.Request) -> bool:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
-    except errors.GatewayError as exc:
+    except Exception as exc:  # CancelledError is not an Exception: it goes through
+        return failure_response(request, exc)
+    if not response.prepared:
+        finish_headers(request, response)
+    return response
+
+
+def failure_response(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """What a handler's exception becomes: the SPEC's JSON error (or an error page),
+    finished like every answer. Re-raises what is not a failure (a redirect, a reset
+    connection). The middleware's, and the media routes' (which skip the middleware,
+    see handlers/hls.py), so there is one translation."""
+    if isinstance(exc, errors.GatewayError):
         if isinstance(exc, errors.InvalidRequest | errors.RequestTimeout):
             # The client's mistake, so a warning, and one line: no traceback.
             log_event(log, "bad_request", level=logging.WARNING, path=request.path[:200],
@@ -101,21 +112,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         retry_after_s = RETRY_AFTER_SECONDS.get(type(exc), exc.params.get("retry_after_s"))
         if retry_after_s is not None:
             response.headers["Retry-After"] = str(retry_after_s)
-    except web.HTTPException as exc:
+    elif isinstance(exc, web.HTTPException):
         if exc.status < 400:
             finish_headers(request, exc)
-            raise
+            raise exc
         response = error_response(request, exc.status,
                                   _CODE_BY_HTTP_STATUS.get(exc.status, f"http_{exc.status}"))
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
+    elif isinstance(exc, ConnectionResetError):
+        raise exc
+    else:
         log.exception("unhandled error", extra={"event_fields": {"path": request.path}})
         response = error_response(request, 500, "internal_error")
-    if not response.prepared:
-        finish_headers(request, response)
+    finish_headers(request, response)
     return response
 
 

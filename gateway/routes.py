@@ -59,8 +59,9 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
     router.add_get("/api/payments", api.list_payments, name="payments")
     # The path-token form first: "t/<token>/" would otherwise be taken for a path.
-    router.add_get("/hls/{stream_id}/t/{token}/{path:.+}", hls.serve, name="hls-token")
-    router.add_get("/hls/{stream_id}/{path:.+}", hls.serve, name="hls")
+    # Media routes answer for themselves, outside the middleware (the hot path).
+    hls.add_media_route(router, "/hls/{stream_id}/t/{token}/{path:.+}", name="hls-token")
+    hls.add_media_route(router, "/hls/{stream_id}/{path:.+}", name="hls")
     router.add_get("/gate/auth", edge.auth, name="gate-auth")  # nginx's auth_request
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
