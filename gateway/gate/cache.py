@@ -59,11 +59,12 @@ class ByteLru:
         self._clock = clock
         self._items: OrderedDict[str, CachedObject] = OrderedDict()
 
-    def get(self, key: str) -> CachedObject | None:
+    def get(self, key: str, now_ms: int | None = None) -> CachedObject | None:
+        """`now_ms`: the clock's time, for a caller that read it already."""
         item = self._items.get(key)
         if item is None:
             return None
-        if item.expires_at_ms <= self._clock():
+        if item.expires_at_ms <= (self._clock() if now_ms is None else now_ms):
             self._drop(key)
             return None
         self._items.move_to_end(key)
@@ -200,8 +201,8 @@ class UpstreamFetcher:
             self.cache.put(key, CachedObject(b"", None, self._clock() + NOT_FOUND_CACHE_MS,
                                              status=404))
 
-    def cached(self, key: str) -> CachedObject | None:
-        return self.cache.get(key)
+    def cached(self, key: str, now_ms: int | None = None) -> CachedObject | None:
+        return self.cache.get(key, now_ms)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -231,9 +232,9 @@ class LocalFiles:
         self._clock = clock
         self._reading: dict[str, asyncio.Future[bytes | None]] = {}
 
-    def cached(self, file: str) -> bytes | None:
+    def cached(self, file: str, now_ms: int | None = None) -> bytes | None:
         """The file's bytes if they are in memory."""
-        cached = self._cache.get("file:" + file)
+        cached = self._cache.get("file:" + file, now_ms)
         return None if cached is None else cached.body
 
     async def read(self, file: str, cache_for_ms: int) -> bytes | None:

@@ -32,6 +32,8 @@ class DeviceCounter:
         self._devices = devices
         self._clock = clock
         self._limit = devices.max_devices
+        # An attribute, not a property: read on every playlist and segment request.
+        self.counting = self._limit > 0
         self._reported: dict[_Place, int] = {}  # when the store last agreed
         self._refused: dict[_Place, int] = {}  # refused without asking until then
         self._ended: dict[str, int] = {}  # grant id -> until when (its token's expiry)
@@ -39,12 +41,9 @@ class DeviceCounter:
         self._pruned_at_size = 0
         self.store_reports = 0  # for the bench and the metrics: how often we asked
 
-    @property
-    def counting(self) -> bool:
-        return self._limit > 0
 
     def admitted(self, session_id: str, grant_id: str, expires_at_ms: int,
-                 address: str) -> bool:
+                 address: str, now_ms: int | None = None) -> bool:
         """Let through on what this process knows, without waiting? A place reported
         within the interval is; so is one still playing, whose report is then renewed
         in the background. False: `admit()` decides."""
@@ -52,7 +51,7 @@ class DeviceCounter:
         reported_ms = self._reported.get(place)
         if reported_ms is None:
             return False
-        age_ms = self._clock() - reported_ms
+        age_ms = (self._clock() if now_ms is None else now_ms) - reported_ms
         if age_ms < REPORT_INTERVAL_MS:
             return True
         if age_ms < PLAYING_WINDOW_MS:

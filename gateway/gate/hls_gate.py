@@ -58,8 +58,10 @@ class HlsGate:
         self.access = AccessGate(settings.secret, settings.previous_secrets, clock,
                                  access_seconds=settings.access_seconds)
         self._settings = settings
+        self.trusted_proxies = settings.trusted_proxies  # for client_address, per request
         self._catalog = catalog
         self._clock = clock
+        self.clock = clock  # the hot path reads the time once per request (handlers/hls.py)
         # Built once from the named routes: the cookie form, and the token form with a
         # slot for the token.
         self._playback_urls = {stream.stream_id: _playback_url_templates(router, stream)
@@ -69,7 +71,7 @@ class HlsGate:
         # May this token fetch this stream's media now? Raises NoAccess if not (the
         # device count is `admit()`'s). Bound here rather than wrapped: it runs on
         # every playlist and segment request.
-        self.check: Callable[[str | None, str], AccessGrant] = self.access.check
+        self.check: Callable[[str | None, str, int | None], AccessGrant] = self.access.check
         # Requests that passed the check: read when Prometheus scrapes, not a labelled
         # counter's lock per segment.
         self.granted = 0
@@ -130,15 +132,16 @@ class HlsGate:
     def device_reports(self) -> int:
         return self._counter.store_reports if self._counter is not None else 0
 
-    def admit_now(self, token: str | None, stream_id: str, address: str) -> AccessGrant | None:
+    def admit_now(self, token: str | None, stream_id: str, address: str,
+                  now_ms: int) -> AccessGrant | None:
         """`admit()` from what this process knows, without waiting: the grant, or None
         when the device count has to ask the store first (then `await admit()`). Most
         requests end here: a playing device's place is known for a few seconds."""
-        access = self.check(token, stream_id)
+        access = self.check(token, stream_id, now_ms)
         counter = self._counter
         assert counter is not None, "HlsGate.open() first"
         if counter.counting and not counter.admitted(access.session_id, access.grant_id,
-                                                     access.expires_at_ms, address):
+                                                     access.expires_at_ms, address, now_ms):
             return None
         return access
 

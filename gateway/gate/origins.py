@@ -46,11 +46,16 @@ def segment_cache_control(grant: AccessGrant, now_ms: int, lifetime_s: int) -> s
     return f"private, max-age={min(lifetime_s, remaining_s)}"
 
 
-def _cache_control(media: MediaPath, grant: AccessGrant, clock: Clock) -> str:
+_FULL_SEGMENT_CACHE_CONTROL = f"private, max-age={SEGMENT_MAX_AGE_S}"
+
+
+def _cache_control(media: MediaPath, grant: AccessGrant, now_ms: int) -> str:
     """What a browser is told for a file of a directory or an HTTP origin."""
     if media.kind is MediaKind.PLAYLIST:
         return PLAYLIST_CACHE_CONTROL
-    return segment_cache_control(grant, clock(), SEGMENT_MAX_AGE_S)
+    if grant.expires_at_ms - now_ms >= SEGMENT_MAX_AGE_S * 1000:
+        return _FULL_SEGMENT_CACHE_CONTROL  # access outlasts it: no string to build
+    return segment_cache_control(grant, now_ms, SEGMENT_MAX_AGE_S)
 
 
 Headers = CIMultiDictProxy[str]
@@ -77,10 +82,11 @@ class Origin(abc.ABC):
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse: ...
 
-    def cached(self, request: web.Request, media: MediaPath,
-               grant: AccessGrant) -> web.Response | None:
+    def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
+               now_ms: int) -> web.Response | None:
         """The response, when the object is in memory: called first, on every request,
-        so it neither awaits nor builds anything but the response. None: `serve()`."""
+        so it neither awaits nor builds anything but the response. None: `serve()`.
+        `now_ms`: the clock's time, read once per request by the gate."""
         return None
 
 
@@ -95,20 +101,20 @@ class DirectoryOrigin(Origin):
         self._files = files
         self._clock = clock
 
-    def cached(self, request: web.Request, media: MediaPath,
-               grant: AccessGrant) -> web.Response | None:
-        body = self._files.cached(self._prefix + media.path)
+    def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
+               now_ms: int) -> web.Response | None:
+        body = self._files.cached(self._prefix + media.path, now_ms)
         if body is None:
             return None
         return _bytes_response(request, body, media_headers(
-            media.content_type, _cache_control(media, grant, self._clock), True))
+            media.content_type, _cache_control(media, grant, now_ms), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
         cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
                         else SEGMENT_CACHE_MS)
         return await _local_file(request, self._files, self._prefix + media.path, media,
-                                 _cache_control(media, grant, self._clock), cache_for_ms)
+                                 _cache_control(media, grant, self._clock()), cache_for_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,19 +225,19 @@ class HttpOrigin(Origin):
         return self._base_text + media.path + ("?" + urlencode(sorted(query.items()))
                                                if query else "")
 
-    def cached(self, request: web.Request, media: MediaPath,
-               grant: AccessGrant) -> web.Response | None:
-        cached = self._fetcher.cached(self._key(request, media))
+    def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
+               now_ms: int) -> web.Response | None:
+        cached = self._fetcher.cached(self._key(request, media), now_ms)
         if cached is None:
             return None
         if cached.status != 200:  # a name the origin lacks, remembered briefly
             raise MediaNotFound()
         return _bytes_response(request, cached.body, media_headers(
-            media.content_type, _cache_control(media, grant, self._clock), True))
+            media.content_type, _cache_control(media, grant, now_ms), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
-        response = self.cached(request, media, grant)
+        response = self.cached(request, media, grant, self._clock())
         if response is not None:
             return response
         key = self._key(request, media)
@@ -243,8 +249,8 @@ class HttpOrigin(Origin):
             # whole object (one upstream request, however many ranges are asked for),
             # then cut the range from it.
             return _bytes_response(request, await _whole(shared), media_headers(
-                media.content_type, _cache_control(media, grant, self._clock), True))
-        headers = media_headers(media.content_type, _cache_control(media, grant, self._clock))
+                media.content_type, _cache_control(media, grant, self._clock()), True))
+        headers = media_headers(media.content_type, _cache_control(media, grant, self._clock()))
         return await _stream_shared(request, shared, headers)
 
 
@@ -310,7 +316,8 @@ def byte_range(header: str | None) -> tuple[str, str] | None:
 def _bytes_response(request: web.Request, body: bytes, headers: Headers) -> web.Response:
     """A body from memory (`headers` from `media_headers`, from memory), honouring a
     single byte range like FileResponse does."""
-    asked = byte_range(request.headers.get(hdrs.RANGE))
+    range_header = request.headers.get(hdrs.RANGE)
+    asked = None if range_header is None else byte_range(range_header)
     if asked is None:
         return web.Response(body=body, headers=headers)
     size = len(body)

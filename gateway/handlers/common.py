@@ -236,12 +236,15 @@ def _authority(url: str) -> str:
     return url.split("://", 1)[1].split("/", 1)[0]
 
 
-def client_address(request: web.Request) -> str:
+def client_address(request: web.Request,
+                   proxies: tuple[IpNetwork, ...] | None = None) -> str:
     """The viewer's address: the connection's, or, when the connection comes from a
     GATEWAY_TRUSTED_PROXIES proxy, the rightmost X-Forwarded-For address that is not a
-    trusted proxy itself (then X-Real-IP). Anyone else's forwarding headers are ignored."""
+    trusted proxy itself (then X-Real-IP). Anyone else's forwarding headers are ignored.
+    `proxies`: the settings' trusted proxies, for a caller that holds them already."""
     peer = request.remote or ""
-    proxies = request.app[SETTINGS].trusted_proxies
+    if proxies is None:
+        proxies = request.app[SETTINGS].trusted_proxies
     if not proxies or not _trusted(peer, proxies):
         return peer
     forwarded = request.headers.get("X-Forwarded-For")
