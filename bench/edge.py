@@ -2,12 +2,14 @@
 
 Same machine, same bytes (a 200 KB segment and a playlist, from one directory), same wrk
 settings (-t1 -c50), nginx with one worker in every case:
-(a) nginx straight from disk, no checks;
+(a) nginx straight from disk, no checks; and (a+) the same with the open file cache the
+    edge's configuration turns on, so that (b)'s ratio to it is the edge's checks alone;
 (b) through the edge (`gateway nginx-config`) with a cached decision: one token;
 (c) through the edge with a new decision for every request: each request a different
     valid token, so every request costs nginx an auth subrequest to the service;
 (d) the Python gate, the service alone.
-Prints req/s and the ratio to (a). Targets for (b): segments >= 0.85, playlists >= 0.65.
+Prints req/s and the ratios to (a) and (a+). Targets for (b): segments >= 0.85,
+playlists >= 0.65.
 
 Then viewers: each viewer is one wrk connection with its own token, asking for the
 playlist and a segment in turn with a pause of a second after each answer (one of each
@@ -120,6 +122,14 @@ def best(tried: list[tuple[int, WrkResult]]) -> int:
     return max(passing, default=0)
 
 
+def _ratios(results: dict[str, WrkResult], name: str) -> str:
+    kind = name.split()[0]
+    requests_per_s = results[name].requests_per_s
+    plain = results[f"{kind} (a) nginx from disk"].requests_per_s
+    cached = results[f"{kind} (a+) nginx from disk, open file cache"].requests_per_s
+    return f"/ (a) {requests_per_s / plain:.2f}  / (a+) {requests_per_s / cached:.2f}"
+
+
 def main(seconds: int, cap: int) -> None:
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx_bin).exists():
@@ -149,6 +159,12 @@ def main(seconds: int, cap: int) -> None:
         plain = subprocess.Popen([nginx_bin, "-p", str(tmp / "plain"), "-c",
                                   str(nginx_config(media, plain_port, tmp / "plain")),
                                   "-e", "stderr"], stderr=subprocess.DEVNULL)
+        cached_port = free_port()
+        (tmp / "plain-cached").mkdir()
+        plain_cached = subprocess.Popen(
+            [nginx_bin, "-p", str(tmp / "plain-cached"), "-c",
+             str(nginx_config(media, cached_port, tmp / "plain-cached", open_file_cache=True)),
+             "-e", "stderr"], stderr=subprocess.DEVNULL)
         edge_prefix = tmp / "edge"
         subprocess.run(
             [sys.executable, "-m", "gateway", "nginx-config", "--listen",
@@ -160,6 +176,8 @@ def main(seconds: int, cap: int) -> None:
                                  "-e", "logs/error.log", "-g", "daemon off;"])
         try:
             plain_url = f"http://127.0.0.1:{plain_port}"
+            cached_url = f"http://127.0.0.1:{cached_port}"
+            wait_for(f"{cached_url}/index.m3u8")
             edge_url = f"http://127.0.0.1:{edge_port}"
             wait_for(f"{plain_url}/index.m3u8")
             token_base = asyncio.run(path_token_base(gateway.url, "dir"))
@@ -170,6 +188,8 @@ def main(seconds: int, cap: int) -> None:
             for kind, file_name in (("segment", "seg1003.ts"), ("playlist", "index.m3u8")):
                 results[f"{kind} (a) nginx from disk"] = wrk(f"{plain_url}/{file_name}",
                                                              seconds=seconds)
+                results[f"{kind} (a+) nginx from disk, open file cache"] = wrk(
+                    f"{cached_url}/{file_name}", seconds=seconds)
                 results[f"{kind} (b) edge, cached decision"] = wrk(
                     f"{edge_url}{token_path}/{file_name}", seconds=seconds)
                 results[f"{kind} (c) edge, new decision each request"] = wrk(
@@ -179,9 +199,7 @@ def main(seconds: int, cap: int) -> None:
                                                          seconds=seconds)
                 for name, result in results.items():
                     if name.startswith(kind):
-                        ratio = (result.requests_per_s
-                                 / results[f"{kind} (a) nginx from disk"].requests_per_s)
-                        print(f"{name:48s} {result}   ratio {ratio:.2f}", flush=True)
+                        print(f"{name:52s} {result}   {_ratios(results, name)}", flush=True)
             viewer_tokens = minted_tokens(cap, "dir")
             print(f"\nviewers (one playlist and one segment every ~2 s each), "
                   f"p99 < {P99_LIMIT_MS:.0f} ms, {seconds} s per step, cap {cap}:")
@@ -190,16 +208,14 @@ def main(seconds: int, cap: int) -> None:
             print("  (d) Python gate:")
             gate_tried = viewers_carried(gateway.url, viewer_tokens, seconds, cap, tmp)
         finally:
-            for process in (edge, plain):
+            for process in (edge, plain, plain_cached):
                 process.terminate()
                 process.wait()
             gateway.stop()
     print(f"\nwrk -t1 -c50 -d{seconds}s; segment {SEGMENT_BYTES // 1024} KB, playlist "
           f"{len(PLAYLIST)} B; nginx one worker in each case")
     for name, result in results.items():
-        kind = name.split()[0]
-        ratio = result.requests_per_s / results[f"{kind} (a) nginx from disk"].requests_per_s
-        print(f"{name:48s} {result.requests_per_s:9.0f} req/s  ratio {ratio:.2f}")
+        print(f"{name:52s} {result.requests_per_s:9.0f} req/s  {_ratios(results, name)}")
     print(f"viewers at p99 < {P99_LIMIT_MS:.0f} ms: (b) edge {best(edge_tried)}, "
           f"(d) Python gate {best(gate_tried)} (cap {cap})")
 

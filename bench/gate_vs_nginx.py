@@ -51,8 +51,9 @@ SERVER_CPU, WRK_CPU = "0", "1"
 
 def nginx_config(root: Path, port: int, prefix: Path, *, name: str = "nginx",
                  workers: str = "1", sendfile: bool = True, access_log: bool = False,
-                 keepalive_requests: int = 100000) -> Path:
-    """The nginx of these benchmarks; bench/ceiling.py varies the arguments."""
+                 keepalive_requests: int = 100000, open_file_cache: bool = False) -> Path:
+    """The nginx of these benchmarks; bench/ceiling.py varies the arguments, bench/edge.py
+    adds the open file cache the edge's configuration has."""
     config = prefix / f"{name}.conf"
     log = f"{prefix}/{name}-access.log" if access_log else "off"
     config.write_text(rf"""
@@ -66,6 +67,8 @@ http {{
     sendfile {"on" if sendfile else "off"};
     tcp_nopush on;
     keepalive_requests {keepalive_requests};
+    {"open_file_cache max=16384 inactive=20s; open_file_cache_valid 1s;"
+     if open_file_cache else ""}
     types {{ video/mp2t ts; application/vnd.apple.mpegurl m3u8; }}
     client_body_temp_path {prefix}; proxy_temp_path {prefix}; fastcgi_temp_path {prefix};
     uwsgi_temp_path {prefix}; scgi_temp_path {prefix};
