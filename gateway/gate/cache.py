@@ -202,6 +202,7 @@ class UpstreamFetcher:
                                              status=404))
 
     def cached(self, key: str, now_ms: int | None = None) -> CachedObject | None:
+        """The object if it is in memory (callers on the hot path use `cache.get`)."""
         return self.cache.get(key, now_ms)
 
     async def close(self) -> None:
@@ -229,16 +230,23 @@ class LocalFiles:
 
     def __init__(self, cache: ByteLru, clock: Clock) -> None:
         self._cache = cache
+        # Where files are kept, under `key(file)`: a caller on the hot path looks there
+        # itself (origins.DirectoryOrigin.cached), without another call in between.
+        self.memory = cache
         self._clock = clock
         self._reading: dict[str, asyncio.Future[bytes | None]] = {}
 
+    @staticmethod
+    def key(file: str) -> str:
+        return "file:" + file
+
     def cached(self, file: str, now_ms: int | None = None) -> bytes | None:
         """The file's bytes if they are in memory."""
-        cached = self._cache.get("file:" + file, now_ms)
+        cached = self._cache.get(self.key(file), now_ms)
         return None if cached is None else cached.body
 
     async def read(self, file: str, cache_for_ms: int) -> bytes | None:
-        key = "file:" + file
+        key = self.key(file)
         cached = self._cache.get(key)
         if cached is not None:
             return cached.body

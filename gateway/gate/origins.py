@@ -99,14 +99,16 @@ class DirectoryOrigin(Origin):
         # pathlib join per segment request costs more than the rest of the lookup.
         self._prefix = str(directory) + "/"
         self._files = files
+        self._memory = files.memory
+        self._memory_prefix = files.key(self._prefix)
         self._clock = clock
 
     def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
                now_ms: int) -> web.Response | None:
-        body = self._files.cached(self._prefix + media.path, now_ms)
-        if body is None:
+        cached = self._memory.get(self._memory_prefix + media.path, now_ms)
+        if cached is None:
             return None
-        return _bytes_response(request, body, media_headers(
+        return _bytes_response(request, cached.body, media_headers(
             media.content_type, _cache_control(media, grant, now_ms), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
@@ -205,6 +207,7 @@ class HttpOrigin(Origin):
         self._base = URL(base_url)
         self._base_text = base_url
         self._fetcher = fetcher
+        self._memory = fetcher.cache
         self._client = client
         self._clock = clock
         self._timeout = upstream_timeout(timeout_seconds)
@@ -227,7 +230,7 @@ class HttpOrigin(Origin):
 
     def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
                now_ms: int) -> web.Response | None:
-        cached = self._fetcher.cached(self._key(request, media), now_ms)
+        cached = self._memory.get(self._key(request, media), now_ms)
         if cached is None:
             return None
         if cached.status != 200:  # a name the origin lacks, remembered briefly

@@ -44,6 +44,9 @@ class _MiddlewareSkipped(web.UrlMappingMatchInfo):
         return ()
 
 
+_NOTHING_TO_ALLOW: set[str] = set()
+
+
 class MediaResource(web.DynamicResource):
     """A GET (and HEAD) route whose handler answers for itself: matched as any dynamic
     route, but outside the middleware (see the module's docstring)."""
@@ -62,11 +65,15 @@ class MediaResource(web.DynamicResource):
             return None, set()
         if request.method not in self._ALLOWED_METHODS:
             return None, set(self._ALLOWED_METHODS)  # 405 with Allow, as any route
-        return _MiddlewareSkipped(match_dict, self._route), set(self._ALLOWED_METHODS)
+        # The router reads the allowed methods only when nothing matched: none to build.
+        return _MiddlewareSkipped(match_dict, self._route), _NOTHING_TO_ALLOW
 
 
 def add_media_route(router: web.UrlDispatcher, path: str, name: str) -> None:
     router.register_resource(MediaResource(path, name=name))
+
+
+Admitted = tuple[Origin, AccessGrant, MediaPath]
 
 
 async def serve(request: web.Request) -> web.StreamResponse:
@@ -74,9 +81,11 @@ async def serve(request: web.Request) -> web.StreamResponse:
     try:
         gate = request.app[GATE]
         now_ms = gate.clock()  # once per request: every check below reads the same time
-        origin, grant, media = await admit(request, match["stream_id"], match.get("token"),
-                                           match["path"], gate, now_ms)
-        # From memory without another coroutine or an await: most requests end here.
+        stream_id, path_token, path = match["stream_id"], match.get("token"), match["path"]
+        # Without a coroutine or an await unless the device count must ask the store.
+        origin, grant, media = (admit_now(request, gate, stream_id, path_token, path, now_ms)
+                                or await admit(request, stream_id, path_token, path))
+        # From memory, again without an await: most requests end here.
         response = origin.cached(request, media, grant, now_ms)
         if response is not None:
             return response
@@ -85,36 +94,59 @@ async def serve(request: web.Request) -> web.StreamResponse:
         return failure_response(request, exc)
 
 
-async def admit(request: web.Request, stream_id: str, path_token: str | None, path: str,
-                gate: HlsGate | None = None, now_ms: int | None = None
-                ) -> tuple[Origin, AccessGrant, MediaPath]:
+async def admit(request: web.Request, stream_id: str, path_token: str | None,
+                path: str) -> Admitted:
     """The one access decision, for this gate and for nginx's (/gate/auth): a known
     stream, a valid token for it (path form first, else the cookie: signature, stream,
     expiry, ended sessions), room for this place among the purchase's playing devices
     (the viewer's address from `client_address(request)`, behind nginx as well), and an
     allowed path. In memory: the device count asks the store only about a place new to
     this process or last reported a few seconds ago, never once per request. Refusals
-    are logged and counted here, whoever asked. `gate` and `now_ms`: for a caller that
-    holds them already."""
-    if gate is None:
-        gate = request.app[GATE]
-    if now_ms is None:
-        now_ms = gate.clock()
-    origin = gate.origin(stream_id)  # one per catalog stream
-    if origin is None:
-        raise UnknownStream()
-    token = path_token or gate.cookie_token(request)
-    address = client_address(request, gate.trusted_proxies)
+    are logged and counted here, whoever asked."""
+    gate = request.app[GATE]
+    admitted = admit_now(request, gate, stream_id, path_token, path, gate.clock())
+    if admitted is not None:
+        return admitted
+    origin, token, address = _target(request, gate, stream_id, path_token)
     try:
-        # From memory, or, for a device new to this process, after asking the store.
-        grant = gate.admit_now(token, stream_id, address, now_ms)
-        if grant is None:
-            grant = await gate.admit(token, stream_id, address)
+        grant = await gate.admit(token, stream_id, address)  # after asking the store
     except (NoAccess, DeviceLimit) as refused:
-        reason = str(refused.params.get("reason", refused.code))
-        log_event(log, "gate_refused", streamId=stream_id, reason=reason,
-                  form="path" if path_token else "cookie", client=address)
-        request.app[METRICS].gate_refusals.labels(reason).inc()
+        _refused(request, refused, stream_id, path_token, address)
         raise
     gate.granted += 1
     return origin, grant, media_path(path)
+
+
+def admit_now(request: web.Request, gate: HlsGate, stream_id: str, path_token: str | None,
+              path: str, now_ms: int) -> Admitted | None:
+    """`admit()` from what this process knows, without waiting: None when the device
+    count has to ask the store first (a place new to this process)."""
+    origin, token, address = _target(request, gate, stream_id, path_token)
+    try:
+        grant = gate.admit_now(token, stream_id, address, now_ms)
+    except (NoAccess, DeviceLimit) as refused:
+        _refused(request, refused, stream_id, path_token, address)
+        raise
+    if grant is None:
+        return None
+    gate.granted += 1
+    return origin, grant, media_path(path)
+
+
+def _target(request: web.Request, gate: HlsGate, stream_id: str,
+            path_token: str | None) -> tuple[Origin, str | None, str]:
+    """The stream's origin, the token presented (path form first, else the cookie) and
+    the client's address."""
+    origin = gate.origin(stream_id)  # one per catalog stream
+    if origin is None:
+        raise UnknownStream()
+    return (origin, path_token or gate.cookie_token(request),
+            client_address(request, gate.trusted_proxies))
+
+
+def _refused(request: web.Request, refused: NoAccess | DeviceLimit, stream_id: str,
+             path_token: str | None, address: str) -> None:
+    reason = str(refused.params.get("reason", refused.code))
+    log_event(log, "gate_refused", streamId=stream_id, reason=reason,
+              form="path" if path_token else "cookie", client=address)
+    request.app[METRICS].gate_refusals.labels(reason).inc()

@@ -154,3 +154,27 @@ async def test_a_cookie_is_judged_by_the_token_in_it_every_time(
                                      headers={"Cookie": cookie}) as response:
             await response.read()
             assert response.status == expected, cookie
+
+
+async def test_media_answers_are_finished_like_every_other(gate_viewer: ViewerClient) -> None:
+    """The media routes run outside the app's middleware (the hot path): their answers,
+    refusals and mistakes included, still carry what every answer carries, and a method
+    they do not take is a 405 naming the ones they do."""
+    for path in ("/hls/dir/index.m3u8", "/hls/dir/t/forged/index.m3u8", "/hls/dir/..%2Fx.ts"):
+        async with gate_viewer.http.get(path) as response:
+            assert response.status in (400, 403), path
+            assert response.headers["Cache-Control"] == "private, no-store"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert response.headers["Referrer-Policy"] == "same-origin"
+            body = await response.json()
+            assert body["success"] is False and body["code"] in ("no_access", "invalid_request")
+    access = await buy(gate_viewer, "dir")
+    for method in ("GET", "HEAD"):
+        async with gate_viewer.http.request(method, access["tokenPlaybackUrl"]) as response:
+            assert response.status == 200
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert (await response.read()).startswith(b"#EXTM3U") == (method == "GET")
+    async with gate_viewer.http.post(access["tokenPlaybackUrl"]) as response:
+        assert response.status == 405
+        assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+        assert (await response.json())["code"] == "method_not_allowed"
