@@ -3,30 +3,35 @@
     bare_files.py PORT DIRECTORY [uvloop]
 
 With `uvloop` (the `bench` extra), the same server on uvloop's event loop, to show
-whether a faster loop would lift the ceiling.
+whether a faster loop would lift the ceiling. `bare_handler` is the same handler for
+bench/bare_in_gateway.py, which runs it inside the gateway's own process.
 """
 
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-root = Path(sys.argv[2])
-bodies = {path.name: path.read_bytes() for path in root.iterdir() if path.is_file()}
-types = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}
+
+def bare_handler(root: Path) -> Callable[[web.Request], Awaitable[web.Response]]:
+    bodies = {path.name: path.read_bytes() for path in root.iterdir() if path.is_file()}
+    types = {".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl"}
+
+    async def serve(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return web.Response(body=bodies[name], content_type=types[Path(name).suffix])
+
+    return serve
 
 
-async def serve(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    return web.Response(body=bodies[name], content_type=types[Path(name).suffix])
+if __name__ == "__main__":
+    app = web.Application()
+    app.router.add_get("/{name}", bare_handler(Path(sys.argv[2])))
+    loop_factory = None
+    if sys.argv[3:] == ["uvloop"]:
+        import uvloop
 
-
-app = web.Application()
-app.router.add_get("/{name}", serve)
-loop_factory = None
-if sys.argv[3:] == ["uvloop"]:
-    import uvloop
-
-    loop_factory = uvloop.new_event_loop
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
-            loop=loop_factory() if loop_factory else None)
+        loop_factory = uvloop.new_event_loop
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None,
+                loop=loop_factory() if loop_factory else None)

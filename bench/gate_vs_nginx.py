@@ -2,7 +2,9 @@
 
 (a) nginx, one worker, sendfile, straight from disk;
 (b) a bare aiohttp handler returning the same bytes from memory with no checks at all
-    (bench/bare_files.py), run like the gateway: asyncio's loop, no access log;
+    (bench/bare_files.py), run like the gateway: asyncio's loop, no access log; and
+    (b+) the same handler inside a gateway process (bench/bare_in_gateway.py), so the
+    table also shows the gate against a handler with no checks in its own process;
 (c) the gate with a valid path token, from a directory origin;
 (d) the gate with a valid path token, from an HTTP origin (that nginx), through its cache.
 Every round measures every system on the segment and then on the playlist, the order
@@ -47,6 +49,7 @@ PLAYLIST = "".join(
 )
 OBJECTS = {"segment": "seg1003.ts", "playlist": "index.m3u8"}
 SERVER_CPU, WRK_CPU = "0", "1"
+IN_GATEWAY = "bare, in a gateway process"
 
 
 def nginx_config(root: Path, port: int, prefix: Path, *, name: str = "nginx",
@@ -205,6 +208,16 @@ def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
                                      "GATEWAY_STREAMS": str(catalog),
                                      "GATEWAY_STORE": f"sqlite:///{tmp}/g.db",
                                      **(gateway_env or {})}).start()
+            in_gateway_port = free_port()
+            (tmp / "in-gateway").mkdir()
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "bench.bare_in_gateway"], cwd=Path(__file__).parent.parent,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, "GATEWAY_VAR_DIR": str(tmp / "in-gateway"),
+                     "GATEWAY_STREAMS": str(catalog), "PORT": str(in_gateway_port),
+                     "GATEWAY_STORE": f"sqlite:///{tmp}/in-gateway/g.db",
+                     "BENCH_BARE_DIR": str(root), **(gateway_env or {})}))
+            urls[IN_GATEWAY] = f"http://127.0.0.1:{in_gateway_port}/bare"
             for url in urls.values():
                 wait_for(f"{url}/{OBJECTS['playlist']}")
             http_base = asyncio.run(path_token_base(gateway.url, "http"))
@@ -284,14 +297,17 @@ def print_table(rounds: list[dict[tuple[str, str], Measured]], seconds: int,
           f"{', servers on CPU 0 and wrk on CPU 1' if pinned else ''}; segment "
           f"{SEGMENT_BYTES // 1024} KB, playlist {len(PLAYLIST)} B; medians, the rounds in "
           "brackets.\nx / bare: x's req/s over the bare handler's in the same round; "
-          "by CPU: the bare handler's CPU time per response over x's.\n")
+          "by CPU: the bare handler's CPU time per response over x's; / bare in a gateway "
+          "process: the same handler inside the gateway's process, req/s.\n")
     print("| object | system | req/s | CPU per response | / bare, req/s | / bare, by CPU "
-          "| / nginx, req/s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+          "| / bare in a gateway process, req/s | / nginx, req/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in OBJECTS:
         for name in names:
             runs = [r[kind, name] for r in rounds]
             bares = [r[kind, "bare"] for r in rounds]
+            in_gateway = [run.wrk.requests_per_s / r[kind, IN_GATEWAY].wrk.requests_per_s
+                          for run, r in zip(runs, rounds, strict=True)]
             nginxes = [r[kind, "nginx"] for r in rounds]
             errors = sum(run.wrk.non_2xx for run in runs)
             by_rps = [run.wrk.requests_per_s / bare.wrk.requests_per_s
@@ -305,6 +321,7 @@ def print_table(rounds: list[dict[tuple[str, str], Measured]], seconds: int,
                   f"{statistics.median(run.cpu_us_per_request for run in runs):.0f} us | "
                   f"{'1' if name == 'bare' else cell(by_rps)} | "
                   f"{'1' if name == 'bare' else cell(by_cpu)} | "
+                  f"{cell(in_gateway) if name.startswith('gate') else ''} | "
                   f"{'1' if name == 'nginx' else cell(to_nginx)} |")
 
 
