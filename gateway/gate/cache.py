@@ -201,10 +201,6 @@ class UpstreamFetcher:
             self.cache.put(key, CachedObject(b"", None, self._clock() + NOT_FOUND_CACHE_MS,
                                              status=404))
 
-    def cached(self, key: str, now_ms: int | None = None) -> CachedObject | None:
-        """The object if it is in memory (callers on the hot path use `cache.get`)."""
-        return self.cache.get(key, now_ms)
-
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -229,7 +225,6 @@ class LocalFiles:
     cache comes back as None, for the caller to send with sendfile."""
 
     def __init__(self, cache: ByteLru, clock: Clock) -> None:
-        self._cache = cache
         # Where files are kept, under `key(file)`: a caller on the hot path looks there
         # itself (origins.DirectoryOrigin.cached), without another call in between.
         self.memory = cache
@@ -240,14 +235,9 @@ class LocalFiles:
     def key(file: str) -> str:
         return "file:" + file
 
-    def cached(self, file: str, now_ms: int | None = None) -> bytes | None:
-        """The file's bytes if they are in memory."""
-        cached = self._cache.get(self.key(file), now_ms)
-        return None if cached is None else cached.body
-
     async def read(self, file: str, cache_for_ms: int) -> bytes | None:
         key = self.key(file)
-        cached = self._cache.get(key)
+        cached = self.memory.get(key)
         if cached is not None:
             return cached.body
         reading = self._reading.get(key)
@@ -262,7 +252,7 @@ class LocalFiles:
 
     def _load(self, file: str) -> bytes | None:
         path = Path(file)
-        if path.stat().st_size > self._cache.max_item_bytes:
+        if path.stat().st_size > self.memory.max_item_bytes:
             return None
         return path.read_bytes()
 
@@ -272,4 +262,4 @@ class LocalFiles:
             return
         body = done.result()
         if body is not None:
-            self._cache.put(key, CachedObject(body, None, self._clock() + cache_for_ms))
+            self.memory.put(key, CachedObject(body, None, self._clock() + cache_for_ms))

@@ -41,7 +41,6 @@ class DeviceCounter:
         self._pruned_at_size = 0
         self.store_reports = 0  # for the bench and the metrics: how often we asked
 
-
     def admitted(self, session_id: str, grant_id: str, expires_at_ms: int,
                  address: str, now_ms: int | None = None) -> bool:
         """Let through on what this process knows, without waiting? A place reported

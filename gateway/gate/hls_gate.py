@@ -60,8 +60,7 @@ class HlsGate:
         self._settings = settings
         self.trusted_proxies = settings.trusted_proxies  # for client_address, per request
         self._catalog = catalog
-        self._clock = clock
-        self.clock = clock  # the hot path reads the time once per request (handlers/hls.py)
+        self.clock = clock  # public: read once per request by handlers/hls.py
         # Built once from the named routes: the cookie form, and the token form with a
         # slot for the token.
         self._playback_urls = {stream.stream_id: _playback_url_templates(router, stream)
@@ -83,13 +82,13 @@ class HlsGate:
         """Make the origins (HTTP ones share the process's pooled client) and the count
         of playing devices (which reports to the store behind `devices`)."""
         self._devices = devices
-        self._counter = DeviceCounter(devices, self._clock)
+        self._counter = DeviceCounter(devices, self.clock)
         devices.add_listener(self._grant_ended)
         # One memory budget for every origin's hot objects.
-        cache = ByteLru(self._settings.segment_cache_bytes, self._clock)
-        self._fetcher = UpstreamFetcher(http_client, cache, self._clock,
+        cache = ByteLru(self._settings.segment_cache_bytes, self.clock)
+        self._fetcher = UpstreamFetcher(http_client, cache, self.clock,
                                         self._settings.upstream_timeout_seconds)
-        files = LocalFiles(cache, self._clock)
+        files = LocalFiles(cache, self.clock)
         self._origins = {stream.stream_id: self._origin(stream, http_client, files)
                          for stream in self._catalog}
 
@@ -181,7 +180,7 @@ class HlsGate:
         # Refused here at once; its tokens live at most one access window from now.
         if self._counter is not None:
             self._counter.grant_ended(device_grant.grant_id,
-                                      self._clock() + self._settings.access_seconds * 1000)
+                                      self.clock() + self._settings.access_seconds * 1000)
 
     def _playback(self, session: PaymentSession, remaining_ms: int,
                   device_grant: DeviceGrant) -> PlaybackGrant:
@@ -198,13 +197,13 @@ class HlsGate:
     def _origin(self, stream: Stream, http_client: aiohttp.ClientSession,
                 files: LocalFiles) -> Origin:
         if stream.origin_url is not None:
-            return HttpOrigin(stream.origin_url, self.fetcher, http_client, self._clock,
+            return HttpOrigin(stream.origin_url, self.fetcher, http_client, self.clock,
                               self._settings.upstream_timeout_seconds)
         assert stream.origin_dir is not None
         if stream.loop_source is not None:
             return LiveLoopOrigin(stream.origin_dir, stream.loop_source, stream.playlist,
-                                  files, self._clock)
-        return DirectoryOrigin(stream.origin_dir, files, self._clock)
+                                  files, self.clock)
+        return DirectoryOrigin(stream.origin_dir, files, self.clock)
 
 
 def _playback_url_templates(router: web.UrlDispatcher, stream: Stream) -> tuple[str, str]:
