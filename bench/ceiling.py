@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,17 +28,17 @@ from pathlib import Path
 
 from bench.gate_vs_nginx import (
     OBJECTS,
-    PLAYLIST,
-    SEGMENT_BYTES,
     SERVER_CPU,
     WRK_CPU,
     Measured,
     System,
     cpu_seconds,
+    nginx_binary,
     nginx_config,
     pin,
     wait_for,
     with_children,
+    write_media,
 )
 from bench.tools import free_port, wrk
 
@@ -82,15 +81,10 @@ def measure(system: System, file: str, seconds: int, mode: str) -> WithClient:
 
 
 def main(seconds: int, round_count: int) -> None:
-    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx_bin).exists():
-        sys.exit("bench: nginx is needed (apt-get install nginx-light)")
+    nginx_bin = nginx_binary()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        root = tmp / "media"
-        root.mkdir()
-        (root / OBJECTS["segment"]).write_bytes(os.urandom(SEGMENT_BYTES))
-        (root / OBJECTS["playlist"]).write_text(PLAYLIST)
+        root = write_media(tmp / "media")
         processes: list[subprocess.Popen[bytes]] = []
         systems: dict[str, System] = {}
         try:

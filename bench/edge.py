@@ -24,14 +24,21 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.gate_vs_nginx import PLAYLIST, SEGMENT_BYTES, nginx_config, path_token_base, wait_for
+from bench.gate_vs_nginx import (
+    PLAYLIST,
+    SEGMENT_BYTES,
+    nginx_binary,
+    nginx_config,
+    path_token_base,
+    wait_for,
+    write_media,
+)
 from bench.tools import ROOT, ServerProcess, WrkResult, free_port, wrk
 from gateway.tokens import Keyring
 
@@ -131,9 +138,7 @@ def _ratios(results: dict[str, WrkResult], name: str) -> str:
 
 
 def main(seconds: int, cap: int) -> None:
-    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx_bin).exists():
-        sys.exit("bench: nginx is needed (apt-get install nginx)")
+    nginx_bin = nginx_binary()
     # In memory where there is a tmpfs, for every system alike: the edge's decision cache
     # is a file per decision, and a busy shared disk made new decisions 5x slower.
     base = "/dev/shm" if Path("/dev/shm").is_dir() else None
@@ -141,10 +146,7 @@ def main(seconds: int, cap: int) -> None:
     with tempfile.TemporaryDirectory(dir=base) as tmp_name:
         tmp = Path(tmp_name)
         tmp.chmod(0o755)  # nginx's workers run as `nobody` when it is started as root
-        media = tmp / "media"
-        media.mkdir()
-        (media / "seg1003.ts").write_bytes(os.urandom(SEGMENT_BYTES))
-        (media / "index.m3u8").write_text(PLAYLIST)
+        media = write_media(tmp / "media")
         catalog = tmp / "streams.toml"
         catalog.write_text(f'[[stream]]\nid = "dir"\ntitle = "d"\nprice = 1000\n'
                            f'origin = "file://{media}/"\n')

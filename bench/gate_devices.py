@@ -16,7 +16,6 @@ a playing device takes).
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.gate_vs_nginx import PLAYLIST, SEGMENT_BYTES, path_token_base
+from bench.gate_vs_nginx import PLAYLIST, SEGMENT_BYTES, path_token_base, write_media
 from bench.tools import ServerProcess, WrkResult, wrk
 from gateway.clock import system_clock_ms
 from gateway.devices import Devices
@@ -83,10 +82,7 @@ def print_micro() -> None:
 
 def main(seconds: int, round_count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "media"
-        root.mkdir()
-        (root / "seg1003.ts").write_bytes(os.urandom(SEGMENT_BYTES))
-        (root / "index.m3u8").write_text(PLAYLIST)
+        root = write_media(Path(tmp) / "media")
         catalog = Path(tmp) / "streams.toml"
         catalog.write_text(
             f'[[stream]]\nid = "dir"\ntitle = "d"\nprice = 1000\norigin = "file://{root}/"\n')

@@ -52,6 +52,22 @@ SERVER_CPU, WRK_CPU = "0", "1"
 IN_GATEWAY = "bare, in a gateway process"
 
 
+def nginx_binary() -> str:
+    """Debian's nginx, or the end of the bench."""
+    found = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(found).exists():
+        sys.exit("bench: nginx is needed (apt-get install nginx)")
+    return found
+
+
+def write_media(root: Path) -> Path:
+    """The benchmarks' stream: a playlist and a 200 KB segment of random bytes."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / OBJECTS["segment"]).write_bytes(os.urandom(SEGMENT_BYTES))
+    (root / OBJECTS["playlist"]).write_text(PLAYLIST)
+    return root
+
+
 def nginx_config(root: Path, port: int, prefix: Path, *, name: str = "nginx",
                  workers: str = "1", sendfile: bool = True, access_log: bool = False,
                  keepalive_requests: int = 100000, open_file_cache: bool = False) -> Path:
@@ -168,15 +184,10 @@ def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
                     gateway_env: dict[str, str] | None = None) -> Iterator[Bench]:
     """nginx, the bare handler(s) and one gateway with a directory and an HTTP stream,
     each path-token URL already paid for."""
-    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        sys.exit("bench: nginx is needed (apt-get install nginx-light)")
-    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx_bin = nginx_binary()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        root = tmp / "media"
-        root.mkdir()
-        (root / OBJECTS["segment"]).write_bytes(os.urandom(SEGMENT_BYTES))
-        (root / OBJECTS["playlist"]).write_text(PLAYLIST)
+        root = write_media(tmp / "media")
         for name in ("seg2000.ts", "seg2001.ts"):
             (root / name).write_bytes(os.urandom(SEGMENT_BYTES))
         processes: list[subprocess.Popen[bytes]] = []
