@@ -273,6 +273,12 @@ def _grant(row: sqlite3.Row) -> DeviceGrant:
                        ended_at_ms=row["ended_at_ms"])
 
 
+def _grant_by_id(conn: sqlite3.Connection, grant_id: str) -> DeviceGrant | None:
+    row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants WHERE grant_id = ?",
+                       (grant_id,)).fetchone()
+    return _grant(row) if row else None
+
+
 def _place(row: sqlite3.Row) -> DevicePlace:
     return DevicePlace(grant_id=row["grant_id"], address=row["address"],
                        first_seen_ms=row["first_seen_ms"], last_seen_ms=row["last_seen_ms"])
@@ -703,12 +709,7 @@ class SQLiteStore(SessionStore):
         return await self._writer.run_in_transaction(insert), places
 
     async def get_grant(self, grant_id: str) -> DeviceGrant | None:
-        def query(conn: sqlite3.Connection) -> DeviceGrant | None:
-            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
-                               " WHERE grant_id = ?", (grant_id,)).fetchone()
-            return _grant(row) if row else None
-
-        return await self._reader.run(query)
+        return await self._reader.run(lambda conn: _grant_by_id(conn, grant_id))
 
     async def grants(self, session_id: str) -> list[DeviceGrant]:
         def query(conn: sqlite3.Connection) -> list[DeviceGrant]:
@@ -723,9 +724,7 @@ class SQLiteStore(SessionStore):
             conn.execute("UPDATE playback_grants SET ended_at_ms = ?"
                          " WHERE grant_id = ? AND ended_at_ms IS NULL", (now_ms, grant_id))
             conn.execute("DELETE FROM device_places WHERE grant_id = ?", (grant_id,))
-            row = conn.execute(f"SELECT {_GRANT_COLUMNS} FROM playback_grants"
-                               " WHERE grant_id = ?", (grant_id,)).fetchone()
-            return _grant(row) if row else None
+            return _grant_by_id(conn, grant_id)
 
         return await self._writer.run_in_transaction(end)
 
