@@ -40,9 +40,19 @@ class _MiddlewareSkipped(web.UrlMappingMatchInfo):
     """A match in no application's middleware chain (aiohttp builds the chain from
     `apps`); `request.app` still works (`current_app`)."""
 
-    __slots__ = ()
-    # A class attribute, not a property: aiohttp reads it on every request.
+    # Plain attributes where aiohttp reads properties on every request (`_handle`).
+    __slots__ = ("handler", "route")
     apps: tuple[web.Application, ...] = ()
+
+    def __init__(self, match_dict: dict[str, str], route: web.ResourceRoute) -> None:
+        super().__init__(match_dict, route)
+        # Slots named as the base class's read-only properties take their place.
+        self.handler = route.handler  # type: ignore[misc]
+        self.route = route  # type: ignore[misc]
+
+    def add_app(self, app: web.Application) -> None:
+        # The only app: the chain aiohttp would build from it stays empty (`apps`).
+        self._current_app = app
 
 
 _NOTHING_TO_ALLOW: set[str] = set()
