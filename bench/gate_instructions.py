@@ -4,8 +4,9 @@ handler inside a gateway process, and the gate, on a cached playlist and segment
     .venv/bin/python -m bench.gate_instructions [requests]   # default 4000, ~3 minutes
 
 wrk's req/s on a 2-core VM moves by several percent between runs; an instruction count
-does not (the same code and input give the same count within ~0.5%, whatever else the
-machine does), so a change worth 1% of a request shows. Each server runs under
+varies far less (the same code and input give the same count whatever else the
+machine does, to within ~1%: three runs of the gate gave 255,500-259,900 per
+playlist), so a change worth 2% of a request shows. Each server runs under
 callgrind with instrumentation off; after a warm-up, it is switched on for exactly
 `requests` GETs sent over 50 keep-alive connections (as wrk -c50 would), then off, and
 the count is divided by the requests. Background work in the window (the gateway's
