@@ -56,17 +56,16 @@ class AccessGate:
     def _sign(self, session_id: str, stream_id: str, expires_at_ms: int, grant_id: str) -> str:
         return self._keys.sign(session_id, stream_id, str(expires_at_ms), grant_id)
 
-    def check(self, token: str | None, stream_id: str, now_ms: int | None = None
-              ) -> AccessGrant:
+    def check(self, token: str | None, stream_id: str, now_ms: int) -> AccessGrant:
         """Runs on every playlist and segment request: after a token's first request,
-        one dict lookup, no signature and no allocation. `now_ms`: the clock's time, for
-        a caller that read it already."""
+        one dict lookup, no signature and no allocation. `now_ms`: the clock's time, read
+        once per request by the caller."""
         grant = self._verified.get(token) if token else None
         if grant is None:
             grant = self._verify(token)
         if grant.stream_id != stream_id:
             raise NoAccess("token for another stream")
-        if (self._clock() if now_ms is None else now_ms) >= grant.expires_at_ms:
+        if now_ms >= grant.expires_at_ms:
             raise NoAccess("token expired")
         if grant.session_id in self._ended:
             raise NoAccess("session ended")

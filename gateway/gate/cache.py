@@ -49,22 +49,21 @@ class CachedObject:
 class ByteLru:
     """Least-recently-used cache bounded by the total size of the bodies it holds."""
 
-    def __init__(self, max_bytes: int, clock: Clock, max_items: int = 65536) -> None:
+    def __init__(self, max_bytes: int, max_items: int = 65536) -> None:
         self.max_bytes = max_bytes
         # Bounded in count too: remembered 404s weigh nothing in bytes.
         self.max_items = max_items
         # One object may take an eighth of the cache, so one huge file cannot flush it.
         self.max_item_bytes = max_bytes // 8
         self.size_bytes = 0
-        self._clock = clock
         self._items: OrderedDict[str, CachedObject] = OrderedDict()
 
-    def get(self, key: str, now_ms: int | None = None) -> CachedObject | None:
-        """`now_ms`: the clock's time, for a caller that read it already."""
+    def get(self, key: str, now_ms: int) -> CachedObject | None:
+        """The object under `key`, unless it expired by `now_ms` (the caller's clock)."""
         item = self._items.get(key)
         if item is None:
             return None
-        if item.expires_at_ms <= (self._clock() if now_ms is None else now_ms):
+        if item.expires_at_ms <= now_ms:
             self._drop(key)
             return None
         self._items.move_to_end(key)
@@ -237,7 +236,7 @@ class LocalFiles:
 
     async def read(self, file: str, cache_for_ms: int) -> bytes | None:
         key = self.key(file)
-        cached = self.memory.get(key)
+        cached = self.memory.get(key, self._clock())
         if cached is not None:
             return cached.body
         reading = self._reading.get(key)

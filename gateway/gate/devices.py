@@ -42,7 +42,7 @@ class DeviceCounter:
         self.store_reports = 0  # for the bench and the metrics: how often we asked
 
     def admitted(self, session_id: str, grant_id: str, expires_at_ms: int,
-                 address: str, now_ms: int | None = None) -> bool:
+                 address: str, now_ms: int) -> bool:
         """Let through on what this process knows, without waiting? A place reported
         within the interval is; so is one still playing, whose report is then renewed
         in the background. False: `admit()` decides."""
@@ -50,7 +50,7 @@ class DeviceCounter:
         reported_ms = self._reported.get(place)
         if reported_ms is None:
             return False
-        age_ms = (self._clock() if now_ms is None else now_ms) - reported_ms
+        age_ms = now_ms - reported_ms
         if age_ms < REPORT_INTERVAL_MS:
             return True
         if age_ms < PLAYING_WINDOW_MS:
@@ -63,10 +63,10 @@ class DeviceCounter:
                     address: str) -> None:
         """Let a request through, or raise DeviceLimit (places taken) or NoAccess (the
         grant was ended)."""
-        if self.admitted(session_id, grant_id, expires_at_ms, address):
+        now_ms = self._clock()
+        if self.admitted(session_id, grant_id, expires_at_ms, address, now_ms):
             return
         place = (grant_id, address)
-        now_ms = self._clock()
         if grant_id in self._ended:
             raise NoAccess("grant ended")
         refused_until_ms = self._refused.get(place)

@@ -70,7 +70,7 @@ class HlsGate:
         # May this token fetch this stream's media now? Raises NoAccess if not (the
         # device count is `admit()`'s). Bound here rather than wrapped: it runs on
         # every playlist and segment request.
-        self.check: Callable[[str | None, str, int | None], AccessGrant] = self.access.check
+        self.check: Callable[[str | None, str, int], AccessGrant] = self.access.check
         # Requests that passed the check: read when Prometheus scrapes, not a labelled
         # counter's lock per segment.
         self.granted = 0
@@ -85,7 +85,7 @@ class HlsGate:
         self._counter = DeviceCounter(devices, self.clock)
         devices.add_listener(self._grant_ended)
         # One memory budget for every origin's hot objects.
-        cache = ByteLru(self._settings.segment_cache_bytes, self.clock)
+        cache = ByteLru(self._settings.segment_cache_bytes)
         self._fetcher = UpstreamFetcher(http_client, cache, self.clock,
                                         self._settings.upstream_timeout_seconds)
         files = LocalFiles(cache, self.clock)
@@ -148,7 +148,7 @@ class HlsGate:
         """The whole decision for one playlist, segment, init or key request from a
         client at `address`: `check()`, then the purchase's count of playing devices.
         Raises NoAccess, or DeviceLimit when this would be one place too many."""
-        access = self.access.check(token, stream_id)
+        access = self.access.check(token, stream_id, self.clock())
         counter = self._counter
         assert counter is not None, "HlsGate.open() first"
         if counter.counting:

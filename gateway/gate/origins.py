@@ -240,7 +240,8 @@ class HttpOrigin(Origin):
 
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse:
-        response = self.cached(request, media, grant, self._clock())
+        now_ms = self._clock()
+        response = self.cached(request, media, grant, now_ms)
         if response is not None:
             return response
         key = self._key(request, media)
@@ -253,7 +254,7 @@ class HttpOrigin(Origin):
             # then cut the range from it.
             return _bytes_response(request, await _whole(shared), media_headers(
                 media.content_type, _cache_control(media, grant, self._clock()), True))
-        headers = media_headers(media.content_type, _cache_control(media, grant, self._clock()))
+        headers = media_headers(media.content_type, _cache_control(media, grant, now_ms))
         return await _stream_shared(request, shared, headers)
 
 

@@ -61,7 +61,7 @@ class RestartableOrigin:
 
     def __init__(self) -> None:
         self.port = free_port()
-        files = LocalFiles(ByteLru(1 << 20, system_clock_ms), system_clock_ms)
+        files = LocalFiles(ByteLru(1 << 20), system_clock_ms)
         self._live = LiveLoopOrigin(DEMO_SEGMENTS, "loop.m3u8", "index.m3u8", files,
                                     system_clock_ms)
         self._sources = sorted(DEMO_SEGMENTS.glob("seg*.ts"))
