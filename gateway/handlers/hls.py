@@ -138,8 +138,9 @@ async def serve(request: web.Request) -> web.StreamResponse:
         now_ms = gate.clock()  # once per request: every check below reads the same time
         stream_id, path_token, path = match["stream_id"], match.get("token"), match["path"]
         # Without a coroutine or an await unless the device count must ask the store.
-        origin, grant, media = (admit_now(request, gate, stream_id, path_token, path, now_ms)
-                                or await admit(request, stream_id, path_token, path))
+        origin, grant, media = (
+            admit_now(request, gate, stream_id, path_token, path, now_ms)
+            or await _admit_asking_store(request, gate, stream_id, path_token, path))
         # From memory, again without an await: most requests end here.
         response = origin.cached(request, media, grant, now_ms)
         if response is not None:
@@ -159,9 +160,13 @@ async def admit(request: web.Request, stream_id: str, path_token: str | None,
     this process or last reported a few seconds ago, never once per request. Refusals
     are logged and counted here, whoever asked."""
     gate = request.app[GATE]
-    admitted = admit_now(request, gate, stream_id, path_token, path, gate.clock())
-    if admitted is not None:
-        return admitted
+    return (admit_now(request, gate, stream_id, path_token, path, gate.clock())
+            or await _admit_asking_store(request, gate, stream_id, path_token, path))
+
+
+async def _admit_asking_store(request: web.Request, gate: HlsGate, stream_id: str,
+                              path_token: str | None, path: str) -> Admitted:
+    """`admit()` once `admit_now()` could not decide: the device count asks the store."""
     origin, token, address = _target(request, gate, stream_id, path_token)
     try:
         grant = await gate.admit(token, stream_id, address)  # after asking the store
