@@ -26,19 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench.gate_vs_nginx import OBJECTS, path_token_base, write_media
+from bench.gate_vs_nginx import OBJECTS, path_token_base, wait_for, write_media
 from bench.tools import ROOT, free_port
 
 CONNECTIONS = 50
 WARM_UP_REQUESTS = 300
+START_S = 180  # everything runs under valgrind: slow to start
 
 
-async def _get_over(url: str, requests: int) -> dict[int, int]:
-    """`requests` GETs of `url` over CONNECTIONS keep-alive connections, read whole; the
-    statuses seen. Raw HTTP/1.1, so the client costs the server nothing extra."""
+async def _get_over(url: str, per_connection: int) -> dict[int, int]:
+    """`per_connection` GETs of `url` on each of CONNECTIONS keep-alive connections, read
+    whole; the statuses seen. Raw HTTP/1.1, so the client costs the server nothing extra."""
     host, port_path = url.removeprefix("http://").split(":", 1)
     port, path = port_path.split("/", 1)
     request = f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
@@ -56,21 +56,8 @@ async def _get_over(url: str, requests: int) -> dict[int, int]:
             statuses[status] = statuses.get(status, 0) + 1
         writer.close()
 
-    await asyncio.gather(*(one_connection(requests // CONNECTIONS)
-                           for _ in range(CONNECTIONS)))
+    await asyncio.gather(*(one_connection(per_connection) for _ in range(CONNECTIONS)))
     return statuses
-
-
-def _wait_for(url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds  # slow: everything runs under valgrind
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)  # polling for readiness
 
 
 def _callgrind(pid: int, *command: str) -> None:
@@ -79,26 +66,28 @@ def _callgrind(pid: int, *command: str) -> None:
 
 
 def instructions_per_request(pid: int, url: str, requests: int, out: Path) -> float:
-    asyncio.run(_get_over(url, WARM_UP_REQUESTS))
+    per_connection = requests // CONNECTIONS
+    sent = per_connection * CONNECTIONS
+    asyncio.run(_get_over(url, WARM_UP_REQUESTS // CONNECTIONS))
     _callgrind(pid, "-i", "on")
-    statuses = asyncio.run(_get_over(url, requests))
+    statuses = asyncio.run(_get_over(url, per_connection))
     _callgrind(pid, "-i", "off")
     before = set(out.parent.glob(out.name + "*"))
     _callgrind(pid, "-d")
-    for _ in range(100):
-        dumped = set(out.parent.glob(out.name + "*")) - before
-        if dumped:
+    assert statuses == {200: sent}, statuses
+    for _ in range(300):
+        dumps = set(out.parent.glob(out.name + "*")) - before
+        # Written when the process next runs; complete once its totals line is there.
+        totals = [int(line.split()[1]) for dump in dumps
+                  for line in dump.read_text().splitlines() if line.startswith("totals:")]
+        if totals:
             break
-        time.sleep(0.1)  # callgrind writes the dump when the process next runs
-    assert statuses == {200: requests // CONNECTIONS * CONNECTIONS}, statuses
-    time.sleep(0.5)  # the dump file is complete once its totals line is written
-    total = 0
-    for dump in dumped:
-        for line in dump.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
+        time.sleep(0.1)  # polling for the dump
+    else:
+        raise RuntimeError("callgrind wrote no dump")
+    for dump in dumps:
         dump.unlink()
-    return total / (requests // CONNECTIONS * CONNECTIONS)
+    return max(totals) / sent
 
 
 def main(requests: int) -> None:
@@ -131,11 +120,11 @@ def main(requests: int) -> None:
             try:
                 base = f"http://127.0.0.1:{port}"
                 if name.startswith("gate"):
-                    _wait_for(f"{base}/readyz")
+                    wait_for(f"{base}/readyz", START_S)
                     base = asyncio.run(path_token_base(base, "dir"))
                 elif name.startswith("bare, in"):
                     base += "/bare"
-                _wait_for(f"{base}/{OBJECTS['playlist']}")
+                wait_for(f"{base}/{OBJECTS['playlist']}", START_S)
                 for kind, file in OBJECTS.items():
                     results[kind, name] = instructions_per_request(
                         server.pid, f"{base}/{file}", requests, out)

@@ -102,8 +102,9 @@ http {{
     return config
 
 
-def wait_for(url: str) -> None:
-    for _ in range(200):
+def wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
