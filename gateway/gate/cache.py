@@ -6,6 +6,9 @@
 - A bounded in-memory cache (size limit in bytes) keeps hot segments, and live playlists
   for a second, so a thousand viewers of one stream cost the origin about one request per
   object.
+- While an expired object is fetched again, every other request for it is answered from
+  the copy that expired (as nginx's `proxy_cache_use_stale updating`), not queued behind
+  the fetch: a live playlist's viewers do not all wait on the origin once a second.
 - Bounded time: connect, read and total timeouts; redirects are not followed, so the gate
   never contacts anything but the stream's own origin.
 """
@@ -57,22 +60,40 @@ class ByteLru:
         self.max_item_bytes = max_bytes // 8
         self.size_bytes = 0
         self._items: OrderedDict[str, CachedObject] = OrderedDict()
+        # Keys being fetched again: until then, their expired copy still answers.
+        self._refreshing: set[str] = set()
 
     def get(self, key: str, now_ms: int) -> CachedObject | None:
-        """The object under `key`, unless it expired by `now_ms` (the caller's clock)."""
+        """The object under `key`, unless it expired by `now_ms` (the caller's clock) and
+        is not being fetched again (`refresh_started`)."""
         item = self._items.get(key)
         if item is None:
             return None
         if item.expires_at_ms <= now_ms:
-            self._drop(key)
-            return None
+            # Kept until the refresh replaces it (or the LRU pushes it out), so that
+            # the requests arriving meanwhile have an answer.
+            return item if key in self._refreshing else None
         self._items.move_to_end(key)
         return item
 
+    def refresh_started(self, key: str) -> None:
+        """`key` is being fetched again: its copy, expired or not, answers until
+        `refresh_ended`."""
+        self._refreshing.add(key)
+
+    def refresh_ended(self, key: str, item: CachedObject | None) -> None:
+        """The fresh copy is `item` (kept as `put` keeps it), or there is none (a failed
+        or uncacheable fetch): the old copy goes too."""
+        self._refreshing.discard(key)
+        if item is None:
+            self._drop(key)
+        else:
+            self.put(key, item)
+
     def put(self, key: str, item: CachedObject) -> None:
+        self._drop(key)  # replaced, or outdated by a copy too big to keep
         if not self.max_bytes or len(item.body) > self.max_item_bytes:
             return
-        self._drop(key)
         self._items[key] = item
         self.size_bytes += len(item.body)
         while self.size_bytes > self.max_bytes or len(self._items) > self.max_items:
@@ -167,6 +188,7 @@ class UpstreamFetcher:
             return shared
         shared = SharedFetch()
         self._in_flight[key] = shared
+        self.cache.refresh_started(key)
         # A task of its own: one viewer hanging up must not cancel it for the others.
         task = asyncio.create_task(self._run(key, url, shared, cache_for_ms))
         self._tasks.add(task)
@@ -175,6 +197,15 @@ class UpstreamFetcher:
 
     async def _run(self, key: str, url: URL, shared: SharedFetch,
                    cache_for_ms: int | None) -> None:
+        fresh: CachedObject | None = None
+        try:
+            fresh = await self._fetch(key, url, shared, cache_for_ms)
+        finally:
+            self.cache.refresh_ended(key, fresh)
+
+    async def _fetch(self, key: str, url: URL, shared: SharedFetch,
+                     cache_for_ms: int | None) -> CachedObject | None:
+        """Streams the upstream response into `shared`; what to cache of it, if any."""
         self.upstream_requests += 1
         error: GatewayError | None = None
         try:
@@ -194,11 +225,11 @@ class UpstreamFetcher:
         if shared.max_age_s is not None and cache_for_ms:
             cache_for_ms = min(cache_for_ms, shared.max_age_s * 1000)
         if error is None and shared.status == 200 and cache_for_ms:
-            self.cache.put(key, CachedObject(shared.whole_body(), shared.content_type,
-                                             self._clock() + cache_for_ms))
-        elif error is None and shared.status in (404, 410):
-            self.cache.put(key, CachedObject(b"", None, self._clock() + NOT_FOUND_CACHE_MS,
-                                             status=404))
+            return CachedObject(shared.whole_body(), shared.content_type,
+                                self._clock() + cache_for_ms)
+        if error is None and shared.status in (404, 410):
+            return CachedObject(b"", None, self._clock() + NOT_FOUND_CACHE_MS, status=404)
+        return None
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -243,6 +274,7 @@ class LocalFiles:
         if reading is None:
             reading = asyncio.ensure_future(asyncio.to_thread(self._load, file))
             self._reading[key] = reading
+            self.memory.refresh_started(key)
             reading.add_done_callback(lambda done: self._loaded(key, done, cache_for_ms))
         try:
             return await asyncio.shield(reading)
@@ -257,8 +289,6 @@ class LocalFiles:
 
     def _loaded(self, key: str, done: asyncio.Future[bytes | None], cache_for_ms: int) -> None:
         self._reading.pop(key, None)
-        if done.cancelled() or done.exception() is not None:
-            return
-        body = done.result()
-        if body is not None:
-            self.memory.put(key, CachedObject(body, None, self._clock() + cache_for_ms))
+        body = None if done.cancelled() or done.exception() is not None else done.result()
+        self.memory.refresh_ended(key, None if body is None else CachedObject(
+            body, None, self._clock() + cache_for_ms))

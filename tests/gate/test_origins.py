@@ -4,6 +4,7 @@ window, and how it treats an HTTP upstream (one fetch for many viewers, bounded 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from pathlib import Path
@@ -157,6 +158,63 @@ async def test_hot_segments_are_served_from_the_cache(gate_viewer: ViewerClient,
     assert origin.hits["index.m3u8"] == 2
 
 
+async def test_while_a_live_playlist_is_fetched_again_other_viewers_get_the_last_copy(
+        gate_viewer: ViewerClient, origin: OriginServer, ts_dir: Path, clock: FakeClock
+) -> None:
+    """Once a second the playlist is fetched again: the viewer who found it expired waits
+    for the new one, everyone asking meanwhile is answered at once from the last copy."""
+    await buy(gate_viewer, "http")
+    _, _, last = await get(gate_viewer, "/hls/http/index.m3u8")
+    newer = last + b"#EXT-X-ENDLIST\n"
+    (ts_dir / "index.m3u8").write_bytes(newer)
+    clock.advance(1)
+    origin.release = asyncio.Event()
+    waiting = asyncio.create_task(get(gate_viewer, "/hls/http/index.m3u8"))
+    await wait_until(lambda: origin.hits["index.m3u8"] == 2)  # held at the origin
+    for _ in range(3):
+        status, _, body = await asyncio.wait_for(get(gate_viewer, "/hls/http/index.m3u8"), 5)
+        assert status == 200 and body == last
+    origin.release.set()
+    assert (await waiting)[2] == newer
+    assert (await get(gate_viewer, "/hls/http/index.m3u8"))[2] == newer
+    assert origin.hits["index.m3u8"] == 2
+
+
+async def test_while_a_playlist_file_is_read_again_other_viewers_get_the_last_copy(
+        gate_viewer: ViewerClient, ts_dir: Path, clock: FakeClock) -> None:
+    await buy(gate_viewer, "dir")
+    _, _, last = await get(gate_viewer, "/hls/dir/index.m3u8")
+    newer = last + b"#EXT-X-ENDLIST\n"
+    # The file becomes a pipe: reading it again waits until the test writes the new one.
+    playlist = ts_dir / "index.m3u8"
+    playlist.unlink()
+    os.mkfifo(playlist)
+    clock.advance(1)
+    waiting = asyncio.create_task(get(gate_viewer, "/hls/dir/index.m3u8"))
+    writer: int | None = None
+
+    def reader_waits() -> bool:
+        nonlocal writer
+        try:  # succeeds only once the gate's read has the pipe open
+            writer = os.open(playlist, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return False
+        return True
+
+    try:
+        await wait_until(reader_waits)
+        for _ in range(3):
+            status, _, body = await asyncio.wait_for(get(gate_viewer, "/hls/dir/index.m3u8"), 5)
+            assert status == 200 and body == last
+        assert writer is not None
+        os.write(writer, newer)
+    finally:
+        if writer is not None:
+            os.close(writer)  # the read ends, whatever happened
+    assert (await waiting)[2] == newer
+    assert (await get(gate_viewer, "/hls/dir/index.m3u8"))[2] == newer
+
+
 async def test_the_origin_can_forbid_caching(gate_viewer: ViewerClient,
                                              origin: OriginServer) -> None:
     origin.cache_control = "no-cache"
@@ -177,6 +235,27 @@ def test_the_cache_is_bounded_in_bytes(clock: FakeClock) -> None:
     assert cache.get("huge", clock()) is None  # over an eighth of the cache: never kept
     clock.advance(10)
     assert cache.get("k0", clock()) is None  # expired
+
+
+def test_an_expired_copy_answers_only_while_it_is_fetched_again(clock: FakeClock) -> None:
+    cache = ByteLru(max_bytes=800)
+    cache.put("k", CachedObject(b"old", None, clock() + 1000))
+    clock.advance(1)
+    assert cache.get("k", clock()) is None  # expired, and nobody fetching it yet
+    cache.refresh_started("k")
+    stale = cache.get("k", clock())
+    assert stale is not None and stale.body == b"old"  # the last copy, meanwhile
+    cache.refresh_ended("k", CachedObject(b"newer", None, clock() + 1000))
+    fresh = cache.get("k", clock())
+    assert fresh is not None and fresh.body == b"newer" and cache.size_bytes == 5
+    clock.advance(1)
+    cache.refresh_started("k")
+    cache.refresh_ended("k", None)  # the fetch failed, or may not be cached
+    cache.refresh_started("k")
+    assert cache.get("k", clock()) is None and cache.size_bytes == 0  # the old copy went
+    cache.put("k", CachedObject(b"x", None, clock() + 1000))
+    cache.put("k", CachedObject(b"x" * 101, None, clock() + 1000))  # too big to keep
+    assert cache.get("k", clock()) is None and cache.size_bytes == 0  # nor the old one
 
 
 async def test_ll_hls_directives_reach_the_upstream_and_nothing_else_does(
