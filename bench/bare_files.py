@@ -3,7 +3,10 @@
     bare_files.py PORT DIRECTORY [uvloop]
 
 With `uvloop` (the `bench` extra), the same server on uvloop's event loop, to show
-whether a faster loop would lift the ceiling. `bare_handler` is the same handler for
+whether a faster loop would lift the ceiling. The same handler also answers at the
+gate's own URL shapes (`SAME_REQUEST_ROUTES`, plain aiohttp routes), so a benchmark can
+send it the very request the gate gets: a path token of ~170 characters costs any
+handler its parsing and routing, checks or none. `bare_handler` is the same handler for
 bench/bare_in_gateway.py, which runs it inside the gateway's own process.
 """
 
@@ -25,9 +28,14 @@ def bare_handler(root: Path) -> Callable[[web.Request], Awaitable[web.Response]]
     return serve
 
 
+# The SPEC's two forms of a gate URL: the token in the path, or in the gate cookie.
+SAME_REQUEST_ROUTES = ("/hls/{stream_id}/t/{token}/{name}", "/hls/{stream_id}/{name}")
+
 if __name__ == "__main__":
     app = web.Application()
-    app.router.add_get("/{name}", bare_handler(Path(sys.argv[2])))
+    handler = bare_handler(Path(sys.argv[2]))
+    for path in ("/{name}", *SAME_REQUEST_ROUTES):
+        app.router.add_get(path, handler)
     loop_factory = None
     if sys.argv[3:] == ["uvloop"]:
         import uvloop

@@ -1,7 +1,8 @@
 """Instructions per request, counted by valgrind's callgrind: the bare handler, the same
-handler inside a gateway process, and the gate, on a cached playlist and segment.
+handler inside a gateway process, the gate, and the bare handler sent the gate's own
+URL, on a cached playlist and segment.
 
-    .venv/bin/python -m bench.gate_instructions [requests]   # default 4000, ~3 minutes
+    .venv/bin/python -m bench.gate_instructions [requests]   # default 4000, ~5 minutes
 
 wrk's req/s on a 2-core VM moves by several percent between runs; an instruction count
 varies far less (the same code and input give the same count whatever else the
@@ -28,7 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.gate_vs_nginx import OBJECTS, path_token_base, wait_for, write_media
+from bench.gate_vs_nginx import (
+    AT_GATE_URL,
+    IN_GATEWAY,
+    OBJECTS,
+    path_token_base,
+    wait_for,
+    write_media,
+)
 from bench.tools import ROOT, free_port
 
 CONNECTIONS = 50
@@ -103,9 +111,12 @@ def main(requests: int) -> None:
         python = sys.executable
         systems = {
             "bare": [python, str(ROOT / "bench" / "bare_files.py"), "{port}", str(root)],
-            "bare, in a gateway process": [python, "-m", "bench.bare_in_gateway"],
+            IN_GATEWAY: [python, "-m", "bench.bare_in_gateway"],
             "gate, directory origin": [python, "-m", "gateway", "serve"],
+            # After the gate: sent the very URL the gate was (bench/gate_vs_nginx.py's (e)).
+            AT_GATE_URL: [python, str(ROOT / "bench" / "bare_files.py"), "{port}", str(root)],
         }
+        gate_path = ""
         for name, command in systems.items():
             port = free_port()
             out = tmp / f"callgrind-{port}.out"
@@ -122,7 +133,10 @@ def main(requests: int) -> None:
                 if name.startswith("gate"):
                     wait_for(f"{base}/readyz", START_S)
                     base = asyncio.run(path_token_base(base, "dir"))
-                elif name.startswith("bare, in"):
+                    gate_path = base.removeprefix(f"http://127.0.0.1:{port}")
+                elif name == AT_GATE_URL:
+                    base += gate_path
+                elif name == IN_GATEWAY:
                     base += "/bare"
                 wait_for(f"{base}/{OBJECTS['playlist']}", START_S)
                 for kind, file in OBJECTS.items():
@@ -133,12 +147,14 @@ def main(requests: int) -> None:
                 server.terminate()
                 server.wait()
     print(f"\ncallgrind, {requests} requests over {CONNECTIONS} connections each\n")
-    print("| object | system | instructions per request | bare / system |")
-    print("| --- | --- | ---: | ---: |")
+    print("| object | system | instructions per request | bare / system "
+          "| bare at the gate's URL / system |")
+    print("| --- | --- | ---: | ---: | ---: |")
     for kind in OBJECTS:
         for name in systems:
             print(f"| {kind} | {name} | {results[kind, name]:,.0f} | "
-                  f"{results[kind, 'bare'] / results[kind, name]:.3f} |")
+                  f"{results[kind, 'bare'] / results[kind, name]:.3f} | "
+                  f"{results[kind, AT_GATE_URL] / results[kind, name]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@
     (b+) the same handler inside a gateway process (bench/bare_in_gateway.py), so the
     table also shows the gate against a handler with no checks in its own process;
 (c) the gate with a valid path token, from a directory origin;
-(d) the gate with a valid path token, from an HTTP origin (that nginx), through its cache.
+(d) the gate with a valid path token, from an HTTP origin (that nginx), through its cache;
+(e) the bare handler of (b) sent the very request the gate gets: the same path-token URL
+    (and with --cookie, the cookie form's URL and Cookie header), so "/ bare, same
+    request" leaves out what that request costs any aiohttp handler.
 Every round measures every system on the segment and then on the playlist, the order
 reversed every other round, so a neighbour's burst hits them alike; each ratio is taken
 within its round and the table gives the medians.
@@ -18,7 +21,7 @@ for 200 concurrent viewers (issue 3).
 --pin: servers on CPU 0, wrk on CPU 1 (taskset), so wrk never takes the server's core.
 --uvloop: also a bare handler on uvloop (the `bench` extra), to show a faster loop.
 --cookie: also the gate with the token in its cookie, as the watch page's player sends it.
-Defaults: 4 s per measurement, 4 rounds: about 2.5 minutes in all.
+Defaults: 4 s per measurement, 4 rounds: about 4 minutes in all.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ PLAYLIST = "".join(
 OBJECTS = {"segment": "seg1003.ts", "playlist": "index.m3u8"}
 SERVER_CPU, WRK_CPU = "0", "1"
 IN_GATEWAY = "bare, in a gateway process"
+AT_GATE_URL = "bare, at the gate's URL"
+WITH_GATE_COOKIE = "bare, at the cookie form's URL"
+# Each gate's same request sent to the bare handler; the HTTP origin's URL differs from
+# the directory origin's only in the stream id, a character or two of the token.
+SAME_REQUEST = {"gate, directory origin": AT_GATE_URL, "gate, HTTP origin": AT_GATE_URL,
+                "gate, directory origin, cookie": WITH_GATE_COOKIE}
 
 
 def nginx_binary() -> str:
@@ -241,13 +250,18 @@ def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
             dir_base = asyncio.run(path_token_base(gateway.url, "dir"))
             systems["gate, directory origin"] = System(dir_base, gateway_pids)
             systems["gate, HTTP origin"] = System(http_base, gateway_pids)
+            bare = systems["bare"]
+            systems[AT_GATE_URL] = System(bare.url + dir_base.removeprefix(gateway.url),
+                                          bare.pids)
             if cookie:
                 # The form a browser on the watch page uses: the token in the gate
                 # cookie, next to the viewer cookie.
                 token = dir_base.rsplit("/t/", 1)[1]
+                cookie_header = (("Cookie", f"viewer=v1.{'x' * 40}.{'y' * 43}; gate={token}"),)
                 systems["gate, directory origin, cookie"] = System(
-                    f"{gateway.url}/hls/dir", gateway_pids,
-                    (("Cookie", f"viewer=v1.{'x' * 40}.{'y' * 43}; gate={token}"),))
+                    f"{gateway.url}/hls/dir", gateway_pids, cookie_header)
+                systems[WITH_GATE_COOKIE] = System(f"{bare.url}/hls/dir", bare.pids,
+                                                   cookie_header)
             if pinned:
                 for pid in {pid for system in systems.values() for pid in system.pids}:
                     pin(pid, SERVER_CPU)
@@ -310,16 +324,21 @@ def print_table(rounds: list[dict[tuple[str, str], Measured]], seconds: int,
           f"{SEGMENT_BYTES // 1024} KB, playlist {len(PLAYLIST)} B; medians, the rounds in "
           "brackets.\nx / bare: x's req/s over the bare handler's in the same round; "
           "by CPU: the bare handler's CPU time per response over x's; / bare in a gateway "
-          "process: the same handler inside the gateway's process, req/s.\n")
+          "process: the same handler inside the gateway's process, req/s; / bare, same request: "
+          "the bare handler sent the gate's own request (URL, cookie), req/s.\n")
     print("| object | system | req/s | CPU per response | / bare, req/s | / bare, by CPU "
-          "| / bare in a gateway process, req/s | / nginx, req/s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| / bare in a gateway process, req/s | / bare, same request, req/s "
+          "| / nginx, req/s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in OBJECTS:
         for name in names:
             runs = [r[kind, name] for r in rounds]
             bares = [r[kind, "bare"] for r in rounds]
             in_gateway = [run.wrk.requests_per_s / r[kind, IN_GATEWAY].wrk.requests_per_s
                           for run, r in zip(runs, rounds, strict=True)]
+            same_request = [
+                run.wrk.requests_per_s / r[kind, SAME_REQUEST[name]].wrk.requests_per_s
+                for run, r in zip(runs, rounds, strict=True)] if name in SAME_REQUEST else []
             nginxes = [r[kind, "nginx"] for r in rounds]
             errors = sum(run.wrk.non_2xx for run in runs)
             by_rps = [run.wrk.requests_per_s / bare.wrk.requests_per_s
@@ -334,6 +353,7 @@ def print_table(rounds: list[dict[tuple[str, str], Measured]], seconds: int,
                   f"{'1' if name == 'bare' else cell(by_rps)} | "
                   f"{'1' if name == 'bare' else cell(by_cpu)} | "
                   f"{cell(in_gateway) if name.startswith('gate') else ''} | "
+                  f"{cell(same_request) if same_request else ''} | "
                   f"{'1' if name == 'nginx' else cell(to_nginx)} |")
 
 
