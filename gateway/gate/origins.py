@@ -125,11 +125,20 @@ class _LoopSegment:
     duration_s: float
 
 
+# Where the loop's count of segments and wraps starts. Not 1970: hls.js (1.7) walks an
+# array indexed by discontinuity sequence number on every playlist it loads, so the
+# ~224 million wraps of an 8 s loop since 1970 cost each viewer's browser seconds of
+# CPU per playlist (a stalled picture on a slow machine). From here the count is
+# ~11,000 a day. Fixed, so every instance and restart publishes the same numbers.
+LOOP_EPOCH_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+
+
 class LiveLoopOrigin(Origin):
     """Plays a VOD playlist's segments round and round as a live stream.
 
-    Segment k of the live stream is source segment k mod n, published as `<k><ext>`;
-    a discontinuity marks every wrap-around, since the timestamps start over.
+    Segment k of the live stream (counted from LOOP_EPOCH_MS) is source segment k mod
+    n, published as `<k><ext>`; a discontinuity marks every wrap-around, since the
+    timestamps start over.
     """
 
     WINDOW_SEGMENTS = 5
@@ -158,7 +167,7 @@ class LiveLoopOrigin(Origin):
 
     def playlist(self, now_ms: int) -> str:
         count = len(self._segments)
-        now_s = now_ms / 1000
+        now_s = max(0, now_ms - LOOP_EPOCH_MS) / 1000
         cycles, into_cycle_s = divmod(now_s, self._cycle_s)
         current = int(cycles) * count + max(
             i for i, start in enumerate(self._starts_s) if start <= into_cycle_s)

@@ -13,6 +13,7 @@ import m3u8
 import pytest
 
 from gateway.gate.cache import ByteLru, CachedObject
+from gateway.gate.origins import LOOP_EPOCH_MS
 from gateway.keys import GATE
 from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings, wait_until
 from tests.gate.conftest import OriginServer, buy, write_catalog
@@ -116,6 +117,10 @@ async def test_the_demo_loop_is_live_and_its_window_moves_with_the_clock(
             number = int(segment.uri.split(".")[0])
             assert segment.discontinuity == (number % 4 == 0)
         assert listing.discontinuity_sequence == (listing.media_sequence - 1) // 4
+    # Counted from November 2026, not 1970: players keep per-discontinuity state in
+    # arrays indexed by this number (hls.js walks one on every playlist it loads).
+    days_since_epoch = (clock() - LOOP_EPOCH_MS) / 86_400_000
+    assert first.discontinuity_sequence <= 86_400 / 8 * days_since_epoch + 1
     for segment in second.segments:
         status, headers, body = await get(gate_viewer, f"/hls/loop/{segment.uri}")
         assert status == 200 and body[:1] == b"G"  # MPEG-TS sync byte
