@@ -2,7 +2,7 @@
 handler inside a gateway process, the gate, and the bare handler sent the gate's own
 URL, on a cached playlist and segment.
 
-    .venv/bin/python -m bench.gate_instructions [requests]   # default 4000, ~5 minutes
+    .venv/bin/python -m bench.gate_instructions [requests]   # default 4000, ~6 minutes
 
 wrk's req/s on a 2-core VM moves by several percent between runs; an instruction count
 varies far less (the same code and input give the same count whatever else the
@@ -15,7 +15,8 @@ sweeper, say) is counted too: it is part of the price. Instructions are not time
 misses, the kernel's send are not in them), but the ratios follow wrk's: the gate's
 0.85 of the bare handler on playlists by instructions was 0.83-0.86 by req/s.
 
-The same setup as bench/gate_vs_nginx.py: a directory origin, the path-token form.
+The same setup as bench/gate_vs_nginx.py: the path-token form, from a directory origin and
+from an HTTP one (an nginx upstream, itself outside valgrind), in one gateway process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bench.gate_vs_nginx import (
     AT_GATE_URL,
     IN_GATEWAY,
     OBJECTS,
+    nginx_binary,
+    nginx_config,
     path_token_base,
     wait_for,
     write_media,
@@ -40,6 +43,7 @@ from bench.gate_vs_nginx import (
 from bench.tools import ROOT, free_port
 
 CONNECTIONS = 50
+GATE = "gate"
 WARM_UP_REQUESTS = 300
 START_S = 180  # everything runs under valgrind: slow to start
 
@@ -105,56 +109,81 @@ def main(requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         root = write_media(tmp / "media")
+        # The HTTP origin's upstream, outside valgrind: only the gateway is counted.
+        nginx_port = free_port()
+        nginx = subprocess.Popen([nginx_binary(), "-c", str(nginx_config(root, nginx_port, tmp)),
+                                  "-p", tmp_name], stderr=subprocess.DEVNULL)
         catalog = tmp / "streams.toml"
         catalog.write_text(f'[[stream]]\nid = "dir"\ntitle = "d"\nprice = 1000\n'
-                           f'origin = "file://{root}/"\n')
+                           f'origin = "file://{root}/"\n'
+                           f'[[stream]]\nid = "http"\ntitle = "h"\nprice = 1000\n'
+                           f'origin = "http://127.0.0.1:{nginx_port}/"\n')
         python = sys.executable
         systems = {
             "bare": [python, str(ROOT / "bench" / "bare_files.py"), "{port}", str(root)],
             IN_GATEWAY: [python, "-m", "bench.bare_in_gateway"],
-            "gate, directory origin": [python, "-m", "gateway", "serve"],
+            GATE: [python, "-m", "gateway", "serve"],  # both origins, one process
             # After the gate: sent the very URL the gate was (bench/gate_vs_nginx.py's (e)).
             AT_GATE_URL: [python, str(ROOT / "bench" / "bare_files.py"), "{port}", str(root)],
         }
         gate_path = ""
-        for name, command in systems.items():
-            port = free_port()
-            out = tmp / f"callgrind-{port}.out"
-            env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp / str(port)),
-                   "GATEWAY_STREAMS": str(catalog), "PORT": str(port),
-                   "GATEWAY_STORE": f"sqlite:///{tmp}/{port}.db", "BENCH_BARE_DIR": str(root)}
-            server = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                 f"--callgrind-out-file={out}",
-                 *(part.replace("{port}", str(port)) for part in command)],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                if name.startswith("gate"):
-                    wait_for(f"{base}/readyz", START_S)
-                    base = asyncio.run(path_token_base(base, "dir"))
-                    gate_path = base.removeprefix(f"http://127.0.0.1:{port}")
-                elif name == AT_GATE_URL:
-                    base += gate_path
-                elif name == IN_GATEWAY:
-                    base += "/bare"
-                wait_for(f"{base}/{OBJECTS['playlist']}", START_S)
-                for kind, file in OBJECTS.items():
-                    results[kind, name] = instructions_per_request(
-                        server.pid, f"{base}/{file}", requests, out)
-                    print(f"{kind} {name}: {results[kind, name]:,.0f}", flush=True)
-            finally:
-                server.terminate()
-                server.wait()
+        rows: list[str] = []
+        try:
+            for name, command in systems.items():
+                gate_path = _count(name, command, tmp, root, catalog, requests, gate_path,
+                                   rows, results)
+        finally:
+            nginx.terminate()
+            nginx.wait()
     print(f"\ncallgrind, {requests} requests over {CONNECTIONS} connections each\n")
     print("| object | system | instructions per request | bare / system "
           "| bare at the gate's URL / system |")
     print("| --- | --- | ---: | ---: | ---: |")
     for kind in OBJECTS:
-        for name in systems:
-            print(f"| {kind} | {name} | {results[kind, name]:,.0f} | "
-                  f"{results[kind, 'bare'] / results[kind, name]:.3f} | "
-                  f"{results[kind, AT_GATE_URL] / results[kind, name]:.3f} |")
+        for row in rows:
+            print(f"| {kind} | {row} | {results[kind, row]:,.0f} | "
+                  f"{results[kind, 'bare'] / results[kind, row]:.3f} | "
+                  f"{results[kind, AT_GATE_URL] / results[kind, row]:.3f} |")
+
+
+def _count(name: str, command: list[str], tmp: Path, root: Path, catalog: Path,
+           requests: int, gate_path: str, rows: list[str],
+           results: dict[tuple[str, str], float]) -> str:
+    """Starts `command` under callgrind and counts each of its rows into `results`; the
+    gate's path-token path (for the bare handler after it)."""
+    port = free_port()
+    out = tmp / f"callgrind-{port}.out"
+    env = {**os.environ, "GATEWAY_VAR_DIR": str(tmp / str(port)),
+           "GATEWAY_STREAMS": str(catalog), "PORT": str(port),
+           "GATEWAY_STORE": f"sqlite:///{tmp}/{port}.db", "BENCH_BARE_DIR": str(root)}
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+         f"--callgrind-out-file={out}",
+         *(part.replace("{port}", str(port)) for part in command)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        bases = {name: base}
+        if name == GATE:
+            wait_for(f"{base}/readyz", START_S)
+            bases = {f"gate, {origin} origin": asyncio.run(path_token_base(base, stream))
+                     for stream, origin in (("dir", "directory"), ("http", "HTTP"))}
+            gate_path = bases["gate, directory origin"].removeprefix(base)
+        elif name == AT_GATE_URL:
+            bases = {name: base + gate_path}
+        elif name == IN_GATEWAY:
+            bases = {name: base + "/bare"}
+        for row, row_base in bases.items():
+            wait_for(f"{row_base}/{OBJECTS['playlist']}", START_S)
+            rows.append(row)
+            for kind, file in OBJECTS.items():
+                results[kind, row] = instructions_per_request(
+                    server.pid, f"{row_base}/{file}", requests, out)
+                print(f"{kind} {row}: {results[kind, row]:,.0f}", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+    return gate_path
 
 
 if __name__ == "__main__":
