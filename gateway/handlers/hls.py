@@ -40,19 +40,9 @@ class _MiddlewareSkipped(web.UrlMappingMatchInfo):
     """A match in no application's middleware chain (aiohttp builds the chain from
     `apps`); `request.app` still works (`current_app`)."""
 
-    # Plain attributes where aiohttp reads properties on every request (`_handle`).
-    __slots__ = ("handler", "route")
+    __slots__ = ()
+    # A class attribute, not a property: aiohttp reads it on every request.
     apps: tuple[web.Application, ...] = ()
-
-    def __init__(self, match_dict: dict[str, str], route: web.ResourceRoute) -> None:
-        super().__init__(match_dict, route)
-        # Slots named as the base class's read-only properties take their place.
-        self.handler = route.handler  # type: ignore[misc]
-        self.route = route  # type: ignore[misc]
-
-    def add_app(self, app: web.Application) -> None:
-        # The only app: the chain aiohttp would build from it stays empty (`apps`).
-        self._current_app = app
 
 
 _NOTHING_TO_ALLOW: set[str] = set()
@@ -65,7 +55,7 @@ class MediaResource(web.DynamicResource):
     Matched by splitting the path at its slashes rather than by aiohttp's pattern: on a
     path-token URL (~170 characters) the pattern's character classes cost ~0.7 us, a
     fifth of what the gate adds to a cached playlist. The same paths match, with the
-    same values (tests/handlers/test_hls_routes.py checks it against aiohttp's own)."""
+    same values (tests/handlers/test_hls.py checks it against aiohttp's own)."""
 
     _ALLOWED_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 
