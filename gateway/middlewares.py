@@ -53,7 +53,7 @@ RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
     errors.StoreUnavailable: 2,
     errors.TooManyWebSockets: 10,
 }
-_CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
 _MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
                   "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
@@ -117,7 +117,7 @@ def failure_response(request: web.Request, exc: Exception) -> web.StreamResponse
             finish_headers(request, exc)
             raise exc
         response = error_response(request, exc.status,
-                                  _CODE_BY_HTTP_STATUS.get(exc.status, f"http_{exc.status}"))
+                                  CODE_BY_HTTP_STATUS.get(exc.status, f"http_{exc.status}"))
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
     elif isinstance(exc, ConnectionResetError):

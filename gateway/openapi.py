@@ -15,6 +15,7 @@ from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID
 from gateway.device_model import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
+from gateway.i18n import error_message
 from gateway.identity import USER_ID
 from gateway.stream_health import StreamStatus
 
@@ -69,6 +70,16 @@ _ERROR_TEXT = {
     503: "The store is unavailable (`store_unavailable`); see Retry-After.",
     504: "The origin did not answer in time (`upstream_timeout`).",
 }
+# The code each status's example shows (Swagger UI would otherwise show the schema's
+# first code, `already_has_access`, under every status), with its real English text.
+_EXAMPLE: dict[int, tuple[str, dict[str, Any]]] = {
+    400: ("invalid_request", {"field": "streamId"}), 401: ("unauthenticated", {}),
+    403: ("no_access", {}), 404: ("unknown_stream", {}), 405: ("method_not_allowed", {}),
+    408: ("request_timeout", {}), 409: ("already_has_access", {}),
+    413: ("payload_too_large", {}), 429: ("rate_limited", {"retry_after_s": 60}),
+    502: ("provider_unavailable", {}), 503: ("store_unavailable", {}),
+    504: ("upstream_timeout", {}),
+}
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before asking again.",
                                 "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
@@ -78,8 +89,11 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     # does not have: those are always listed.
     answers: dict[str, Schema] = {}
     for status in sorted({*statuses, 405, 503}):
+        code, params = _EXAMPLE[status]
         answer: Schema = {"description": _ERROR_TEXT[status], "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"},
+                                 "example": {"success": False, "code": code,
+                                             "error": error_message("en", code, params)}}}}
         if status in (429, 503):
             answer["headers"] = _RETRY_AFTER
         answers[str(status)] = answer

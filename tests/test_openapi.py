@@ -10,6 +10,8 @@ import pytest
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.i18n import error_message
+from gateway.middlewares import CODE_BY_HTTP_STATUS, STATUS_BY_ERROR
 from gateway.openapi import document, error_codes
 from gateway.routes import SWAGGER_UI_DIR
 from tests.conftest import IN_CI, ViewerClient
@@ -95,3 +97,25 @@ async def test_people_get_a_page_that_draws_the_document(viewer: ViewerClient) -
     async with viewer.http.get(bundle.group(1)) as response:
         assert response.status == 200
         assert "SwaggerUIBundle" in await response.text()
+
+
+def test_each_error_example_is_an_answer_the_service_gives_at_that_status() -> None:
+    # Swagger UI shows these; without them it showed `already_has_access` under every status.
+    given_at: dict[str, set[int]] = {}
+    for error, status in STATUS_BY_ERROR.items():
+        given_at.setdefault(error.code, set()).add(status)
+    for status, code in CODE_BY_HTTP_STATUS.items():
+        given_at.setdefault(code, set()).add(status)
+    seen: set[str] = set()
+    for operations in document(simulator_enabled=True)["paths"].values():
+        for operation in operations.values():
+            for status, answer in operation["responses"].items():
+                if int(status) < 400 or status == "416":
+                    continue
+                example = answer["content"]["application/json"]["example"]
+                assert example["success"] is False and example["error"]
+                assert int(status) in given_at[example["code"]], (status, example)
+                assert example["error"] == error_message("en", example["code"], {
+                    "field": "streamId", "retry_after_s": 60})
+                seen.add(status)
+    assert {"400", "403", "404", "405", "503"} <= seen
