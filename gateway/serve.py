@@ -7,7 +7,8 @@
   cap, the oldest connection still trickling its headers makes room for the newcomer,
   or, if none does, the newcomer is closed at once. So a flood of slow clients cannot
   take every descriptor and stop the service answering anyone (1,084 such clients once
-  did, against a limit of 1,024).
+  did, against a limit of 1,024);
+- the media routes are taken straight to their handler (`handlers.hls.MediaDoor`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.handlers.hls import open_media_door
 from gateway.logs import log_event
 from gateway.settings import Settings
 
@@ -190,6 +192,7 @@ async def serve(app: web.Application, settings: Settings) -> None:
                            keepalive_timeout=KEEPALIVE_S, lingering_time=LINGER_S)
     try:
         await runner.setup()
+        open_media_door(runner)
         site = _GuardedSite(runner, settings.host, settings.port, guard)
         await site.start()
         log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import BaseTestServer, TestClient
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.handlers.hls import open_media_door
 from gateway.settings import Settings
 from gateway.store import open_store
 
@@ -44,6 +45,38 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def _served_as_gateway_serve_does(server: BaseTestServer[Any]) -> None:
+    """What `gateway.serve` does to its runner, on a test server: the media door."""
+    if isinstance(server.runner, web.AppRunner):
+        open_media_door(server.runner)
+
+
+@pytest.fixture
+def aiohttp_server(aiohttp_server: Callable[..., Awaitable[TestServer]]
+                   ) -> Callable[..., Awaitable[TestServer]]:
+    """pytest-aiohttp's, serving the app the way `gateway serve` does."""
+
+    async def serve(*args: Any, **kwargs: Any) -> TestServer:
+        server = await aiohttp_server(*args, **kwargs)
+        _served_as_gateway_serve_does(server)
+        return server
+
+    return serve
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+                   ) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
+    """pytest-aiohttp's, serving the app the way `gateway serve` does."""
+
+    async def connect(*args: Any, **kwargs: Any) -> TestClient[Any, Any]:
+        client = await aiohttp_client(*args, **kwargs)
+        _served_as_gateway_serve_does(client.server)
+        return client
+
+    return connect
 
 
 def make_settings(tmp_path: Path, **overrides: str) -> Settings:

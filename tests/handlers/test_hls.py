@@ -5,12 +5,18 @@ paths, with the same values, or a URL would reach the gate that aiohttp would re
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
-from gateway.handlers.hls import MediaResource
+from gateway.handlers.hls import MediaDoor, MediaResource
+from tests.conftest import ViewerClient
+from tests.gate.conftest import buy
 
 TEMPLATES = (
     "/hls/{stream_id}/t/{token}/{path:.+}",  # the route table's two
@@ -61,3 +67,74 @@ def test_a_route_with_a_pattern_it_cannot_split_is_refused() -> None:
         MediaResource("/hls/{stream_id:[a-z]+}/{path:.+}", name="x")
     with pytest.raises(ValueError, match="only a last variable"):
         MediaResource("/hls/{stream_id}/{n:[0-9]+}", name="y")
+
+
+# What the door (handlers/hls.py:MediaDoor) takes straight to the gate, and what it
+# leaves to the application: (method, path, headers, taken by the door).
+DOOR_CASES: list[tuple[str, str, dict[str, str], bool]] = [
+    ("GET", "{token_base}/index.m3u8", {}, True),
+    ("GET", "{token_base}/{segment}", {}, True),
+    ("GET", "{token_base}/{segment}", {"Range": "bytes=10-19"}, True),
+    ("HEAD", "{token_base}/index.m3u8", {}, True),
+    ("GET", "/hls/demo/index.m3u8", {}, True),  # the cookie form
+    ("GET", "{token_base}/index.m3u8?_HLS_msn=1&x=%7B", {}, True),
+    ("GET", "/hls/demo/t/a%2Fb/index.m3u8", {}, True),  # aiohttp's pattern decides
+    ("GET", "/hls/nowhere/index.m3u8", {}, True),
+    ("GET", "/hls/demo/t/forged/index.m3u8", {}, True),
+    ("GET", "{token_base}/secret.txt", {}, True),
+    ("GET", "{token_base}/..%2F..%2Fsettings.py", {}, True),
+    ("POST", "{token_base}/index.m3u8", {}, False),  # 405 with Allow
+    ("OPTIONS", "/hls/demo/index.m3u8", {}, False),
+    ("GET", "{token_base}/index.m3u8", {"Expect": "100-continue"}, False),
+    ("GET", "/hls/demo/", {}, False),  # no route
+    ("GET", "/hls", {}, False),
+    ("GET", "/api/streams", {}, False),
+]
+
+
+async def test_the_media_door_answers_as_the_application_would(viewer: ViewerClient) -> None:
+    access = await buy(viewer, "demo")
+    token_base = access["tokenPlaybackUrl"].rsplit("/", 1)[0]
+    async with viewer.http.get(access["playbackUrl"]) as response:
+        segment = next(line for line in (await response.text()).splitlines()
+                       if line and not line.startswith("#"))
+    server = viewer.http.server.runner.server
+    assert server is not None and isinstance(server.request_handler, MediaDoor)
+    door = server.request_handler
+
+    async def answers(handler: Any) -> list[tuple[int, dict[str, str], bytes]]:
+        server.request_handler = handler  # read by each new connection
+        got = []
+        # A connection per request, each made with `handler` in place.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                         cookie_jar=viewer.http.session.cookie_jar) as http:
+            for method, path, headers, _ in DOOR_CASES:
+                url = URL(str(viewer.http.make_url("/")).rstrip("/") + path.format(
+                    token_base=token_base, segment=segment), encoded=True)
+                async with http.request(method, url, headers=headers) as response:
+                    got.append((response.status,
+                                {name: value for name, value in response.headers.items()
+                                 if name != "Date"}, await response.read()))
+        return got
+
+    taken_before = door.taken
+    through_the_door = await answers(door)
+    assert door.taken - taken_before == sum(taken for *_, taken in DOOR_CASES)
+    through_the_application = await answers(door.routed)
+    assert door.taken - taken_before == sum(taken for *_, taken in DOOR_CASES)
+    for case, ours, theirs in zip(DOOR_CASES, through_the_door, through_the_application,
+                                  strict=True):
+        assert ours == theirs, case
+    statuses = [status for status, _, _ in through_the_door]
+    assert statuses[:5] == [200, 200, 206, 200, 200] and statuses[11] == 405
+
+
+def test_the_media_door_refuses_to_open_over_another_route_under_its_prefix() -> None:
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.register_resource(MediaResource("/hls/{stream_id}/{path:.+}", name="hls"))
+    app.router.add_get("/hls/{stream_id}/live/{name}", elsewhere)
+    with pytest.raises(ValueError, match="under a media route's prefix"):
+        MediaDoor(app, elsewhere)  # the router would try it first: the door would not
