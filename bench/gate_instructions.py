@@ -16,7 +16,8 @@ misses, the kernel's send are not in them), but the ratios follow wrk's: the gat
 0.85 of the bare handler on playlists by instructions was 0.83-0.86 by req/s.
 
 The same setup as bench/gate_vs_nginx.py: the path-token form, from a directory origin and
-from an HTTP one (an nginx upstream, itself outside valgrind), in one gateway process.
+from an HTTP one (an nginx upstream, itself outside valgrind), in one gateway process;
+and the cookie form (the watch page's player) from the directory origin.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bench.gate_vs_nginx import (
     AT_GATE_URL,
     IN_GATEWAY,
     OBJECTS,
+    gate_cookie_header,
     nginx_binary,
     nginx_config,
     path_token_base,
@@ -44,16 +46,19 @@ from bench.tools import ROOT, free_port
 
 CONNECTIONS = 50
 GATE = "gate"
+GATE_COOKIE = "gate, directory origin, cookie"
 WARM_UP_REQUESTS = 300
 START_S = 180  # everything runs under valgrind: slow to start
 
 
-async def _get_over(url: str, per_connection: int) -> dict[int, int]:
+async def _get_over(url: str, per_connection: int,
+                    headers: tuple[tuple[str, str], ...] = ()) -> dict[int, int]:
     """`per_connection` GETs of `url` on each of CONNECTIONS keep-alive connections, read
     whole; the statuses seen. Raw HTTP/1.1, so the client costs the server nothing extra."""
     host, port_path = url.removeprefix("http://").split(":", 1)
     port, path = port_path.split("/", 1)
-    request = f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    request = f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
     statuses: dict[int, int] = {}
 
     async def one_connection(count: int) -> None:
@@ -77,12 +82,13 @@ def _callgrind(pid: int, *command: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def instructions_per_request(pid: int, url: str, requests: int, out: Path) -> float:
+def instructions_per_request(pid: int, url: str, requests: int, out: Path,
+                             headers: tuple[tuple[str, str], ...] = ()) -> float:
     per_connection = requests // CONNECTIONS
     sent = per_connection * CONNECTIONS
-    asyncio.run(_get_over(url, WARM_UP_REQUESTS // CONNECTIONS))
+    asyncio.run(_get_over(url, WARM_UP_REQUESTS // CONNECTIONS, headers))
     _callgrind(pid, "-i", "on")
-    statuses = asyncio.run(_get_over(url, per_connection))
+    statuses = asyncio.run(_get_over(url, per_connection, headers))
     _callgrind(pid, "-i", "off")
     before = set(out.parent.glob(out.name + "*"))
     _callgrind(pid, "-d")
@@ -164,21 +170,26 @@ def _count(name: str, command: list[str], tmp: Path, root: Path, catalog: Path,
     try:
         base = f"http://127.0.0.1:{port}"
         bases = {name: base}
+        headers: dict[str, tuple[tuple[str, str], ...]] = {}
         if name == GATE:
             wait_for(f"{base}/readyz", START_S)
             bases = {f"gate, {origin} origin": asyncio.run(path_token_base(base, stream))
                      for stream, origin in (("dir", "directory"), ("http", "HTTP"))}
             gate_path = bases["gate, directory origin"].removeprefix(base)
+            # The watch page's player: the token in the gate cookie, not the path.
+            bases[GATE_COOKIE] = f"{base}/hls/dir"
+            headers[GATE_COOKIE] = gate_cookie_header(bases["gate, directory origin"])
         elif name == AT_GATE_URL:
             bases = {name: base + gate_path}
         elif name == IN_GATEWAY:
             bases = {name: base + "/bare"}
         for row, row_base in bases.items():
-            wait_for(f"{row_base}/{OBJECTS['playlist']}", START_S)
+            if row not in headers:
+                wait_for(f"{row_base}/{OBJECTS['playlist']}", START_S)
             rows.append(row)
             for kind, file in OBJECTS.items():
                 results[kind, row] = instructions_per_request(
-                    server.pid, f"{row_base}/{file}", requests, out)
+                    server.pid, f"{row_base}/{file}", requests, out, headers.get(row, ()))
                 print(f"{kind} {row}: {results[kind, row]:,.0f}", flush=True)
     finally:
         server.terminate()

@@ -189,6 +189,13 @@ def with_children(pid: int) -> tuple[int, ...]:
     return (pid, *map(int, children))
 
 
+def gate_cookie_header(path_token_base_url: str) -> tuple[tuple[str, str], ...]:
+    """The Cookie header a browser on the watch page sends with each media request: the
+    viewer cookie and the gate cookie, whose token is the one in `path_token_base_url`."""
+    token = path_token_base_url.rsplit("/t/", 1)[1]
+    return (("Cookie", f"viewer=v1.{'x' * 40}.{'y' * 43}; gate={token}"),)
+
+
 @contextmanager
 def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
                     gateway_env: dict[str, str] | None = None) -> Iterator[Bench]:
@@ -256,8 +263,7 @@ def running_systems(*, pinned: bool, uvloop: bool, cookie: bool = False,
             if cookie:
                 # The form a browser on the watch page uses: the token in the gate
                 # cookie, next to the viewer cookie.
-                token = dir_base.rsplit("/t/", 1)[1]
-                cookie_header = (("Cookie", f"viewer=v1.{'x' * 40}.{'y' * 43}; gate={token}"),)
+                cookie_header = gate_cookie_header(dir_base)
                 systems["gate, directory origin, cookie"] = System(
                     f"{gateway.url}/hls/dir", gateway_pids, cookie_header)
                 systems[WITH_GATE_COOKIE] = System(f"{bare.url}/hls/dir", bare.pids,
