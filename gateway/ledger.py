@@ -28,6 +28,7 @@ NEEDS_PERSON_REASONS = frozenset({
     NotificationReason.AMOUNT_MISMATCH.value,
     NotificationReason.DUPLICATE_PAYMENT.value,
     NotificationReason.UNKNOWN_TRANSACTION.value,
+    NotificationReason.NOT_UNDERSTOOD.value,
 })
 
 

@@ -138,6 +138,10 @@ class Notification:
     fee: int = 0
 
 
+# `Notification.reported_status` of an authentic notification we could not read.
+UNREADABLE_STATUS = "unreadable"
+
+
 class NotificationReason(StrEnum):
     PAID = "paid"
     PAID_AFTER_WINDOW = "paid_after_payment_window"
@@ -150,6 +154,9 @@ class NotificationReason(StrEnum):
     UNKNOWN_TRANSACTION = "unknown_transaction"
     DUPLICATE_PAYMENT = "duplicate_payment_refund_due"
     NOT_A_PAYMENT = "not_a_payment"
+    # Authentic (signed or token-checked) but not readable as a payment event: kept for
+    # a person, since it may be money we could not parse.
+    NOT_UNDERSTOOD = "not_understood"
     REPLAYED = "replayed"
 
 
@@ -281,6 +288,8 @@ def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecisi
 
     if context.event_already_recorded:
         return refuse(NotificationReason.DUPLICATE_EVENT)
+    if note.reported_status == UNREADABLE_STATUS:
+        return refuse(NotificationReason.NOT_UNDERSTOOD)
     if note.reported_status != "paid":
         return refuse(NotificationReason.NOT_A_PAYMENT)
     if session is None:

@@ -17,6 +17,7 @@ from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.i18n import error_message
 from gateway.identity import USER_ID
+from gateway.model import NotificationReason
 from gateway.stream_health import StreamStatus
 
 Schema = dict[str, Any]
@@ -214,10 +215,10 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                     status={"type": "string"})),
                 "responses": {"200": _ok(_obj(
                     ["applied", "reason", "eventId"], applied={"type": "boolean"},
+                    # REPLAYED is answered as a duplicate_event (sessions.py).
                     reason={"type": "string", "enum": [
-                        "paid", "paid_after_payment_window", "duplicate_event",
-                        "already_paid", "amount_mismatch", "unknown_transaction",
-                        "duplicate_payment_refund_due", "not_a_payment"]},
+                        reason.value for reason in NotificationReason
+                        if reason is not NotificationReason.REPLAYED]},
                     eventId={"type": "string"})), **_errors(400, 401, 408, 413)}}},
         "/api/check-access": {"get": {
             "operationId": "checkAccess",

@@ -9,13 +9,43 @@ overrides what its API really offers: `cancel` (Midtrans can; most cannot) and
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
 
-from gateway.model import Notification
+from gateway.model import UNREADABLE_STATUS, Notification
+
+
+class UnreadableNotification(Exception):
+    """Raised by `verify_notification` once a notification is known to be authentic (its
+    signature or token checked out) but cannot be read as a payment event: another
+    event type, a field missing or out of shape. The provider is answered 200 and the
+    notification kept for a person (`not_understood`), never refused: a refusal makes
+    the provider retry for hours, and the SPEC keeps everything a provider tells us."""
+
+    def __init__(self, detail: str, trx_id: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.trx_id = trx_id  # when it could be read safely, for the ledger's filters
+
+
+def kept_unread(provider: str, problem: UnreadableNotification, raw_body: bytes,
+                received_at_ms: int) -> Notification:
+    """The ledger's record of an authentic notification we could not read. Its event id
+    is the body's digest, so the provider's retries of it are duplicates."""
+    return Notification(
+        provider=provider,
+        event_id="unreadable:" + hashlib.sha256(raw_body).hexdigest()[:48],
+        trx_id=problem.trx_id,
+        amount=0,
+        reported_status=UNREADABLE_STATUS,
+        paid_at_ms=None,
+        received_at_ms=received_at_ms,
+        raw_body=raw_body.decode("utf-8", "replace"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +108,20 @@ class Provider(abc.ABC):
         self, headers: Mapping[str, str], raw_body: bytes, received_at_ms: int
     ) -> Notification:
         """Authenticate and parse a callback from its raw bytes (never a re-serialised
-        body). Raises NotificationRejected when it is not authentic, InvalidRequest when
-        it is authentic but not understood."""
+        body). Raises NotificationRejected when it is not authentic,
+        UnreadableNotification when it is authentic but not understood."""
 
     async def authenticate(
         self, headers: Mapping[str, str], raw_body: bytes, received_at_ms: int
     ) -> Notification:
         """What the callback endpoint calls. Providers that sign their notifications
         verify them; a provider that signs nothing overrides this to ask its status API
-        (the notification is only a hint)."""
-        return self.verify_notification(headers, raw_body, received_at_ms)
+        (the notification is only a hint). An authentic one we cannot read is still
+        returned, to be kept (`kept_unread`)."""
+        try:
+            return self.verify_notification(headers, raw_body, received_at_ms)
+        except UnreadableNotification as problem:
+            return kept_unread(self.name, problem, raw_body, received_at_ms)
 
     @abc.abstractmethod
     async def transaction_status(self, trx_id: str) -> TransactionStatus:

@@ -32,6 +32,7 @@ from gateway.providers.base import (
     Provider,
     TransactionState,
     TransactionStatus,
+    UnreadableNotification,
 )
 from gateway.providers.http_api import call_json, whole_rupiah
 from gateway.providers.values import wib_ms, wib_text
@@ -110,9 +111,13 @@ class MidtransProvider(Provider):
         ).hexdigest()
         if not hmac.compare_digest(str(signature).lower(), expected):
             raise NotificationRejected(reason="bad signature")
-        status = self._status_from(body, raw_body.decode("utf-8", "replace"))
         if not order_id or len(str(order_id)) > 64:
-            raise InvalidRequest(detail="order_id is not one of ours")
+            raise UnreadableNotification("order_id is not one of ours")
+        try:
+            status = self._status_from(body, raw_body.decode("utf-8", "replace"))
+        except InvalidRequest as unreadable:
+            raise UnreadableNotification(str(unreadable.params["detail"]),
+                                         trx_id=str(order_id)) from None
         transaction_status = str(body.get("transaction_status") or "")
         return Notification(
             provider=self.name,

@@ -43,10 +43,16 @@ import msgspec
 from msgspec import Meta
 
 from gateway.clock import Clock
-from gateway.errors import InvalidRequest, NotificationRejected, ProviderReturnedInvalidQris
+from gateway.errors import NotificationRejected, ProviderReturnedInvalidQris
 from gateway.logs import log_event
 from gateway.model import Notification
-from gateway.providers.base import CreatedQris, Provider, TransactionState, TransactionStatus
+from gateway.providers.base import (
+    CreatedQris,
+    Provider,
+    TransactionState,
+    TransactionStatus,
+    UnreadableNotification,
+)
 from gateway.providers.http_api import (
     Answer,
     call,
@@ -191,13 +197,15 @@ class TripayProvider(Provider):
                                    expected.encode()):
             raise NotificationRejected(reason="bad signature")
         # The event header is not covered by the signature, so it is checked after it:
-        # only an authentic payment_status callback is one we act on.
-        if headers.get(EVENT_HEADER) != PAYMENT_STATUS_EVENT:
-            raise NotificationRejected(reason="not a payment_status callback")
+        # only an authentic payment_status callback is one we act on; another is kept.
+        event = headers.get(EVENT_HEADER)
+        if event != PAYMENT_STATUS_EVENT:
+            raise UnreadableNotification(
+                f"not a payment_status callback: {(event or '')[:40]!r}")
         try:
             callback = msgspec.json.decode(raw_body, type=_Callback)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise InvalidRequest(detail=str(exc)) from None
+            raise UnreadableNotification(str(exc)) from None
         status = callback.status.upper()
         paid_at_s = _unix_seconds(callback.paid_at)
         return Notification(

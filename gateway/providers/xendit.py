@@ -35,9 +35,15 @@ import msgspec
 from msgspec import Meta
 
 from gateway.clock import Clock
-from gateway.errors import InvalidRequest, NotificationRejected
+from gateway.errors import NotificationRejected
 from gateway.model import Notification
-from gateway.providers.base import CreatedQris, Provider, TransactionState, TransactionStatus
+from gateway.providers.base import (
+    CreatedQris,
+    Provider,
+    TransactionState,
+    TransactionStatus,
+    UnreadableNotification,
+)
 from gateway.providers.http_api import (
     call,
     checked_qris,
@@ -202,21 +208,21 @@ def _parse_event(raw_body: bytes) -> tuple[str, str, float, str, str | None]:
         try:
             legacy = msgspec.json.decode(raw_body, type=_LegacyEvent)
         except (msgspec.ValidationError, msgspec.DecodeError):
-            raise InvalidRequest(detail=str(current_problem)) from None
+            raise UnreadableNotification(str(current_problem)) from None
         _require_qr_payment_event(legacy.event)
         return legacy.id, legacy.qr_code.id, legacy.amount, legacy.status, legacy.created
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(detail=str(exc)) from None
+        raise UnreadableNotification(str(exc)) from None
     _require_qr_payment_event(event.event)
     payment = event.data
     if payment.qr_id is None:
-        raise InvalidRequest(detail="data.qr_id is missing")
+        raise UnreadableNotification("data.qr_id is missing")
     return payment.id, payment.qr_id, payment.amount, payment.status, payment.created
 
 
 def _require_qr_payment_event(event: str) -> None:
     if event != "qr.payment":
-        raise InvalidRequest(detail=f"not a QR payment event: {event[:40]!r}")
+        raise UnreadableNotification(f"not a QR payment event: {event[:40]!r}")
 
 
 def _iso_utc(ms: int) -> str:

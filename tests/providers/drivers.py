@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from typing import Any, ClassVar, Protocol
 
 from aiohttp import web
@@ -49,6 +50,10 @@ class Driver(Protocol):
 
     def forged(self, trx_id: str, amount: int) -> Delivery:
         """A "paid" callback made by someone without the provider's keys."""
+
+    def unreadable(self, trx_id: str) -> Delivery | None:
+        """An authentic callback (the provider's keys) that cannot be read as a payment:
+        another event, or an amount out of shape; None for a provider that signs nothing."""
 
     def cancelled(self, trx_id: str) -> bool:
         """Whether our service ended the transaction at the provider."""
@@ -108,6 +113,16 @@ class MidtransDriver:
         self.fake.transactions[trx_id]["transaction_status"] = "pending"
         return headers, body
 
+    def unreadable(self, trx_id: str) -> Delivery | None:
+        transaction = self.fake.transactions[trx_id]
+        before = dict(transaction)
+        self.fake.settle(trx_id)
+        transaction["gross_amount"] = "1000.50"  # no such rupiah: signed all the same
+        delivery = self.fake.notification(trx_id)
+        transaction.clear()
+        transaction.update(before)
+        return delivery
+
     def cancelled(self, trx_id: str) -> bool:
         return bool(self.fake.transactions[trx_id]["transaction_status"] == "expire")
 
@@ -160,6 +175,9 @@ class OtomatisDriver:
 
     def forged(self, trx_id: str, amount: int) -> Delivery:
         return self.fake.callback(trx_id, status="success", amount=amount, rrn="123456")
+
+    def unreadable(self, trx_id: str) -> Delivery | None:
+        return None  # signs nothing: every callback is only a hint
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # it has no cancel API
@@ -214,6 +232,12 @@ class XenditDriver:
         body = self.fake.payment_callback(trx_id, amount)
         self.fake.payments[trx_id].pop()  # claimed, never paid
         return self._signed(body, "guessed-token")
+
+    def unreadable(self, trx_id: str) -> Delivery | None:
+        body = json.dumps({"event": "qr.expired", "business_id": "5f27a14a9bf05c73dd040bc8",
+                           "created": "2026-11-29T10:00:00.000Z",
+                           "data": {"id": trx_id, "status": "INACTIVE"}}).encode()
+        return self._signed(body, self.fake.callback_token)
 
     @staticmethod
     def _signed(body: bytes, token: str) -> Delivery:
@@ -285,6 +309,11 @@ class TripayDriver:
         transaction.clear()
         transaction.update(before)
         return self._signed(body, "guessed-private-key")
+
+    def unreadable(self, trx_id: str) -> Delivery | None:
+        headers, body = self._signed(self._callback(trx_id, "PAID"))
+        del headers["X-Callback-Event"]  # not signed; the body is
+        return headers, body
 
     def _signed(self, body: bytes, key: str | None = None) -> Delivery:
         signature = hmac.new((key or self.fake.private_key).encode(), body,

@@ -89,8 +89,9 @@ class FakeApi:
 
 @dataclass
 class CallbackReceiver:
-    """Our side of the callback, minus the service: the raw bytes go to the adapter, an
-    authentic notification is answered `{"success": true}` and kept."""
+    """Our side of the callback, minus the service: the raw bytes go to the adapter's
+    `authenticate`, as the service's callback handler does; an authentic notification is
+    answered `{"success": true}` and kept (one we cannot read as well, as unreadable)."""
 
     provider: Provider
     clock: Clock
@@ -105,11 +106,11 @@ class CallbackReceiver:
     async def _receive(self, request: web.Request) -> web.Response:
         raw_body = await request.read()
         try:
-            note = self.provider.verify_notification(request.headers, raw_body, self.clock())
+            note = await self.provider.authenticate(request.headers, raw_body, self.clock())
         except NotificationRejected as rejected:
             self.rejections.append(str(rejected.params["reason"]))
             return web.json_response({"success": False, "code": rejected.code}, status=401)
-        except InvalidRequest as invalid:
+        except InvalidRequest as invalid:  # otomatis' hints, before its status API is asked
             self.rejections.append(str(invalid.params["detail"]))
             return web.json_response({"success": False, "code": invalid.code}, status=400)
         self.notifications.append(note)

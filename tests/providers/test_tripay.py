@@ -15,6 +15,7 @@ import pytest
 
 from gateway import qris
 from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
+from gateway.model import UNREADABLE_STATUS
 from gateway.providers.base import TransactionState
 from gateway.providers.tripay import TripayProvider
 from tests.conftest import FakeClock
@@ -202,8 +203,6 @@ async def test_tripay_retrying_a_callback_gives_the_same_event_id(
 @pytest.mark.parametrize(("delivery", "reason"), [
     ({"private_key": "forger's key"}, "bad signature"),
     ({"signature": False}, "missing signature"),
-    ({"event": "payment_status_v2"}, "not a payment_status callback"),
-    ({"event": ""}, "not a payment_status callback"),
 ])
 async def test_a_callback_not_signed_tripays_way_is_refused(
         tripay: TripayProvider, fake: FakeTripay, http: aiohttp.ClientSession,
@@ -232,13 +231,31 @@ async def test_the_signature_covers_the_raw_bytes_not_the_json_they_parse_to(
     assert status == 200 and len(receiver[0].notifications) == 1
 
 
-async def test_an_authentic_callback_that_cannot_be_read_is_invalid(
+@pytest.mark.parametrize("event", ["payment_status_v2", ""])
+async def test_an_authentic_callback_of_another_event_is_kept_unread(
+        tripay: TripayProvider, fake: FakeTripay, http: aiohttp.ClientSession,
+        clock: FakeClock, receiver: harness.Receiver, event: str) -> None:
+    """The event header is not signed, the body is: it is Tripay's, so it is kept for a
+    person and Tripay told to stop retrying."""
+    created = await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
+    status, answer = await fake.pay(http, created.trx_id, receiver[1], event=event)
+    assert (status, answer["success"]) == (200, True) and receiver[0].rejections == []
+    [note] = receiver[0].notifications
+    assert (note.reported_status, note.amount) == (UNREADABLE_STATUS, 0)
+    assert note.event_id.startswith("unreadable:")
+
+
+async def test_an_authentic_callback_that_cannot_be_read_is_kept_unread(
         http: aiohttp.ClientSession, receiver: harness.Receiver) -> None:
     raw = b'{"reference": "T1", "status": "PAID", "total_amount": "lots"}'
-    status, answer = await harness.post_json(
-        http, receiver[1], raw,
-        {"X-Callback-Signature": hmac_hex(PRIVATE_KEY, raw), "X-Callback-Event": "payment_status"})
-    assert (status, answer["code"]) == (400, "invalid_request")
+    headers = {"X-Callback-Signature": hmac_hex(PRIVATE_KEY, raw),
+               "X-Callback-Event": "payment_status"}
+    status, answer = await harness.post_json(http, receiver[1], raw, headers)
+    assert (status, answer["success"]) == (200, True)
+    status, _ = await harness.post_json(http, receiver[1], raw, headers)  # Tripay's retry
+    first, retry = receiver[0].notifications
+    assert first.reported_status == UNREADABLE_STATUS and first.raw_body == raw.decode()
+    assert retry.event_id == first.event_id  # the ledger records it as a duplicate
 
 
 async def test_status_follows_the_transaction_from_unpaid_to_paid(

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.keys import RECONCILER
+from gateway.ledger import needs_person
 from gateway.reconcile import Reconciler
 from gateway.settings import Settings
 from tests.conftest import (
@@ -138,6 +139,29 @@ async def test_a_forged_notification_pays_nothing(world: World) -> None:
         assert not answer["data"]["applied"]
     assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
     assert not (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in DRIVERS.items() if d.signs_notifications))
+async def test_an_authentic_notification_we_cannot_read_is_kept_for_a_person(
+        make_world: WorldFactory, name: str) -> None:
+    """Refusing it would make the provider retry for hours and lose what it said: it is
+    answered 200, changes nothing, and waits in the ledger for a person."""
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    delivery = world.driver.unreadable(qr["trxId"])
+    assert delivery is not None
+    answer = await world.deliver(delivery)
+    assert answer["data"] == {**answer["data"], "applied": False, "reason": "not_understood"}
+    again = await world.deliver(delivery)  # the provider's retry
+    assert again["data"]["reason"] == "duplicate_event"
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+    listed = await world.viewer.call("GET", "/api/notifications",
+                                     headers={"X-Api-Key": API_KEY}, expect=200)
+    kept = [entry for entry in listed["data"]["notifications"]
+            if entry["reason"] == "not_understood"]
+    assert len(kept) == 1 and kept[0]["rawBody"] == delivery[1].decode()
+    assert kept[0]["reportedStatus"] == "unreadable" and not kept[0]["applied"]
+    assert needs_person(kept[0]["reason"])  # first on the console's payments page
 
 
 async def test_a_wrong_amount_is_kept_for_the_operator_not_granted(world: World) -> None:

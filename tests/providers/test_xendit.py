@@ -12,7 +12,8 @@ import pytest
 
 from gateway import qris
 from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
-from gateway.providers.base import TransactionState
+from gateway.model import UNREADABLE_STATUS
+from gateway.providers.base import TransactionState, UnreadableNotification
 from gateway.providers.xendit import XenditProvider
 from tests.conftest import FakeClock
 from tests.providers import harness
@@ -162,13 +163,19 @@ async def test_a_fee_inflated_or_short_payment_reports_what_was_paid(
      "qr_id"),
     (b"not json", "JSON"),
 ])
-async def test_an_authentic_callback_that_is_not_a_qr_payment_is_invalid(
-        http: aiohttp.ClientSession, clock: FakeClock,
+async def test_an_authentic_callback_that_is_not_a_qr_payment_is_kept_unread(
+        xendit: XenditProvider, http: aiohttp.ClientSession, clock: FakeClock,
         receiver: harness.Receiver, body: bytes, detail: str) -> None:
+    """Xendit retries anything but a 2xx for hours: an authentic event we cannot apply
+    is answered 200 and kept for a person."""
     status, answer = await harness.post_json(http, receiver[1], body,
                                              {"x-callback-token": CALLBACK_TOKEN})
-    assert (status, answer["code"]) == (400, "invalid_request")
-    assert detail in receiver[0].rejections[0]
+    assert (status, answer["success"]) == (200, True) and receiver[0].rejections == []
+    [note] = receiver[0].notifications
+    assert (note.reported_status, note.amount, note.raw_body) == (
+        UNREADABLE_STATUS, 0, body.decode())
+    with pytest.raises(UnreadableNotification, match=detail):
+        xendit.verify_notification({"x-callback-token": CALLBACK_TOKEN}, body, clock())
 
 
 async def test_status_follows_the_qr_from_pending_to_paid(
