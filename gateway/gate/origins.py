@@ -197,8 +197,8 @@ class LiveLoopOrigin(Origin):
                     grant: AccessGrant) -> web.StreamResponse:
         now_ms = self._clock()
         if media.path == self._live_playlist:
-            return web.Response(text=self.playlist(now_ms), headers={
-                "Content-Type": media.content_type, "Cache-Control": PLAYLIST_CACHE_CONTROL})
+            return web.Response(body=self.playlist(now_ms).encode(), headers=media_headers(
+                media.content_type, PLAYLIST_CACHE_CONTROL))
         match = self._segment_name.fullmatch(media.path)
         if match is None:
             raise MediaNotFound()

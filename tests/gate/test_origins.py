@@ -15,6 +15,7 @@ import pytest
 from gateway.gate.cache import ByteLru, CachedObject
 from gateway.gate.origins import LOOP_EPOCH_MS
 from gateway.keys import GATE
+from gateway.settings import SERVER_NAME
 from tests.conftest import AppFactory, FakeClock, ViewerClient, make_settings, wait_until
 from tests.gate.conftest import OriginServer, buy, write_catalog
 
@@ -42,17 +43,22 @@ async def test_playlists_and_segments_come_through_unchanged(
     assert headers["Cache-Control"] == "private, max-age=30"
 
 
-@pytest.mark.parametrize("stream_id", ["dir", "http"])
+@pytest.mark.parametrize("stream_id", ["dir", "http", "loop"])
 async def test_every_media_answer_carries_the_security_headers(
         gate_viewer: ViewerClient, stream_id: str) -> None:
-    """Streamed from the origin (first request), from memory, and as a byte range."""
+    """Streamed from the origin (first request), from memory, as a byte range, and the
+    demo loop's playlist, which is written here."""
     await buy(gate_viewer, stream_id)
-    for path, headers in (("seg0.ts", {}), ("seg0.ts", {}), ("seg0.ts", {"Range": "bytes=0-9"}),
+    _, _, playlist = await get(gate_viewer, f"/hls/{stream_id}/index.m3u8")
+    segment = next(line for line in playlist.decode().splitlines()
+                   if line and not line.startswith("#"))
+    for path, headers in ((segment, {}), (segment, {}), (segment, {"Range": "bytes=0-9"}),
                           ("index.m3u8", {}), ("index.m3u8", {})):
         status, answer, _ = await get(gate_viewer, f"/hls/{stream_id}/{path}", **headers)
         assert status in (200, 206), path
         assert answer["Referrer-Policy"] == "same-origin", (path, headers)
         assert answer["X-Content-Type-Options"] == "nosniff", (path, headers)
+        assert answer["Server"] == SERVER_NAME, (path, headers)
         assert "Set-Cookie" not in answer
 
 
