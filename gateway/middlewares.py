@@ -79,6 +79,25 @@ def error_response(request: web.Request, status: int, code: str,
     )
 
 
+# The code of an answer aiohttp gives before any handler runs: a request it could not
+# parse (400), or, should anything escape a handler, the last resort (500).
+_CODE_OF_UNHANDLED = {400: "http_400", 413: "payload_too_large", 500: "internal_error"}
+
+
+def unparsed_request_response(request: web.BaseRequest, status: int) -> web.Response:
+    """The SPEC's JSON error for a request aiohttp refused before routing it (a bad
+    request line, header or chunk): no app, no handler, so built here from the status
+    alone, with every answer's headers and nothing of the request echoed back."""
+    code = _CODE_OF_UNHANDLED.get(status, "internal_error" if status >= 500 else "http_400")
+    language = choose_language(request.headers.get("Accept-Language"))
+    return web.json_response(
+        {"success": False, "error": error_message(language, code, {}), "code": code},
+        status=status,
+        headers={"Cache-Control": "private, no-store", "Content-Language": language,
+                 hdrs.SERVER: SERVER_NAME, "Referrer-Policy": "same-origin",
+                 _SECURITY_HEADER_SET: "nosniff"})
+
+
 def _wants_page(request: web.Request) -> bool:
     return (not request.path.startswith(_MACHINE_PATHS)
             and "text/html" in request.headers.get("Accept", ""))

@@ -22,10 +22,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 from gateway.handlers.hls import open_media_door
 from gateway.logs import log_event
+from gateway.middlewares import unparsed_request_response
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.serve")
@@ -121,6 +122,29 @@ class _Guarded(asyncio.Protocol):
             self.transport.abort()
 
 
+class _JsonErrors(web_protocol.RequestHandler):
+    """aiohttp's protocol, answering a request it cannot parse in the SPEC's JSON error
+    form (aiohttp's own answer is text/plain, names its version in Server, and echoes
+    the bad request line back)."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        # aiohttp's logs the error, and refuses if part of an answer went out already.
+        super().handle_error(request, status, exc, message)
+        response = unparsed_request_response(request, status)
+        response.force_close()
+        return response
+
+
+def _protocol(server: web.Server) -> web_protocol.RequestHandler:
+    """What `server()` makes, as `_JsonErrors`: the same arguments as aiohttp's
+    `Server.__call__` (its loop and the runner's keyword arguments)."""
+    return _JsonErrors(server, loop=server._loop, **server._kwargs)
+
+
 class ConnectionGuard:
     def __init__(self, max_connections: int, header_timeout_s: float) -> None:
         self.max_connections = max_connections
@@ -170,7 +194,8 @@ class _GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._guard.factory(server), *self._where, reuse_address=True, backlog=BACKLOG)
+            self._guard.factory(lambda: _protocol(server)), *self._where,
+            reuse_address=True, backlog=BACKLOG)
 
 
 def _quiet_exhaustion(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

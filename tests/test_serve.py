@@ -4,6 +4,7 @@ their requests still leaves room to answer everyone else (a real `gateway serve`
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.i18n import error_message
 from gateway.serve import connection_cap
 from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET
 from tests.server_process import ServerProcess
@@ -98,3 +100,38 @@ def test_the_connection_cap_stays_below_the_descriptor_limit() -> None:
     assert connection_cap(5000, 1024) == 1024 - 192  # never above, whatever is asked
     assert connection_cap(100, 1024) == 100
     assert connection_cap(0, 65536) == 65536 - 6553
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = start(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /api/check-access?streamId=d\xc3\xa9mo HTTP/1.1\r\nHost: x\r\n\r\n",  # raw UTF-8
+    b"GET /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+    b"GET /api/streams HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+    b"GET /api/streams HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+    b"POST /api/generate-qris HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"G\x00T / HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["utf8-in-url", "content-length", "header-line", "long-header", "chunk", "method"])
+def test_a_request_that_cannot_be_parsed_gets_the_json_error(served: ServerProcess,
+                                                             request_bytes: bytes) -> None:
+    """aiohttp's own answer is text/plain, names its version and echoes the request."""
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        sock.sendall(request_bytes)
+        answer = closed_by_server(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"400", answer[:200]
+    headers = {name.strip().lower(): value.strip() for name, _, value in
+               (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+    assert headers[b"content-type"].startswith(b"application/json")
+    assert headers[b"server"] == b"stream-paygate"
+    assert headers[b"x-content-type-options"] == b"nosniff"
+    assert json.loads(body) == {"success": False, "code": "http_400",
+                                "error": error_message("id", "http_400", {})}
+    assert b"d\xc3\xa9mo" not in body and b"X-Long" not in body
