@@ -9,6 +9,7 @@ import logging
 import aiohttp_jinja2
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
 
 from gateway import errors
 from gateway.handlers.common import add_cookie, public_host
@@ -71,31 +72,29 @@ def error_response(request: web.Request, status: int, code: str,
         }, status=status)
         response.headers["Cache-Control"] = "private, no-store"
         return response
+    return _json_error(language, status, code, params or {})
+
+
+def _json_error(language: str, status: int, code: str,
+                params: dict[str, object]) -> web.Response:
     return web.json_response(
-        {"success": False, "error": error_message(language, code, params or {}), "code": code},
+        {"success": False, "error": error_message(language, code, params), "code": code},
         status=status,
         # Errors depend on who asks and when: never cache them anywhere.
         headers={"Cache-Control": "private, no-store", "Content-Language": language},
     )
 
 
-# The code of an answer aiohttp gives before any handler runs: a request it could not
-# parse (400), or, should anything escape a handler, the last resort (500).
-_CODE_OF_UNHANDLED = {400: "http_400", 413: "payload_too_large", 500: "internal_error"}
-
-
 def unparsed_request_response(request: web.BaseRequest, status: int) -> web.Response:
     """The SPEC's JSON error for a request aiohttp refused before routing it (a bad
-    request line, header or chunk): no app, no handler, so built here from the status
-    alone, with every answer's headers and nothing of the request echoed back."""
-    code = _CODE_OF_UNHANDLED.get(status, "internal_error" if status >= 500 else "http_400")
-    language = choose_language(request.headers.get("Accept-Language"))
-    return web.json_response(
-        {"success": False, "error": error_message(language, code, {}), "code": code},
-        status=status,
-        headers={"Cache-Control": "private, no-store", "Content-Language": language,
-                 hdrs.SERVER: SERVER_NAME, "Referrer-Policy": "same-origin",
-                 _SECURITY_HEADER_SET: "nosniff"})
+    request line, header or chunk), or for the last resort (500): no app, no handler, so
+    built here from the status alone, with every answer's headers and nothing of the
+    request echoed back."""
+    code = "internal_error" if status >= 500 else CODE_BY_HTTP_STATUS.get(status, "http_400")
+    response = _json_error(choose_language(request.headers.get("Accept-Language")), status,
+                           code, {})
+    _set_every_answers_headers(response.headers)
+    return response
 
 
 def _wants_page(request: web.Request) -> bool:
@@ -160,6 +159,12 @@ _CONTENT_SECURITY_POLICY = (
 _SECURITY_HEADER_SET = hdrs.X_CONTENT_TYPE_OPTIONS
 
 
+def _set_every_answers_headers(headers: CIMultiDict[str]) -> None:
+    headers[hdrs.SERVER] = SERVER_NAME
+    headers["Referrer-Policy"] = "same-origin"
+    headers[_SECURITY_HEADER_SET] = "nosniff"
+
+
 def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
     """For every answer, from the middleware, once the handler has returned it (it runs
     on every segment; as an on_response_prepare signal it cost ~3% of a cached playlist
@@ -182,9 +187,7 @@ def finish_headers(request: web.Request, response: web.StreamResponse) -> None:
                    request.app[IDENTITY].cookie_for(viewer.user_id),
                    path="/", max_age_s=VIEWER_COOKIE_MAX_AGE_SECONDS)
     headers = response.headers
-    headers[hdrs.SERVER] = SERVER_NAME
-    headers["Referrer-Policy"] = "same-origin"
-    headers[_SECURITY_HEADER_SET] = "nosniff"
+    _set_every_answers_headers(headers)
     if headers.get("Content-Type", "").startswith("text/html"):
         host = public_host(request)
         ws = f"ws://{host} wss://{host}"

@@ -99,13 +99,13 @@ class MediaResource(web.DynamicResource):
 
     async def resolve(self, request: web.Request) -> tuple[web.UrlMappingMatchInfo | None,
                                                            set[str]]:
-        match_dict = self._match(request.rel_url.path_safe)
-        if match_dict is None:
+        match_info = self.matched(request.rel_url.path_safe)
+        if match_info is None:
             return None, set()
         if request.method not in self._ALLOWED_METHODS:
             return None, set(self._ALLOWED_METHODS)  # 405 with Allow, as any route
         # The router reads the allowed methods only when nothing matched: none to build.
-        return _MiddlewareSkipped(match_dict, self._route), _NOTHING_TO_ALLOW
+        return match_info, _NOTHING_TO_ALLOW
 
     def matched(self, path_safe: str) -> web.UrlMappingMatchInfo | None:
         """`resolve()` for a GET or HEAD, without a coroutine: for `MediaDoor`."""
@@ -147,11 +147,14 @@ class MediaDoor:
     and the tests' client fixtures."""
 
     def __init__(self, app: web.Application, routed: RequestHandler) -> None:
-        media = [resource for resource in app.router.resources()
+        router = app.router
+        # The key the router indexes a resource under, by the router's own rule.
+        index_key = router._get_resource_index_key
+        media = [resource for resource in router.resources()
                  if isinstance(resource, MediaResource)]
-        prefixes = {_index_key(resource) + "/" for resource in media}
-        for resource in app.router.resources():
-            key = _index_key(resource) + "/"
+        prefixes = {index_key(resource) + "/" for resource in media}
+        for resource in router.resources():
+            key = index_key(resource) + "/"
             if not isinstance(resource, MediaResource) and (
                     key.startswith(tuple(prefixes))
                     # A domain's sub-application: the router tries it before any path.
@@ -160,7 +163,7 @@ class MediaDoor:
                 raise ValueError(f"{resource!r} is under a media route's prefix, or "
                                  "tried before it")
         # The router's order: the longest prefix first, then the order of registration.
-        self._media = tuple(sorted(media, key=lambda resource: -len(_index_key(resource))))
+        self._media = tuple(sorted(media, key=lambda resource: -len(index_key(resource))))
         self._prefixes = tuple(prefixes)
         self._app = app
         self.routed = routed
@@ -182,14 +185,6 @@ class MediaDoor:
 
 
 _GET_OR_HEAD = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
-
-
-def _index_key(resource: web.AbstractResource) -> str:
-    """The key aiohttp's router indexes `resource` under: its literal prefix."""
-    key = resource.canonical
-    if "{" in key:
-        key = key.partition("{")[0].rpartition("/")[0]
-    return key.rstrip("/") or "/"
 
 
 def open_media_door(runner: web.AppRunner) -> None:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
 
+from gateway.logs import log_event
 from gateway.model import UNREADABLE_STATUS, Notification
+
+log = logging.getLogger("gateway.providers")
 
 
 class UnreadableNotification(Exception):
@@ -28,7 +32,6 @@ class UnreadableNotification(Exception):
 
     def __init__(self, detail: str, trx_id: str = "") -> None:
         super().__init__(detail)
-        self.detail = detail
         self.trx_id = trx_id  # when it could be read safely, for the ledger's filters
 
 
@@ -121,6 +124,9 @@ class Provider(abc.ABC):
         try:
             return self.verify_notification(headers, raw_body, received_at_ms)
         except UnreadableNotification as problem:
+            # Why it could not be read: the ledger keeps only the raw body.
+            log_event(log, "notification_unreadable", level=logging.WARNING,
+                      provider=self.name, trxId=problem.trx_id, detail=str(problem)[:200])
             return kept_unread(self.name, problem, raw_body, received_at_ms)
 
     @abc.abstractmethod

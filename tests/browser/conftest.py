@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
-from tests.conftest import require_tool
+from gateway.app import create_app
+from tests.conftest import make_settings, require_tool
 
 # What the machine notes say a headless Chromium needs here: no sandbox as root, and no
 # background calls to Google's hosts, which this network refuses.
@@ -26,3 +29,10 @@ async def browser() -> AsyncIterator[Any]:
                                                     args=CHROMIUM_ARGS)
         yield launched
         await launched.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
+    """The app on the default settings, served; its base URL."""
+    server = await aiohttp_server(create_app(make_settings(tmp_path)))
+    return str(server.make_url("/")).rstrip("/")

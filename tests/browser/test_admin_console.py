@@ -5,26 +5,18 @@ origin refused. Screenshots go to test-output/screenshots/admin-*.png."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
 from gateway.routes import UPLOT_DIR
 from tests.browser.test_watch_page import shot
-from tests.conftest import API_KEY, IN_CI, make_settings
+from tests.conftest import API_KEY, IN_CI
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-async def site(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
-    server = await aiohttp_server(create_app(make_settings(tmp_path)))
-    return str(server.make_url("/")).rstrip("/")
 
 
 async def sell(browser: Any, site: str) -> dict[str, dict[str, Any]]:

@@ -4,26 +4,16 @@ and can show one's answers. Screenshot: test-output/screenshots/api-docs.png."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
 from gateway.routes import SWAGGER_UI_DIR
 from tests.browser.test_watch_page import shot
-from tests.conftest import IN_CI, make_settings
+from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.browser
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-@pytest.fixture
-async def site(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
-    server = await aiohttp_server(create_app(make_settings(tmp_path)))
-    return str(server.make_url("/")).rstrip("/")
 
 
 async def test_the_page_draws_every_operation_of_the_document(browser: Any, site: str) -> None:
