@@ -31,6 +31,16 @@ async def browser() -> AsyncIterator[Any]:
         await launched.close()
 
 
+def page_problems(page: Any) -> list[str]:
+    """Every script error on `page` from now on, and every console error (where a script
+    or style the CSP refuses shows up), as they happen."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" else None)
+    return problems
+
+
 @pytest.fixture
 async def site(tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> str:
     """The app on the default settings, served; its base URL."""

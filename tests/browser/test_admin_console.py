@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.routes import UPLOT_DIR
+from tests.browser.conftest import page_problems
 from tests.browser.test_watch_page import shot
 from tests.conftest import API_KEY, IN_CI
 
@@ -70,10 +71,7 @@ async def test_sign_in_then_every_page_and_an_action_at_phone_width(browser: Any
     sold = await sell(browser, site)
     context = await browser.new_context(viewport=PHONE, locale="id-ID")
     page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" else None)
+    problems = page_problems(page)
 
     # Sign-in: a wrong key first.
     await page.goto(f"{site}/admin")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.routes import SWAGGER_UI_DIR
+from tests.browser.conftest import page_problems
 from tests.browser.test_watch_page import shot
 from tests.conftest import IN_CI
 
@@ -24,11 +25,7 @@ async def test_the_page_draws_every_operation_of_the_document(browser: Any, site
         pytest.skip(f"NOT TESTED: {message}")
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    # A script or style the CSP refuses shows up here, not as a page error.
-    page.on("console", lambda message: problems.append(message.text)
-            if message.type == "error" else None)
+    problems = page_problems(page)
     await page.goto(f"{site}/api/docs")
     await page.locator(".opblock").first.wait_for()
 
