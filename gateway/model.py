@@ -86,6 +86,10 @@ class PaymentSession:
     starts_at_ms: int | None = None
     # The paid session whose window this one continues without a gap (rule 2), if any.
     renews: str | None = None
+    # Once paid: the end of the window the payment bought (startsAt + the stream's
+    # access window). An early end (revocation, refund) moves `expires_at_ms`, never
+    # this: the access tokens already handed out carry it (`tokens_live_until_ms`).
+    paid_until_ms: int | None = None
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)
@@ -117,6 +121,19 @@ class PaymentSession:
 
     def starts_in_ms(self, now_ms: int) -> int:
         return max(0, (self.starts_at_ms or now_ms) - now_ms)
+
+
+def tokens_live_until_ms(session: PaymentSession) -> int | None:
+    """The one rule for how long a session's access tokens live: until the end of the
+    window its payment bought, whatever has ended the session since. The token's signer
+    writes it into every token; the gate keeps an ended session refused until then (and
+    forgets it after, when its tokens have expired on their own); every instance reloads
+    the sessions it still holds for at start-up. None: never paid, so no tokens.
+
+    Sessions stored before this was kept carry only `expires_at_ms`."""
+    if session.paid_at_ms is None:
+        return None
+    return session.paid_until_ms if session.paid_until_ms is not None else session.expires_at_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +240,8 @@ def current_session(active: Iterable[PaymentSession], now_ms: int) -> PaymentSes
 
 def decide_revocation(session: PaymentSession, now_ms: int) -> PaymentSession | None:
     """An operator ends a session now (refund, abuse): only a paid, unexpired one; its
-    new state is expired, expiring now. None when there is nothing to end."""
+    new state is expired, expiring now (`paid_until_ms` stays: its tokens still carry
+    it). None when there is nothing to end."""
     if session.status_at(now_ms) != SessionStatus.PAID:
         return None
     return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
@@ -327,6 +345,7 @@ def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecisi
         starts_at_ms=starts_at_ms,
         expires_at_ms=starts_at_ms + terms.access_ms,
         renews=renewed.session_id if renewed is not None else None,
+        paid_until_ms=starts_at_ms + terms.access_ms,
     )
     return PaymentDecision(
         applied=True,

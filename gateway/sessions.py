@@ -276,11 +276,6 @@ class SessionService:
         return StreamTerms(stream.access_seconds_or(self.access_ms // 1000) * 1000,
                            stream.starts_at_ms)
 
-    @property
-    def longest_access_ms(self) -> int:
-        return max([self.access_ms, *(stream.access_seconds_or(self.access_ms // 1000) * 1000
-                                      for stream in self.catalog)])
-
     async def purchases(self, user_id: str, limit: int = 100) -> list[PaymentSession]:
         """The viewer's paid sessions, newest payment first: what they bought."""
         return await self.store.list_paid(user_id, limit)
@@ -301,8 +296,8 @@ class SessionService:
 
     async def ended_early(self) -> list[PaymentSession]:
         """Sessions whose access was ended before its natural expiry and whose access
-        tokens could therefore still look valid."""
-        return await self.store.ended_early(self.clock() - self.longest_access_ms)
+        tokens still live (`model.tokens_live_until_ms`), so could look valid."""
+        return await self.store.ended_early(self.clock())
 
     async def sweep(self, batch_size: int = 500) -> SweepReport:
         """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,

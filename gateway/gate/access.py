@@ -3,9 +3,10 @@
 A token carries session, stream, expiry and the device's playback grant, signed with a
 key id (see tokens.py), so a playlist or segment request costs one HMAC and two dict
 lookups: no store round trip (the device count is gate/devices.py's, also in memory).
-Expiry is in the token. What a token cannot know, that its session ended early (refund,
-revocation, a sweep that found it over), comes from status changes: `session_changed`
-records the session as ended until the latest moment any of its tokens could expire.
+Expiry is in the token: the end of the window the payment bought, by the model's one rule
+(`tokens_live_until_ms`). What a token cannot know, that its session ended early
+(refund, revocation), comes from status changes: `session_changed` records the session
+as ended until that same moment, after which its tokens have expired on their own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from gateway.clock import Clock
 from gateway.errors import NoAccess
-from gateway.model import PaymentSession, SessionStatus
+from gateway.model import PaymentSession, SessionStatus, tokens_live_until_ms
 from gateway.parsing import is_ascii_int
 from gateway.tokens import Keyring
 
@@ -34,8 +35,8 @@ class AccessGrant:
 
 
 class AccessGate:
-    def __init__(self, secret: bytes, previous_secrets: tuple[bytes, ...], clock: Clock,
-                 *, access_seconds: int) -> None:
+    def __init__(self, secret: bytes, previous_secrets: tuple[bytes, ...], clock: Clock
+                 ) -> None:
         self._keys = Keyring(secret, previous_secrets, purpose="hls")
         # A player presents the same token for every playlist and segment: verify once,
         # and hand out the same immutable grant every time. Only valid tokens are kept,
@@ -44,14 +45,16 @@ class AccessGate:
         # check-access hands the same session the same token many times: sign once.
         self._tokens = functools.lru_cache(maxsize=65536)(self._sign)
         self._clock = clock
-        self._access_ms = access_seconds * 1000
         # session id -> until when its tokens must be refused (after that they are
         # expired on their own and the entry can go).
         self._ended: dict[str, int] = {}
 
     def token_for(self, session: PaymentSession, grant_id: str) -> str:
-        return self._tokens(session.session_id, session.stream_id, session.expires_at_ms,
-                            grant_id)
+        """A paid session's token for one device's grant, living as the model says."""
+        expires_at_ms = tokens_live_until_ms(session)
+        if expires_at_ms is None:
+            raise ValueError("only a paid session has access tokens")
+        return self._tokens(session.session_id, session.stream_id, expires_at_ms, grant_id)
 
     def _sign(self, session_id: str, stream_id: str, expires_at_ms: int, grant_id: str) -> str:
         return self._keys.sign(session_id, stream_id, str(expires_at_ms), grant_id)
@@ -86,10 +89,10 @@ class AccessGate:
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: keeps the map of sessions that ended early current."""
-        if session.status != SessionStatus.EXPIRED or session.paid_at_ms is None:
+        tokens_until_ms = tokens_live_until_ms(session)
+        if session.status != SessionStatus.EXPIRED or tokens_until_ms is None:
             return
-        latest_token_expiry_ms = session.paid_at_ms + self._access_ms
-        self.end(session.session_id, latest_token_expiry_ms)
+        self.end(session.session_id, tokens_until_ms)
 
     def end(self, session_id: str, until_ms: int) -> None:
         now_ms = self._clock()

@@ -55,8 +55,12 @@ class PlaybackGrant:
 class HlsGate:
     def __init__(self, settings: Settings, catalog: Catalog, clock: Clock,
                  router: web.UrlDispatcher) -> None:
-        self.access = AccessGate(settings.secret, settings.previous_secrets, clock,
-                                 access_seconds=settings.access_seconds)
+        self.access = AccessGate(settings.secret, settings.previous_secrets, clock)
+        # No token alive now outlives this: a window is at most this long, and tokens
+        # are only made for a window that has opened.
+        self._longest_access_ms = 1000 * max(
+            [settings.access_seconds,
+             *(stream.access_seconds_or(settings.access_seconds) for stream in catalog)])
         self._settings = settings
         self.trusted_proxies = settings.trusted_proxies  # for client_address, per request
         self._catalog = catalog
@@ -177,10 +181,10 @@ class HlsGate:
         return self._playback(session, remaining_ms, device_grant)
 
     def _grant_ended(self, device_grant: DeviceGrant) -> None:
-        # Refused here at once; its tokens live at most one access window from now.
+        # Refused here at once; its tokens live at most the longest window from now.
         if self._counter is not None:
             self._counter.grant_ended(device_grant.grant_id,
-                                      self.clock() + self._settings.access_seconds * 1000)
+                                      self.clock() + self._longest_access_ms)
 
     def _playback(self, session: PaymentSession, remaining_ms: int,
                   device_grant: DeviceGrant) -> PlaybackGrant:

@@ -106,10 +106,10 @@ class SessionStore(abc.ABC):
         expired, expiry now. None when the session was not paid and active."""
 
     @abc.abstractmethod
-    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
-        """Expired paid sessions whose window opened after the given time. With `now -
-        the longest access window`, that is every session whose access was ended before
-        its natural expiry (access tokens are only made once a window is open)."""
+    async def ended_early(self, now_ms: int) -> list[PaymentSession]:
+        """Expired paid sessions whose access tokens still live at `now_ms` (the end of
+        their paid window, `paid_until_ms`, is later): every session whose access was
+        ended before its natural expiry and whose tokens could still look valid."""
 
     @abc.abstractmethod
     async def notifications(self, trx_id: str | None = None,

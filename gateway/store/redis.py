@@ -59,6 +59,7 @@ from gateway.model import (
     decide_new_session,
     decide_revocation,
     expire_stale,
+    tokens_live_until_ms,
 )
 from gateway.store.base import SessionStore, StoredNotification
 
@@ -113,6 +114,7 @@ def _session_fields(session: PaymentSession) -> dict[str, str]:
         "expires_at_ms": str(session.expires_at_ms),
         "starts_at_ms": "" if session.starts_at_ms is None else str(session.starts_at_ms),
         "renews": session.renews or "",
+        "paid_until_ms": "" if session.paid_until_ms is None else str(session.paid_until_ms),
     }
 
 
@@ -130,6 +132,7 @@ def _session(fields: dict[str, str]) -> PaymentSession | None:
         # Sessions stored before tickets ahead existed opened at payment.
         starts_at_ms=_optional_int(fields.get("starts_at_ms", fields["paid_at_ms"])),
         renews=fields.get("renews") or None,
+        paid_until_ms=_optional_int(fields.get("paid_until_ms", "")),
     )
 
 
@@ -142,7 +145,8 @@ class _Keys:
         self.prefix = prefix
         self.due = prefix + "due"  # active sessions by expires_at_ms
         self.prunable = prefix + "unpaid-expired"  # never paid, expired, by expires_at_ms
-        self.ended = prefix + "paid-expired"  # paid and over, by starts_at_ms
+        # Paid and over, by the end of the paid window (when their tokens expire).
+        self.ended = prefix + "paid-expired"
         self.created = prefix + "by-creation"  # every session, by created_at_ms
         self.unpaid = prefix + "unpaid"  # never paid (pending or expired), by created_at_ms
         self.notification_ids = prefix + "notification-seq"
@@ -534,9 +538,8 @@ class RedisStore(SessionStore):
         return sorted(sessions, key=lambda session: (session.created_at_ms, session.session_id))
 
     @_bounded
-    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
-        ids = await self._redis.zrangebyscore(self._keys.ended, f"({started_after_ms}",
-                                              "+inf")
+    async def ended_early(self, now_ms: int) -> list[PaymentSession]:
+        ids = await self._redis.zrangebyscore(self._keys.ended, f"({now_ms}", "+inf")
         return [session for session in await self._load_many(ids)
                 if session.status == SessionStatus.EXPIRED and session.paid_at_ms is not None]
 
@@ -653,7 +656,7 @@ class RedisStore(SessionStore):
         if session.paid_at_ms is None:
             pipe.zadd(keys.prunable, {session_id: session.expires_at_ms})
         else:
-            pipe.zadd(keys.ended, {session_id: session.starts_at_ms or session.paid_at_ms})
+            pipe.zadd(keys.ended, {session_id: tokens_live_until_ms(session) or 0})
         if pointer == session_id:
             # A renewal that ends hands the pointer back to the window it continued,
             # which may still be paid and running.

@@ -52,7 +52,7 @@ T = TypeVar("T")
 
 _SESSION_COLUMNS = (
     "session_id, user_id, stream_id, provider, trx_id, amount, fee, qr_string, status,"
-    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews"
+    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews, paid_until_ms"
 )
 _ACTIVE = "status IN ('pending', 'paid')"
 
@@ -198,6 +198,17 @@ MIGRATIONS: tuple[str, ...] = (
         ON CONFLICT (hour_ms, stream_id) DO UPDATE SET
             tickets_sold = excluded.tickets_sold, takings = excluded.takings;
     """,
+    """
+    -- The end of the window a payment bought, which access tokens carry: an early end
+    -- (revocation, refund) moves expires_at_ms, not this (model.tokens_live_until_ms).
+    -- Rows paid before it was kept get their expiry, the best there is to know.
+    ALTER TABLE payment_sessions ADD COLUMN paid_until_ms INTEGER;
+    UPDATE payment_sessions SET paid_until_ms = expires_at_ms WHERE paid_at_ms IS NOT NULL;
+    -- Sessions ended early whose tokens still live, reloaded by the gate at start-up.
+    DROP INDEX payment_sessions_ended;
+    CREATE INDEX payment_sessions_ended ON payment_sessions (paid_until_ms)
+        WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
+    """,
 )
 
 _LEDGER_COLUMNS = (
@@ -291,7 +302,7 @@ def _session(row: sqlite3.Row) -> PaymentSession:
         fee=row["fee"], qr_string=row["qr_string"], status=SessionStatus(row["status"]),
         created_at_ms=row["created_at_ms"], paid_at_ms=row["paid_at_ms"],
         expires_at_ms=row["expires_at_ms"], starts_at_ms=row["starts_at_ms"],
-        renews=row["renews"],
+        renews=row["renews"], paid_until_ms=row["paid_until_ms"],
     )
 
 
@@ -299,9 +310,9 @@ def _write_state(conn: sqlite3.Connection, sessions: Sequence[PaymentSession]) -
     """Store the new states the model decided (the only columns that ever change)."""
     conn.executemany(
         "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
-        " starts_at_ms = ?, renews = ? WHERE session_id = ?",
+        " starts_at_ms = ?, renews = ?, paid_until_ms = ? WHERE session_id = ?",
         [(session.status.value, session.paid_at_ms, session.expires_at_ms,
-          session.starts_at_ms, session.renews, session.session_id)
+          session.starts_at_ms, session.renews, session.paid_until_ms, session.session_id)
          for session in sessions],
     )
 
@@ -565,12 +576,12 @@ class SQLiteStore(SessionStore):
             stored = decision.session  # the candidate, as a renewal or not
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (stored.session_id, stored.user_id, stored.stream_id,
                  stored.provider, stored.trx_id, stored.amount, stored.fee,
                  stored.qr_string, stored.status.value, stored.created_at_ms,
                  stored.paid_at_ms, stored.expires_at_ms, stored.starts_at_ms,
-                 stored.renews),
+                 stored.renews, stored.paid_until_ms),
             )
             _count_sale(conn, stored.stream_id, stored.created_at_ms, qrs=1)
             return stored, True
@@ -670,12 +681,12 @@ class SQLiteStore(SessionStore):
 
         return await self._writer.run_in_transaction(end)
 
-    async def ended_early(self, started_after_ms: int) -> list[PaymentSession]:
+    async def ended_early(self, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
-                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND starts_at_ms > ?",
-                (started_after_ms,),
+                " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND paid_until_ms > ?",
+                (now_ms,),
             ).fetchall()
             return [_session(row) for row in rows]
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,4 +142,60 @@ async def buy(viewer: ViewerClient, stream_id: str) -> dict[str, Any]:
     await viewer.pay(qr["trxId"])
     access = await viewer.check_access(stream_id, qr["sessionId"])
     assert access["hasAccess"]
+    return access
+
+
+# A revoked ticket stops whatever its window (model.tokens_live_until_ms). Each case is a
+# ticket whose tokens outlive what `paidAt` + the default window would say.
+WINDOW_CASES = ("default", "own-window", "bought-ahead", "renewal")
+DEFAULT_ACCESS_S = 5
+OWN_ACCESS_S = 600
+AHEAD_S = 12
+
+
+def rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
+def windows_settings(tmp_path: Path, ts_dir: Path, now_ms: int, **overrides: str) -> Settings:
+    """A default window of 5 s, a stream with its own of 600 s, and a show that starts
+    12 s from `now_ms`, every one served from a directory."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    catalog = write_catalog(tmp_path / "windows.toml", [
+        {"id": "short", "title": "Default window", "price": 1000, "origin": f"file://{ts_dir}/"},
+        {"id": "own", "title": "Own window", "price": 1000, "origin": f"file://{ts_dir}/",
+         "access_seconds": OWN_ACCESS_S},
+        {"id": "ahead", "title": "Show", "price": 1000, "origin": f"file://{ts_dir}/",
+         "starts_at": rfc3339(now_ms + AHEAD_S * 1000)},
+    ])
+    return make_settings(tmp_path, GATEWAY_STREAMS=str(catalog),
+                         GATEWAY_ACCESS_SECONDS=str(DEFAULT_ACCESS_S),
+                         GATEWAY_STREAM_CHECK_INTERVAL_SECONDS="300", **overrides)
+
+
+async def ticket_to_revoke(viewer: ViewerClient, clock: Any, case: str) -> dict[str, Any]:
+    """Play a ticket of the given kind up to the moment it is revoked in the report
+    that found the bug: check-access's answer for it (the gate cookie is set)."""
+    if case == "default":
+        access = await buy(viewer, "short")
+        clock.advance(2)
+    elif case == "own-window":
+        access = await buy(viewer, "own")
+        clock.advance(6)  # past paidAt + the default window
+    elif case == "bought-ahead":
+        qr = await viewer.generate_qris("ahead")
+        await viewer.pay(qr["trxId"])
+        assert not (await viewer.check_access("ahead", qr["sessionId"]))["hasAccess"]
+        clock.advance(AHEAD_S + 1)  # the show has started
+        access = await viewer.check_access("ahead", qr["sessionId"])
+    else:  # a renewal, revoked in its last minutes
+        await buy(viewer, "own")
+        clock.advance(1)
+        renewal = await viewer.generate_qris("own")
+        await viewer.pay(renewal["trxId"])
+        clock.advance(OWN_ACCESS_S)  # the first window is over, the renewal's is open
+        access = await viewer.check_access("own")
+        assert access["sessionId"] == renewal["sessionId"]
+        clock.advance(OWN_ACCESS_S - 120)  # two minutes left of it
+    assert access["hasAccess"], access
     return access

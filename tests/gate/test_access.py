@@ -3,12 +3,27 @@ own stream, in the cookie or in the path."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
 from gateway.keys import GATE
 from gateway.settings import Settings
-from tests.conftest import API_KEY, SECRET, AppFactory, FakeClock, ViewerClient, make_settings
-from tests.gate.conftest import buy
+from tests.conftest import (
+    API_KEY,
+    REDIS_URL,
+    SECRET,
+    AppFactory,
+    FakeClock,
+    ViewerClient,
+    make_settings,
+    wait_until,
+)
+from tests.gate.conftest import WINDOW_CASES, buy, ticket_to_revoke, windows_settings
 
 
 async def status_of(viewer: ViewerClient, path: str) -> int:
@@ -178,3 +193,67 @@ async def test_media_answers_are_finished_like_every_other(gate_viewer: ViewerCl
         assert response.status == 405
         assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
         assert (await response.json())["code"] == "method_not_allowed"
+
+
+# --- a revoked ticket stops whatever its window (tokens live as model says) -----------
+
+async def plays(viewer: ViewerClient, access: dict[str, Any]) -> tuple[int, int]:
+    """The playlist's status in both token forms: the gate cookie, the path token."""
+    return (await status_of(viewer, access["playbackUrl"]),
+            await status_of(viewer, access["tokenPlaybackUrl"]))
+
+
+async def revoke(viewer: ViewerClient, session_id: str) -> None:
+    await viewer.call("POST", f"/api/sessions/{session_id}/revoke",
+                      headers={"X-Api-Key": API_KEY}, expect=200)
+
+
+Connect = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES)
+async def test_a_revoked_ticket_stops_at_its_next_request_whatever_its_window(
+        case: str, tmp_path: Path, ts_dir: Path, aiohttp_client: Connect,
+        clock: FakeClock) -> None:
+    settings = windows_settings(tmp_path, ts_dir, clock())
+    viewer = ViewerClient(await aiohttp_client(create_app(settings, clock=clock)))
+    access = await ticket_to_revoke(viewer, clock, case)
+    assert await plays(viewer, access) == (200, 200)
+    await revoke(viewer, access["sessionId"])
+    assert await plays(viewer, access) == (403, 403)
+    # And after a restart, which reloads what was ended from the store.
+    restarted = ViewerClient(await aiohttp_client(create_app(settings, clock=clock)))
+    copy_cookies(viewer, restarted)
+    assert await plays(restarted, access) == (403, 403)
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES)
+async def test_a_ticket_revoked_on_one_instance_stops_on_the_other_whatever_its_window(
+        case: str, tmp_path: Path, ts_dir: Path, redis_prefix: str,
+        aiohttp_client: Connect, clock: FakeClock) -> None:
+    async def instance(name: str) -> ViewerClient:
+        settings = windows_settings(tmp_path / name, ts_dir, start_ms, GATEWAY_STORE=REDIS_URL,
+                                    GATEWAY_REDIS_KEY_PREFIX=redis_prefix)
+        return ViewerClient(await aiohttp_client(create_app(settings, clock=clock)))
+
+    start_ms = clock()
+    here, there = await instance("a"), await instance("b")
+    access = await ticket_to_revoke(here, clock, case)
+    assert await plays(here, access) == (200, 200)
+    await revoke(there, access["sessionId"])
+    app = here.http.app
+    assert app is not None
+    await wait_until(lambda: app[GATE].access.is_ended(access["sessionId"]), timeout_s=10)
+    assert await plays(here, access) == (403, 403)
+    # And an instance started afterwards (or restarted) reloads it from the store.
+    late = await instance("c")
+    copy_cookies(here, late)
+    assert await plays(late, access) == (403, 403)
+
+
+def copy_cookies(source: ViewerClient, target: ViewerClient) -> None:
+    """The same browser, talking to another instance (or after a restart)."""
+    for cookie in source.http.session.cookie_jar:
+        target.http.session.cookie_jar.update_cookies(
+            {cookie.key: cookie.value},
+            response_url=source.http.make_url(cookie["path"] or "/"))

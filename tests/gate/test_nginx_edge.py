@@ -19,7 +19,7 @@ from yarl import URL
 
 from gateway.handlers.edge import DECISION_REUSE_S
 from tests.conftest import API_KEY, REDIS_URL, require_tool
-from tests.gate.conftest import DEMO_SEGMENTS, OriginServer, write_catalog
+from tests.gate.conftest import DEMO_SEGMENTS, OriginServer, rfc3339, write_catalog
 from tests.gate.test_ffmpeg import probe, run
 from tests.nginx_process import Edge, edge_env, edge_in_front, require_nginx
 
@@ -376,3 +376,74 @@ async def test_a_shared_link_meets_the_device_limit_behind_nginx(edge: Edge) -> 
     finally:
         for machine in machines:
             await machine.close()
+
+
+async def test_a_revoked_ticket_stops_within_the_decision_lifetime_whatever_its_window(
+        tmp_path: Path, ts_dir: Path, aiohttp_server: ServerFactory) -> None:
+    """Tickets whose tokens outlive `paidAt` + the default window (5 s here): a stream's
+    own window, a show bought ahead, a renewal. Each is revoked while nginx holds a
+    "yes" for it, and must be refused in both token forms within that "yes"'s life."""
+    show_starts_ms = int(time.time() * 1000) + 12_000
+    catalog = write_catalog(tmp_path / "windows.toml", [
+        {"id": "own", "title": "Own", "price": 1000, "origin": f"file://{ts_dir}/",
+         "access_seconds": 600},
+        {"id": "ahead", "title": "Show", "price": 1000, "origin": f"file://{ts_dir}/",
+         "access_seconds": 600, "starts_at": rfc3339(show_starts_ms)},
+        {"id": "brief", "title": "Brief", "price": 1000, "origin": f"file://{ts_dir}/",
+         "access_seconds": 8},
+    ])
+    edge = await edge_in_front(tmp_path, aiohttp_server, catalog, GATEWAY_ACCESS_SECONDS="5")
+
+    async def revoke_while_playing(viewer: aiohttp.ClientSession,
+                                   access: dict[str, Any]) -> None:
+        urls = (access["playbackUrl"], access["tokenPlaybackUrl"])
+        for url in urls:
+            assert (await fetch(viewer, url))[0] == 200  # nginx now holds a "yes"
+        async with viewer.post(f"/api/sessions/{access['sessionId']}/revoke",
+                               headers={"X-Api-Key": API_KEY}) as response:
+            assert response.status == 200
+        revoked_at = time.monotonic()
+        for url in urls:
+            while (status := (await fetch(viewer, url))[0]) == 200:
+                assert time.monotonic() - revoked_at < DECISION_REUSE_S + 1, (url, "served")
+                await asyncio.sleep(0.2)
+            assert status == 403
+
+    async def own_window(viewer: aiohttp.ClientSession) -> None:
+        access = await buy(viewer, "own")
+        await asyncio.sleep(6)  # past paidAt + the default window
+        await revoke_while_playing(viewer, access)
+
+    async def bought_ahead(viewer: aiohttp.ClientSession) -> None:
+        async with viewer.post("/api/generate-qris", json={"streamId": "ahead"}) as response:
+            qr = (await response.json())["data"]
+        async with viewer.post(f"/simulator/pay/{qr['trxId']}") as response:
+            assert (await response.json())["data"]["applied"] is True
+        await asyncio.sleep(max(0, show_starts_ms / 1000 - time.time()) + 0.5)
+        async with viewer.get("/api/check-access", params={"streamId": "ahead"}) as response:
+            access = (await response.json())["data"]
+        assert access["hasAccess"] and access["sessionId"] == qr["sessionId"]
+        await revoke_while_playing(viewer, access)
+
+    async def renewal(viewer: aiohttp.ClientSession) -> None:
+        first = await buy(viewer, "brief")  # 8 s: renewable from the start
+        async with viewer.post("/api/generate-qris", json={"streamId": "brief"}) as response:
+            assert response.status == 201
+            qr = (await response.json())["data"]
+        async with viewer.post(f"/simulator/pay/{qr['trxId']}") as response:
+            assert (await response.json())["data"]["applied"] is True
+        while True:  # the first window runs out; the renewal's opens without a gap
+            async with viewer.get("/api/check-access",
+                                  params={"streamId": "brief"}) as response:
+                access = (await response.json())["data"]
+            if access["sessionId"] != first["sessionId"]:
+                break
+            await asyncio.sleep(0.2)
+        assert access["hasAccess"] and access["sessionId"] == qr["sessionId"]
+        await revoke_while_playing(viewer, access)
+
+    try:
+        async with browser(edge) as a, browser(edge) as b, browser(edge) as c:
+            await asyncio.gather(own_window(a), bought_ahead(b), renewal(c))
+    finally:
+        edge.stop()

@@ -205,9 +205,14 @@ async def test_ending_a_paid_session_early(store: SessionStore) -> None:
     ended = await store.get(session.session_id)
     assert ended is not None and ended.status == SessionStatus.EXPIRED
     assert ended.expires_at_ms == T0 + 5000 and ended.paid_at_ms == T0 + 1000
+    # The tokens handed out carry the end of the paid window, which an early end keeps.
+    assert ended.paid_until_ms == T0 + 1000 + ACCESS_MS
     assert await store.end_paid_session(session.session_id, T0 + 6000) is None  # once
-    assert [s.session_id for s in await store.ended_early(T0)] == [session.session_id]
-    assert await store.ended_early(T0 + 1000) == []  # paid at or before the cutoff
+    # Listed while its tokens could still look valid, and no longer once they expire.
+    assert [s.session_id for s in await store.ended_early(T0 + 6000)] == [session.session_id]
+    assert [s.session_id for s in await store.ended_early(T0 + 1000 + ACCESS_MS - 1)] == [
+        session.session_id]
+    assert await store.ended_early(T0 + 1000 + ACCESS_MS) == []
     assert await store.find_active("alice", "demo", T0 + 6000) is None
     again, inserted = await store.insert_pending(pending(at_ms=T0 + 7000), T0 + 7000)
     assert inserted and again.session_id != session.session_id
@@ -530,7 +535,10 @@ async def test_a_ticket_bought_ahead_opens_at_the_start(store: SessionStore) -> 
     # Waiting is holding: no second ticket, and no early renewal either.
     again, inserted = await store.insert_pending(pending(at_ms=T0 + 2000), T0 + 2000)
     assert (again, inserted) == (ticket, False)
-    # Revoked before it opened: the gate must still learn of it at start-up.
+    # Revoked before it opened: the gate must still learn of it at start-up, until the
+    # end of the window it was paid for (the show's start plus the access window).
     ended = await store.end_paid_session(ticket.session_id, T0 + 3000)
-    assert ended is not None
-    assert [s.session_id for s in await store.ended_early(T0)] == [ticket.session_id]
+    assert ended is not None and ended.paid_until_ms == start + ACCESS_MS
+    assert [s.session_id for s in await store.ended_early(start + ACCESS_MS - 1)] == [
+        ticket.session_id]
+    assert await store.ended_early(start + ACCESS_MS) == []
