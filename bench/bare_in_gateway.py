@@ -1,7 +1,7 @@
 """The bare handler of bench/bare_files.py, inside the gateway's own process: the real
 app (`create_app`, served by `gateway.serve` as `python -m gateway serve` does) with one
 route more, /bare/{name}, outside the middleware and through the media door
-(`handlers.hls.MediaDoor`) like the gate's own routes. Set up with
+(`media_routes.MediaDoor`) like the gate's own routes. Set up with
 the gateway's environment plus BENCH_BARE_DIR (the directory to serve):
 
     BENCH_BARE_DIR=media GATEWAY_STREAMS=... .venv/bin/python -m bench.bare_in_gateway
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bench.bare_files import bare_handler
 from gateway.app import create_app
-from gateway.handlers.hls import MediaResource
 from gateway.logs import configure_logging
+from gateway.media_routes import MediaResource
 from gateway.serve import serve
 from gateway.settings import Settings
 

@@ -6,7 +6,7 @@ and the playlist through a path token, alternating the two in ABBA order each ro
 that the machine's drift falls on both. Target: counting costs at most 5% of segment
 requests per second. Also prints how often the counted gate asked its store, and, as
 a figure the shared machine's drift cannot swamp, the count's own cost per request
-measured in-process (`DeviceCounter.admit` on a known place, the path every request of
+measured in-process (`PlaceCounter.admit` on a known place, the path every request of
 a playing device takes).
 
     .venv/bin/python -m bench.gate_devices [seconds] [rounds]
@@ -27,7 +27,7 @@ from bench.gate_vs_nginx import PLAYLIST, SEGMENT_BYTES, path_token_base, write_
 from bench.tools import ServerProcess, WrkResult, wrk
 from gateway.clock import system_clock_ms
 from gateway.devices import Devices
-from gateway.gate.devices import DeviceCounter
+from gateway.gate.places import PlaceCounter
 from gateway.store.sqlite import SQLiteStore
 
 API_KEY = "bench-api-key-0123456789abcdef"
@@ -50,7 +50,7 @@ async def admit_cost_us(calls: int = 1_000_000) -> tuple[float, float]:
         devices = Devices(store, system_clock_ms, max_devices=2)
         grant, _ = await store.grant_for_device("session", "browser:x", system_clock_ms(),
                                                 "g", 0)
-        counter = DeviceCounter(devices, system_clock_ms)
+        counter = PlaceCounter(devices, system_clock_ms)
         expires_at_ms = system_clock_ms() + 3_600_000
         await counter.admit("session", grant.grant_id, expires_at_ms, "127.0.0.1")
         admit = counter.admit
@@ -76,7 +76,7 @@ def print_micro() -> None:
     costs = [asyncio.run(admit_cost_us()) for _ in range(5)]
     counted = statistics.median(cost for cost, _ in costs)
     empty = statistics.median(empty for _, empty in costs)
-    print(f"DeviceCounter.admit, known place: {counted:.3f} us per request "
+    print(f"PlaceCounter.admit, known place: {counted:.3f} us per request "
           f"(an empty awaited call: {empty:.3f} us); median of 5 x 1,000,000")
 
 

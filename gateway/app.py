@@ -13,7 +13,6 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
 from gateway.gate.hls_gate import HlsGate
-from gateway.handlers.ws import close_all_on_shutdown
 from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
 from gateway.keys import (
@@ -44,6 +43,7 @@ from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers import make_provider
 from gateway.qr_image import QrImages
 from gateway.resources import (
+    close_websockets,
     gate_ctx,
     http_client_ctx,
     metrics_ctx,
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
                          filters={"rupiah": rupiah, "local_time": local_time})
     app[aiohttp_jinja2.static_root_key] = "/static"
     quiet_malformed_requests()
-    app.on_shutdown.append(close_all_on_shutdown)
+    app.on_shutdown.append(close_websockets)
     # Opened in this order, closed in reverse. The store first: it makes the
     # SessionService and registers its status listeners, and everything after uses it.
     # The HTTP client before the gate, whose HTTP origins fetch through it. The gate
@@ -103,8 +103,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
         # Sent to providers that take a notification URL per transaction.
         app[PROVIDER].callback_url = (
             settings.public_url + str(app.router["payment-callback"].url_for()))
-    # After the routes: the gate builds its playback URLs from the named routes.
-    app[GATE] = HlsGate(settings, app[CATALOG], clock, app.router)
+    app[GATE] = HlsGate(settings, app[CATALOG], clock, app[METRICS])
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
     app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.catalog import Catalog, Stream
-from gateway.gate.access import GATE_COOKIE
+from gateway.gate import urls
 from gateway.gate.origins import LIVE_PLAYLIST_CACHE_MS, PLAYLIST_CACHE_CONTROL, SEGMENT_CACHE_MS
 from gateway.gate.paths import CONTENT_TYPES, MediaKind, media_path_pcre
 from gateway.i18n import LANGUAGES, catalog, error_message
@@ -37,8 +37,6 @@ from gateway.settings import Settings
 
 PREFIX_FOLDERS = ("logs", "temp/client_body", "temp/proxy", "temp/fastcgi", "temp/uwsgi",
                   "temp/scgi", "cache/decisions", "cache/media")
-# Tokens are base64url fields joined by dots (tokens.py).
-_TOKEN_PCRE = "[A-Za-z0-9_.-]{1,512}"
 _GENERIC_CONTENT_TYPES = "application/octet-stream|binary/octet-stream|text/plain"
 
 
@@ -118,7 +116,7 @@ def render(streams: Catalog, settings: Settings, options: EdgeOptions) -> str:
           for line in _stream_locations(index, stream, settings)),
         "        # Unknown streams, paths off the allow-list, traversal attempts: the",
         "        # service's gate answers them (400/403/404); no origin ever sees them.",
-        "        location /hls/ {",
+        f"        location {urls.PREFIX} {{",
         *_to_service(),
         "        }",
         *(_gate_server_context() if gated else []),
@@ -152,7 +150,7 @@ def _gate_http_context(prefix: Path, settings: Settings,
         "    # serving the same file with no checks.",
         "    open_file_cache max=16384 inactive=20s;",
         "    open_file_cache_valid 1s;",
-        f'    map $gate_token $gate_credential {{ "" $cookie_{GATE_COOKIE}; '
+        f'    map $gate_token $gate_credential {{ "" $cookie_{urls.GATE_COOKIE}; '
         "default $gate_token; }",
         *_content_type_maps(),
         *_refusal_maps(),
@@ -297,13 +295,12 @@ def _stream_locations(index: int, stream: Stream, settings: Settings) -> list[st
     sid = stream.stream_id
     if stream.loop_source is not None:
         return [f"        # {sid}: made by the service itself (a looping live stream).",
-                f"        location /hls/{sid}/ {{",
+                f"        location {urls.stream_path(sid)} {{",
                 *_to_service(),
                 "        }"]
     lines = []
     for kind in (MediaKind.PLAYLIST, MediaKind.SEGMENT):
-        pattern = (f"^/hls/{sid}/(?:t/(?<gate_token>{_TOKEN_PCRE})/)?"
-                   f"(?<gate_media>{media_path_pcre(kind)})$")
+        pattern = urls.nginx_location_pcre(sid, media_path_pcre(kind))
         lines += [f"        # {sid}: {kind.value}s, the cookie and the path-token form",
                   f"        location ~ {quote(pattern, regex=True)} {{",
                   f"            set $gate_stream {sid};",

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from gateway.catalog import Stream
 from gateway.change_feed import ChangeFeed
@@ -238,6 +238,14 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 
 _STOP_RETRY_S = 1.0
+
+
+async def close_websockets(app: web.Application) -> None:
+    """on_shutdown: tell every viewer we are going away (1001), so they reconnect to
+    another instance instead of waiting for a heartbeat to time out."""
+    sockets = app[WEBSOCKETS]
+    for ws in list(sockets):  # closing one removes it from the set
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def _sweep_forever(app: web.Application) -> None:

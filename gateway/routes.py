@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.gate import urls
 from gateway.handlers import (
     admin,
     api,
@@ -17,6 +18,7 @@ from gateway.handlers import (
     simulator,
     ws,
 )
+from gateway.media_routes import add_media_route
 from gateway.settings import PROJECT_DIR
 
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
@@ -58,10 +60,10 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_post("/api/grants/{grant_id}/end", api.end_grant, name="end-grant")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
     router.add_get("/api/payments", api.list_payments, name="payments")
-    # The path-token form first: "t/<token>/" would otherwise be taken for a path.
-    # Media routes answer for themselves, outside the middleware (the hot path).
-    hls.add_media_route(router, "/hls/{stream_id}/t/{token}/{path:.+}", name="hls-token")
-    hls.add_media_route(router, "/hls/{stream_id}/{path:.+}", name="hls")
+    # Media routes answer for themselves, outside the middleware (the hot path), in the
+    # order the gate's URL grammar gives.
+    for name, pattern in urls.ROUTES:
+        add_media_route(router, pattern, name, hls.serve)
     router.add_get("/gate/auth", edge.auth, name="gate-auth")  # nginx's auth_request
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")

@@ -8,7 +8,7 @@
   or, if none does, the newcomer is closed at once. So a flood of slow clients cannot
   take every descriptor and stop the service answering anyone (1,084 such clients once
   did, against a limit of 1,024);
-- the media routes are taken straight to their handler (`handlers.hls.MediaDoor`).
+- the media routes are taken straight to their handler (`media_routes.MediaDoor`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web, web_protocol
 
-from gateway.handlers.hls import open_media_door
 from gateway.logs import log_event
+from gateway.media_routes import open_media_door
 from gateway.middlewares import unparsed_request_response
 from gateway.settings import Settings
 

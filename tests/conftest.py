@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.handlers.hls import open_media_door
+from gateway.media_routes import open_media_door
 from gateway.settings import Settings
 from gateway.store import open_store
 

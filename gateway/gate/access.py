@@ -2,7 +2,7 @@
 
 A token carries session, stream, expiry and the device's playback grant, signed with a
 key id (see tokens.py), so a playlist or segment request costs one HMAC and two dict
-lookups: no store round trip (the device count is gate/devices.py's, also in memory).
+lookups: no store round trip (the count of places is gate/places.py's, also in memory).
 Expiry is in the token: the end of the window the payment bought, by the model's one rule
 (`tokens_live_until_ms`). What a token cannot know, that its session ended early
 (refund, revocation), comes from status changes: `session_changed` records the session
@@ -20,7 +20,6 @@ from gateway.model import PaymentSession, SessionStatus, tokens_live_until_ms
 from gateway.parsing import is_ascii_int
 from gateway.tokens import Keyring
 
-GATE_COOKIE = "gate"
 _PRUNE_ABOVE = 1024
 # Verified tokens remembered: one per playing viewer is plenty (see `check`).
 _VERIFIED_MAX = 65536

@@ -1,36 +1,65 @@
-"""The HLS gate as one unit: who may fetch (`AccessGate`, and the count of devices
-playing each purchase, `DeviceCounter`), where each stream's bytes come from (its
+"""The HLS gate as one unit: who may fetch (`AccessGate`, and the count of places
+playing each purchase, `PlaceCounter`), where each stream's bytes come from (its
 `Origin`, with the shared fetcher and segment cache in front of HTTP upstreams), the
 playback URLs a viewer is handed, and `grant()`, which turns a paid session and the
-asking device into that device's token, those URLs and the access cookie. check-access
-and the watch page call `grant()` ("watch here instead" calls `watch_here()`); the
-gate's own route calls `admit()` and `origin()`.
+asking device into that device's token, those URLs and the access cookie.
+
+It is the one owner of the access decision: a handler reads a request into a
+`MediaRequest` (stream, token, address, path, time: no HTTP left in it) and `admit()`
+decides, counts, logs and meters, for the Python gate (/hls/) and for nginx's
+(/gate/auth) alike. check-access and the watch page call `grant()` ("watch here
+instead" calls `watch_here()`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
-from aiohttp import hdrs, web
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
 from gateway.device_model import Device, DeviceGrant
 from gateway.devices import Devices
-from gateway.gate.access import GATE_COOKIE, AccessGate, AccessGrant
+from gateway.errors import DeviceLimit, NoAccess, UnknownStream
+from gateway.gate import urls
+from gateway.gate.access import AccessGate, AccessGrant
 from gateway.gate.cache import ByteLru, LocalFiles, UpstreamFetcher
-from gateway.gate.devices import DeviceCounter
 from gateway.gate.origins import DirectoryOrigin, HttpOrigin, LiveLoopOrigin, Origin
+from gateway.gate.paths import MediaPath, media_path
+from gateway.gate.places import PlaceCounter
+from gateway.logs import log_event
+from gateway.metrics import Metrics
 from gateway.model import PaymentSession
 from gateway.settings import Settings
 
-_TOKEN_SLOT = "TOKEN"
+log = logging.getLogger("gateway.gate")
+
 # Cookie headers remembered with the gate token in them (see `cookie_token`), and the
 # longest remembered: 4096 of them take 8 MB at most.
 _COOKIE_HEADERS_MAX = 4096
 _COOKIE_HEADER_MAX_CHARS = 2048
+
+
+class MediaRequest(NamedTuple):
+    """One playlist, segment, init or key request, as a handler read it: no HTTP left.
+    A NamedTuple rather than a dataclass: one is made per media request."""
+
+    stream_id: str
+    path_token: str | None  # the path-token form's token
+    cookie_token: str | None  # the `gate` cookie's (see `HlsGate.cookie_token`)
+    address: str  # the viewer's, behind trusted proxies too
+    path: str  # the media path asked for, not yet checked
+    now_ms: int  # the clock, read once for the whole request
+
+
+class Admitted(NamedTuple):
+    origin: Origin
+    grant: AccessGrant
+    media: MediaPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +83,7 @@ class PlaybackGrant:
 
 class HlsGate:
     def __init__(self, settings: Settings, catalog: Catalog, clock: Clock,
-                 router: web.UrlDispatcher) -> None:
+                 metrics: Metrics) -> None:
         self.access = AccessGate(settings.secret, settings.previous_secrets, clock)
         # No token alive now outlives this: a window is at most this long, and tokens
         # are only made for a window that has opened.
@@ -64,11 +93,8 @@ class HlsGate:
         self._settings = settings
         self.trusted_proxies = settings.trusted_proxies  # for client_address, per request
         self._catalog = catalog
-        self.clock = clock  # public: read once per request by handlers/hls.py
-        # Built once from the named routes: the cookie form, and the token form with a
-        # slot for the token.
-        self._playback_urls = {stream.stream_id: _playback_url_templates(router, stream)
-                               for stream in catalog}
+        self.clock = clock  # public: read once per request by the handlers
+        self._metrics = metrics
         self._fetcher: UpstreamFetcher | None = None
         self._origins: dict[str, Origin] = {}
         # May this token fetch this stream's media now? Raises NoAccess if not (the
@@ -80,13 +106,13 @@ class HlsGate:
         self.granted = 0
         self._cookie_tokens: dict[str, str | None] = {}
         self._devices: Devices | None = None
-        self._counter: DeviceCounter | None = None
+        self._counter: PlaceCounter | None = None
 
     def open(self, http_client: aiohttp.ClientSession, devices: Devices) -> None:
         """Make the origins (HTTP ones share the process's pooled client) and the count
         of playing devices (which reports to the store behind `devices`)."""
         self._devices = devices
-        self._counter = DeviceCounter(devices, self.clock)
+        self._counter = PlaceCounter(devices, self.clock)
         devices.add_listener(self._grant_ended)
         # One memory budget for every origin's hot objects.
         cache = ByteLru(self._settings.segment_cache_bytes)
@@ -110,20 +136,18 @@ class HlsGate:
     def origin(self, stream_id: str) -> Origin | None:
         return self._origins.get(stream_id)
 
-    def cookie_token(self, request: web.Request) -> str | None:
-        """The `gate` cookie's value. aiohttp parses a Cookie header in ~17 us, half a
-        cached playlist's whole cost here, and a player sends the same header with
-        every request: parse each one once, the same way."""
-        raw = request.headers.get(hdrs.COOKIE)
-        if raw is None:
+    def cookie_token(self, cookie_header: str | None) -> str | None:
+        """The `gate` cookie's token in a Cookie header (urls.gate_cookie_token). A
+        player sends the same header with every request: each is read once."""
+        if cookie_header is None:
             return None
-        if raw in self._cookie_tokens:
-            return self._cookie_tokens[raw]
-        token = request.cookies.get(GATE_COOKIE)
-        if len(raw) <= _COOKIE_HEADER_MAX_CHARS:
+        if cookie_header in self._cookie_tokens:
+            return self._cookie_tokens[cookie_header]
+        token = urls.gate_cookie_token(cookie_header)
+        if len(cookie_header) <= _COOKIE_HEADER_MAX_CHARS:
             if len(self._cookie_tokens) >= _COOKIE_HEADERS_MAX:
                 del self._cookie_tokens[next(iter(self._cookie_tokens))]  # the oldest
-            self._cookie_tokens[raw] = token
+            self._cookie_tokens[cookie_header] = token
         return token
 
     @property
@@ -135,30 +159,60 @@ class HlsGate:
     def device_reports(self) -> int:
         return self._counter.store_reports if self._counter is not None else 0
 
-    def admit_now(self, token: str | None, stream_id: str, address: str,
-                  now_ms: int) -> AccessGrant | None:
-        """`admit()` from what this process knows, without waiting: the grant, or None
-        when the device count has to ask the store first (then `await admit()`). Most
-        requests end here: a playing device's place is known for a few seconds."""
-        access = self.check(token, stream_id, now_ms)
-        counter = self._counter
-        assert counter is not None, "HlsGate.open() first"
-        if counter.counting and not counter.admitted(access.session_id, access.grant_id,
-                                                     access.expires_at_ms, address, now_ms):
-            return None
-        return access
+    def admit_now(self, asked: MediaRequest) -> Admitted | None:
+        """The whole decision from what this process knows, without waiting: the
+        grant, or None when the count of places has to ask the store first (then
+        `await admit()`). Most requests end here: a playing device's place is known for
+        a few seconds. Raises what `admit()` raises."""
+        origin = self._origins.get(asked.stream_id)
+        if origin is None:
+            raise UnknownStream()
+        token = asked.path_token or asked.cookie_token
+        try:
+            access = self.check(token, asked.stream_id, asked.now_ms)
+            counter = self._counter
+            assert counter is not None, "HlsGate.open() first"
+            if counter.counting and not counter.admitted(
+                    access.session_id, access.grant_id, access.expires_at_ms, asked.address,
+                    asked.now_ms):
+                return None
+        except NoAccess as refused:
+            self._refused(asked, refused)
+            raise
+        self.granted += 1
+        return Admitted(origin, access, media_path(asked.path))
 
-    async def admit(self, token: str | None, stream_id: str, address: str) -> AccessGrant:
-        """The whole decision for one playlist, segment, init or key request from a
-        client at `address`: `check()`, then the purchase's count of playing devices.
-        Raises NoAccess, or DeviceLimit when this would be one place too many."""
-        access = self.access.check(token, stream_id, self.clock())
+    async def admit(self, asked: MediaRequest) -> Admitted:
+        """The one access decision for a playlist, segment, init or key request, for
+        this gate and for nginx's: a known stream; a valid token for it (the path form
+        first, else the cookie: signature, stream, expiry, ended sessions); room for
+        this place among the purchase's playing devices; an allowed path. In memory:
+        the count of places asks the store only about a place new to this process or
+        last reported a few seconds ago. Refusals are logged and counted here. Raises
+        UnknownStream, NoAccess, DeviceLimit or InvalidRequest (the path)."""
+        admitted = self.admit_now(asked)
+        if admitted is not None:
+            return admitted
+        origin = self._origins[asked.stream_id]
         counter = self._counter
         assert counter is not None, "HlsGate.open() first"
-        if counter.counting:
+        try:
+            # Checked again: the time has not moved, but an ended session may have.
+            access = self.check(asked.path_token or asked.cookie_token, asked.stream_id,
+                                asked.now_ms)
             await counter.admit(access.session_id, access.grant_id, access.expires_at_ms,
-                                address)
-        return access
+                                asked.address)
+        except (NoAccess, DeviceLimit) as refused:
+            self._refused(asked, refused)
+            raise
+        self.granted += 1
+        return Admitted(origin, access, media_path(asked.path))
+
+    def _refused(self, asked: MediaRequest, refused: NoAccess | DeviceLimit) -> None:
+        reason = str(refused.params.get("reason", refused.code))
+        log_event(log, "gate_refused", streamId=asked.stream_id, reason=reason,
+                  form="path" if asked.path_token else "cookie", client=asked.address)
+        self._metrics.gate_refusals.labels(reason).inc()
 
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: a session ended early is refused from now on."""
@@ -189,12 +243,12 @@ class HlsGate:
     def _playback(self, session: PaymentSession, remaining_ms: int,
                   device_grant: DeviceGrant) -> PlaybackGrant:
         token = self.access.token_for(session, device_grant.grant_id)
-        cookie_form, token_form = self._playback_urls[session.stream_id]
+        stream = self._catalog.get(session.stream_id)
+        assert stream is not None, "a paid session of a stream no longer sold"
         return PlaybackGrant(
             token=token,
-            urls={"playbackUrl": cookie_form,
-                  "tokenPlaybackUrl": token_form.replace(_TOKEN_SLOT, token, 1)},
-            cookie=GateCookie(GATE_COOKIE, token, f"/hls/{session.stream_id}/",
+            urls=urls.playback_urls(stream.stream_id, stream.playlist, token),
+            cookie=GateCookie(urls.GATE_COOKIE, token, urls.stream_path(stream.stream_id),
                               max(1, remaining_ms // 1000)),
         )
 
@@ -209,8 +263,3 @@ class HlsGate:
                                   files, self.clock)
         return DirectoryOrigin(stream.origin_dir, files, self.clock)
 
-
-def _playback_url_templates(router: web.UrlDispatcher, stream: Stream) -> tuple[str, str]:
-    return (str(router["hls"].url_for(stream_id=stream.stream_id, path=stream.playlist)),
-            str(router["hls-token"].url_for(stream_id=stream.stream_id, token=_TOKEN_SLOT,
-                                            path=stream.playlist)))

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.device_model import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
-from gateway.gate.hls_gate import PlaybackGrant
+from gateway.gate.hls_gate import HlsGate, MediaRequest, PlaybackGrant
 from gateway.identity import VIEWER_COOKIE, Viewer
 from gateway.keys import IDENTITY, SETTINGS, VIEWER
 from gateway.parsing import ascii_int, decode_json
@@ -283,3 +283,13 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def media_request(request: web.Request, gate: HlsGate, path_token: str | None,
+                  stream_id: str, path: str) -> MediaRequest:
+    """What the gate decides a media request on, read from the request (the URI's parts
+    come from the route, or from the URI nginx passed on): for /hls/ and /gate/auth."""
+    return MediaRequest(
+        stream_id, path_token, gate.cookie_token(request.headers.get(hdrs.COOKIE)),
+        client_address(request, gate.trusted_proxies), path,
+        gate.clock())  # once per request: every check reads the same time

@@ -111,10 +111,3 @@ async def _refuse(request: web.Request, ws: web.WebSocketResponse,
         code = CLOSE_FORBIDDEN if isinstance(refused, NotYours) else CLOSE_NOT_FOUND
     await ws.close(code=code)
 
-
-async def close_all_on_shutdown(app: web.Application) -> None:
-    """on_shutdown: tell every viewer we are going away (1001), so they reconnect to
-    another instance instead of waiting for a heartbeat to time out."""
-    sockets = app[WEBSOCKETS]
-    for ws in list(sockets):  # closing one removes it from the set
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

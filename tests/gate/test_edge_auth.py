@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.handlers.edge import DECISION_REUSE_S, original_target
+from gateway.handlers.edge import DECISION_REUSE_S
 from gateway.keys import GATE
 from gateway.settings import Settings
 from tests.conftest import (
@@ -152,17 +152,6 @@ async def test_the_device_limit_applies_behind_nginx(make_viewer: AppFactory,
     assert await decision("203.0.113.2") == (204, None)
     assert await decision("203.0.113.3") == (403, "device_limit")
     assert await decision("203.0.113.1") == (204, None)  # the two playing play on
-
-
-@pytest.mark.parametrize(("uri", "target"), [
-    ("/hls/s/index.m3u8", ("s", None, "index.m3u8")),
-    ("/hls/s/t/TOK/a/b.ts?_HLS_msn=3", ("s", "TOK", "a/b.ts")),
-    ("/hls/s/t/seg.ts", ("s", None, "t/seg.ts")),  # as the route table reads it
-    ("/hls/s/seg%31.ts", ("s", None, "seg1.ts")),
-])
-def test_the_original_uri_is_read_as_the_routes_read_it(
-        uri: str, target: tuple[str, str | None, str]) -> None:
-    assert original_target(uri) == target
 
 
 async def test_behind_a_trusted_proxy_the_public_url_decides_the_websocket_origin(

@@ -27,7 +27,7 @@ _Place = tuple[str, str]  # (grant id, client address)
 _PRUNE_ABOVE = 4096
 
 
-class DeviceCounter:
+class PlaceCounter:
     def __init__(self, devices: Devices, clock: Clock) -> None:
         self._devices = devices
         self._clock = clock

@@ -1,4 +1,4 @@
-"""The media routes' own matching (handlers/hls.py:MediaResource) against aiohttp's: it
+"""The media routes' own matching (media_routes.py:MediaResource) against aiohttp's: it
 splits paths instead of running aiohttp's pattern, and must match exactly the same
 paths, with the same values, or a URL would reach the gate that aiohttp would refuse
 (or the other way round)."""
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.handlers.hls import MediaDoor, MediaResource
+from gateway.media_routes import MediaDoor, MediaResource
 from tests.conftest import ViewerClient
 from tests.gate.conftest import buy
 
@@ -23,6 +23,12 @@ TEMPLATES = (
     "/hls/{stream_id}/{path:.+}",
     "/bare/{name}",  # bench/bare_in_gateway.py's
 )
+
+
+async def _never(request: web.Request) -> web.StreamResponse:
+    raise AssertionError("a route that only matches")
+
+
 TOKEN = "9ccbe2e4.STVzeXo1T1pETmswWXloN3VYUEpiQXxkaXJ8MTc5NTk2NTQ4OTU5NH.elX7h2rfN1gTiXJm"
 
 # Paths made of what decides a match: the literal segments, empty segments, braces,
@@ -39,7 +45,7 @@ PATHS = st.tuples(st.sampled_from(["hls", "hls/dir/t", "hls/d{/t", "bare", "x", 
 @given(path=PATHS)
 def test_the_media_routes_match_what_aiohttp_matches(path: str) -> None:
     for template in TEMPLATES:
-        ours = MediaResource(template, name="ours")
+        ours = MediaResource(template, name="ours", handler=_never)
         aiohttps = web.DynamicResource(template, name="theirs")
         assert ours._match(path) == aiohttps._match(path), (template, path)
 
@@ -58,18 +64,18 @@ def test_the_media_routes_match_what_aiohttp_matches(path: str) -> None:
 def test_the_token_form_is_split_as_aiohttp_would(path: str,
                                                    expected: dict[str, str] | None) -> None:
     template = TEMPLATES[0]
-    assert MediaResource(template, name="ours")._match(path) == expected
+    assert MediaResource(template, name="ours", handler=_never)._match(path) == expected
     assert web.DynamicResource(template)._match(path) == expected
 
 
 def test_a_route_with_a_pattern_it_cannot_split_is_refused() -> None:
     with pytest.raises(ValueError, match="only a last variable"):
-        MediaResource("/hls/{stream_id:[a-z]+}/{path:.+}", name="x")
+        MediaResource("/hls/{stream_id:[a-z]+}/{path:.+}", name="x", handler=_never)
     with pytest.raises(ValueError, match="only a last variable"):
-        MediaResource("/hls/{stream_id}/{n:[0-9]+}", name="y")
+        MediaResource("/hls/{stream_id}/{n:[0-9]+}", name="y", handler=_never)
 
 
-# What the door (handlers/hls.py:MediaDoor) takes straight to the gate, and what it
+# What the door (media_routes.py:MediaDoor) takes straight to the gate, and what it
 # leaves to the application: (method, path, headers, taken by the door).
 DOOR_CASES: list[tuple[str, str, dict[str, str], bool]] = [
     ("GET", "{token_base}/index.m3u8", {}, True),
@@ -151,7 +157,36 @@ def _on_a_domain(app: web.Application) -> None:
 def test_the_media_door_refuses_to_open_over_a_route_the_router_tries_first(
         add_route: Any) -> None:
     app = web.Application()
-    app.router.register_resource(MediaResource("/hls/{stream_id}/{path:.+}", name="hls"))
+    app.router.register_resource(
+        MediaResource("/hls/{stream_id}/{path:.+}", name="hls", handler=_never))
     add_route(app)
     with pytest.raises(ValueError, match="under a media route's prefix"):
         MediaDoor(app, _elsewhere)  # the router would try it first: the door would not
+
+
+async def test_the_aiohttp_internals_the_media_routes_rely_on_are_all_there() -> None:
+    """setup.cfg pins aiohttp below its next minor version because of these (listed in
+    gateway/media_routes.py). Upgrading is a deliberate act: this names what is gone."""
+    import inspect
+
+    from aiohttp import web_server, web_urldispatcher
+    from aiohttp.test_utils import make_mocked_request
+
+    handle_source = inspect.getsource(web.Application._handle)
+    checks = {
+        "UrlDispatcher._get_resource_index_key":
+            callable(getattr(web.UrlDispatcher, "_get_resource_index_key", None)),
+        "BaseRequest._match_info (set as Application._handle sets it)":
+            hasattr(make_mocked_request("GET", "/"), "_match_info")
+            and "request._match_info = match_info" in handle_source,
+        "DynamicResource._match": callable(getattr(web.DynamicResource, "_match", None)),
+        "web_urldispatcher.MatchedSubAppResource":
+            isinstance(getattr(web_urldispatcher, "MatchedSubAppResource", None), type),
+        "Application._handle building the middleware chain from UrlMappingMatchInfo.apps":
+            "match_info.apps" in handle_source,
+        "Server.request_handler": hasattr(web_server.Server(_never), "request_handler"),
+    }
+    missing = [name for name, present in checks.items() if not present]
+    assert not missing, (
+        "aiohttp changed what gateway/media_routes.py relies on; adapt it, or remove the "
+        f"media door, before raising the pin in setup.cfg: {missing}")
