@@ -144,7 +144,7 @@ class Notification:
     event_id: str
     trx_id: str
     amount: int
-    reported_status: str  # "paid", or the provider's own word for anything else
+    reported_status: str  # REPORTED_PAID, or the provider's own word for anything else
     paid_at_ms: int | None
     received_at_ms: int
     raw_body: str
@@ -155,7 +155,10 @@ class Notification:
     fee: int = 0
 
 
-# `Notification.reported_status` of an authentic notification we could not read.
+# `Notification.reported_status` of a payment, in neutral terms (any other value is the
+# provider's own word for what happened), and of an authentic notification we could
+# not read.
+REPORTED_PAID = "paid"
 UNREADABLE_STATUS = "unreadable"
 
 
@@ -308,7 +311,7 @@ def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecisi
         return refuse(NotificationReason.DUPLICATE_EVENT)
     if note.reported_status == UNREADABLE_STATUS:
         return refuse(NotificationReason.NOT_UNDERSTOOD)
-    if note.reported_status != "paid":
+    if note.reported_status != REPORTED_PAID:
         return refuse(NotificationReason.NOT_A_PAYMENT)
     if session is None:
         return refuse(NotificationReason.UNKNOWN_TRANSACTION)

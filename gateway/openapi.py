@@ -16,7 +16,7 @@ from gateway.device_model import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.i18n import error_message
-from gateway.identity import USER_ID
+from gateway.identity import USER_ID, VIEWER_COOKIE
 from gateway.model import NotificationReason
 from gateway.stream_health import StreamStatus
 
@@ -424,7 +424,7 @@ def document(*, simulator_enabled: bool) -> Schema:
                                    "description": "The API key as a bearer token."},
                 "PlatformToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                   "description": "The host platform's HS256 JWT (sub)."},
-                "ViewerCookie": {"type": "apiKey", "in": "cookie", "name": "viewer",
+                "ViewerCookie": {"type": "apiKey", "in": "cookie", "name": VIEWER_COOKIE,
                                  "description": "Issued by the service on first contact."},
                 "GateCookie": {"type": "apiKey", "in": "cookie", "name": "gate",
                                "description": "Set by check-access for one stream."},

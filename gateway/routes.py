@@ -33,7 +33,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_get("/watch/{stream_id}", pages.watch, name="watch")
     router.add_get("/tickets", pages.tickets, name="tickets")
     router.add_get("/tickets/{session_id}", pages.receipt, name="receipt")
-    router.add_get(pages.WS_PATH, ws.status_socket, name="ws")
+    router.add_get("/ws", ws.status_socket, name="ws")
     router.add_static("/static/", PROJECT_DIR / "static", name="static")
     if HLS_JS_FILE.is_file():  # installed from npm by `dev.py serve`; never committed
         router.add_get("/vendor/hls.min.js", _hls_js, name="hls-js")

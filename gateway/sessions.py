@@ -263,7 +263,7 @@ class SessionService:
                   applied=decision.applied, reason=decision.reason,
                   amount=notification.amount)
         for session in decision.changed:
-            self._log_state(session, "payment_applied" if session.status == "paid"
+            self._log_state(session, "payment_applied" if session.status == SessionStatus.PAID
                             else "session_superseded")
             await self._changed(session)
         return decision

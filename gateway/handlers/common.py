@@ -150,7 +150,7 @@ def current_viewer(request: web.Request) -> Viewer:
             api_key=credential_header(request, "X-Api-Key"),
             # Garbled: no bearer token at all (the cookie may still say who this is).
             authorization=header_text(request, "Authorization"),
-            viewer_cookie=cookie_text(request, "viewer"),
+            viewer_cookie=cookie_text(request, VIEWER_COOKIE),
         )
         request[VIEWER] = viewer
     return viewer
@@ -162,7 +162,7 @@ def known_viewer_id(request: web.Request) -> str | None:
     viewer = request.get(VIEWER) or request.app[IDENTITY].resolve(
         api_key=request.headers.get("X-Api-Key"),
         authorization=request.headers.get("Authorization"),
-        viewer_cookie=request.cookies.get("viewer"),
+        viewer_cookie=request.cookies.get(VIEWER_COOKIE),
     )
     if viewer.via == "new":
         return None

@@ -32,7 +32,6 @@ from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, S
 from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.stream_health import StreamStatus
 
-WS_PATH = "/ws"
 # The watch page warns this long before access ends (and offers the next window from
 # RENEWAL_WINDOW_MS on).
 ACCESS_WARNING_MS = 5 * 60 * 1000
@@ -132,7 +131,7 @@ async def watch(request: web.Request) -> web.Response:
         "generateQris": str(router["generate-qris"].url_for()),
         "checkAccess": str(router["check-access"].url_for()),
         "watchHere": str(router["watch-here"].url_for()),
-        "ws": WS_PATH,
+        "ws": str(router["ws"].url_for()),
     }
     simulator = "simulator-pay" in router
     if simulator:

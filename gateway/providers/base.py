@@ -18,7 +18,7 @@ from enum import StrEnum
 import aiohttp
 
 from gateway.logs import log_event
-from gateway.model import UNREADABLE_STATUS, Notification
+from gateway.model import REPORTED_PAID, UNREADABLE_STATUS, Notification
 
 log = logging.getLogger("gateway.providers")
 
@@ -150,7 +150,8 @@ def status_notification(provider: str, status: TransactionStatus,
         event_id=f"status:{status.trx_id}:{status.state.value}"[:64],
         trx_id=status.trx_id,
         amount=status.amount or 0,
-        reported_status="paid" if status.state == TransactionState.PAID else status.state.value,
+        reported_status=(REPORTED_PAID if status.state == TransactionState.PAID
+                         else status.state.value),
         paid_at_ms=status.paid_at_ms,
         received_at_ms=received_at_ms,
         raw_body=status.raw_body,

@@ -26,7 +26,7 @@ from typing import Any
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderBadResponse
 from gateway.logs import log_event
-from gateway.model import Notification
+from gateway.model import REPORTED_PAID, Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -126,7 +126,7 @@ class MidtransProvider(Provider):
             event_id=f"{body.get('transaction_id') or order_id}:{transaction_status}"[:64],
             trx_id=str(order_id),
             amount=status.amount or 0,
-            reported_status="paid" if status.state == TransactionState.PAID
+            reported_status=REPORTED_PAID if status.state == TransactionState.PAID
             else transaction_status or "unknown",
             paid_at_ms=status.paid_at_ms,
             received_at_ms=received_at_ms,

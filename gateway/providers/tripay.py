@@ -45,7 +45,7 @@ from msgspec import Meta
 from gateway.clock import Clock
 from gateway.errors import NotificationRejected, ProviderReturnedInvalidQris
 from gateway.logs import log_event
-from gateway.model import Notification
+from gateway.model import REPORTED_PAID, Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -215,7 +215,7 @@ class TripayProvider(Provider):
             event_id=f"{callback.reference}:{status}",
             trx_id=callback.reference,
             amount=_price_paid(callback),
-            reported_status="paid" if status == "PAID" else status.lower(),
+            reported_status=REPORTED_PAID if status == "PAID" else status.lower(),
             paid_at_ms=paid_at_s * 1000 if paid_at_s is not None else None,
             received_at_ms=received_at_ms,
             raw_body=raw_body.decode("utf-8", "replace"),

@@ -36,7 +36,7 @@ from msgspec import Meta
 
 from gateway.clock import Clock
 from gateway.errors import NotificationRejected
-from gateway.model import Notification
+from gateway.model import REPORTED_PAID, Notification
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -162,7 +162,7 @@ class XenditProvider(Provider):
             # A fractional or non-positive amount is stored as 0: never equal to a price,
             # so it is kept as a mismatch instead of being refused.
             amount=reported_amount if reported_amount is not None else 0,
-            reported_status="paid" if status.upper() in PAID_STATUSES else status.lower(),
+            reported_status=REPORTED_PAID if status.upper() in PAID_STATUSES else status.lower(),
             paid_at_ms=iso_to_ms(created),
             received_at_ms=received_at_ms,
             raw_body=raw_body.decode("utf-8", "replace"),
