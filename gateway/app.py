@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock, system_clock_ms
+from gateway.forwarding import UntrustedForwarding
 from gateway.gate.hls_gate import HlsGate
 from gateway.i18n import rupiah
 from gateway.identity import IdentityResolver
@@ -31,6 +32,7 @@ from gateway.keys import (
     SIGN_IN_THROTTLE,
     STATUS_HUB,
     SWAGGER_UI_URL,
+    UNTRUSTED_FORWARDING,
     WEBSOCKETS,
     WEBSOCKETS_PER_VIEWER,
 )
@@ -75,6 +77,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[WEBSOCKETS] = weakref.WeakSet()
     app[WEBSOCKETS_PER_VIEWER] = collections.Counter()
     app[METRICS] = Metrics()
+    app[UNTRUSTED_FORWARDING] = UntrustedForwarding()
     if settings.api_key is not None:
         app[OPERATOR_AUTH] = OperatorAuth(settings.api_key, settings.secret,
                                           settings.previous_secrets, clock)

@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-STREAM_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+from gateway.ids import STREAM_ID
+
 MAX_PRICE_RUPIAH = 10_000_000  # QRIS transaction ceiling at the common providers
 _PLAYLIST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.m3u8")
 POSTER_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",

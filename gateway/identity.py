@@ -8,7 +8,6 @@ issued on first contact.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -16,10 +15,10 @@ import jwt
 
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotYours, Unauthenticated
+from gateway.ids import USER_ID
 from gateway.settings import Settings
 from gateway.tokens import Keyring, ValidTokenCache
 
-USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 VIEWER_COOKIE = "viewer"
 VIEWER_COOKIE_MAX_AGE_SECONDS = 400 * 86400  # browsers cap cookie lifetime at 400 days
 
@@ -54,8 +53,10 @@ class IdentityResolver:
         return api_key is not None and self._is_api_key(api_key)
 
     def _is_api_key(self, candidate: str) -> bool:
-        return self._api_key is not None and hmac.compare_digest(candidate.encode(),
-                                                                 self._api_key)
+        # A key is printable ASCII; aiohttp hands other bytes over as lone surrogates,
+        # which could not even be encoded to compare.
+        return (self._api_key is not None and candidate.isascii()
+                and hmac.compare_digest(candidate.encode(), self._api_key))
 
     def resolve(self, *, api_key: str | None, authorization: str | None,
                 viewer_cookie: str | None) -> Viewer:

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.catalog import Catalog
 from gateway.clock import Clock
 from gateway.devices import Devices
+from gateway.forwarding import UntrustedForwarding
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.limits import SessionCreationLimits
@@ -43,6 +44,8 @@ OPERATOR_AUTH = web.AppKey("operator_auth", OperatorAuth)
 SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
 SWAGGER_UI_URL = web.AppKey("swagger_ui_url", str)  # "" when Swagger UI is not installed
 OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
+# Forwarding headers from a peer not in GATEWAY_TRUSTED_PROXIES, noticed (forwarding.py).
+UNTRUSTED_FORWARDING = web.AppKey("untrusted_forwarding", UntrustedForwarding)
 # " https://img.example" ...: the hosts of the catalog's poster URLs, for img-src.
 POSTER_ORIGINS = web.AppKey("poster_origins", str)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 
 def log_event(logger: logging.Logger, event: str, *, level: int = logging.INFO,
@@ -109,8 +110,8 @@ class LoopBatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class MalformedHttpFilter(logging.Filter):
     """aiohttp logs a request it cannot even parse (invalid bytes in the URL, a broken
     header) as an error with a traceback. That is the client's fault, and on the open
-    internet it is routine: one warning line with the reason instead. A client that
-    hangs up while sending its body is one info line."""
+    internet it is routine: one warning line with the reason instead. So is a body that
+    cannot be read. A client that hangs up while sending its body is one info line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -118,6 +119,12 @@ class MalformedHttpFilter(logging.Filter):
             # The client hung up while we read its request: its business, one line.
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args, record.exc_info = "client_gone_mid_request", (), None
+            return True
+        if isinstance(exc, RequestPayloadError):
+            # A body that ends early, lies about its length or has a broken encoding:
+            # answered 400 by the handler; aiohttp then meets it again while draining.
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args, record.exc_info = "request_body_unreadable", (), None
             return True
         if isinstance(exc, HttpProcessingError):
             record.levelno, record.levelname = logging.WARNING, "WARNING"

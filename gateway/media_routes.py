@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import hdrs, web, web_urldispatcher
 from aiohttp.typedefs import Handler
 
+from gateway.middlewares import unparsed_request_response
+
 
 class _MiddlewareSkipped(web.UrlMappingMatchInfo):
     """A match in no application's middleware chain (aiohttp builds the chain from
@@ -167,6 +169,11 @@ class MediaDoor:
         self.taken = 0  # requests taken straight to a media handler
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is not None and expect.lower() != "100-continue":
+            # aiohttp answers any other Expect itself, before the middleware, in plain
+            # text that echoes the header (and fails on bytes that are not text).
+            return unparsed_request_response(request, 417)
         path = request.rel_url.path_safe  # what the router matches
         if (path.startswith(self._prefixes) and request.method in _GET_OR_HEAD
                 and hdrs.EXPECT not in request.headers):

@@ -54,7 +54,8 @@ RETRY_AFTER_SECONDS: dict[type[errors.GatewayError], int] = {
     errors.StoreUnavailable: 2,
     errors.TooManyWebSockets: 10,
 }
-CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                       417: "expectation_failed"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
 _MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
                   "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
@@ -95,6 +96,11 @@ def unparsed_request_response(request: web.BaseRequest, status: int) -> web.Resp
                            code, {})
     _set_every_answers_headers(response.headers)
     return response
+
+
+def _is_static(request: web.Request) -> bool:
+    route = request.match_info.route
+    return isinstance(getattr(route, "resource", None), web.StaticResource)
 
 
 def _wants_page(request: web.Request) -> bool:
@@ -140,6 +146,9 @@ def failure_response(request: web.Request, exc: Exception) -> web.StreamResponse
             response.headers["Allow"] = exc.headers["Allow"]
     elif isinstance(exc, ConnectionResetError):
         raise exc
+    elif isinstance(exc, OSError) and _is_static(request):
+        # A name no file system takes (too long, say): no such file, like any other.
+        response = error_response(request, 404, "not_found")
     else:
         log.exception("unhandled error", extra={"event_fields": {"path": request.path}})
         response = error_response(request, 500, "internal_error")

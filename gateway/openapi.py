@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID
+from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES
 from gateway.device_model import DEVICE_ID
 from gateway.errors import GatewayError
-from gateway.handlers.common import SESSION_ID, TRX_ID
 from gateway.i18n import error_message
-from gateway.identity import USER_ID, VIEWER_COOKIE
+from gateway.identity import VIEWER_COOKIE
+from gateway.ids import SESSION_ID, STREAM_ID, TRX_ID, USER_ID
 from gateway.model import NotificationReason
 from gateway.stream_health import StreamStatus
 
@@ -24,8 +24,8 @@ Schema = dict[str, Any]
 
 # Codes an answer may carry beyond the domain's (GatewayError subclasses): HTTP-level
 # refusals made by aiohttp, and the last resort.
-_HTTP_CODES = ("not_found", "method_not_allowed", "payload_too_large", "http_400",
-               "internal_error")
+_HTTP_CODES = ("not_found", "method_not_allowed", "payload_too_large", "expectation_failed",
+               "http_400", "internal_error")
 
 
 def error_codes() -> list[str]:

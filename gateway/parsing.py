@@ -15,6 +15,9 @@ T = TypeVar("T")
 # Our bodies are flat objects; anything deeper is not for us (and thousands of levels
 # would exhaust the decoder's recursion).
 MAX_JSON_DEPTH = 16
+# Providers' bodies nest a few levels (Xendit's data.payment_detail...); far deeper is
+# no notification of theirs, and would exhaust the decoder's recursion.
+PROVIDER_JSON_MAX_DEPTH = 32
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _JSON_NESTING = re.compile(rb"[\[\]{}]")
 # int() also takes '²' and '٣', and thousands of digits: numbers are ASCII, and short.
@@ -33,11 +36,17 @@ def json_depth(raw: bytes) -> int:
     return deepest
 
 
+def too_deep(raw: bytes, max_depth: int) -> bool:
+    """Whether JSON text nests deeper than `max_depth`: checked before any decoder
+    (json, msgspec) recurses into it. Cheap when there are few brackets at all."""
+    return raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(raw) > max_depth
+
+
 def decode_json(raw: bytes, shape: type[T]) -> T:
     """UTF-8 JSON, at most MAX_JSON_DEPTH deep, decoded strictly into `shape`: wrong
     types, floats for integers, missing fields, invalid UTF-8 and malformed JSON are a
     400 naming the problem."""
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
+    if too_deep(raw, MAX_JSON_DEPTH):
         raise InvalidRequest(detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
     try:
         return msgspec.json.decode(raw, type=shape)

@@ -4,10 +4,12 @@
   connection is closed (a body has its own timeout: handlers.common.read_body);
 - at most GATEWAY_MAX_CONNECTIONS connections are open, below the process's descriptor
   limit, which is raised to the hard limit at start-up where the system allows. At the
-  cap, the oldest connection still trickling its headers makes room for the newcomer,
-  or, if none does, the newcomer is closed at once. So a flood of slow clients cannot
-  take every descriptor and stop the service answering anyone (1,084 such clients once
-  did, against a limit of 1,024);
+  cap, an idle keep-alive connection, else the slowest request still sending its
+  headers, else the slowest still sending its body makes room for the newcomer (see
+  `ConnectionGuard`); only when every connection is busy with an answer is the newcomer
+  closed at once. So a flood of slow or idle clients cannot take every descriptor and
+  stop the service answering anyone (1,084 slow clients once did, against a limit of
+  1,024; 200 idle ones locked out a service capped at 200 for as long as they stayed);
 - the media routes are taken straight to their handler (`media_routes.MediaDoor`).
 """
 
@@ -19,7 +21,7 @@ import logging
 import resource
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -30,6 +32,8 @@ from gateway.middlewares import unparsed_request_response
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.serve")
+
+RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # The listen backlog. asyncio accepts up to this many connections in one go, before the
 # cap can close any of them, so it is part of the descriptors kept in reserve.
@@ -66,14 +70,23 @@ def connection_cap(configured: int, descriptor_limit: int) -> int:
 
 
 class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol for one connection, watched: when it opened, and whether its
-    first request's headers are complete."""
+    """aiohttp's protocol for one connection, watched: what it is doing and since when.
+
+    A connection is reading a request's headers (`HEAD`, against the header deadline:
+    every request, not only the first), or busy with a request (`BUSY`: its body, the
+    handler, the answer). Once the handler has returned and the answer has left, it is
+    idle (keep-alive) until its next request's first bytes."""
+
+    HEAD, BUSY = "head", "busy"
 
     def __init__(self, guard: ConnectionGuard, inner: Any) -> None:
         self._guard = guard
         self._inner = inner
-        self._head = b""
-        self.headers_done = False
+        self._tail = b""
+        self.phase = self.HEAD
+        self.since_s = 0.0  # loop time the phase (or, once handled, idleness) began
+        self.handled = False  # the request's handler has returned
+        self.request: web.BaseRequest | None = None  # while its handler runs
         self.transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -81,20 +94,40 @@ class _Guarded(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self._inner.connection_made(transport)
-        self._deadline = asyncio.get_running_loop().call_later(
-            self._guard.header_timeout_s, self._headers_overdue)
+        self._expect_headers()
         self._guard.opened(self)
 
+    def _expect_headers(self) -> None:
+        self.phase, self.handled, self._tail = self.HEAD, False, b""
+        loop = asyncio.get_running_loop()
+        self.since_s = loop.time()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = loop.call_later(self._guard.header_timeout_s, self._headers_overdue)
+
     def data_received(self, data: bytes) -> None:
-        if not self.headers_done:
+        if self.handled:
+            self._expect_headers()  # the next request on a kept-alive connection
+        if self.phase == self.HEAD:
             # Only the tail matters for the blank line; the parser bounds header size.
-            self._head = self._head[-3:] + data
-            if b"\r\n\r\n" in self._head:
-                self.headers_done = True
-                self._head = b""
+            self._tail = self._tail[-3:] + data
+            if b"\r\n\r\n" in self._tail:
+                self.phase, self._tail = self.BUSY, b""
+                self.since_s = asyncio.get_running_loop().time()
                 if self._deadline is not None:
                     self._deadline.cancel()
         self._inner.data_received(data)
+
+    def is_idle(self) -> bool:
+        """Between requests, nothing left to send: closing it costs its client one
+        reconnection."""
+        return (self.handled and self.transport is not None
+                and self.transport.get_write_buffer_size() == 0)
+
+    def is_sending_body(self) -> bool:
+        """A request whose body is still arriving: a slow upload, or a trickle."""
+        return (self.request is not None and not self.handled
+                and not self.request.content.is_eof())
 
     def eof_received(self) -> bool | None:
         result: bool | None = self._inner.eof_received()
@@ -104,6 +137,7 @@ class _Guarded(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self._guard.closed(self)
+        self.request = None
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -113,7 +147,7 @@ class _Guarded(asyncio.Protocol):
         self._inner.resume_writing()
 
     def _headers_overdue(self) -> None:
-        if not self.headers_done and self.transport is not None:
+        if self.phase == self.HEAD and self.transport is not None:
             self._guard.header_timeouts += 1
             self.close()
 
@@ -146,10 +180,17 @@ def _protocol(server: web.Server) -> web_protocol.RequestHandler:
 
 
 class ConnectionGuard:
+    """At most `max_connections` open. At the cap a newcomer takes the place of, in
+    this order: the connection idle longest (keep-alive, between requests), the one
+    that has been sending its request headers longest, the one that has been sending
+    its request body longest. A newcomer is refused only when every connection is busy
+    with a request whose body has arrived (answers being made or sent, WebSockets)."""
+
     def __init__(self, max_connections: int, header_timeout_s: float) -> None:
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
         self._open: dict[_Guarded, None] = {}  # oldest first
+        self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self.header_timeouts = 0
         self.evicted = 0
         self.refused = 0
@@ -161,20 +202,57 @@ class ConnectionGuard:
     def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, make_protocol())
 
+    def track(self, handler: RequestHandler) -> RequestHandler:
+        """The server's request handler, telling the guard when each connection's
+        request is handled (after that, once its answer has left, it is idle)."""
+        async def tracked(request: web.BaseRequest) -> web.StreamResponse:
+            connection = self._by_transport.get(request.transport)  # type: ignore[arg-type]
+            if connection is None:
+                return await handler(request)
+            connection.request = request
+            try:
+                return await handler(request)
+            finally:
+                connection.request = None
+                connection.handled = True
+                connection.since_s = asyncio.get_running_loop().time()
+        return tracked
+
     def opened(self, connection: _Guarded) -> None:
         if len(self._open) >= self.max_connections:
-            slow = next((held for held in self._open if not held.headers_done), None)
-            if slow is None:
+            victim = self._victim()
+            if victim is None:
                 self.refused += 1
                 connection.close()
                 return
             self.evicted += 1
-            slow.close()
-            self._open.pop(slow, None)
+            victim.close()
+            self._forget(victim)
         self._open[connection] = None
+        if connection.transport is not None:
+            self._by_transport[connection.transport] = connection
+
+    def _victim(self) -> _Guarded | None:
+        idle = slow_head = slow_body = None
+        for held in self._open:
+            if held.is_idle():
+                if idle is None or held.since_s < idle.since_s:
+                    idle = held
+            elif held.phase == _Guarded.HEAD:
+                if slow_head is None or held.since_s < slow_head.since_s:
+                    slow_head = held
+            elif held.is_sending_body() and (slow_body is None
+                                             or held.since_s < slow_body.since_s):
+                slow_body = held
+        return idle or slow_head or slow_body
+
+    def _forget(self, connection: _Guarded) -> None:
+        self._open.pop(connection, None)
+        if connection.transport is not None:
+            self._by_transport.pop(connection.transport, None)
 
     def closed(self, connection: _Guarded) -> None:
-        self._open.pop(connection, None)
+        self._forget(connection)
 
 
 class _GuardedSite(web.BaseSite):
@@ -218,6 +296,9 @@ async def serve(app: web.Application, settings: Settings) -> None:
     try:
         await runner.setup()
         open_media_door(runner)
+        server = runner.server
+        assert server is not None
+        server.request_handler = guard.track(server.request_handler)
         site = _GuardedSite(runner, settings.host, settings.port, guard)
         await site.start()
         log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,

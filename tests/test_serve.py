@@ -135,3 +135,89 @@ def test_a_request_that_cannot_be_parsed_gets_the_json_error(served: ServerProce
     assert json.loads(body) == {"success": False, "code": "http_400",
                                 "error": error_message("id", "http_400", {})}
     assert b"d\xc3\xa9mo" not in body and b"X-Long" not in body
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer on a kept-alive connection (its Content-Length says where it
+    ends)."""
+    sock.settimeout(10)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+def newcomers_are_answered(server: ServerProcess, count: int = 5) -> None:
+    """Each new client is answered within a few seconds (urllib's timeout fails it)."""
+    for _ in range(count):
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=3) as response:
+            assert response.status == 200
+
+
+@pytest.fixture
+def capped(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = start(tmp_path, GATEWAY_MAX_CONNECTIONS="200")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_idle_keep_alive_connections_at_the_cap_make_room(capped: ServerProcess) -> None:
+    """200 clients that asked once and stay connected, silent, fill a cap of 200: the
+    newcomer takes an idle one's place instead of being turned away."""
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", capped.port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(sock).startswith(b"HTTP/1.1 200")
+            idle.append(sock)
+        newcomers_are_answered(capped)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_trickled_console_forms_at_the_cap_make_room(capped: ServerProcess) -> None:
+    """200 strangers trickling a sign-in form's body fill a cap of 200: the slowest
+    makes room for each newcomer (each is also cut off with a 408 in its time)."""
+    trickling: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", capped.port))
+            # Answered first, so it is surely among the open connections (a connect
+            # only waits in the listen backlog until the service accepts it).
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(sock).startswith(b"HTTP/1.1 200")
+            sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/x-www-form-urlencoded\r\n"
+                         b"Content-Length: 1000\r\n\r\nname=a")
+            trickling.append(sock)
+        newcomers_are_answered(capped)
+    finally:
+        for sock in trickling:
+            sock.close()
+
+
+def test_a_sign_in_form_that_never_ends_is_a_408(quick_timeouts: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", quick_timeouts.port)) as sock:
+        sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100\r\n\r\nname=")
+        answer = closed_by_server(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+def test_every_request_on_a_kept_alive_connection_has_the_header_deadline(
+        quick_timeouts: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", quick_timeouts.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert closed_by_server(sock) == b""

@@ -26,9 +26,13 @@ from aiohttp import web
 
 from gateway.device_model import PLAYING_WINDOW_MS
 from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
-from gateway.handlers.common import SESSION_ID, TRX_ID, client_address, cookie_secure
+from gateway.handlers.common import (
+    client_address,
+    cookie_secure,
+    read_form,
+)
 from gateway.i18n import catalog, choose_language
-from gateway.identity import USER_ID
+from gateway.ids import SESSION_ID, TRX_ID, USER_ID
 from gateway.keys import (
     CATALOG,
     CLOCK,
@@ -124,18 +128,19 @@ async def _action(request: web.Request, action: str) -> tuple[Operator, dict[str
     """A console action: our origin, a live sign-in, and its CSRF token. Refusals are
     logged like the actions they stopped."""
     operator = _operator(request)
-    form = await request.post()
+    # Refused before its body is read: a stranger's request costs no wait at all.
     if not _same_origin(request):
         _log_refused(request, action, operator, "origin")
         raise CsrfRefused()
     if operator is None:
         _log_refused(request, action, None, "not signed in")
         raise SignInRequired()
+    form = await read_form(request)
     token = form.get("csrf")
     if not isinstance(token, str) or not request.app[OPERATOR_AUTH].csrf_valid(operator, token):
         _log_refused(request, action, operator, "csrf token")
         raise CsrfRefused()
-    return operator, {name: value for name, value in form.items() if isinstance(value, str)}
+    return operator, form
 
 
 def _log_action(request: web.Request, operator: Operator | None, action: str,
@@ -183,7 +188,7 @@ async def sign_in_form(request: web.Request) -> web.Response:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     name = str(form.get("name", "")).strip()
     key = str(form.get("key", ""))
     next_url = _safe_next(str(form.get("next", "")))

@@ -11,13 +11,11 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway import qris
-from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, STREAM_ID, Stream
+from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, Stream
 from gateway.device_model import DEVICE_ID, GrantReport
 from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
-    SESSION_ID,
-    TRX_ID,
     client_address,
     current_viewer,
     ok,
@@ -30,7 +28,8 @@ from gateway.handlers.common import (
     require_operator,
     set_gate_cookie,
 )
-from gateway.identity import USER_ID, acting_user, session_owner
+from gateway.identity import acting_user, session_owner
+from gateway.ids import SESSION_ID, STREAM_ID, TRX_ID, USER_ID
 from gateway.keys import (
     CATALOG,
     CLOCK,

@@ -17,19 +17,18 @@ from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.device_model import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import HlsGate, MediaRequest, PlaybackGrant
 from gateway.identity import VIEWER_COOKIE, Viewer
-from gateway.keys import IDENTITY, SETTINGS, VIEWER
+from gateway.keys import IDENTITY, SETTINGS, UNTRUSTED_FORWARDING, VIEWER
 from gateway.parsing import ascii_int, decode_json
 from gateway.settings import IpNetwork
 
 T = TypeVar("T")
 
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-TRX_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -47,12 +46,27 @@ _HEADER_TEXT = re.compile(r"[\x20-\x7e]*")
 
 async def read_body(request: web.Request) -> bytes:
     """The raw body, bounded in size (the app's client_max_size: 413) and in time (408),
-    so a client trickling its body cannot hold a connection for ever."""
+    so a client trickling its body cannot hold a connection for ever. A body that cannot
+    be read (it ends before its length, a chunk or a Content-Encoding is broken) is 400."""
     try:
         async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout() from None
+    except RequestPayloadError:
+        raise InvalidRequest(detail="the request body could not be read") from None
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A form's text fields (the console's), bounded in size and time as `read_body`."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
+            form = await request.post()
+    except TimeoutError:
+        raise RequestTimeout() from None
+    except (RequestPayloadError, ValueError):  # a body that is no form at all
+        raise InvalidRequest(detail="the form could not be read") from None
+    return {name: value for name, value in form.items() if isinstance(value, str)}
 
 
 async def read_json(request: web.Request, shape: type[T], *, allow_empty: bool = False) -> T:
@@ -160,9 +174,9 @@ def known_viewer_id(request: web.Request) -> str | None:
     """The viewer's id if they have been here before (or are a platform's user), else
     None, without making them a new viewer (which would issue a cookie)."""
     viewer = request.get(VIEWER) or request.app[IDENTITY].resolve(
-        api_key=request.headers.get("X-Api-Key"),
-        authorization=request.headers.get("Authorization"),
-        viewer_cookie=request.cookies.get(VIEWER_COOKIE),
+        api_key=credential_header(request, "X-Api-Key"),
+        authorization=header_text(request, "Authorization"),
+        viewer_cookie=cookie_text(request, VIEWER_COOKIE),
     )
     if viewer.via == "new":
         return None
@@ -236,6 +250,9 @@ def _authority(url: str) -> str:
     return url.split("://", 1)[1].split("/", 1)[0]
 
 
+_FORWARDED_FOR = "X-Forwarded-For"
+
+
 def client_address(request: web.Request,
                    proxies: tuple[IpNetwork, ...] | None = None) -> str:
     """The viewer's address: the connection's, or, when the connection comes from a
@@ -246,6 +263,8 @@ def client_address(request: web.Request,
     if proxies is None:
         proxies = request.app[SETTINGS].trusted_proxies
     if not proxies or not _trusted(peer, proxies):
+        if _FORWARDED_FOR in request.headers:
+            request.app[UNTRUSTED_FORWARDING].saw(peer)
         return peer
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded:
@@ -289,7 +308,10 @@ def media_request(request: web.Request, gate: HlsGate, path_token: str | None,
                   stream_id: str, path: str) -> MediaRequest:
     """What the gate decides a media request on, read from the request (the URI's parts
     come from the route, or from the URI nginx passed on): for /hls/ and /gate/auth."""
+    cookies = request.headers.getall(hdrs.COOKIE, None)
     return MediaRequest(
-        stream_id, path_token, gate.cookie_token(request.headers.get(hdrs.COOKIE)),
+        # Several Cookie headers are read as one, as nginx reads them (gate/urls.py).
+        stream_id, path_token,
+        gate.cookie_token(None if cookies is None else "; ".join(cookies)),
         client_address(request, gate.trusted_proxies), path,
         gate.clock())  # once per request: every check reads the same time

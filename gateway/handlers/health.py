@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.errors import StoreUnavailable
 from gateway.handlers.common import ok
-from gateway.keys import STORE
+from gateway.keys import STORE, UNTRUSTED_FORWARDING
 
 READY_TIMEOUT_S = 1.0  # a load balancer checks every few seconds: answer well inside
 
@@ -23,4 +23,9 @@ async def readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(request.app[STORE].ping(), READY_TIMEOUT_S)
     except Exception:  # timeout or connection error alike: send traffic elsewhere
         raise StoreUnavailable() from None
-    return ok({"status": "ready"})
+    ready: dict[str, object] = {"status": "ready"}
+    forwarding = request.app[UNTRUSTED_FORWARDING]
+    if forwarding.peer is not None:
+        # Ready all the same: a misconfiguration to fix, not a reason to take traffic away.
+        ready["warnings"] = [forwarding.hint]
+    return ok(ready)

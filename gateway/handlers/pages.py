@@ -13,7 +13,6 @@ from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.api import access_json, poster_url
 from gateway.handlers.common import (
-    SESSION_ID,
     current_viewer,
     known_viewer_id,
     path_value,
@@ -28,6 +27,7 @@ from gateway.i18n import (
     time_until_text,
 )
 from gateway.identity import acting_user
+from gateway.ids import SESSION_ID
 from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
 from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.stream_health import StreamStatus

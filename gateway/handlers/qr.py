@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers.common import SESSION_ID, current_viewer, path_value, query_value
-from gateway.identity import USER_ID, session_owner
+from gateway.handlers.common import current_viewer, path_value, query_value
+from gateway.identity import session_owner
+from gateway.ids import SESSION_ID, USER_ID
 from gateway.keys import CLOCK, QR_IMAGES, SESSIONS
 
 

@@ -16,8 +16,9 @@ from msgspec import Meta
 
 from gateway.catalog import MAX_PRICE_RUPIAH
 from gateway.errors import ProviderUnavailable, SimulatorDisabled
-from gateway.handlers.common import TRX_ID, current_viewer, ok, path_value, read_json
+from gateway.handlers.common import current_viewer, ok, path_value, read_json
 from gateway.identity import session_owner
+from gateway.ids import TRX_ID
 from gateway.keys import HTTP_CLIENT, PROVIDER, SESSIONS
 from gateway.providers.simulator import SimulatorProvider
 

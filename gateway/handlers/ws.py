@@ -22,7 +22,6 @@ from gateway.errors import (
     TooManyWebSockets,
 )
 from gateway.handlers.common import (
-    SESSION_ID,
     current_viewer,
     header_text,
     query_value,
@@ -30,6 +29,7 @@ from gateway.handlers.common import (
 )
 from gateway.i18n import choose_language, error_message
 from gateway.identity import Viewer, session_owner
+from gateway.ids import SESSION_ID
 from gateway.keys import SESSIONS, SETTINGS, STATUS_HUB, WEBSOCKETS, WEBSOCKETS_PER_VIEWER
 from gateway.logs import log_event
 from gateway.settings import SERVER_NAME
@@ -68,7 +68,16 @@ async def status_socket(request: web.Request) -> web.WebSocketResponse:
                 del per_viewer[holder]
 
 
+# What aiohttp's handshake reads. Bytes that are no text reach it as lone surrogates,
+# which it fails on (a 500) instead of refusing.
+_HANDSHAKE_HEADERS = ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+                      "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
+
+
 async def _serve_socket(request: web.Request, viewer: Viewer) -> web.WebSocketResponse:
+    for name in _HANDSHAKE_HEADERS:
+        if name in request.headers and header_text(request, name) is None:
+            raise InvalidRequest(detail=f"{name} is not text")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, compress=False, max_msg_size=4096)
     ws.headers["Server"] = SERVER_NAME  # finish_headers leaves a handshake alone
     await ws.prepare(request)

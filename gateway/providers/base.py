@@ -14,13 +14,26 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
 import aiohttp
 
+from gateway.errors import InvalidRequest
+from gateway.ids import TRX_ID
 from gateway.logs import log_event
 from gateway.model import REPORTED_PAID, UNREADABLE_STATUS, Notification
 
 log = logging.getLogger("gateway.providers")
+
+
+def path_id(trx_id: str) -> str:
+    """A transaction id as it goes into a provider's URL path: one of the ids'
+    grammar (no slash, never only dots, so no path segment to climb out with), and
+    percent-encoded all the same. Anything else is refused before the provider is
+    asked, with our credentials, about nonsense."""
+    if not TRX_ID.fullmatch(trx_id):
+        raise InvalidRequest(detail="not a transaction id")
+    return quote(trx_id, safe="")
 
 
 class UnreadableNotification(Exception):
@@ -129,9 +142,17 @@ class Provider(abc.ABC):
                       provider=self.name, trxId=problem.trx_id, detail=str(problem)[:200])
             return kept_unread(self.name, problem, raw_body, received_at_ms)
 
-    @abc.abstractmethod
     async def transaction_status(self, trx_id: str) -> TransactionStatus:
-        """Ask the provider, server to server, what happened to a transaction."""
+        """Ask the provider, server to server, what happened to a transaction. An id
+        outside the ids' grammar is no transaction of anyone's: the provider is not
+        asked about it, with our credentials, at a URL it could bend."""
+        if not TRX_ID.fullmatch(trx_id):
+            return TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
+        return await self._transaction_status(trx_id)
+
+    @abc.abstractmethod
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
+        """`transaction_status`, for an id of the grammar: the adapter's own call."""
 
     async def cancel(self, trx_id: str) -> bool:
         """End a still-unpaid transaction at the provider when our payment window closes.

@@ -27,12 +27,14 @@ from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderBadResponse
 from gateway.logs import log_event
 from gateway.model import REPORTED_PAID, Notification
+from gateway.parsing import PROVIDER_JSON_MAX_DEPTH, too_deep
 from gateway.providers.base import (
     CreatedQris,
     Provider,
     TransactionState,
     TransactionStatus,
     UnreadableNotification,
+    path_id,
 )
 from gateway.providers.http_api import call_json, whole_rupiah
 from gateway.providers.values import wib_ms, wib_text
@@ -97,6 +99,8 @@ class MidtransProvider(Provider):
         # The signature lives inside the body: a body that cannot be read is as good as
         # unsigned, and is refused like a forgery.
         try:
+            if too_deep(raw_body, PROVIDER_JSON_MAX_DEPTH):
+                raise ValueError("nested too deep")
             body = json.loads(raw_body)
         except ValueError:
             raise NotificationRejected(reason="malformed body") from None
@@ -167,8 +171,8 @@ class MidtransProvider(Provider):
         return TransactionStatus(order_id, state, amount, paid_at_ms, fee=fee,
                                  raw_body=raw_body)
 
-    async def transaction_status(self, trx_id: str) -> TransactionStatus:
-        status, answer = await self._call("GET", f"/v2/{trx_id}/status")
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
+        status, answer = await self._call("GET", f"/v2/{path_id(trx_id)}/status")
         if not isinstance(answer, dict):
             raise ProviderBadResponse(detail="status answer is not an object")
         if str(answer.get("status_code")) == "404" or status == 404:
@@ -180,7 +184,7 @@ class MidtransProvider(Provider):
     async def cancel(self, trx_id: str) -> bool:
         """Midtrans' expire API ends a pending transaction now, instead of whenever its
         batch scheduler gets round to it."""
-        _, answer = await self._call("POST", f"/v2/{trx_id}/expire")
+        _, answer = await self._call("POST", f"/v2/{path_id(trx_id)}/expire")
         expired = isinstance(answer, dict) and str(answer.get("status_code")) == "407"
         log_event(log, "provider_transaction_expired" if expired else
                   "provider_transaction_not_expired", trxId=trx_id,

@@ -26,19 +26,21 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import InvalidRequest, NotificationRejected, ProviderBadResponse
+from gateway.ids import TRX_ID
 from gateway.model import Notification
+from gateway.parsing import PROVIDER_JSON_MAX_DEPTH, too_deep
 from gateway.providers.base import (
     CreatedQris,
     Provider,
     TransactionState,
     TransactionStatus,
+    path_id,
     status_notification,
 )
 from gateway.providers.http_api import call_json, whole_rupiah
 from gateway.providers.values import wib_ms
 
 PRODUCTION_URL = "https://rest.otomatis.vip"
-_TRX_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _MAX_HINT_BYTES = 8192
 
 
@@ -74,7 +76,7 @@ class OtomatisProvider(Provider):
             raise ProviderBadResponse(detail=f"generate refused: {str(error)[:120]}")
         qr_string, trx_id = answer.get("data"), answer.get("trx_id")
         if not isinstance(qr_string, str) or not isinstance(trx_id, str) \
-                or not _TRX_ID.fullmatch(trx_id):
+                or not TRX_ID.fullmatch(trx_id):
             raise ProviderBadResponse(detail="generate answer without data or trx_id")
         raw_fee = answer.get("fee")
         fee = 0 if raw_fee in (None, 0, "0") else whole_rupiah(raw_fee)
@@ -93,12 +95,14 @@ class OtomatisProvider(Provider):
         """The callback only names a transaction; the status API says what happened."""
         if len(raw_body) > _MAX_HINT_BYTES:
             raise InvalidRequest(detail="callback body too large")
+        if too_deep(raw_body, PROVIDER_JSON_MAX_DEPTH):
+            raise InvalidRequest(detail="callback body nested too deep")
         try:
             hint = json.loads(raw_body)
         except ValueError:
             raise InvalidRequest(detail="callback body is not JSON") from None
         trx_id = hint.get("trx_id") if isinstance(hint, dict) else None
-        if not isinstance(trx_id, str) or not _TRX_ID.fullmatch(trx_id):
+        if not isinstance(trx_id, str) or not TRX_ID.fullmatch(trx_id):
             raise InvalidRequest(detail="callback without a valid trx_id")
         status = await self.transaction_status(trx_id)
         if status.state == TransactionState.UNKNOWN:
@@ -108,8 +112,8 @@ class OtomatisProvider(Provider):
         return replace(note, raw_body=json.dumps(
             {"callback": raw_body.decode("utf-8", "replace"), "checkstatus": status.raw_body}))
 
-    async def transaction_status(self, trx_id: str) -> TransactionStatus:
-        _, answer = await self._post(f"/api/checkstatus/v2/{trx_id}", {
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
+        _, answer = await self._post(f"/api/checkstatus/v2/{path_id(trx_id)}", {
             "uuid": self._api_key, "client": self._username, "client_key": self._api_key,
         })
         if not isinstance(answer, dict):

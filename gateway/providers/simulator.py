@@ -76,7 +76,7 @@ class SimulatorProvider(Provider):
         while len(self._transactions) > _TRACKED_TRANSACTIONS:
             self._transactions.popitem(last=False)
 
-    async def transaction_status(self, trx_id: str) -> TransactionStatus:
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
         return self._transactions.get(
             trx_id, TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
         )

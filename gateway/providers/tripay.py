@@ -46,6 +46,7 @@ from gateway.clock import Clock
 from gateway.errors import NotificationRejected, ProviderReturnedInvalidQris
 from gateway.logs import log_event
 from gateway.model import REPORTED_PAID, Notification
+from gateway.parsing import PROVIDER_JSON_MAX_DEPTH, too_deep
 from gateway.providers.base import (
     CreatedQris,
     Provider,
@@ -202,6 +203,8 @@ class TripayProvider(Provider):
         if event != PAYMENT_STATUS_EVENT:
             raise UnreadableNotification(
                 f"not a payment_status callback: {(event or '')[:40]!r}")
+        if too_deep(raw_body, PROVIDER_JSON_MAX_DEPTH):
+            raise UnreadableNotification("JSON nested too deep")
         try:
             callback = msgspec.json.decode(raw_body, type=_Callback)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -226,7 +229,7 @@ class TripayProvider(Provider):
             fee=callback.fee_customer,
         )
 
-    async def transaction_status(self, trx_id: str) -> TransactionStatus:
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
         unknown = TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
         answer = await call(self.http, self.name, "GET",
                             f"{self._base_url}/transaction/detail",

@@ -37,12 +37,14 @@ from msgspec import Meta
 from gateway.clock import Clock
 from gateway.errors import NotificationRejected
 from gateway.model import REPORTED_PAID, Notification
+from gateway.parsing import PROVIDER_JSON_MAX_DEPTH, too_deep
 from gateway.providers.base import (
     CreatedQris,
     Provider,
     TransactionState,
     TransactionStatus,
     UnreadableNotification,
+    path_id,
 )
 from gateway.providers.http_api import (
     call,
@@ -171,12 +173,12 @@ class XenditProvider(Provider):
             replay_key=None,
         )
 
-    async def transaction_status(self, trx_id: str) -> TransactionStatus:
+    async def _transaction_status(self, trx_id: str) -> TransactionStatus:
         unknown = TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
-        if not trx_id.startswith("qr_") or "/" in trx_id:
+        if not trx_id.startswith("qr_"):
             return unknown
-        answer = await call(self.http, self.name, "GET",
-                            f"{self._base_url}/qr_codes/{trx_id}/payments",
+        qr_url = f"{self._base_url}/qr_codes/{path_id(trx_id)}"
+        answer = await call(self.http, self.name, "GET", f"{qr_url}/payments",
                             timeout_seconds=self._timeout_seconds, headers=self._headers())
         if answer.status == 404:
             return unknown
@@ -186,7 +188,7 @@ class XenditProvider(Provider):
             if payment.status.upper() in PAID_STATUSES:
                 return TransactionStatus(trx_id, TransactionState.PAID,
                                          whole_rupiah(payment.amount), iso_to_ms(payment.created))
-        answer = await call(self.http, self.name, "GET", f"{self._base_url}/qr_codes/{trx_id}",
+        answer = await call(self.http, self.name, "GET", qr_url,
                             timeout_seconds=self._timeout_seconds, headers=self._headers())
         if answer.status == 404:
             return unknown
@@ -202,6 +204,8 @@ class XenditProvider(Provider):
 
 def _parse_event(raw_body: bytes) -> tuple[str, str, float, str, str | None]:
     """(payment id, QR id, amount, status, created) from either callback shape."""
+    if too_deep(raw_body, PROVIDER_JSON_MAX_DEPTH):
+        raise UnreadableNotification("JSON nested too deep")
     try:
         event = msgspec.json.decode(raw_body, type=_Event)
     except msgspec.ValidationError as current_problem:

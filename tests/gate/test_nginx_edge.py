@@ -447,3 +447,26 @@ async def test_a_revoked_ticket_stops_within_the_decision_lifetime_whatever_its_
             await asyncio.gather(own_window(a), bought_ahead(b), renewal(c))
     finally:
         edge.stop()
+
+
+async def test_a_decision_is_cached_under_the_credential_it_was_made_on(edge: Edge) -> None:
+    """A request carrying the gate cookie twice has no credential, in nginx as in the
+    service: its refusal is never cached under one of its copies, and no copy opens
+    anything for the other."""
+    async with browser(edge) as viewer:
+        await buy(viewer, "dir")
+        valid = gate_cookie(viewer, edge, "dir")
+
+    async def status(cookie_header: str) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.write(f"GET /hls/dir/index.m3u8 HTTP/1.1\r\nHost: 127.0.0.1:{edge.port}\r\n"
+                     f"Cookie: {cookie_header}\r\nConnection: close\r\n\r\n".encode())
+        status_line = await asyncio.wait_for(reader.readline(), timeout=10)
+        writer.close()
+        return int(status_line.split()[1])
+
+    assert await status(f"gate=junk; gate={valid}") == 403
+    assert await status("gate=junk") == 403  # no "yes" was stored under junk
+    assert await status(f"gate={valid}; gate=junk") == 403
+    assert await status(f"gate={valid}") == 200  # nor a "no" under the valid one
+    assert await status(f"other=1; gate={valid}") == 200

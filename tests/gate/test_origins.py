@@ -374,3 +374,25 @@ async def test_a_range_we_do_not_serve_is_ignored(gate_viewer: ViewerClient, ts_
                                         "latin-1")}) as response:
         assert response.status == 200
         assert await response.read() == (ts_dir / "seg2.ts").read_bytes()
+
+
+async def test_ranges_and_a_whole_request_share_one_upstream_fetch_and_fill_the_cache(
+        gate_viewer: ViewerClient, origin: OriginServer, ts_dir: Path) -> None:
+    await buy(gate_viewer, "http")
+    whole = (ts_dir / "seg1.ts").read_bytes()
+    fetcher = gate_viewer.http.app[GATE].fetcher  # type: ignore[index]
+    origin.release = asyncio.Event()
+    plain = asyncio.create_task(get(gate_viewer, "/hls/http/seg1.ts"))
+    await wait_until(lambda: origin.hits["seg1.ts"] >= 1)
+    joined_before = fetcher.coalesced_requests
+    ranges = [asyncio.create_task(get(gate_viewer, "/hls/http/seg1.ts", Range=f"bytes={n}-{n + 9}"))
+              for n in range(0, 100, 10)]
+    await wait_until(lambda: fetcher.coalesced_requests - joined_before == len(ranges))
+    origin.release.set()
+    assert (await plain)[2] == whole
+    for start, (status, _, body) in zip(range(0, 100, 10), await asyncio.gather(*ranges),
+                                        strict=True):
+        assert (status, body) == (206, whole[start:start + 10])
+    # Kept: a later range is cut from memory.
+    assert (await get(gate_viewer, "/hls/http/seg1.ts", Range="bytes=5-9"))[2] == whole[5:10]
+    assert origin.hits["seg1.ts"] == 1

@@ -41,3 +41,31 @@ async def test_a_stalled_redis_makes_the_instance_unready_not_dead(
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
         await admin.aclose()
+
+
+async def test_a_proxy_nobody_trusts_is_named_once_and_on_readyz(
+        make_viewer: Any, tmp_path: Path, caplog: Any) -> None:
+    """Behind nginx without GATEWAY_TRUSTED_PROXIES every viewer is nginx: one link
+    plays everywhere as one place, everyone shares one QR budget. Nothing breaks
+    loudly, so the service says so: one warning, and /readyz, naming the fix."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    viewer: ViewerClient = await make_viewer(make_settings(tmp_path))
+    assert "warnings" not in (await viewer.call("GET", "/readyz", expect=200))["data"]
+    for address in ("203.0.113.7", "203.0.113.8"):
+        await viewer.call("GET", "/api/check-access", params={"streamId": "demo"},
+                          headers={"X-Forwarded-For": address}, expect=200)
+    assert [record.getMessage() for record in caplog.records].count("untrusted_proxy") == 1
+    ready = (await viewer.call("GET", "/readyz", expect=200))["data"]
+    assert ready["status"] == "ready"
+    [hint] = ready["warnings"]
+    assert "GATEWAY_TRUSTED_PROXIES=127.0.0.1" in hint
+
+
+async def test_a_trusted_proxy_is_no_warning(make_viewer: Any, tmp_path: Path) -> None:
+    viewer: ViewerClient = await make_viewer(make_settings(
+        tmp_path, GATEWAY_TRUSTED_PROXIES="127.0.0.1"))
+    await viewer.call("GET", "/api/check-access", params={"streamId": "demo"},
+                      headers={"X-Forwarded-For": "203.0.113.7"}, expect=200)
+    assert "warnings" not in (await viewer.call("GET", "/readyz", expect=200))["data"]

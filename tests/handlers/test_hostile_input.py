@@ -49,6 +49,30 @@ CASES: list[tuple[bytes, bytes, int]] = [
     (b"GET /ws?sessionId=x HTTP/1.1\r\nHost: x" + WS + b"\r\nOrigin: http://\xff.com", b"", 403),
     (b"GET /ws?sessionId=x HTTP/1.1\r\nHost: \xed\xa0\x80" + WS + b"\r\nOrigin: http://x",
      b"", 403),
+    # aiohttp answers an Expect it does not know itself, echoing it (it failed on bytes).
+    *[(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nExpect: " + value, b"", 417)
+      for path in (b"/", b"/watch/demo", b"/api/streams", b"/hls/demo/index.m3u8")
+      for value in (b"\xff\xfe", b"\xed\xa0\x80", b"nothing-we-know")],
+    # The WebSocket handshake's own headers, not text.
+    *[(b"GET /ws?sessionId=abcdefghijklmnopqrstuv HTTP/1.1\r\nHost: x\r\nUpgrade: websocket"
+       b"\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" + header, b"", 400)
+      for header in (b"Sec-WebSocket-Key: \xff\xfe", b"Sec-WebSocket-Key: \xed\xa0\x80==",
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: \xff",
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Extensions: \xff")],
+    # A file name no file system takes.
+    (b"GET /static/" + b"a" * 300 + b".css HTTP/1.1\r\nHost: x", b"", 404),
+    (b"GET /static/" + b"a/" * 3000 + b"b HTTP/1.1\r\nHost: x", b"", 404),
+    # Pages that look the viewer up without making a new one.
+    *[(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + key, b"", 401)
+      for path in (b"/", b"/tickets", b"/tickets/abcdefghijklmnopqrstuv")
+      for key in (b"\xff\xfe", b"\xed\xa0\x80")],
+    # Bodies that cannot be read: a broken Content-Encoding.
+    *[(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+       b"\r\nContent-Encoding: " + encoding, b"not compressed at all", 400)
+      for path in (b"/api/generate-qris", b"/api/user-sessions", b"/api/payment-callback",
+                   b"/simulator/pay/SIM-ABC")
+      for encoding in (b"gzip", b"deflate")],
 ]
 
 

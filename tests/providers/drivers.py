@@ -18,6 +18,11 @@ from tests.providers.fake_tripay import FakeTripay
 from tests.providers.fake_xendit import FakeXendit
 
 Delivery = tuple[dict[str, str], bytes]
+DEEP_FIELD = b'"deep":' + b"[" * 3000 + b"]" * 3000
+
+
+def with_deep_field(body: bytes) -> bytes:
+    return body.rstrip()[:-1] + b"," + DEEP_FIELD + b"}"
 
 
 class Driver(Protocol):
@@ -54,6 +59,10 @@ class Driver(Protocol):
     def unreadable(self, trx_id: str) -> Delivery | None:
         """An authentic callback (the provider's keys) that cannot be read as a payment:
         another event, or an amount out of shape; None for a provider that signs nothing."""
+
+    def nested_deep(self, trx_id: str) -> Delivery:
+        """The paid callback, authentic (the provider's keys), with a field nested 3,000
+        deep added: no provider sends that, and no decoder may be let recurse into it."""
 
     def cancelled(self, trx_id: str) -> bool:
         """Whether our service ended the transaction at the provider."""
@@ -123,6 +132,11 @@ class MidtransDriver:
         transaction.update(before)
         return delivery
 
+    def nested_deep(self, trx_id: str) -> Delivery:
+        self.fake.settle(trx_id)
+        headers, body = self.fake.notification(trx_id)
+        return headers, with_deep_field(body)  # its signature is over three fields only
+
     def cancelled(self, trx_id: str) -> bool:
         return bool(self.fake.transactions[trx_id]["transaction_status"] == "expire")
 
@@ -178,6 +192,11 @@ class OtomatisDriver:
 
     def unreadable(self, trx_id: str) -> Delivery | None:
         return None  # signs nothing: every callback is only a hint
+
+    def nested_deep(self, trx_id: str) -> Delivery:
+        self.pay(trx_id)
+        headers, body = self.notification(trx_id)
+        return headers, with_deep_field(body)
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # it has no cancel API
@@ -238,6 +257,11 @@ class XenditDriver:
                            "created": "2026-11-29T10:00:00.000Z",
                            "data": {"id": trx_id, "status": "INACTIVE"}}).encode()
         return self._signed(body, self.fake.callback_token)
+
+    def nested_deep(self, trx_id: str) -> Delivery:
+        self.pay(trx_id)
+        headers, body = self.notification(trx_id)
+        return headers, with_deep_field(body)  # the token is a header
 
     @staticmethod
     def _signed(body: bytes, token: str) -> Delivery:
@@ -314,6 +338,9 @@ class TripayDriver:
         headers, body = self._signed(self._callback(trx_id, "PAID"))
         del headers["X-Callback-Event"]  # not signed; the body is
         return headers, body
+
+    def nested_deep(self, trx_id: str) -> Delivery:
+        return self._signed(with_deep_field(self._callback(trx_id, "PAID")))
 
     def _signed(self, body: bytes, key: str | None = None) -> Delivery:
         signature = hmac.new((key or self.fake.private_key).encode(), body,

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.errors import InvalidRequest, NotificationRejected
 from gateway.model import new_session_id
+from gateway.providers.base import TransactionState
 from gateway.providers.otomatis import OtomatisProvider, custom_ref
 from tests.conftest import FakeClock
 from tests.providers.fake_otomatis import FakeOtomatis
@@ -62,3 +63,16 @@ async def test_hints_that_name_nothing_are_refused(
     for body in (b"not json", b'{"status": "success"}', b'{"trx_id": "a/../b"}'):
         with pytest.raises(InvalidRequest):
             await provider.authenticate({}, body, clock())
+
+
+@pytest.mark.parametrize("trx_id", [".", "..", ".hidden", "a/b", "a%2Fb", "x" * 65, ""])
+async def test_the_status_api_is_never_asked_about_an_id_outside_the_grammar(
+        world: tuple[FakeOtomatis, OtomatisProvider], clock: FakeClock, trx_id: str) -> None:
+    """A `.` or `..` would be resolved away in the URL: our credentials would go to
+    /api/checkstatus/ itself. Such a hint is refused before anyone is asked."""
+    fake, provider = world
+    body = json.dumps({"trx_id": trx_id, "status": "success"}).encode()
+    with pytest.raises(InvalidRequest):
+        await provider.authenticate({}, body, clock())
+    assert (await provider.transaction_status(trx_id)).state == TransactionState.UNKNOWN
+    assert fake.requests == []

@@ -164,6 +164,24 @@ async def test_an_authentic_notification_we_cannot_read_is_kept_for_a_person(
     assert needs_person(kept[0]["reason"])  # first on the console's payments page
 
 
+async def test_an_authentic_notification_nested_thousands_deep_is_never_a_5xx(
+        world: World) -> None:
+    """A 5xx makes a provider retry for a day. Where the provider's keys are checked
+    outside the body (a header token, an HMAC over the bytes) it is kept for a person;
+    where they are inside it (Midtrans) or there are none (otomatis.vip), a body nobody
+    can read is refused as unsigned."""
+    qr = await world.viewer.generate_qris()
+    delivery = world.driver.nested_deep(qr["trxId"])
+    if world.driver.name in ("xendit", "tripay"):
+        answer = await world.deliver(delivery)
+        assert answer["data"] == {**answer["data"], "applied": False, "reason": "not_understood"}
+    else:
+        async with world.viewer.http.post("/api/payment-callback", data=delivery[1],
+                                          headers=delivery[0]) as response:
+            assert response.status in (400, 401), await response.text()
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+
+
 async def test_a_wrong_amount_is_kept_for_the_operator_not_granted(world: World) -> None:
     qr = await world.viewer.generate_qris()
     world.driver.pay(qr["trxId"], paid_rupiah=PRICE - 1)
