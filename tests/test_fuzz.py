@@ -5,8 +5,9 @@
    (status, content type, body) fails;
 2. hypothesis strategies for what a schema cannot express, written to the socket as
    bytes: invalid UTF-8 and lone surrogates in the query, headers and cookies, Unicode
-   and endless digits, JSON nested thousands deep, odd Range headers, WebSocket
-   handshakes with malformed Origin and Host. Any 5xx fails;
+   and endless digits, JSON nested thousands deep, bodies whose length or encoding
+   lies, huge Range numbers on a paid stream's media, Expect headers, WebSocket
+   handshakes with malformed Origin, Host and handshake headers. Any 5xx fails;
 3. afterwards, the service's log: any traceback, or any line at level error, fails.
 
 Bounded (GATEWAY_FUZZ_EXAMPLES per operation and mode, default 30), seeded
@@ -66,6 +67,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
         "GATEWAY_SECRET": SECRET, "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "GATEWAY_API_KEY": API_KEY, "GATEWAY_LOG_FORMAT": "json",
         "GATEWAY_LOG_LEVEL": "INFO",
+        # A body that promises more than it sends is given up on quickly.
+        "GATEWAY_BODY_TIMEOUT_SECONDS": "1",
     }, log_path=log_path).start()
     try:
         yield server, log_path
@@ -123,18 +126,26 @@ NASTY_TEXT = st.one_of(
     st.sampled_from([b"\xff\xfe", b"\xed\xa0\x80", b"\xc2\xb2", b"\xd9\xa3", b"%ff%fe",
                      b"%ED%A0%80", b"%C2%B2", b"1" * 5000, b"[::1", b"xn--a", b"\x80",
                      b"bytes=" + b"9" * 400 + b"-", b"bytes=\xd9\xa3-5", b"t=\xc2\xb2,v1=",
-                     b"Bearer \xff", b"viewer=a.b.c; gate=\xff"]),
+                     b"Bearer \xff", b"viewer=a.b.c; gate=\xff", b"gate=a; gate=b",
+                     b"bytes=0-" + b"9" * 5000, b"bytes=-" + b"1" * 400, b"100-continue",
+                     b"gzip", b"deflate", b"br", b"203.0.113.9, \xff"]),
 ).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b""))
-PATHS = st.sampled_from([
+PATHS_LIST = [
     b"/api/generate-qris", b"/api/payment-callback", b"/api/check-access",
     b"/api/user-sessions", b"/api/qr/AAAAAAAAAAAAAAAAAAAAAA.png",
     b"/api/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke", b"/api/notifications", b"/api/streams",
     b"/ws", b"/hls/demo/index.m3u8", b"/hls/demo/t/x.y.z/index.m3u8", b"/metrics",
     b"/readyz", b"/healthz", b"/simulator/pay/NOSUCH", b"/watch/demo", b"/api/openapi.json",
-])
+    b"/", b"/tickets", b"/tickets/AAAAAAAAAAAAAAAAAAAAAA", b"/static/app.css",
+    b"/static/" + b"a" * 300 + b".css", b"/admin", b"/admin/sign-in", b"/simulator/pay/..",
+]
+PATHS = st.sampled_from(PATHS_LIST)
 HEADER_NAMES = st.sampled_from([b"Authorization", b"X-Api-Key", b"Cookie", b"Origin",
                                 b"Host", b"Range", b"X-Gateway-Signature", b"Accept",
-                                b"Accept-Language", b"Content-Type"])
+                                b"Accept-Language", b"Content-Type", b"Expect",
+                                b"Content-Encoding", b"X-Forwarded-For", b"Referer",
+                                b"User-Agent", b"Sec-WebSocket-Key", b"Sec-WebSocket-Protocol",
+                                b"Sec-WebSocket-Extensions", b"If-None-Match"])
 BODIES = st.one_of(
     st.binary(max_size=200),
     st.integers(min_value=1, max_value=20_000).map(lambda depth: b"[" * depth + b"]" * depth),
@@ -147,9 +158,11 @@ WS_HEADERS = (b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-V
 
 
 @st.composite
-def raw_requests(draw: st.DrawFn) -> tuple[str, bytes]:
+def raw_requests(draw: st.DrawFn, media: list[bytes]) -> tuple[str, bytes, bool]:
+    """(label, the request's bytes, whether to stop sending after them: a body that
+    promised more than it sent then ends)."""
     method = draw(st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS"]))
-    path = draw(PATHS)
+    path = draw(st.one_of(PATHS, st.sampled_from(media)))
     query = b"&".join(draw(NASTY_TEXT) + b"=" + draw(NASTY_TEXT).replace(b" ", b"%20")
                       .replace(b"#", b"%23") for _ in range(draw(st.integers(0, 3))))
     target = path + (b"?" + query if query else b"")
@@ -160,21 +173,44 @@ def raw_requests(draw: st.DrawFn) -> tuple[str, bytes]:
     lines += [name + b": " + value for name, value in headers]
     head = b"\r\n".join(lines) + (WS_HEADERS if path == b"/ws" and draw(st.booleans()) else b"")
     body = draw(BODIES) if method in (b"POST", b"PUT") else b""
-    length = b"\r\nContent-Length: %d" % len(body) if body else b""
-    return "raw " + path.decode(), head + length + b"\r\nConnection: close\r\n\r\n" + body
+    # The length may lie, either way: the rest of a body that promised more never comes.
+    declared = len(body) + draw(st.sampled_from([0, 0, 0, 1, 100, -1])) if body else 0
+    length = b"\r\nContent-Length: %d" % max(0, declared) if body else b""
+    label = "raw " + (path.decode() if path in PATHS_LIST else "/hls/ (paid)")
+    return (label, head + length + b"\r\nConnection: close\r\n\r\n" + body,
+            declared > len(body))
 
 
-def _status(port: int, raw: bytes) -> int:
+def _status(port: int, raw: bytes, half_close: bool) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(raw)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while b"\r\n" not in answer:
             chunk = sock.recv(4096)
             if not chunk:
                 break
             answer += chunk
+    if not answer and half_close:
+        return 0  # it hung up mid-body: nobody to answer
     assert answer.startswith(b"HTTP/1."), answer[:200]
     return int(answer.split(b" ", 2)[1])
+
+
+def _paid_media(server: ServerProcess) -> list[bytes]:
+    """A paid viewer's media URLs on the demo stream, both token forms."""
+    http = requests.Session()
+    qr = http.post(f"{server.url}/api/generate-qris", json={"streamId": "demo"},
+                   timeout=10).json()["data"]
+    http.post(f"{server.url}/simulator/pay/{qr['trxId']}", json={}, timeout=10)
+    access = http.get(f"{server.url}/api/check-access", params={"streamId": "demo"},
+                      timeout=10).json()["data"]
+    token_playlist = access["tokenPlaybackUrl"].encode()
+    segment = token_playlist.rsplit(b"/", 1)[0] + b"/" + next(
+        line for line in http.get(server.url + access["tokenPlaybackUrl"], timeout=10)
+        .content.splitlines() if line and not line.startswith(b"#"))
+    return [token_playlist, segment]
 
 
 @pytest.mark.slow
@@ -182,13 +218,14 @@ def test_raw_bytes_find_no_5xx(service: tuple[ServerProcess, Path],
                                record_property: Any) -> None:
     server, _ = service
     record_property("fuzz_seed", SEED)
+    media = _paid_media(server)
 
     @seed(SEED)
     @settings(FUZZ_SETTINGS, max_examples=EXAMPLES * 25)
-    @given(request=raw_requests())
-    def run(request: tuple[str, bytes]) -> None:
-        label, raw = request
-        status = _status(server.port, raw)
+    @given(request=raw_requests(media))
+    def run(request: tuple[str, bytes, bool]) -> None:
+        label, raw, half_close = request
+        status = _status(server.port, raw, half_close)
         TALLY[(label, "requests")] += 1
         if status >= 500:
             TALLY[(label, "5xx")] += 1

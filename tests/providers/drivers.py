@@ -18,11 +18,11 @@ from tests.providers.fake_tripay import FakeTripay
 from tests.providers.fake_xendit import FakeXendit
 
 Delivery = tuple[dict[str, str], bytes]
-DEEP_FIELD = b'"deep":' + b"[" * 3000 + b"]" * 3000
+DEEP = b"[" * 3000 + b"]" * 3000
 
 
-def with_deep_field(body: bytes) -> bytes:
-    return body.rstrip()[:-1] + b"," + DEEP_FIELD + b"}"
+def with_x(body: bytes, value: bytes) -> bytes:
+    return body.rstrip()[:-1] + b',"x":' + value + b"}"
 
 
 class Driver(Protocol):
@@ -60,9 +60,10 @@ class Driver(Protocol):
         """An authentic callback (the provider's keys) that cannot be read as a payment:
         another event, or an amount out of shape; None for a provider that signs nothing."""
 
-    def nested_deep(self, trx_id: str) -> Delivery:
-        """The paid callback, authentic (the provider's keys), with a field nested 3,000
-        deep added: no provider sends that, and no decoder may be let recurse into it."""
+    def with_field(self, trx_id: str, value: bytes) -> Delivery:
+        """The paid callback, authentic (the provider's keys), with a field `x` added
+        whose JSON text is `value`, valid or not: for what no provider sends (a value
+        nested 3,000 deep, say), which no decoder may be let fail on."""
 
     def cancelled(self, trx_id: str) -> bool:
         """Whether our service ended the transaction at the provider."""
@@ -132,10 +133,10 @@ class MidtransDriver:
         transaction.update(before)
         return delivery
 
-    def nested_deep(self, trx_id: str) -> Delivery:
+    def with_field(self, trx_id: str, value: bytes) -> Delivery:
         self.fake.settle(trx_id)
         headers, body = self.fake.notification(trx_id)
-        return headers, with_deep_field(body)  # its signature is over three fields only
+        return headers, with_x(body, value)  # its signature is over three fields only
 
     def cancelled(self, trx_id: str) -> bool:
         return bool(self.fake.transactions[trx_id]["transaction_status"] == "expire")
@@ -193,10 +194,10 @@ class OtomatisDriver:
     def unreadable(self, trx_id: str) -> Delivery | None:
         return None  # signs nothing: every callback is only a hint
 
-    def nested_deep(self, trx_id: str) -> Delivery:
+    def with_field(self, trx_id: str, value: bytes) -> Delivery:
         self.pay(trx_id)
         headers, body = self.notification(trx_id)
-        return headers, with_deep_field(body)
+        return headers, with_x(body, value)
 
     def cancelled(self, trx_id: str) -> bool:
         return False  # it has no cancel API
@@ -258,10 +259,10 @@ class XenditDriver:
                            "data": {"id": trx_id, "status": "INACTIVE"}}).encode()
         return self._signed(body, self.fake.callback_token)
 
-    def nested_deep(self, trx_id: str) -> Delivery:
+    def with_field(self, trx_id: str, value: bytes) -> Delivery:
         self.pay(trx_id)
         headers, body = self.notification(trx_id)
-        return headers, with_deep_field(body)  # the token is a header
+        return headers, with_x(body, value)  # the token is a header
 
     @staticmethod
     def _signed(body: bytes, token: str) -> Delivery:
@@ -339,8 +340,8 @@ class TripayDriver:
         del headers["X-Callback-Event"]  # not signed; the body is
         return headers, body
 
-    def nested_deep(self, trx_id: str) -> Delivery:
-        return self._signed(with_deep_field(self._callback(trx_id, "PAID")))
+    def with_field(self, trx_id: str, value: bytes) -> Delivery:
+        return self._signed(with_x(self._callback(trx_id, "PAID"), value))
 
     def _signed(self, body: bytes, key: str | None = None) -> Delivery:
         signature = hmac.new((key or self.fake.private_key).encode(), body,

@@ -6,6 +6,8 @@ that times out, fails or hands back a broken QR."""
 from __future__ import annotations
 
 import json
+import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +27,7 @@ from tests.conftest import (
     store_snapshot,
     stored_notifications,
 )
-from tests.providers.drivers import DRIVERS, Delivery, Driver
+from tests.providers.drivers import DEEP, DRIVERS, Delivery, Driver
 
 PRICE = 1000  # the demo stream's price
 WINDOW_S = 1200
@@ -171,7 +173,7 @@ async def test_an_authentic_notification_nested_thousands_deep_is_never_a_5xx(
     where they are inside it (Midtrans) or there are none (otomatis.vip), a body nobody
     can read is refused as unsigned."""
     qr = await world.viewer.generate_qris()
-    delivery = world.driver.nested_deep(qr["trxId"])
+    delivery = world.driver.with_field(qr["trxId"], DEEP)
     if world.driver.name in ("xendit", "tripay"):
         answer = await world.deliver(delivery)
         assert answer["data"] == {**answer["data"], "applied": False, "reason": "not_understood"}
@@ -180,6 +182,35 @@ async def test_an_authentic_notification_nested_thousands_deep_is_never_a_5xx(
                                           headers=delivery[0]) as response:
             assert response.status in (400, 401), await response.text()
     assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+
+
+def _nasty_values(count: int, seed: int) -> list[bytes]:
+    """JSON texts, valid or not, that no provider sends: deep nesting of every kind,
+    huge numbers, bytes that are no UTF-8, escapes of lone surrogates, junk."""
+    rng = random.Random(seed)
+    fixed = [DEEP, b"{" * 2000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b"[" * 20_000,
+             b"9" * 5000, b"-" + b"1" * 4400, b"1e999999", b"NaN", b'"\\ud800"', b'"\xff"',
+             b"\xff\xfe", b"", b"null", b'"' + b"a" * 100_000 + b'"']
+    return fixed + [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+                    for _ in range(count - len(fixed))]
+
+
+async def test_authentic_notifications_carrying_anything_are_never_a_5xx(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """A fuzzer of the callback with each provider's own authentication: every value
+    of `_nasty_values` in an otherwise genuine paid notification. A 5xx would have the
+    provider retry it for a day; an error line would wake someone for nothing."""
+    caplog.set_level(logging.INFO)
+    seed = random.SystemRandom().randrange(1 << 32)
+    for value in _nasty_values(40, seed):
+        qr = await world.viewer.generate_qris(expect=None)
+        trx_id = qr.get("trxId") or (await world.viewer.call(
+            "GET", "/api/user-sessions", expect=200))["data"]["activeSessions"][0]["trxId"]
+        headers, body = world.driver.with_field(trx_id, value)
+        async with world.viewer.http.post("/api/payment-callback", data=body,
+                                          headers=headers) as response:
+            assert response.status < 500, (seed, value[:80], await response.text())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], seed
 
 
 async def test_a_wrong_amount_is_kept_for_the_operator_not_granted(world: World) -> None:
