@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "nginx-config":
         return _print_nginx_config(args, settings, app[CATALOG])
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1 and settings.worker_index is None:
+        from gateway.workers import supervise
+
+        return supervise(settings)
     try:
         asyncio.run(serve(app, settings))
     except ConnectionError as exc:  # the store could not be reached at start-up

@@ -111,7 +111,7 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
     """Asks a real provider about payments whose notification has not come. The
     simulator delivers in-process and cannot lose one: nothing to reconcile."""
     settings = app[SETTINGS]
-    if settings.provider == "simulator":
+    if settings.provider == "simulator" or not settings.runs_background_jobs:
         yield
         return
     reconciler = Reconciler(
@@ -219,6 +219,9 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    if not app[SETTINGS].runs_background_jobs:  # worker 0 sweeps for all of them
+        yield
+        return
     app[SWEEPER] = asyncio.create_task(_sweep_forever(app), name="session-sweeper")
     yield
     await _stop(app[SWEEPER])

@@ -20,6 +20,7 @@ import errno
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -257,10 +258,12 @@ class ConnectionGuard:
 
 class _GuardedSite(web.BaseSite):
     def __init__(self, runner: web.AppRunner, host: str, port: int,
-                 guard: ConnectionGuard) -> None:
+                 guard: ConnectionGuard, inherited_fd: int | None = None) -> None:
         super().__init__(runner, backlog=BACKLOG)
         self._where = (host, port)
         self._guard = guard
+        # A worker of GATEWAY_WORKERS accepts on its supervisor's socket (workers.py).
+        self._inherited_fd = inherited_fd
 
     @property
     def name(self) -> str:
@@ -271,9 +274,14 @@ class _GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self._guard.factory(lambda: _protocol(server)), *self._where,
-            reuse_address=True, backlog=BACKLOG)
+        factory = self._guard.factory(lambda: _protocol(server))
+        loop = asyncio.get_running_loop()
+        if self._inherited_fd is not None:
+            sock = socket.socket(fileno=self._inherited_fd)
+            self._server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
+        else:
+            self._server = await loop.create_server(factory, *self._where,
+                                                    reuse_address=True, backlog=BACKLOG)
 
 
 def _quiet_exhaustion(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -299,11 +307,12 @@ async def serve(app: web.Application, settings: Settings) -> None:
         server = runner.server
         assert server is not None
         server.request_handler = guard.track(server.request_handler)
-        site = _GuardedSite(runner, settings.host, settings.port, guard)
+        site = _GuardedSite(runner, settings.host, settings.port, guard, settings.worker_fd)
         await site.start()
         log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,
-                  descriptorLimit=descriptors)
-        print(f"======== Running on {site.name} ========", file=sys.stderr, flush=True)
+                  descriptorLimit=descriptors, worker=settings.worker_index)
+        if settings.worker_index is None:  # a supervisor says it for its workers
+            print(f"======== Running on {site.name} ========", file=sys.stderr, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_exhaustion)

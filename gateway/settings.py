@@ -97,6 +97,17 @@ class Settings:
     provider_credentials: Mapping[str, str] = field(default_factory=dict)
     provider_timeout_seconds: float = 10
     reconcile_interval_seconds: int = 30
+    # GATEWAY_WORKERS processes serve one port (gateway/workers.py). A worker is told
+    # its index and the listening socket's descriptor by its supervisor.
+    workers: int = 1
+    worker_index: int | None = None
+    worker_fd: int | None = None
+
+    @property
+    def runs_background_jobs(self) -> bool:
+        """The sweeper and reconciliation run in one process per instance: the only
+        one, or worker 0."""
+        return self.worker_index in (None, 0)
 
     def credential(self, name: str) -> str:
         """A credential of the selected provider; from_env made sure it is there."""
@@ -217,8 +228,15 @@ class Settings:
                 ),
                 nmid=env.get("GATEWAY_MERCHANT_NMID", _nmid, _DEFAULT_MERCHANT.nmid),
             ),
+            workers=env.get("GATEWAY_WORKERS", _int_range(1, 256), 1),
+            # Set by the supervisor for its workers, never by hand.
+            worker_index=env.get("GATEWAY_WORKER_INDEX", _int_range(0, 255), None),
+            worker_fd=env.get("GATEWAY_WORKER_FD", _int_range(3, 1 << 20), None),
         )
         env.reject_unknown()
+        if (settings.worker_index is None) != (settings.worker_fd is None):
+            raise SettingsError("GATEWAY_WORKER_INDEX and GATEWAY_WORKER_FD: set together, "
+                                "by `gateway serve`'s supervisor only")
         # Providers retry a notification for up to a day after the QR's window: an
         # unpaid session pruned before then turns a late payment into an unknown one.
         least_retention_s = settings.payment_window_seconds + 86400

@@ -9,13 +9,15 @@ from aiohttp import web
 
 from gateway.errors import StoreUnavailable
 from gateway.handlers.common import ok
-from gateway.keys import STORE, UNTRUSTED_FORWARDING
+from gateway.keys import SETTINGS, STORE, UNTRUSTED_FORWARDING
 
 READY_TIMEOUT_S = 1.0  # a load balancer checks every few seconds: answer well inside
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return ok({"status": "ok"})
+    worker = request.app[SETTINGS].worker_index
+    # Which of GATEWAY_WORKERS answered (a supervisor restarts one that stops answering).
+    return ok({"status": "ok"} if worker is None else {"status": "ok", "worker": worker})
 
 
 async def readyz(request: web.Request) -> web.Response:
