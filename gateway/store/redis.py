@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim, decide_claim
 from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     HOUR_MS,
@@ -213,8 +213,10 @@ class _Keys:
         return f"{self.prefix}places:{_part(session_id)}"
 
 
-# Grants and places are small scripts: each is one atomic step on keys the grant's own
-# hash names (`pointer_key`, `places_key`), in one round trip.
+# Making and ending a grant are small scripts that decide nothing: each is one atomic
+# step on keys the grant's own hash names (`pointer_key`, `places_key`), in one round
+# trip. Claiming a place is the model's decision (`decide_claim`), so it is a WATCH
+# transaction instead.
 # KEYS: the device's grant pointer, the new grant's hash, the session's grant index, the
 # session's places. ARGV: new grant id, session id, device, now, the prefix of grant
 # hashes. Returns the grant's fields and the session's places.
@@ -253,39 +255,7 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 # A place is a field of the session's places hash: "<grant id>|<address>" ->
-# "<first seen ms>:<last seen ms>". Times stay strings: Lua's numbers would print 1.8e+12.
-# KEYS: places hash, grant hash. ARGV: session id, field, now, since, limit, ttl ms.
-_CLAIM_PLACE = """
-local owner = redis.call('HGET', KEYS[2], 'session_id')
-local ended = redis.call('HGET', KEYS[2], 'ended_at_ms')
-if (not owner) or owner ~= ARGV[1] or (ended and ended ~= '') then return 'ended' end
-local since = tonumber(ARGV[4])
-local held = 0
-local mine = nil
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local sep = all[i + 1]:find(':', 1, true)
-  local last = all[i + 1]:sub(sep + 1)
-  if tonumber(last) <= since then
-    redis.call('HDEL', KEYS[1], all[i])
-  else
-    held = held + 1
-    if all[i] == ARGV[2] then
-      mine = all[i + 1]:sub(1, sep - 1)
-      if tonumber(last) > tonumber(ARGV[3]) then ARGV[3] = last end
-    end
-  end
-end
-if mine then
-  redis.call('HSET', KEYS[1], ARGV[2], mine .. ':' .. ARGV[3])
-elseif tonumber(ARGV[5]) > 0 and held >= tonumber(ARGV[5]) then
-  return 'full'
-else
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3] .. ':' .. ARGV[3])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return 'admitted'
-"""
+# "<first seen ms>:<last seen ms>".
 # The places of a purchase nobody plays any more go by themselves, well after they count.
 _PLACES_TTL_MS = 10 * 60 * 1000
 
@@ -373,7 +343,6 @@ class RedisStore(SessionStore):
         self._read_notification_context = client.register_script(_READ_NOTIFICATION_CONTEXT)
         self._grant_for_device = client.register_script(_GRANT_FOR_DEVICE)
         self._end_grant = client.register_script(_END_GRANT)
-        self._claim_place = client.register_script(_CLAIM_PLACE)
 
     @classmethod
     async def open(cls, url: str, key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -988,7 +957,7 @@ class RedisStore(SessionStore):
             held: list[dict[str, str]] = await pipe.execute()
         counts: dict[str, int] = {}
         for (stream_id, _), places in zip(owners, held, strict=True):
-            playing = len(_places(places, since_ms))
+            playing = len(_playing(places, since_ms))
             if playing:
                 counts[stream_id] = counts.get(stream_id, 0) + playing
         return counts
@@ -1012,7 +981,7 @@ class RedisStore(SessionStore):
             args=[new_grant_id, session_id, device, now_ms, keys.grant("")])
         grant = _grant(fields)
         assert grant is not None
-        return grant, _places(_pairs(places), playing_since_ms)
+        return grant, _playing(_pairs(places), playing_since_ms)
 
     @_bounded
     async def get_grant(self, grant_id: str) -> DeviceGrant | None:
@@ -1039,15 +1008,36 @@ class RedisStore(SessionStore):
     @_bounded
     async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
                           since_ms: int, limit: int) -> PlaceClaim:
-        answer = await self._claim_place(
-            keys=[self._keys.places(session_id), self._keys.grant(grant_id)],
-            args=[session_id, f"{grant_id}|{address}", now_ms, since_ms, limit,
-                  _PLACES_TTL_MS])
-        return PlaceClaim(answer)
+        places_key, grant_key = self._keys.places(session_id), self._keys.grant(grant_id)
+
+        async def claim(pipe: Pipeline) -> PlaceClaim:
+            # Both read in one round trip on another connection: the WATCH, already in
+            # place, covers them whichever connection read them.
+            async with self._redis.pipeline(transaction=False) as reads:
+                reads.hgetall(grant_key)
+                reads.hgetall(places_key)
+                grant_fields, held = await reads.execute()
+            decision = decide_claim(
+                session_id, _grant([item for pair in grant_fields.items() for item in pair]),
+                _places(held), address, now_ms, since_ms, limit)
+            if decision.write is None and not decision.forget:
+                return decision.claim
+            pipe.multi()
+            if decision.forget:
+                pipe.hdel(places_key, *(f"{place.grant_id}|{place.address}"
+                                        for place in decision.forget))
+            if decision.write is not None:
+                place = decision.write
+                pipe.hset(places_key, f"{place.grant_id}|{place.address}",
+                          f"{place.first_seen_ms}:{place.last_seen_ms}")
+                pipe.pexpire(places_key, _PLACES_TTL_MS)
+            return decision.claim
+
+        return await self._transaction([places_key, grant_key], claim)
 
     @_bounded
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:
-        return _places(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
+        return _playing(await self._redis.hgetall(self._keys.places(session_id)), since_ms)
 
     # --- status changes across instances -----------------------------------------
 
@@ -1087,16 +1077,20 @@ class RedisStore(SessionStore):
                 yield session
 
 
-def _places(held: dict[str, str], since_ms: int) -> list[DevicePlace]:
-    """The places of a places hash last seen after `since_ms`, longest playing first."""
+def _places(held: dict[str, str]) -> list[DevicePlace]:
+    """The places of a places hash, as stored."""
     places = []
     for field, seen in held.items():
         grant_id, _, address = field.partition("|")
         first, _, last = seen.partition(":")
-        if int(last) > since_ms:
-            places.append(DevicePlace(grant_id, address, int(first), int(last)))
-    return sorted(places, key=lambda place: (place.first_seen_ms, place.grant_id,
-                                             place.address))
+        places.append(DevicePlace(grant_id, address, int(first), int(last)))
+    return places
+
+
+def _playing(held: dict[str, str], since_ms: int) -> list[DevicePlace]:
+    """The places of a places hash last seen after `since_ms`, longest playing first."""
+    return sorted((place for place in _places(held) if place.last_seen_ms > since_ms),
+                  key=lambda place: (place.first_seen_ms, place.grant_id, place.address))
 
 
 def _notification_fields(note: Notification, decision: PaymentDecision) -> dict[str, str]:

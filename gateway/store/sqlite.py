@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
+from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim, decide_claim
 from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     LedgerEntry,
@@ -742,28 +742,21 @@ class SQLiteStore(SessionStore):
     async def claim_place(self, session_id: str, grant_id: str, address: str, now_ms: int,
                           since_ms: int, limit: int) -> PlaceClaim:
         def claim(conn: sqlite3.Connection) -> PlaceClaim:
-            # Every purchase's stale places go, not only this one's: nothing else would
-            # clear the places of a purchase nobody plays any more.
+            decision = decide_claim(session_id, _grant_by_id(conn, grant_id),
+                                    _places(conn, session_id), address, now_ms, since_ms, limit)
+            conn.executemany(
+                "DELETE FROM device_places WHERE session_id = ? AND grant_id = ? AND address = ?",
+                [(session_id, place.grant_id, place.address) for place in decision.forget])
+            if decision.write is not None:
+                place = decision.write
+                conn.execute(f"INSERT OR REPLACE INTO device_places (session_id, {_PLACE_COLUMNS})"
+                             " VALUES (?, ?, ?, ?, ?)",
+                             (session_id, place.grant_id, place.address, place.first_seen_ms,
+                              place.last_seen_ms))
+            # The same window for every other purchase: nothing else would clear the
+            # places of one that nobody plays any more (Redis lets those expire).
             conn.execute("DELETE FROM device_places WHERE last_seen_ms <= ?", (since_ms,))
-            grant = conn.execute(
-                "SELECT 1 FROM playback_grants WHERE grant_id = ? AND session_id = ?"
-                " AND ended_at_ms IS NULL", (grant_id, session_id)).fetchone()
-            if grant is None:
-                return PlaceClaim.ENDED
-            renewed = conn.execute(
-                "UPDATE device_places SET last_seen_ms = MAX(last_seen_ms, ?)"
-                " WHERE session_id = ? AND grant_id = ? AND address = ?",
-                (now_ms, session_id, grant_id, address)).rowcount
-            if renewed:
-                return PlaceClaim.ADMITTED
-            held = conn.execute("SELECT COUNT(*) FROM device_places WHERE session_id = ?",
-                                (session_id,)).fetchone()[0]
-            if limit and held >= limit:
-                return PlaceClaim.FULL
-            conn.execute(f"INSERT INTO device_places (session_id, {_PLACE_COLUMNS})"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         (session_id, grant_id, address, now_ms, now_ms))
-            return PlaceClaim.ADMITTED
+            return decision.claim
 
         return await self._writer.run_in_transaction(claim)
 
@@ -905,6 +898,11 @@ class SQLiteStore(SessionStore):
             return [_session(row) for row in rows]
 
         return await self._reader.run(select)
+
+
+def _places(conn: sqlite3.Connection, session_id: str) -> list[DevicePlace]:
+    return [_place(row) for row in conn.execute(
+        f"SELECT {_PLACE_COLUMNS} FROM device_places WHERE session_id = ?", (session_id,))]
 
 
 def _playing(conn: sqlite3.Connection, session_id: str, since_ms: int) -> list[DevicePlace]:
