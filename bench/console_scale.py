@@ -30,7 +30,7 @@ import aiohttp
 
 from bench.tools import ServerProcess
 from gateway import qris
-from gateway.ledger import HOUR_MS, LedgerQuery, LedgerStatus, needs_person
+from gateway.ledger import HOUR_MS, LedgerEntry, LedgerQuery, LedgerStatus, ledger_tags
 from gateway.model import (
     Notification,
     NotificationReason,
@@ -41,7 +41,7 @@ from gateway.model import (
 from gateway.qris import MerchantProfile
 from gateway.store.base import SessionStore
 from gateway.store.redis import RedisStore, _notification_fields
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import SQLiteStore, tag_the_ledger
 
 NOW_MS = int(time.time() * 1000)
 SPAN_MS = 90 * 24 * HOUR_MS
@@ -92,6 +92,7 @@ def shaped(index: int, count: int) -> tuple[PaymentSession, list[tuple[Notificat
 def fill_sqlite(path: Path, count: int) -> None:
     asyncio.run(_create_schema(str(path)))
     with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.row_factory = sqlite3.Row  # as the store's own connections read rows
         conn.execute("BEGIN")
         for start in range(0, count, 50_000):
             sessions, notes = [], []
@@ -108,8 +109,7 @@ def fill_sqlite(path: Path, count: int) -> None:
                         note.provider, note.event_id, note.trx_id,
                         session.session_id if known else None, note.amount, "paid",
                         note.paid_at_ms, note.received_at_ms, None, int(reason == "paid"),
-                        reason, note.raw_body, session.stream_id if known else None,
-                        int(needs_person(reason))))
+                        reason, note.raw_body, session.stream_id if known else None))
             conn.executemany(
                 "INSERT INTO payment_sessions (session_id, user_id, stream_id, provider,"
                 " trx_id, amount, fee, qr_string, status, created_at_ms, paid_at_ms,"
@@ -118,9 +118,11 @@ def fill_sqlite(path: Path, count: int) -> None:
             conn.executemany(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body, stream_id, needs_person)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", notes)
-        # The counters the store keeps on every write, computed the migration's way.
+                " reason, raw_body, stream_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", notes)
+        # The ledger's tags and the counters the store keeps on every write, computed
+        # the migrations' way.
+        tag_the_ledger(conn)
         conn.execute("DELETE FROM sales_hourly")
         conn.execute(
             "INSERT INTO sales_hourly (hour_ms, stream_id, qrs_created)"
@@ -161,13 +163,14 @@ async def fill_redis(prefix: str, count: int) -> None:
                         known = not note.trx_id.startswith("GHOST")
                         decision = PaymentDecision(reason == "paid", NotificationReason(reason),
                                                    session.session_id if known else None)
-                        stream_id = session.stream_id if known else ""
+                        stream_id = session.stream_id if known else None
                         pipe.hset(store._keys.notification(number), mapping={
-                            **_notification_fields(note, decision), "stream_id": stream_id})
+                            **_notification_fields(note, decision), "stream_id": stream_id or ""})
                         pipe.zadd(store._keys.notifications, {str(number): number})
                         pipe.lpush(store._keys.notifications_by_trx(note.trx_id), str(number))
-                        store._queue_ledger_index(pipe, number, note.received_at_ms,
-                                                  decision.applied, reason, stream_id)
+                        entry = LedgerEntry(number, note, decision.applied, reason,
+                                            decision.session_id, stream_id)
+                        store._queue_tags(pipe, entry, ledger_tags(entry))
                 await pipe.execute()
         await store._redis.set(store._keys.notification_ids, number)
     finally:

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
@@ -41,11 +41,11 @@ from gateway.ledger import (
     HOUR_MS,
     LedgerEntry,
     LedgerQuery,
-    LedgerStatus,
     SalesBucket,
     Settlement,
+    decide_settlement,
     hour_start,
-    needs_person,
+    ledger_tags,
 )
 from gateway.logs import log_event
 from gateway.model import (
@@ -154,10 +154,8 @@ class _Keys:
         self.changes = prefix + "session-changes"
         # The operator's console (gateway/ledger.py).
         self.sales_streams = prefix + "sales-streams"  # every stream with counters
-        self.ledger_sets = prefix + "ledger-sets"  # "<applied>:<stream>:<reason>" in use
-        self.attention = prefix + "ledger-attention"  # needing a person, unsettled
-        self.settled = prefix + "ledger-settled"
         self.console_indexed = prefix + "console-indexed"  # set once the above are whole
+        self.ledger_tagged = prefix + "ledger-tagged"  # set once every entry is tagged
 
     def sales(self, stream_id: str) -> str:
         """Hourly counters of one stream: fields q:<hour_ms>, t:<hour_ms>, a:<hour_ms>."""
@@ -169,8 +167,10 @@ class _Keys:
     def user_sessions(self, user_id: str) -> str:
         return f"{self.prefix}user-sessions:{_part(user_id)}"  # by created_at_ms
 
-    def ledger(self, ledger_set: str) -> str:
-        return f"{self.prefix}ledger:{ledger_set}"  # by _ledger_score
+    def ledger_tag(self, tag: str) -> str:
+        """The entries listed under one tag (gateway/ledger.py:ledger_tags), by
+        _ledger_score. Tags are URL-encoded: they hold no separator."""
+        return f"{self.prefix}ledger-tag:{tag}"
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
@@ -366,6 +366,7 @@ class RedisStore(SessionStore):
         store = cls(client, key_prefix, feed_client=feed, timeout_s=timeout_s)
         await store._warn_if_not_durable()
         await store._index_for_console()
+        await store._tag_the_ledger()
         return store
 
     async def _index_for_console(self) -> None:
@@ -398,8 +399,6 @@ class RedisStore(SessionStore):
                     session = sessions.get(row["session_id"])
                     stream_id = session.stream_id if session is not None else ""
                     pipe.hset(keys.notification(number), "stream_id", stream_id)
-                    self._queue_ledger_index(pipe, number, int(row["received_at_ms"]),
-                                             row["applied"] == "1", row["reason"], stream_id)
                 await pipe.execute()
         batch: list[str] = []
         async for key in self._redis.scan_iter(match=f"{keys.prefix}session:*", count=1000):
@@ -408,6 +407,21 @@ class RedisStore(SessionStore):
                 await self._index_sessions(batch)
                 batch = []
         await self._index_sessions(batch)
+
+    async def _tag_the_ledger(self) -> None:
+        """Notifications stored by a version without the ledger's tags get them, once,
+        as the model gives them (claimed with SET NX like `_index_for_console`)."""
+        keys = self._keys
+        if not await self._redis.set(keys.ledger_tagged, "1", nx=True):
+            return
+        total = await self._redis.zcard(keys.notifications)
+        for start in range(0, total, 1000):
+            numbers = [int(n) for n in await self._redis.zrange(keys.notifications, start,
+                                                                 start + 999)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry in await self._ledger_entries(numbers):
+                    self._queue_tags(pipe, entry, ledger_tags(entry))
+                await pipe.execute()
 
     async def _index_sessions(self, session_ids: list[str]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -732,12 +746,13 @@ class RedisStore(SessionStore):
                     self._queue_count(pipe, changed.stream_id, "t", changed.paid_at_ms, 1)
                     self._queue_count(pipe, changed.stream_id, "a", changed.paid_at_ms,
                                       changed.amount)
-            stream_id = context.session.stream_id if context.session is not None else ""
-            pipe.hset(keys.notification(number),
-                      mapping={**_notification_fields(note, decision), "stream_id": stream_id})
+            stream_id = context.session.stream_id if context.session is not None else None
+            pipe.hset(keys.notification(number), mapping={
+                **_notification_fields(note, decision), "stream_id": stream_id or ""})
             pipe.zadd(keys.notifications, {str(number): number})
-            self._queue_ledger_index(pipe, number, note.received_at_ms, decision.applied,
-                                     decision.reason.value, stream_id)
+            entry = LedgerEntry(number, note, decision.applied, decision.reason.value,
+                                decision.session_id, stream_id)
+            self._queue_tags(pipe, entry, ledger_tags(entry))
             pipe.lpush(keys.notifications_by_trx(note.trx_id), str(number))
             pipe.set(event_key, "1")
             if replay_key is not None:
@@ -829,56 +844,28 @@ class RedisStore(SessionStore):
         pipe.hincrby(self._keys.sales(stream_id), f"{kind}:{hour_start(at_ms)}", amount)
         pipe.sadd(self._keys.sales_streams, stream_id)
 
-    def _queue_ledger_index(self, pipe: Pipeline, number: int, received_at_ms: int,
-                            applied: bool, reason: str, stream_id: str) -> None:
-        score = _ledger_score(received_at_ms, number)
-        ledger_set = f"{int(applied)}:{_part(stream_id)}:{_part(reason)}"
-        pipe.zadd(self._keys.ledger(ledger_set), {str(number): score})
-        pipe.sadd(self._keys.ledger_sets, ledger_set)
-        if needs_person(reason):
-            pipe.zadd(self._keys.attention, {str(number): score})
+    def _queue_tags(self, pipe: Pipeline, entry: LedgerEntry, tags: Iterable[str]) -> None:
+        score = _ledger_score(*entry.cursor)
+        for tag in tags:
+            pipe.zadd(self._keys.ledger_tag(tag), {str(entry.entry_id): score})
 
     # --- the operator's console ----------------------------------------------------
 
     async def ledger(self, query: LedgerQuery, limit: int) -> list[LedgerEntry]:
-        """A merge, newest first, of the sorted sets that can hold matching entries:
-        one per (outcome, stream, reason) in use, or the attention or settled set. The
-        score range does the time filter; what a set cannot say is checked per entry."""
-        if query.status is LedgerStatus.ATTENTION:
-            sources = [self._keys.attention]
-        elif query.status is LedgerStatus.SETTLED:
-            sources = [self._keys.settled]
-        else:
-            sources = [self._keys.ledger(name)
-                       for name in await self._redis.smembers(self._keys.ledger_sets)
-                       if _ledger_set_matches(name, query)]
-        high: str = "+inf"
-        if query.to_ms is not None:
-            high = f"({_ledger_score(query.to_ms, 0)}"
-        if query.before is not None and (query.to_ms is None
-                                         or query.before[0] < query.to_ms):
-            high = f"({_ledger_score(*query.before)}"
-        low = "-inf" if query.from_ms is None else str(_ledger_score(query.from_ms, 0))
+        scan = query.scan()
+        source = self._keys.ledger_tag(scan.tag)
+        high = "+inf" if scan.before is None else f"({_ledger_score(*scan.before)}"
+        low = "-inf" if scan.since is None else str(_ledger_score(*scan.since))
         found: list[LedgerEntry] = []
-        batch = limit if query.status is None else max(limit, 100)
-        while sources and len(found) < limit:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for source in sources:
-                    pipe.zrevrangebyscore(source, high, low, start=0, num=batch,
-                                          withscores=True)
-                listed: list[list[tuple[str, float]]] = await pipe.execute()
-            merged = sorted((item for items in listed for item in items),
-                            key=lambda item: item[1], reverse=True)[:batch]
-            if not merged:
+        while len(found) < limit:
+            listed: list[tuple[str, float]] = await self._redis.zrevrangebyscore(
+                source, high, low, start=0, num=limit, withscores=True)
+            entries = await self._ledger_entries([int(member) for member, _ in listed])
+            found += [entry for entry in entries if query.matches(entry)]
+            if len(listed) < limit:
                 break
-            numbers = [int(member) for member, _ in merged]
-            for entry in await self._ledger_entries(numbers):
-                if query.matches(entry) and len(found) < limit:
-                    found.append(entry)
-            if len(merged) < batch:
-                break
-            high = f"({int(merged[-1][1])}"
-        return found
+            high = f"({int(listed[-1][1])}"
+        return found[:limit]
 
     async def _ledger_entries(self, numbers: list[int]) -> list[LedgerEntry]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -898,16 +885,18 @@ class RedisStore(SessionStore):
         async def settle(pipe: Pipeline) -> LedgerEntry | None:
             await pipe.watch(key)
             row = await pipe.hgetall(key)
-            if not row or not needs_person(row["reason"]) or row.get("settled_at_ms"):
+            decision = decide_settlement(_ledger_entry(entry_id, row), settlement) \
+                if row else None
+            if decision is None:
                 return None
-            fields = {"settled_at_ms": str(settlement.settled_at_ms),
-                      "settled_by": settlement.settled_by, "settled_note": settlement.note}
-            score = _ledger_score(int(row["received_at_ms"]), entry_id)
             pipe.multi()
-            pipe.hset(key, mapping=fields)
-            pipe.zrem(self._keys.attention, str(entry_id))
-            pipe.zadd(self._keys.settled, {str(entry_id): score})
-            return _ledger_entry(entry_id, {**row, **fields})
+            pipe.hset(key, mapping={"settled_at_ms": str(settlement.settled_at_ms),
+                                    "settled_by": settlement.settled_by,
+                                    "settled_note": settlement.note})
+            for tag in decision.untag:
+                pipe.zrem(self._keys.ledger_tag(tag), str(entry_id))
+            self._queue_tags(pipe, decision.entry, decision.tag)
+            return decision.entry
 
         return await self._transaction([], settle)
 
@@ -1110,16 +1099,6 @@ def _ledger_score(received_at_ms: int, number: int) -> int:
     until the year 2255): the number's last three digits, as no two of the last
     thousand entries arrive in the same millisecond."""
     return received_at_ms * 1000 + number % 1000
-
-
-def _ledger_set_matches(name: str, query: LedgerQuery) -> bool:
-    applied, stream_id, reason = (unquote(part) for part in name.split(":"))
-    if query.status is LedgerStatus.APPLIED and applied != "1":
-        return False
-    if query.status is LedgerStatus.REFUSED and applied != "0":
-        return False
-    return ((query.stream_id is None or stream_id == query.stream_id)
-            and (query.reason is None or reason == query.reason))
 
 
 def _ledger_entry(number: int, row: dict[str, str]) -> LedgerEntry:

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,11 +29,11 @@ from gateway.errors import StoreUnavailable
 from gateway.ledger import (
     LedgerEntry,
     LedgerQuery,
-    LedgerStatus,
     SalesBucket,
     Settlement,
+    decide_settlement,
     hour_start,
-    needs_person,
+    ledger_tags,
 )
 from gateway.model import (
     Notification,
@@ -56,8 +56,70 @@ _SESSION_COLUMNS = (
 )
 _ACTIVE = "status IN ('pending', 'paid')"
 
-# Each entry upgrades the schema by one version (PRAGMA user_version). Append, never edit.
-MIGRATIONS: tuple[str, ...] = (
+# The ledger's columns, named with their table: a listing joins them to its tags.
+_LEDGER_COLUMNS = ", ".join(f"provider_notifications.{column}" for column in (
+    "provider", "event_id", "trx_id", "amount", "reported_status", "paid_at_ms",
+    "received_at_ms", "raw_body", "replay_key", "applied", "reason", "session_id", "id",
+    "stream_id", "settled_at_ms", "settled_by", "settled_note", "fee"))
+
+
+def _ledger_entry(row: sqlite3.Row) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row["id"],
+        notification=Notification(
+            provider=row["provider"], event_id=row["event_id"], trx_id=row["trx_id"],
+            amount=row["amount"], reported_status=row["reported_status"],
+            paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
+            raw_body=row["raw_body"], replay_key=row["replay_key"], fee=row["fee"]),
+        applied=bool(row["applied"]), reason=row["reason"], session_id=row["session_id"],
+        stream_id=row["stream_id"],
+        settlement=None if row["settled_at_ms"] is None else Settlement(
+            row["settled_at_ms"], row["settled_by"], row["settled_note"]),
+    )
+
+
+def _tag(conn: sqlite3.Connection, tagged: Iterable[tuple[LedgerEntry, Iterable[str]]]
+         ) -> None:
+    """List entries under tags (ledger_tags), each tag's name stored once."""
+    rows = [(entry.notification.received_at_ms, entry.entry_id, tag)
+            for entry, tags in tagged for tag in tags]
+    conn.executemany("INSERT OR IGNORE INTO ledger_tag_names (tag) VALUES (?)",
+                     [(tag,) for tag in {tag for _, _, tag in rows}])
+    conn.executemany("INSERT INTO ledger_tags (tag_id, received_at_ms, entry_id)"
+                     " SELECT tag_id, ?, ? FROM ledger_tag_names WHERE tag = ?", rows)
+
+
+def _entry_by_id(conn: sqlite3.Connection, entry_id: int) -> LedgerEntry | None:
+    row = conn.execute(f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications WHERE id = ?",
+                       (entry_id,)).fetchone()
+    return _ledger_entry(row) if row else None
+
+
+def _untag(conn: sqlite3.Connection, entry: LedgerEntry, tags: Iterable[str]) -> None:
+    conn.executemany(
+        "DELETE FROM ledger_tags WHERE tag_id = (SELECT tag_id FROM ledger_tag_names"
+        " WHERE tag = ?) AND received_at_ms = ? AND entry_id = ?",
+        [(tag, entry.notification.received_at_ms, entry.entry_id) for tag in tags])
+
+
+def tag_the_ledger(conn: sqlite3.Connection) -> None:
+    """Every entry stored so far, listed under the tags the model gives it: a migration
+    (a change to `ledger_tags` needs this once more), and the bench's fill."""
+    conn.execute("DELETE FROM ledger_tags")
+    last_id = 0
+    while True:
+        entries = [_ledger_entry(row) for row in conn.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications WHERE id > ?"
+            " ORDER BY id LIMIT 1000", (last_id,))]
+        if not entries:
+            return
+        _tag(conn, ((entry, ledger_tags(entry)) for entry in entries))
+        last_id = entries[-1].entry_id
+
+
+# Each entry upgrades the schema by one version (PRAGMA user_version): a script, or a
+# function for what SQL cannot say. Append, never edit.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     f"""
     CREATE TABLE payment_sessions (
         session_id    TEXT PRIMARY KEY,
@@ -209,58 +271,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX payment_sessions_ended ON payment_sessions (paid_until_ms)
         WHERE status = 'expired' AND paid_at_ms IS NOT NULL;
     """,
+    """
+    -- The ledger's lists (gateway/ledger.py:ledger_tags): every entry under each tag
+    -- the model gives it, by time, so that any filter reads one stretch of one index.
+    -- They replace the indexes (and the needs_person column) that said in SQL what
+    -- each filter means.
+    CREATE TABLE ledger_tag_names (
+        tag_id INTEGER PRIMARY KEY,
+        tag    TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE ledger_tags (
+        tag_id         INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        entry_id       INTEGER NOT NULL,
+        PRIMARY KEY (tag_id, received_at_ms, entry_id)
+    ) WITHOUT ROWID;
+    DROP INDEX ledger_by_time;
+    DROP INDEX ledger_by_stream;
+    DROP INDEX ledger_by_reason;
+    DROP INDEX ledger_by_stream_reason;
+    DROP INDEX ledger_by_outcome;
+    DROP INDEX ledger_attention;
+    DROP INDEX ledger_settled;
+    ALTER TABLE provider_notifications DROP COLUMN needs_person;
+    """,
+    tag_the_ledger,
 )
-
-_LEDGER_COLUMNS = (
-    "provider, event_id, trx_id, amount, reported_status, paid_at_ms, received_at_ms,"
-    " raw_body, replay_key, applied, reason, session_id, id, stream_id, settled_at_ms,"
-    " settled_by, settled_note, fee"
-)
-
-
-def _ledger_entry(row: sqlite3.Row) -> LedgerEntry:
-    return LedgerEntry(
-        entry_id=row["id"],
-        notification=Notification(
-            provider=row["provider"], event_id=row["event_id"], trx_id=row["trx_id"],
-            amount=row["amount"], reported_status=row["reported_status"],
-            paid_at_ms=row["paid_at_ms"], received_at_ms=row["received_at_ms"],
-            raw_body=row["raw_body"], replay_key=row["replay_key"], fee=row["fee"]),
-        applied=bool(row["applied"]), reason=row["reason"], session_id=row["session_id"],
-        stream_id=row["stream_id"],
-        settlement=None if row["settled_at_ms"] is None else Settlement(
-            row["settled_at_ms"], row["settled_by"], row["settled_note"]),
-    )
-
-
-def _ledger_where(query: LedgerQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if query.stream_id is not None:
-        clauses.append("stream_id = ?")
-        params.append(query.stream_id)
-    if query.reason is not None:
-        clauses.append("reason = ?")
-        params.append(query.reason)
-    if query.status is LedgerStatus.APPLIED:
-        clauses.append("applied = 1")
-    elif query.status is LedgerStatus.REFUSED:
-        clauses.append("applied = 0")
-    elif query.status is LedgerStatus.ATTENTION:
-        clauses.append("needs_person = 1 AND settled_at_ms IS NULL")
-    elif query.status is LedgerStatus.SETTLED:
-        clauses.append("settled_at_ms IS NOT NULL")
-    if query.from_ms is not None:
-        clauses.append("received_at_ms >= ?")
-        params.append(query.from_ms)
-    if query.to_ms is not None:
-        clauses.append("received_at_ms < ?")
-        params.append(query.to_ms)
-    if query.before is not None:
-        clauses.append("(received_at_ms, id) < (?, ?)")
-        params.extend(query.before)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
 
 def _count_sale(conn: sqlite3.Connection, stream_id: str, at_ms: int, *, qrs: int = 0,
                 tickets: int = 0, takings: int = 0) -> None:
@@ -627,17 +663,21 @@ class SQLiteStore(SessionStore):
                 if changed.status == SessionStatus.PAID and changed.paid_at_ms is not None:
                     _count_sale(conn, changed.stream_id, changed.paid_at_ms, tickets=1,
                                 takings=changed.amount)
-            conn.execute(
+            stream_id = session.stream_id if session is not None else None
+            number = conn.execute(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body, fee, stream_id, needs_person)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " reason, raw_body, fee, stream_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (note.provider, note.event_id, note.trx_id, decision.session_id, note.amount,
                  note.reported_status, note.paid_at_ms, note.received_at_ms, note.replay_key,
                  int(decision.applied), decision.reason.value, note.raw_body, note.fee,
-                 session.stream_id if session is not None else None,
-                 int(needs_person(decision.reason.value))),
-            )
+                 stream_id),
+            ).lastrowid
+            assert number is not None
+            entry = LedgerEntry(number, note, decision.applied, decision.reason.value,
+                                decision.session_id, stream_id)
+            _tag(conn, [(entry, ledger_tags(entry))])
             return decision
 
         return await self._writer.run_in_transaction(apply)
@@ -824,34 +864,47 @@ class SQLiteStore(SessionStore):
         return await self._reader.run(query)
 
     async def ledger(self, query: LedgerQuery, limit: int) -> list[LedgerEntry]:
-        where, params = _ledger_where(query)
+        scan = query.scan()
+        bounds = ""
+        if scan.since is not None:
+            bounds += " AND (ledger_tags.received_at_ms, entry_id) >= (?, ?)"
+        if scan.before is not None:
+            bounds += " AND (ledger_tags.received_at_ms, entry_id) < (?, ?)"
+        select = (
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger_tags"
+            " JOIN provider_notifications ON provider_notifications.id = entry_id"
+            " WHERE tag_id = (SELECT tag_id FROM ledger_tag_names WHERE tag = ?)"
+            f"{bounds} ORDER BY ledger_tags.received_at_ms DESC, entry_id DESC LIMIT ?")
 
-        def select(conn: sqlite3.Connection) -> list[LedgerEntry]:
-            rows = conn.execute(
-                f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications{where}"
-                " ORDER BY received_at_ms DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
-            return [_ledger_entry(row) for row in rows]
+        def page(conn: sqlite3.Connection) -> list[LedgerEntry]:
+            found: list[LedgerEntry] = []
+            before = scan.before
+            while True:
+                entries = [_ledger_entry(row) for row in conn.execute(
+                    select, (scan.tag, *(scan.since or ()), *(before or ()), limit))]
+                found += [entry for entry in entries if query.matches(entry)]
+                if len(entries) < limit or len(found) >= limit:
+                    return found[:limit]
+                before = entries[-1].cursor
 
-        return await self._reader.run(select)
+        return await self._reader.run(page)
 
     async def ledger_entry(self, entry_id: int) -> LedgerEntry | None:
-        def select(conn: sqlite3.Connection) -> LedgerEntry | None:
-            row = conn.execute(f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications"
-                               " WHERE id = ?", (entry_id,)).fetchone()
-            return _ledger_entry(row) if row else None
-
-        return await self._reader.run(select)
+        return await self._reader.run(lambda conn: _entry_by_id(conn, entry_id))
 
     async def settle(self, entry_id: int, settlement: Settlement) -> LedgerEntry | None:
         def update(conn: sqlite3.Connection) -> LedgerEntry | None:
-            row = conn.execute(
-                "UPDATE provider_notifications"
-                " SET settled_at_ms = ?, settled_by = ?, settled_note = ?"
-                " WHERE id = ? AND needs_person = 1 AND settled_at_ms IS NULL"
-                f" RETURNING {_LEDGER_COLUMNS}",
-                (settlement.settled_at_ms, settlement.settled_by, settlement.note, entry_id),
-            ).fetchone()
-            return _ledger_entry(row) if row else None
+            entry = _entry_by_id(conn, entry_id)
+            decision = decide_settlement(entry, settlement) if entry is not None else None
+            if decision is None:
+                return None
+            conn.execute("UPDATE provider_notifications"
+                         " SET settled_at_ms = ?, settled_by = ?, settled_note = ? WHERE id = ?",
+                         (settlement.settled_at_ms, settlement.settled_by, settlement.note,
+                          entry_id))
+            _untag(conn, decision.entry, decision.untag)
+            _tag(conn, [(decision.entry, decision.tag)])
+            return decision.entry
 
         return await self._writer.run_in_transaction(update)
 
@@ -917,9 +970,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if isinstance(script, str):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            else:
+                script(conn)
             conn.execute(f"PRAGMA user_version = {number}")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -105,9 +105,8 @@ async def test_data_from_before_the_console_gets_its_indexes_once(redis_prefix: 
     # Back to what the old version left: no console keys at all.
     console_keys = [key async for key in store._redis.scan_iter(match=f"{redis_prefix}*")
                     if key.removeprefix(redis_prefix).split(":")[0] in (
-                        "ledger", "ledger-sets", "ledger-attention", "ledger-settled",
-                        "sales", "sales-streams", "paid-now", "user-sessions",
-                        "console-indexed")]
+                        "ledger-tag", "ledger-tagged", "sales", "sales-streams", "paid-now",
+                        "user-sessions", "console-indexed")]
     await store._redis.delete(*console_keys)
     async for key in store._redis.scan_iter(match=f"{redis_prefix}notification:*"):
         await store._redis.hdel(key, "stream_id")
@@ -120,4 +119,33 @@ async def test_data_from_before_the_console_gets_its_indexes_once(redis_prefix: 
                 await reopened.sales(T0 - 3_600_000, T0 + 3_600_000),
                 await reopened.paid_now(T0 + 6000),
                 await reopened.sessions_of_user("bob", 10)) == expected
+        await reopened.close()
+
+
+async def test_a_ledger_from_before_the_tags_gets_them_once(redis_prefix: str) -> None:
+    """A store written when the ledger's lists were one set per outcome, stream and
+    reason: the first instance to open it lists every entry under the tags the model
+    gives it, settled ones included; a second opening adds nothing twice."""
+    from gateway.ledger import LedgerQuery, LedgerStatus, Settlement
+    from tests.store.test_console_contract import fill
+
+    store = await RedisStore.open(REDIS_URL, redis_prefix)
+    await fill(store)
+    mismatch = (await store.ledger(LedgerQuery(reason="amount_mismatch"), 1))[0]
+    await store.settle(mismatch.entry_id, Settlement(T0 + 9000, "Sari", "refunded"))
+    queries = [LedgerQuery(), LedgerQuery(status=LedgerStatus.ATTENTION),
+               LedgerQuery(status=LedgerStatus.SETTLED), LedgerQuery(stream_id="news"),
+               LedgerQuery(stream_id="demo", status=LedgerStatus.REFUSED)]
+    expected = [await store.ledger(query, 100) for query in queries]
+    tag_keys = [key async for key in store._redis.scan_iter(match=f"{redis_prefix}ledger-tag*")]
+    assert tag_keys
+    await store._redis.delete(*tag_keys)
+    assert await store.ledger(LedgerQuery(), 100) == []
+    await store.close()
+
+    for _ in range(2):
+        reopened = await RedisStore.open(REDIS_URL, redis_prefix)
+        assert [await reopened.ledger(query, 100) for query in queries] == expected
+        assert await reopened._redis.zcard(
+            reopened._keys.ledger_tag("all")) == len(expected[0])
         await reopened.close()
