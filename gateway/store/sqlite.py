@@ -774,8 +774,11 @@ class SQLiteStore(SessionStore):
         def end(conn: sqlite3.Connection) -> DeviceGrant | None:
             conn.execute("UPDATE playback_grants SET ended_at_ms = ?"
                          " WHERE grant_id = ? AND ended_at_ms IS NULL", (now_ms, grant_id))
-            conn.execute("DELETE FROM device_places WHERE grant_id = ?", (grant_id,))
-            return _grant_by_id(conn, grant_id)
+            ended = _grant_by_id(conn, grant_id)
+            if ended is not None:  # its purchase names the places' index
+                conn.execute("DELETE FROM device_places WHERE session_id = ? AND grant_id = ?",
+                             (ended.session_id, grant_id))
+            return ended
 
         return await self._writer.run_in_transaction(end)
 
