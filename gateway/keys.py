@@ -23,7 +23,7 @@ from gateway.reconcile import Reconciler
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
-from gateway.store.base import SessionStore
+from gateway.store.base import Store
 from gateway.stream_health import StreamHealth
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -46,7 +46,7 @@ OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 # " https://img.example" ...: the hosts of the catalog's poster URLs, for img-src.
 POSTER_ORIGINS = web.AppKey("poster_origins", str)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
-STORE = web.AppKey("store", SessionStore)
+STORE = web.AppKey("store", Store)  # read by resources.py and the readiness check only
 SESSIONS = web.AppKey("sessions", SessionService)
 LIMITS = web.AppKey("limits", SessionCreationLimits)
 DEVICES = web.AppKey("devices", Devices)

@@ -246,14 +246,18 @@ async def dashboard(request: web.Request) -> web.Response:
         bucket = "day"  # thousands of hourly points say nothing on a phone's chart
     today_ms = local_day_start(now_ms)
     # One read for the chart's range and the last 30 days' takings.
-    buckets = await app[STORE].sales(min(range_from_ms, today_ms - 29 * DAY_MS),
+    buckets = await app[STORE].ledger.sales(min(range_from_ms, today_ms - 29 * DAY_MS),
                                      max(range_to_ms, now_ms + HOUR_MS))
     in_range = [b for b in buckets if range_from_ms <= b.hour_ms < range_to_ms]
     stream_ids = [stream.stream_id for stream in app[CATALOG]]
     series = sales_series(in_range, stream_ids, range_from_ms, min(range_to_ms, now_ms + 1),
                           HOUR_MS if bucket == "hour" else DAY_MS)
-    paid_now = await app[STORE].paid_now(now_ms)
-    playing = await app[STORE].playing_now(now_ms, now_ms - PLAYING_WINDOW_MS)
+    paid = await app[STORE].sessions.paid_now(now_ms)
+    places = await app[STORE].grants.playing_counts(
+        [session_id for ids in paid.values() for session_id in ids], now_ms - PLAYING_WINDOW_MS)
+    paid_now = {stream_id: len(ids) for stream_id, ids in paid.items()}
+    playing = {stream_id: sum(places.get(session_id, 0) for session_id in ids)
+               for stream_id, ids in paid.items()}
     # Watched in the background by stream_health.py: reading it costs nothing here.
     health = {stream.stream_id: app[STREAM_HEALTH].health(stream.stream_id)
               for stream in app[CATALOG]}
@@ -364,13 +368,13 @@ def _date_ms(text: str, name: str) -> int:
 async def payments(request: web.Request) -> web.Response:
     query = _ledger_query(request)
     store = request.app[STORE]
-    entries = await store.ledger(query, LEDGER_PAGE_SIZE + 1)
+    entries = await store.ledger.ledger(query, LEDGER_PAGE_SIZE + 1)
     more = len(entries) > LEDGER_PAGE_SIZE
     entries = entries[:LEDGER_PAGE_SIZE]
-    attention = [] if query.before else await store.ledger(
+    attention = [] if query.before else await store.ledger.ledger(
         LedgerQuery(status=LedgerStatus.ATTENTION), ATTENTION_LIMIT)
     # What each short or duplicate payment should have been, in one trip to the store.
-    prices = {session.session_id: session.amount for session in await store.get_many(
+    prices = {session.session_id: session.amount for session in await store.sessions.get_many(
         [entry.session_id for entry in attention if entry.session_id])}
     filters = {key: request.query[key] for key in ("stream", "status", "reason", "from", "to")
                if request.query.get(key)}
@@ -407,7 +411,7 @@ async def payments_csv(request: web.Request) -> web.StreamResponse:
     writer.writerow(CSV_HEADER)
     store = request.app[STORE]
     while True:
-        page_entries = await store.ledger(query, 1000)
+        page_entries = await store.ledger.ledger(query, 1000)
         for entry in page_entries:
             writer.writerow(csv_row(entry))
         await response.write(buffer.getvalue().encode())
@@ -427,7 +431,7 @@ async def settle(request: web.Request) -> web.Response:
     note = form.get("note", "").strip()
     if not note or len(note) > MAX_NOTE_CHARS:
         raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
-    settled = await request.app[STORE].settle(
+    settled = await request.app[STORE].ledger.settle(
         entry_id, Settlement(request.app[CLOCK](), operator.name, note))
     if settled is None:
         raise InvalidRequest(detail="this entry needs no settling, or is settled already")
@@ -472,15 +476,15 @@ async def _find_sessions(request: web.Request, search: str) -> list[PaymentSessi
     store = request.app[STORE]
     found: dict[str, PaymentSession] = {}
     if SESSION_ID.fullmatch(search):
-        session = await store.get(search)
+        session = await store.sessions.get(search)
         if session is not None:
             found[session.session_id] = session
     if TRX_ID.fullmatch(search):
-        session = await store.get_by_trx(request.app[PROVIDER].name, search)
+        session = await store.sessions.get_by_trx(request.app[PROVIDER].name, search)
         if session is not None:
             found[session.session_id] = session
     if USER_ID.fullmatch(search):
-        for session in await store.sessions_of_user(search, SESSIONS_LIMIT):
+        for session in await store.sessions.sessions_of_user(search, SESSIONS_LIMIT):
             found[session.session_id] = session
     return sorted(found.values(), key=lambda s: (s.created_at_ms, s.session_id), reverse=True)
 
@@ -508,7 +512,7 @@ async def end_device(request: web.Request) -> web.Response:
     if not SESSION_ID.fullmatch(session_id) or not SESSION_ID.fullmatch(grant_id):
         raise InvalidRequest(detail="not a valid id")
     devices = request.app[DEVICES]
-    grant = await devices.store.get_grant(grant_id)
+    grant = await devices.get_grant(grant_id)
     if grant is None or grant.session_id != session_id:
         raise GrantNotFound()
     note = form.get("note", "").strip()[:MAX_NOTE_CHARS]
