@@ -39,6 +39,7 @@ from gateway.model import (
     SessionStatus,
 )
 from gateway.qris import MerchantProfile
+from gateway.reports import Reports
 from gateway.store.base import Store
 from gateway.store.redis import open_redis
 from gateway.store.redis.client import Client
@@ -201,10 +202,8 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-async def _audience_now(store: Store) -> dict[str, int]:
-    paid = await store.sessions.paid_now(NOW_MS)
-    return await store.grants.playing_counts(
-        [session_id for ids in paid.values() for session_id in ids], NOW_MS - 30_000)
+def _reports(store: Store) -> Reports:
+    return Reports(store.ledger, store.sessions, store.grants, lambda: NOW_MS)
 
 
 STORE_QUERIES: list[tuple[str, Callable[[Store], Awaitable[Any]]]] = [
@@ -212,8 +211,8 @@ STORE_QUERIES: list[tuple[str, Callable[[Store], Awaitable[Any]]]] = [
      lambda s: s.ledger.sales(NOW_MS - 30 * 24 * HOUR_MS, NOW_MS)),
     ("sales, 90 days hourly", lambda s: s.ledger.sales(NOW_MS - SPAN_MS, NOW_MS)),
     ("paid now per stream", lambda s: s.sessions.paid_now(NOW_MS)),
-    # The dashboard's read of both: paid now, then their places.
-    ("paid and playing now", _audience_now),
+    # The dashboard's one read of both (gateway/reports.py): paid now, then their places.
+    ("paid and playing now", lambda s: _reports(s).audience_now()),
     ("ledger, newest 51", lambda s: s.ledger.ledger(LedgerQuery(), 51)),
     ("ledger, needs a person", lambda s: s.ledger.ledger(
         LedgerQuery(status=LedgerStatus.ATTENTION), 100)),

@@ -26,6 +26,7 @@ from gateway.keys import (
     PROVIDER,
     RECONCILE_TASK,
     RECONCILER,
+    REPORTS,
     SESSIONS,
     SETTINGS,
     STATUS_HUB,
@@ -39,6 +40,7 @@ from gateway.keys import (
 from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
 from gateway.reconcile import Reconciler
+from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.store import open_store
 from gateway.stream_health import (
@@ -67,6 +69,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = sessions
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
     app[DEVICES] = Devices(store.grants, app[CLOCK], max_devices=settings.max_devices)
+    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK])
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()

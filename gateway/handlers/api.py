@@ -39,9 +39,9 @@ from gateway.keys import (
     LIMITS,
     METRICS,
     PROVIDER,
+    REPORTS,
     SESSIONS,
     SETTINGS,
-    STORE,
     STREAM_HEALTH,
 )
 from gateway.logs import log_event
@@ -287,7 +287,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
     limit = query_int(request, "limit", 1, 1000, default=100)
-    ledger = await request.app[STORE].ledger.notifications(trx_id, limit)
+    ledger = await request.app[REPORTS].notifications(trx_id, limit)
     return ok({"notifications": [{
         "provider": entry.notification.provider,
         "eventId": entry.notification.event_id,
@@ -313,7 +313,7 @@ async def list_payments(request: web.Request) -> web.Response:
         raise InvalidRequest(detail="status must be pending, paid or expired")
     stream_id = query_value(request, "streamId", STREAM_ID)
     limit = query_int(request, "limit", 1, 1000, default=100)
-    found = await request.app[STORE].sessions.payments(
+    found = await request.app[REPORTS].payments(
         SessionStatus(raw_status) if raw_status else None, stream_id, limit)
     now_ms = request.app[CLOCK]()
     return ok({"payments": [
