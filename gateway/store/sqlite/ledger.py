@@ -26,7 +26,7 @@ from gateway.store.base import Ledger
 from gateway.store.sqlite.connection import Database
 
 # Named with their table: a listing joins them to its tags.
-LEDGER_COLUMNS = ", ".join(f"provider_notifications.{column}" for column in (
+_LEDGER_COLUMNS = ", ".join(f"provider_notifications.{column}" for column in (
     "provider", "event_id", "trx_id", "amount", "reported_status", "paid_at_ms",
     "received_at_ms", "raw_body", "replay_key", "applied", "reason", "session_id", "id",
     "stream_id", "settled_at_ms", "settled_by", "settled_note", "fee"))
@@ -43,7 +43,7 @@ class SQLiteLedger(Ledger):
 
         def select(conn: sqlite3.Connection) -> list[LedgerEntry]:
             return [_entry(row) for row in conn.execute(
-                f"SELECT {LEDGER_COLUMNS} FROM provider_notifications {where}"
+                f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications {where}"
                 " ORDER BY id DESC LIMIT ?", (*params, limit))]
 
         return await self._reader.run(select)
@@ -56,7 +56,7 @@ class SQLiteLedger(Ledger):
         if scan.before is not None:
             bounds += " AND (ledger_tags.received_at_ms, entry_id) < (?, ?)"
         select = (
-            f"SELECT {LEDGER_COLUMNS} FROM ledger_tags"
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger_tags"
             " JOIN provider_notifications ON provider_notifications.id = entry_id"
             " WHERE tag_id = (SELECT tag_id FROM ledger_tag_names WHERE tag = ?)"
             f"{bounds} ORDER BY ledger_tags.received_at_ms DESC, entry_id DESC LIMIT ?")
@@ -157,7 +157,7 @@ def tag_the_ledger(conn: sqlite3.Connection) -> None:
     last_id = 0
     while True:
         entries = [_entry(row) for row in conn.execute(
-            f"SELECT {LEDGER_COLUMNS} FROM provider_notifications WHERE id > ?"
+            f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications WHERE id > ?"
             " ORDER BY id LIMIT 1000", (last_id,))]
         if not entries:
             return
@@ -181,7 +181,7 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
 
 
 def _entry_by_id(conn: sqlite3.Connection, entry_id: int) -> LedgerEntry | None:
-    row = conn.execute(f"SELECT {LEDGER_COLUMNS} FROM provider_notifications WHERE id = ?",
+    row = conn.execute(f"SELECT {_LEDGER_COLUMNS} FROM provider_notifications WHERE id = ?",
                        (entry_id,)).fetchone()
     return _entry(row) if row else None
 

@@ -27,7 +27,7 @@ from gateway.store.sqlite.connection import Database
 from gateway.store.sqlite.ledger import count_sale, event_recorded, record_entry, replayed
 from gateway.store.sqlite.schema import ACTIVE
 
-SESSION_COLUMNS = (
+_SESSION_COLUMNS = (
     "session_id, user_id, stream_id, provider, trx_id, amount, fee, qr_string, status,"
     " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews, paid_until_ms"
 )
@@ -47,7 +47,7 @@ class SQLiteSessions(PaymentSessions):
 
     async def get(self, session_id: str) -> PaymentSession | None:
         return await self._one(
-            f"SELECT {SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
+            f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
             (session_id,),
         )
 
@@ -57,7 +57,7 @@ class SQLiteSessions(PaymentSessions):
             for start in range(0, len(session_ids), 500):  # under SQLite's variable limit
                 chunk = session_ids[start:start + 500]
                 found += map(_session, conn.execute(
-                    f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                    f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                     f" WHERE session_id IN ({', '.join('?' * len(chunk))})", chunk))
             return found
 
@@ -65,7 +65,7 @@ class SQLiteSessions(PaymentSessions):
 
     async def get_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
         return await self._one(
-            f"SELECT {SESSION_COLUMNS} FROM payment_sessions WHERE provider = ? AND trx_id = ?",
+            f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE provider = ? AND trx_id = ?",
             (provider, trx_id),
         )
 
@@ -74,7 +74,7 @@ class SQLiteSessions(PaymentSessions):
     ) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE user_id = ? AND stream_id = ? AND {ACTIVE}"
                 " ORDER BY created_at_ms, session_id",
                 (user_id, stream_id),
@@ -86,7 +86,7 @@ class SQLiteSessions(PaymentSessions):
     async def list_paid(self, user_id: str, limit: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 " WHERE user_id = ? AND paid_at_ms IS NOT NULL"
                 " ORDER BY paid_at_ms DESC, session_id LIMIT ?",
                 (user_id, limit),
@@ -98,7 +98,7 @@ class SQLiteSessions(PaymentSessions):
     async def list_active(self, user_id: str, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE user_id = ? AND {ACTIVE} ORDER BY created_at_ms, session_id",
                 (user_id,),
             ).fetchall()
@@ -111,7 +111,7 @@ class SQLiteSessions(PaymentSessions):
     ) -> tuple[PaymentSession, bool]:
         def insert(conn: sqlite3.Connection) -> tuple[PaymentSession, bool]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE user_id = ? AND stream_id = ? AND {ACTIVE}",
                 (candidate.user_id, candidate.stream_id),
             ).fetchall()
@@ -121,7 +121,7 @@ class SQLiteSessions(PaymentSessions):
                 return decision.session, False
             stored = decision.session  # the candidate, as a renewal or not
             conn.execute(
-                f"INSERT INTO payment_sessions ({SESSION_COLUMNS})"
+                f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (stored.session_id, stored.user_id, stored.stream_id,
                  stored.provider, stored.trx_id, stored.amount, stored.fee,
@@ -145,7 +145,7 @@ class SQLiteSessions(PaymentSessions):
             if note.replay_key is not None and replayed(conn, note.replay_key):
                 return PaymentDecision(False, NotificationReason.REPLAYED, None)
             by_trx = (
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 " WHERE provider = ? AND trx_id = ?"
             )
             row = conn.execute(by_trx, (note.provider, note.trx_id)).fetchone()
@@ -155,7 +155,7 @@ class SQLiteSessions(PaymentSessions):
                 others = tuple(
                     _session(other)
                     for other in conn.execute(
-                        f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                        f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                         f" WHERE user_id = ? AND stream_id = ? AND {ACTIVE}"
                         " AND session_id != ?",
                         (session.user_id, session.stream_id, session.session_id),
@@ -177,7 +177,7 @@ class SQLiteSessions(PaymentSessions):
         def expire(conn: sqlite3.Connection) -> list[PaymentSession]:
             # The index finds the candidates; the model says which are over.
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 f" WHERE {ACTIVE} AND expires_at_ms <= ? ORDER BY expires_at_ms LIMIT ?",
                 (now_ms, limit),
             ).fetchall()
@@ -202,7 +202,7 @@ class SQLiteSessions(PaymentSessions):
     async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
         def end(conn: sqlite3.Connection) -> PaymentSession | None:
             row = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
             ended = decide_revocation(_session(row), now_ms) if row else None
@@ -215,7 +215,7 @@ class SQLiteSessions(PaymentSessions):
     async def ended_early(self, now_ms: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 " WHERE status = 'expired' AND paid_at_ms IS NOT NULL AND paid_until_ms > ?",
                 (now_ms,),
             ).fetchall()
@@ -227,7 +227,7 @@ class SQLiteSessions(PaymentSessions):
                                      limit: int) -> list[PaymentSession]:
         def query(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions"
                 " WHERE paid_at_ms IS NULL AND created_at_ms > ? AND created_at_ms <= ?"
                 " ORDER BY created_at_ms LIMIT ?",
                 (created_after_ms, created_before_ms, limit),
@@ -247,7 +247,7 @@ class SQLiteSessions(PaymentSessions):
                 where.append("stream_id = ?")
                 params.append(stream_id)
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions WHERE {' AND '.join(where)}"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE {' AND '.join(where)}"
                 " ORDER BY created_at_ms DESC, session_id LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -258,7 +258,7 @@ class SQLiteSessions(PaymentSessions):
     async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
         def select(conn: sqlite3.Connection) -> list[PaymentSession]:
             rows = conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM payment_sessions WHERE user_id = ?"
+                f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE user_id = ?"
                 " ORDER BY created_at_ms DESC, session_id DESC LIMIT ?",
                 (user_id, limit)).fetchall()
             return [_session(row) for row in rows]
