@@ -73,7 +73,7 @@ class Devices:
                 await self.end_grant(victim, reason="watched_elsewhere")
         await self.end_grant(current.grant_id, reason="replaced")
         fresh, _ = await self._grants.grant_for_device(session_id, device.key, now_ms,
-                                                     new_grant_id(), now_ms)
+                                                       new_grant_id(), now_ms)
         return fresh
 
     async def end_grant(self, grant_id: str, *, reason: str) -> DeviceGrant | None:
@@ -107,4 +107,4 @@ class Devices:
         """The gate's report that a grant is playing from an address."""
         now_ms = self.clock()
         return await self._grants.claim_place(session_id, grant_id, address, now_ms,
-                                            now_ms - PLAYING_WINDOW_MS, self.max_devices)
+                                              now_ms - PLAYING_WINDOW_MS, self.max_devices)
