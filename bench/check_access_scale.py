@@ -18,7 +18,7 @@ from bench.api_throughput import paid_viewer
 from bench.tools import ServerProcess, WrkResult, wrk
 from gateway import qris
 from gateway.qris import MerchantProfile
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import open_sqlite
 
 REPEAT_QR = """
 wrk.method = "POST"
@@ -47,13 +47,16 @@ def fill(path: Path, count: int) -> None:
         ))
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany(
+            "INSERT INTO payment_sessions (session_id, user_id, stream_id, provider, trx_id,"
+            " amount, fee, qr_string, status, created_at_ms, paid_at_ms, expires_at_ms)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
 
 
 async def _create_schema(path: str) -> None:
-    await (await SQLiteStore.open(path)).close()
+    await (await open_sqlite(path)).close()
 
 
 def measure(count: int, seconds: int) -> tuple[WrkResult, WrkResult, float]:

@@ -30,7 +30,7 @@ import aiohttp
 
 from bench.tools import ServerProcess
 from gateway import qris
-from gateway.ledger import HOUR_MS, LedgerQuery, LedgerStatus, needs_person
+from gateway.ledger import HOUR_MS, LedgerQuery, LedgerStatus
 from gateway.model import (
     Notification,
     NotificationReason,
@@ -39,9 +39,14 @@ from gateway.model import (
     SessionStatus,
 )
 from gateway.qris import MerchantProfile
-from gateway.store.base import SessionStore
-from gateway.store.redis import RedisStore, _notification_fields
-from gateway.store.sqlite import SQLiteStore
+from gateway.reports import Reports
+from gateway.store.base import Store
+from gateway.store.redis import open_redis
+from gateway.store.redis.client import Client
+from gateway.store.redis.ledger import queue_entry, queue_qr, queue_ticket
+from gateway.store.redis.rows import queue_session
+from gateway.store.sqlite import open_sqlite
+from gateway.store.sqlite.ledger import tag_the_ledger
 
 NOW_MS = int(time.time() * 1000)
 SPAN_MS = 90 * 24 * HOUR_MS
@@ -92,6 +97,7 @@ def shaped(index: int, count: int) -> tuple[PaymentSession, list[tuple[Notificat
 def fill_sqlite(path: Path, count: int) -> None:
     asyncio.run(_create_schema(str(path)))
     with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.row_factory = sqlite3.Row  # as the store's own connections read rows
         conn.execute("BEGIN")
         for start in range(0, count, 50_000):
             sessions, notes = [], []
@@ -108,8 +114,7 @@ def fill_sqlite(path: Path, count: int) -> None:
                         note.provider, note.event_id, note.trx_id,
                         session.session_id if known else None, note.amount, "paid",
                         note.paid_at_ms, note.received_at_ms, None, int(reason == "paid"),
-                        reason, note.raw_body, session.stream_id if known else None,
-                        int(needs_person(reason))))
+                        reason, note.raw_body, session.stream_id if known else None))
             conn.executemany(
                 "INSERT INTO payment_sessions (session_id, user_id, stream_id, provider,"
                 " trx_id, amount, fee, qr_string, status, created_at_ms, paid_at_ms,"
@@ -118,9 +123,11 @@ def fill_sqlite(path: Path, count: int) -> None:
             conn.executemany(
                 "INSERT INTO provider_notifications (provider, event_id, trx_id, session_id,"
                 " amount, reported_status, paid_at_ms, received_at_ms, replay_key, applied,"
-                " reason, raw_body, stream_id, needs_person)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", notes)
-        # The counters the store keeps on every write, computed the migration's way.
+                " reason, raw_body, stream_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", notes)
+        # The ledger's tags and the counters the store keeps on every write, computed
+        # the migrations' way.
+        tag_the_ledger(conn)
         conn.execute("DELETE FROM sales_hourly")
         conn.execute(
             "INSERT INTO sales_hourly (hour_ms, stream_id, qrs_created)"
@@ -137,56 +144,51 @@ def fill_sqlite(path: Path, count: int) -> None:
 
 
 async def _create_schema(path: str) -> None:
-    await (await SQLiteStore.open(path)).close()
+    await (await open_sqlite(path)).close()
 
 
 async def fill_redis(prefix: str, count: int) -> None:
     """Through the store's own write helpers, pipelined (no transactions: nobody else is
     writing), so the layout is exactly what the running store keeps."""
-    store = await RedisStore.open(REDIS_URL, prefix)
+    await (await open_redis(REDIS_URL, prefix)).close()  # its one-time jobs: nothing to do
+    client = await Client.connect(REDIS_URL, prefix, 30)
+    keys = client.keys
     number = 0
     try:
         for start in range(0, count, 2000):
-            async with store._redis.pipeline(transaction=False) as pipe:
+            async with client.redis.pipeline(transaction=False) as pipe:
                 for index in range(start, min(count, start + 2000)):
                     session, drawn = shaped(index, count)
-                    store._queue_write(pipe, session, None)
-                    store._queue_count(pipe, session.stream_id, "q", session.created_at_ms, 1)
+                    queue_session(pipe, keys, session, None)
+                    queue_qr(pipe, keys, session)
                     if session.paid_at_ms is not None:
-                        store._queue_count(pipe, session.stream_id, "t", session.paid_at_ms, 1)
-                        store._queue_count(pipe, session.stream_id, "a", session.paid_at_ms,
-                                           session.amount)
+                        queue_ticket(pipe, keys, session)
                     for note, reason in drawn:
                         number += 1
                         known = not note.trx_id.startswith("GHOST")
                         decision = PaymentDecision(reason == "paid", NotificationReason(reason),
                                                    session.session_id if known else None)
-                        stream_id = session.stream_id if known else ""
-                        pipe.hset(store._keys.notification(number), mapping={
-                            **_notification_fields(note, decision), "stream_id": stream_id})
-                        pipe.zadd(store._keys.notifications, {str(number): number})
-                        pipe.lpush(store._keys.notifications_by_trx(note.trx_id), str(number))
-                        store._queue_ledger_index(pipe, number, note.received_at_ms,
-                                                  decision.applied, reason, stream_id)
+                        queue_entry(pipe, keys, number, note, decision,
+                                    session.stream_id if known else None)
                 await pipe.execute()
-        await store._redis.set(store._keys.notification_ids, number)
+        await client.redis.set(keys.notification_ids, number)
     finally:
-        await store.close()
+        await client.close()
 
 
 async def drop_redis(prefix: str) -> None:
-    store = await RedisStore.open(REDIS_URL, prefix)
+    client = await Client.connect(REDIS_URL, prefix, 30)
     try:
         batch: list[str] = []
-        async for key in store._redis.scan_iter(match=f"{prefix}*", count=10_000):
+        async for key in client.redis.scan_iter(match=f"{prefix}*", count=10_000):
             batch.append(key)
             if len(batch) >= 10_000:
-                await store._redis.unlink(*batch)
+                await client.redis.unlink(*batch)
                 batch = []
         if batch:
-            await store._redis.unlink(*batch)
+            await client.redis.unlink(*batch)
     finally:
-        await store.close()
+        await client.close()
 
 
 async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
@@ -200,23 +202,29 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
-STORE_QUERIES: list[tuple[str, Callable[[SessionStore], Awaitable[Any]]]] = [
-    ("sales, 30 days hourly (dashboard)", lambda s: s.sales(NOW_MS - 30 * 24 * HOUR_MS, NOW_MS)),
-    ("sales, 90 days hourly", lambda s: s.sales(NOW_MS - SPAN_MS, NOW_MS)),
-    ("paid now per stream", lambda s: s.paid_now(NOW_MS)),
-    ("playing now per stream", lambda s: s.playing_now(NOW_MS, NOW_MS - 30_000)),
-    ("ledger, newest 51", lambda s: s.ledger(LedgerQuery(), 51)),
-    ("ledger, needs a person", lambda s: s.ledger(LedgerQuery(status=LedgerStatus.ATTENTION),
-                                                  100)),
-    ("ledger, stream + refused", lambda s: s.ledger(
+def _reports(store: Store) -> Reports:
+    return Reports(store.ledger, store.sessions, store.grants, lambda: NOW_MS)
+
+
+STORE_QUERIES: list[tuple[str, Callable[[Store], Awaitable[Any]]]] = [
+    ("sales, 30 days hourly (dashboard)",
+     lambda s: s.ledger.sales(NOW_MS - 30 * 24 * HOUR_MS, NOW_MS)),
+    ("sales, 90 days hourly", lambda s: s.ledger.sales(NOW_MS - SPAN_MS, NOW_MS)),
+    ("paid now per stream", lambda s: s.sessions.paid_now(NOW_MS)),
+    # The dashboard's one read of both (gateway/reports.py): paid now, then their places.
+    ("paid and playing now", lambda s: _reports(s).audience_now()),
+    ("ledger, newest 51", lambda s: s.ledger.ledger(LedgerQuery(), 51)),
+    ("ledger, needs a person", lambda s: s.ledger.ledger(
+        LedgerQuery(status=LedgerStatus.ATTENTION), 100)),
+    ("ledger, stream + refused", lambda s: s.ledger.ledger(
         LedgerQuery(stream_id="demo", status=LedgerStatus.REFUSED), 51)),
-    ("ledger, reason amount_mismatch", lambda s: s.ledger(
+    ("ledger, reason amount_mismatch", lambda s: s.ledger.ledger(
         LedgerQuery(reason="amount_mismatch"), 51)),
-    ("ledger, one day 60 days ago", lambda s: s.ledger(LedgerQuery(
+    ("ledger, one day 60 days ago", lambda s: s.ledger.ledger(LedgerQuery(
         from_ms=NOW_MS - 60 * 24 * HOUR_MS, to_ms=NOW_MS - 59 * 24 * HOUR_MS), 51)),
-    ("ledger, page far back (cursor)", lambda s: s.ledger(
+    ("ledger, page far back (cursor)", lambda s: s.ledger.ledger(
         LedgerQuery(before=(NOW_MS - 80 * 24 * HOUR_MS, 1)), 51)),
-    ("sessions of a user", lambda s: s.sessions_of_user("v_4242", 50)),
+    ("sessions of a user", lambda s: s.sessions.sessions_of_user("v_4242", 50)),
 ]
 PAGES = [
     ("dashboard, 7 days by day", "/admin", {}),
@@ -250,7 +258,7 @@ async def measure_pages(url: str) -> list[tuple[str, float, float]]:
     return results
 
 
-async def measure_store(open_store: Callable[[], Awaitable[SessionStore]]
+async def measure_store(open_store: Callable[[], Awaitable[Store]]
                         ) -> list[tuple[str, float, float]]:
     store = await open_store()
     try:
@@ -273,22 +281,22 @@ def run(backend: str, count: int) -> None:
         env = {"GATEWAY_VAR_DIR": tmp, "GATEWAY_API_KEY": API_KEY, "GATEWAY_SECRET": SECRET,
                "GATEWAY_WEBHOOK_SECRET": SECRET, "GATEWAY_LOG_LEVEL": "WARNING"}
         started = time.perf_counter()
-        opener: Callable[[], Awaitable[SessionStore]]
+        opener: Callable[[], Awaitable[Store]]
         if backend == "sqlite":
             db = Path(tmp) / "g.db"
             fill_sqlite(db, count)
             env["GATEWAY_STORE"] = f"sqlite:///{db}"
             size = f"{db.stat().st_size / 1e6:.0f} MB file"
 
-            async def opener() -> SessionStore:
-                return await SQLiteStore.open(str(db))
+            async def opener() -> Store:
+                return await open_sqlite(str(db))
         else:
             asyncio.run(fill_redis(prefix, count))
             env.update(GATEWAY_STORE=REDIS_URL, GATEWAY_REDIS_KEY_PREFIX=prefix)
             size = "Redis"
 
-            async def opener() -> SessionStore:
-                return await RedisStore.open(REDIS_URL, prefix)
+            async def opener() -> Store:
+                return await open_redis(REDIS_URL, prefix)
         print(f"{backend}: {count:,} sessions ({size}), filled in "
               f"{time.perf_counter() - started:.0f} s")
         try:

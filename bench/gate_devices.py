@@ -28,7 +28,7 @@ from bench.tools import ServerProcess, WrkResult, wrk
 from gateway.clock import system_clock_ms
 from gateway.devices import Devices
 from gateway.gate.places import PlaceCounter
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.sqlite import open_sqlite
 
 API_KEY = "bench-api-key-0123456789abcdef"
 SYSTEMS = ("counted (limit 2)", "not counted (limit 0)")
@@ -45,11 +45,11 @@ def device_reports(gateway_url: str) -> int:
 
 async def admit_cost_us(calls: int = 1_000_000) -> tuple[float, float]:
     """Microseconds per `admit` of a known place, and per loop turn doing nothing."""
-    store = await SQLiteStore.open(":memory:")
+    store = await open_sqlite(":memory:")
     try:
-        devices = Devices(store, system_clock_ms, max_devices=2)
-        grant, _ = await store.grant_for_device("session", "browser:x", system_clock_ms(),
-                                                "g", 0)
+        devices = Devices(store.grants, system_clock_ms, max_devices=2)
+        grant, _ = await store.grants.grant_for_device("session", "browser:x",
+                                                       system_clock_ms(), "g", 0)
         counter = PlaceCounter(devices, system_clock_ms)
         expires_at_ms = system_clock_ms() + 3_600_000
         await counter.admit("session", grant.grant_id, expires_at_ms, "127.0.0.1")

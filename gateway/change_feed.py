@@ -18,6 +18,7 @@ from gateway.logs import log_event
 from gateway.metrics import Metrics
 from gateway.sessions import SessionService
 from gateway.status_hub import StatusHub
+from gateway.store.base import Changes
 
 log = logging.getLogger("gateway.change_feed")
 
@@ -25,8 +26,9 @@ RESUBSCRIBE_DELAYS_S = (0.1, 0.5, 1, 2, 5, 10)
 
 
 class ChangeFeed:
-    def __init__(self, sessions: SessionService, gate: HlsGate, hub: StatusHub,
-                 metrics: Metrics) -> None:
+    def __init__(self, changes: Changes, sessions: SessionService, gate: HlsGate,
+                 hub: StatusHub, metrics: Metrics) -> None:
+        self._changes = changes
         self._sessions = sessions
         self._gate = gate
         self._hub = hub
@@ -39,7 +41,7 @@ class ChangeFeed:
         self._metrics.change_feed_up = False
         while True:
             try:
-                async for session in self._sessions.store.changes(self._catch_up):
+                async for session in self._changes.changes(self._catch_up):
                     self._sessions.notify_listeners(session)
             except asyncio.CancelledError:
                 raise
@@ -59,7 +61,7 @@ class ChangeFeed:
         """Called once subscribed: whatever changed before is read from the store."""
         for session in await self._sessions.ended_early():
             self._gate.session_changed(session)
-        for watched in await self._sessions.store.get_many(self._hub.watched_session_ids()):
+        for watched in await self._sessions.sessions_by_id(self._hub.watched_session_ids()):
             self._hub.publish_if_changed(watched)
         if self._failures:
             log_event(log, "store_changes_resumed", after_failures=self._failures)

@@ -10,6 +10,8 @@ A grant *plays* while the gate has seen it in the last 30 s, counted once per cl
 address it is seen from: a *place*. A purchase may hold `max_devices` places. The store
 keeps the places (so instances sharing it share the count); the gate reports to it only
 when a place is new to it or its last report is a few seconds old (gate/devices.py).
+What a report does (renew, take, refuse, forget) is `decide_claim`'s to say; the store
+reads the places and writes its answer in one transaction.
 
 This module is the devices' model: types and pure functions, importing no store and no
 HTTP, so the store interface can import it. The use cases are in `gateway/devices.py`.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gateway.errors import InvalidRequest
@@ -76,6 +79,43 @@ class PlaceClaim(StrEnum):
     ADMITTED = "admitted"  # the place was held already, or there was room for it
     FULL = "full"  # the purchase's places are all taken
     ENDED = "ended"  # the grant was ended (moved to another device, or by an operator)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceDecision:
+    """What a gate's report that a grant plays from an address does (`decide_claim`):
+    the answer, the place to store (renewed or new), and the purchase's places to
+    forget."""
+
+    claim: PlaceClaim
+    write: DevicePlace | None
+    forget: tuple[DevicePlace, ...]
+
+
+def decide_claim(session_id: str, grant: DeviceGrant | None, places: Iterable[DevicePlace],
+                 address: str, now_ms: int, since_ms: int, limit: int) -> PlaceDecision:
+    """The gate reports that `grant` plays purchase `session_id` from `address`;
+    `places` are the purchase's places as stored. Places last seen at or before
+    `since_ms` no longer play: they are forgotten, whatever the answer. A grant that
+    is unknown (None), ended or of another purchase is ENDED. Otherwise its place at
+    this address is renewed (seen now), or taken if fewer than `limit` (0: no limit)
+    are held, else the purchase is FULL. Pure: no I/O, no clock."""
+    held: list[DevicePlace] = []
+    forget: list[DevicePlace] = []
+    for place in places:
+        (held if place.last_seen_ms > since_ms else forget).append(place)
+    if grant is None or grant.session_id != session_id or grant.ended_at_ms is not None:
+        return PlaceDecision(PlaceClaim.ENDED, None, tuple(forget))
+    mine = next((place for place in held
+                 if (place.grant_id, place.address) == (grant.grant_id, address)), None)
+    if mine is not None:
+        # Reports may arrive out of order (two instances): a place is never seen earlier.
+        renewed = replace(mine, last_seen_ms=max(mine.last_seen_ms, now_ms))
+        return PlaceDecision(PlaceClaim.ADMITTED, renewed, tuple(forget))
+    if limit and len(held) >= limit:
+        return PlaceDecision(PlaceClaim.FULL, None, tuple(forget))
+    return PlaceDecision(PlaceClaim.ADMITTED,
+                         DevicePlace(grant.grant_id, address, now_ms, now_ms), tuple(forget))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from gateway.device_model import (
 )
 from gateway.errors import DeviceLimit
 from gateway.logs import log_event
-from gateway.store.base import SessionStore
+from gateway.store.base import DeviceGrants
 
 log = logging.getLogger("gateway.devices")
 
@@ -32,8 +32,8 @@ class Devices:
     """The use cases: a device's grant, moving playback to this device, ending a grant,
     a purchase's grants for operators, and the gate's reports of places."""
 
-    def __init__(self, store: SessionStore, clock: Clock, *, max_devices: int) -> None:
-        self.store = store
+    def __init__(self, grants: DeviceGrants, clock: Clock, *, max_devices: int) -> None:
+        self._grants = grants
         self.clock = clock
         self.max_devices = max_devices  # 0: no limit
         self._listeners: list[GrantEndedListener] = []
@@ -48,7 +48,7 @@ class Devices:
         purchase's places are taken and this device is not one of those playing: a
         device that is playing is never refused here."""
         now_ms = self.clock()
-        grant, playing = await self.store.grant_for_device(
+        grant, playing = await self._grants.grant_for_device(
             session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
         if (self.max_devices and len(playing) >= self.max_devices
                 and not device.plays_in(grant.grant_id, playing)):
@@ -63,7 +63,7 @@ class Devices:
         playing somewhere else), and give this device a fresh grant: one no gate has
         refused yet, so it plays at its very next request."""
         now_ms = self.clock()
-        current, playing = await self.store.grant_for_device(
+        current, playing = await self._grants.grant_for_device(
             session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
         if device.plays_in(current.grant_id, playing):
             return current  # playing here already
@@ -72,14 +72,14 @@ class Devices:
             if victim is not None:
                 await self.end_grant(victim, reason="watched_elsewhere")
         await self.end_grant(current.grant_id, reason="replaced")
-        fresh, _ = await self.store.grant_for_device(session_id, device.key, now_ms,
-                                                     new_grant_id(), now_ms)
+        fresh, _ = await self._grants.grant_for_device(session_id, device.key, now_ms,
+                                                       new_grant_id(), now_ms)
         return fresh
 
     async def end_grant(self, grant_id: str, *, reason: str) -> DeviceGrant | None:
         """End one grant now: its places are freed, and the gate refuses it from its next
         request (on another instance, within REPORT_INTERVAL_MS). None if unknown."""
-        ended = await self.store.end_grant(grant_id, self.clock())
+        ended = await self._grants.end_grant(grant_id, self.clock())
         if ended is None:
             return None
         log_event(log, "grant_ended", grantId=grant_id, sessionId=ended.session_id,
@@ -91,11 +91,14 @@ class Devices:
                 log.exception("grant listener failed")
         return ended
 
+    async def get_grant(self, grant_id: str) -> DeviceGrant | None:
+        return await self._grants.get_grant(grant_id)
+
     async def grants(self, session_id: str) -> list[GrantReport]:
         """A purchase's grants, oldest first, each with the places it plays from now."""
         now_ms = self.clock()
-        grants = await self.store.grants(session_id)
-        playing = await self.store.playing(session_id, now_ms - PLAYING_WINDOW_MS)
+        grants = await self._grants.grants(session_id)
+        playing = await self._grants.playing(session_id, now_ms - PLAYING_WINDOW_MS)
         return [GrantReport(grant, tuple(place for place in playing
                                          if place.grant_id == grant.grant_id))
                 for grant in grants]
@@ -103,5 +106,5 @@ class Devices:
     async def claim(self, session_id: str, grant_id: str, address: str) -> PlaceClaim:
         """The gate's report that a grant is playing from an address."""
         now_ms = self.clock()
-        return await self.store.claim_place(session_id, grant_id, address, now_ms,
-                                            now_ms - PLAYING_WINDOW_MS, self.max_devices)
+        return await self._grants.claim_place(session_id, grant_id, address, now_ms,
+                                              now_ms - PLAYING_WINDOW_MS, self.max_devices)

@@ -21,10 +21,11 @@ from gateway.operators import OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.reconcile import Reconciler
+from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.status_hub import StatusHub
-from gateway.store.base import SessionStore
+from gateway.store.base import Store
 from gateway.stream_health import StreamHealth
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -49,8 +50,9 @@ UNTRUSTED_FORWARDING = web.AppKey("untrusted_forwarding", UntrustedForwarding)
 # " https://img.example" ...: the hosts of the catalog's poster URLs, for img-src.
 POSTER_ORIGINS = web.AppKey("poster_origins", str)
 # Set by the cleanup contexts in resources.py, which own their lifetimes.
-STORE = web.AppKey("store", SessionStore)
+STORE = web.AppKey("store", Store)  # read by resources.py and the readiness check only
 SESSIONS = web.AppKey("sessions", SessionService)
+REPORTS = web.AppKey("reports", Reports)  # what operators read: the console, API listings
 LIMITS = web.AppKey("limits", SessionCreationLimits)
 DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

@@ -1,18 +1,22 @@
 """The operator's view of the money, free of HTTP: the notification ledger with what
 each entry needs from a person, and sales counted in hourly buckets.
 
-Both are read by the console on every page view, so the store keeps them ready:
-notifications indexed by stream, reason, outcome and time, sales as counters per stream
-and hour, updated in the same transaction as the payment they count. Nothing here can
-pay a session: settling an entry only records that a person dealt with the money.
+Both are read by the console on every page view, so the store keeps them ready: sales
+as counters per stream and hour, updated in the same transaction as the payment they
+count, and every entry listed newest first under each of its *tags* (`ledger_tags`),
+one per combination of what a query can filter on, so that any query reads one list
+from its cursor (`LedgerQuery.scan`). What a filter means is decided here, once; the
+stores keep the lists. Nothing here can pay a session: settling an entry only records
+that a person dealt with the money (`decide_settlement`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from urllib.parse import urlencode
 
 from gateway.model import Notification, NotificationReason
 
@@ -73,8 +77,24 @@ class LedgerEntry:
         return LedgerStatus.APPLIED if self.applied else LedgerStatus.REFUSED
 
     @property
+    def statuses(self) -> tuple[LedgerStatus, ...]:
+        """Every status a query may find this entry by: its outcome (applied or
+        refused) and, for money a person must deal with, attention or settled."""
+        return tuple(status for status in LedgerStatus if _status_matches(status, self))
+
+    @property
     def cursor(self) -> tuple[int, int]:
         return self.notification.received_at_ms, self.entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerScan:
+    """What a store reads for a query: the entries listed under `tag`, newest first,
+    with cursors from `since` (included) to `before` (excluded)."""
+
+    tag: str
+    since: tuple[int, int] | None
+    before: tuple[int, int] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,16 @@ class LedgerQuery:
                 and (self.to_ms is None or received_ms < self.to_ms)
                 and (self.before is None or entry.cursor < self.before))
 
+    def scan(self) -> LedgerScan:
+        """The one list holding exactly the entries this query's filters name, and the
+        stretch of it its dates and cursor leave (entry ids start at 1, so a cursor
+        `(ms, 0)` falls before every entry received at `ms`)."""
+        before = self.before
+        if self.to_ms is not None and (before is None or (self.to_ms, 0) < before):
+            before = (self.to_ms, 0)
+        since = None if self.from_ms is None else (self.from_ms, 0)
+        return LedgerScan(ledger_tag(self.stream_id, self.reason, self.status), since, before)
+
 
 def _status_matches(status: LedgerStatus, entry: LedgerEntry) -> bool:
     if status is LedgerStatus.APPLIED:
@@ -107,6 +137,43 @@ def _status_matches(status: LedgerStatus, entry: LedgerEntry) -> bool:
     if status is LedgerStatus.ATTENTION:
         return entry.needs_person and entry.settlement is None
     return entry.settlement is not None
+
+
+def ledger_tag(stream_id: str | None, reason: str | None, status: LedgerStatus | None
+               ) -> str:
+    """The name of the list of entries of this stream, reason and status (None: any),
+    e.g. "stream=demo&status=refused"; "all" for the whole ledger."""
+    named = {"stream": stream_id, "reason": reason, "status": status}
+    return urlencode({key: value for key, value in named.items() if value is not None}) or "all"
+
+
+def ledger_tags(entry: LedgerEntry) -> frozenset[str]:
+    """Every list the entry is listed under: one per combination of its stream (when
+    known), its reason and each of its statuses, "all" included. Eight for a payment,
+    twelve for money a person must deal with."""
+    streams = (None,) if entry.stream_id is None else (None, entry.stream_id)
+    return frozenset(ledger_tag(stream_id, reason, status)
+                     for stream_id in streams for reason in (None, entry.reason)
+                     for status in (None, *entry.statuses))
+
+
+@dataclass(frozen=True, slots=True)
+class SettleDecision:
+    """A settled entry, and the lists it leaves and joins (attention for settled)."""
+
+    entry: LedgerEntry
+    untag: frozenset[str]
+    tag: frozenset[str]
+
+
+def decide_settlement(entry: LedgerEntry, settlement: Settlement) -> SettleDecision | None:
+    """A person records that they dealt with an entry: only one that needs a person and
+    is not settled yet. None when there is nothing to settle. Pure: no I/O, no clock."""
+    if not entry.needs_person or entry.settlement is not None:
+        return None
+    settled = replace(entry, settlement=settlement)
+    before, after = ledger_tags(entry), ledger_tags(settled)
+    return SettleDecision(settled, before - after, after - before)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ class Reconciler:
     async def run_once(self) -> ReconcileReport:
         """One round: ask about every due session, at most `concurrency` at a time."""
         now_ms = self._clock()
-        candidates = await self._sessions.store.unpaid_created_between(
+        candidates = await self._sessions.unpaid_created_between(
             now_ms - self._horizon_ms, now_ms - self._delay_ms, self._batch_size)
         alive = {session.session_id for session in candidates}
         # Forget sessions that left the window (paid by a notification, pruned, old).

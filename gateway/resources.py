@@ -26,6 +26,7 @@ from gateway.keys import (
     PROVIDER,
     RECONCILE_TASK,
     RECONCILER,
+    REPORTS,
     SESSIONS,
     SETTINGS,
     STATUS_HUB,
@@ -39,6 +40,7 @@ from gateway.keys import (
 from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
 from gateway.reconcile import Reconciler
+from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.store import open_store
 from gateway.stream_health import (
@@ -56,16 +58,18 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(settings.store_url, settings.redis_key_prefix,
                              settings.store_timeout_seconds)
     app[STORE] = store
-    app[LIMITS] = SessionCreationLimits(store, app[CLOCK], settings)
+    # Each use case gets the parts of the store it needs, and only those.
+    app[LIMITS] = SessionCreationLimits(store.counters, app[CLOCK], settings)
     sessions = SessionService(
-        store, app[PROVIDER], app[CATALOG], app[CLOCK],
+        store.sessions, store.changes, app[PROVIDER], app[CATALOG], app[CLOCK],
         access_seconds=settings.access_seconds,
         payment_window_seconds=settings.payment_window_seconds,
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
     app[SESSIONS] = sessions
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
-    app[DEVICES] = Devices(store, app[CLOCK], max_devices=settings.max_devices)
+    app[DEVICES] = Devices(store.grants, app[CLOCK], max_devices=settings.max_devices)
+    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK])
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()
@@ -188,7 +192,8 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[STORE].shared:
         yield
         return
-    feed = ChangeFeed(app[SESSIONS], app[GATE], app[STATUS_HUB], app[METRICS])
+    feed = ChangeFeed(app[STORE].changes, app[SESSIONS], app[GATE], app[STATUS_HUB],
+                      app[METRICS])
     app[CHANGE_FOLLOWER] = asyncio.create_task(feed.run(), name="store-changes")
     yield
     await _stop(app[CHANGE_FOLLOWER])

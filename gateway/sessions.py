@@ -1,7 +1,8 @@
 """The use cases of payment sessions: request a QR, learn of a payment, check access,
 revoke, sweep. The rules themselves, and the types, are in `gateway/model.py`; this
-module drives them through the store and provider interfaces and tells listeners of
-every status change. No HTTP.
+module drives them through the store's payment sessions and the provider interface,
+and tells listeners of every status change (and, through the store's change feed,
+the other instances). No HTTP.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from gateway.model import (
     new_session_id,
 )
 from gateway.providers.base import Provider
-from gateway.store.base import SessionStore
+from gateway.store.base import Changes, PaymentSessions
 
 log = logging.getLogger("gateway.sessions")
 
@@ -51,7 +52,8 @@ class SessionService:
 
     def __init__(
         self,
-        store: SessionStore,
+        sessions: PaymentSessions,
+        changes: Changes,
         provider: Provider,
         catalog: Catalog,
         clock: Clock,
@@ -60,7 +62,8 @@ class SessionService:
         payment_window_seconds: int,
         unpaid_retention_seconds: int,
     ) -> None:
-        self.store = store
+        self._sessions = sessions
+        self._changes = changes
         self.provider = provider
         self.catalog = catalog
         self.clock = clock
@@ -80,7 +83,7 @@ class SessionService:
     async def _changed(self, session: PaymentSession) -> None:
         self.notify_listeners(session)
         try:
-            await self.store.publish_change(session)
+            await self._changes.publish(session)
         except StoreUnavailable:  # stored already; other instances catch up on resync
             log_event(log, "session_change_not_published", level=logging.WARNING,
                       sessionId=session.session_id)
@@ -113,7 +116,7 @@ class SessionService:
         probe = PaymentSession("", user_id, stream_id, "", "", stream.price, 0, "",
                                SessionStatus.PENDING, now_ms, None, now_ms)
         looked = decide_new_session(
-            probe, await self.store.active_for_stream(user_id, stream_id, now_ms), now_ms)
+            probe, await self._sessions.active_for_stream(user_id, stream_id, now_ms), now_ms)
         if not looked.inserted:
             return self._reuse(looked.session, now_ms), False
         key = (user_id, stream_id)
@@ -169,7 +172,7 @@ class SessionService:
             paid_at_ms=None,
             expires_at_ms=expires_at_ms,
         )
-        stored, inserted = await self.store.insert_pending(
+        stored, inserted = await self._sessions.insert_pending(
             replace(candidate, renews=renews), now_ms)
         if not inserted:
             # A concurrent request by the same viewer won; its QR is the one to show.
@@ -203,9 +206,9 @@ class SessionService:
         `owner`; None stands for a trusted server caller, who may see any."""
         session = None
         if session_id is not None:
-            session = await self.store.get(session_id)
+            session = await self._sessions.get(session_id)
         elif trx_id is not None:
-            session = await self.store.get_by_trx(self.provider.name, trx_id)
+            session = await self._sessions.get_by_trx(self.provider.name, trx_id)
         if session is None or (trx_id is not None and session.trx_id != trx_id):
             raise SessionNotFound()
         if owner is not None and session.user_id != owner:
@@ -219,7 +222,7 @@ class SessionService:
         if self.catalog.get(stream_id) is None:
             raise UnknownStream()
         now_ms = self.clock()
-        active = await self.store.active_for_stream(user_id, stream_id, now_ms)
+        active = await self._sessions.active_for_stream(user_id, stream_id, now_ms)
         if session_id is not None:
             session: PaymentSession | None = await self.owned_session(
                 user_id, session_id=session_id
@@ -243,11 +246,22 @@ class SessionService:
                               next_session=following)
 
     async def active_sessions(self, user_id: str) -> list[PaymentSession]:
-        return await self.store.list_active(user_id, self.clock())
+        return await self._sessions.list_active(user_id, self.clock())
+
+    async def sessions_by_id(self, session_ids: list[str]) -> list[PaymentSession]:
+        """The sessions that exist among `session_ids`, as stored, in one trip."""
+        return await self._sessions.get_many(session_ids)
+
+    async def unpaid_created_between(self, created_after_ms: int, created_before_ms: int,
+                                     limit: int) -> list[PaymentSession]:
+        """Never-paid sessions created in (after, before], oldest first: the ones to ask
+        the provider about (reconcile.py)."""
+        return await self._sessions.unpaid_created_between(created_after_ms,
+                                                           created_before_ms, limit)
 
     async def record_notification(self, notification: Notification) -> PaymentDecision:
         """Rule 3: store every verified notification and apply it if it pays a session."""
-        decision = await self.store.apply_notification(
+        decision = await self._sessions.apply_notification(
             notification, lambda context: decide_payment(context, self._terms(context))
         )
         if decision.reason == NotificationReason.REPLAYED:
@@ -278,14 +292,14 @@ class SessionService:
 
     async def purchases(self, user_id: str, limit: int = 100) -> list[PaymentSession]:
         """The viewer's paid sessions, newest payment first: what they bought."""
-        return await self.store.list_paid(user_id, limit)
+        return await self._sessions.list_paid(user_id, limit)
 
     async def revoke(self, session_id: str, reason: str) -> PaymentSession:
         """End a paid session now (a refund, an abuse report). Idempotent: revoking a
         session that is not paid and active changes nothing and returns it as it is."""
-        ended = await self.store.end_paid_session(session_id, self.clock())
+        ended = await self._sessions.end_paid_session(session_id, self.clock())
         if ended is None:
-            session = await self.store.get(session_id)
+            session = await self._sessions.get(session_id)
             if session is None:
                 raise SessionNotFound()
             return session
@@ -297,7 +311,7 @@ class SessionService:
     async def ended_early(self) -> list[PaymentSession]:
         """Sessions whose access was ended before its natural expiry and whose access
         tokens still live (`model.tokens_live_until_ms`), so could look valid."""
-        return await self.store.ended_early(self.clock())
+        return await self._sessions.ended_early(self.clock())
 
     async def sweep(self, batch_size: int = 500) -> SweepReport:
         """Rule 5: mark expired sessions (telling listeners) and prune stale unpaid ones,
@@ -305,7 +319,7 @@ class SessionService:
         now_ms = self.clock()
         expired = 0
         while True:
-            batch = await self.store.expire_due(now_ms, batch_size)
+            batch = await self._sessions.expire_due(now_ms, batch_size)
             for session in batch:
                 self._log_state(session, "session_expired")
                 await self._changed(session)
@@ -314,7 +328,7 @@ class SessionService:
                 break
         pruned = 0
         while True:
-            count = await self.store.prune_unpaid(now_ms - self.unpaid_retention_ms, batch_size)
+            count = await self._sessions.prune_unpaid(now_ms - self.unpaid_retention_ms, batch_size)
             pruned += count
             if count < batch_size:
                 break

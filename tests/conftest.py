@@ -129,7 +129,7 @@ async def stored_notifications(settings: Settings) -> list[tuple[str, str, int, 
     """The notification ledger as the store reports it, oldest first."""
     store = await open_store(settings.store_url, settings.redis_key_prefix)
     try:
-        ledger = await store.notifications(limit=1000)
+        ledger = await store.ledger.notifications(limit=1000)
     finally:
         await store.close()
     return [(n.notification.event_id, n.notification.trx_id, n.notification.amount,

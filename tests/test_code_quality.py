@@ -61,3 +61,97 @@ def test_no_import_cycles_inside_the_package() -> None:
         if name not in state:
             visit(name, [name])
     assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def _within(module: str, *packages: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every gateway module `start` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for imported in graph[todo.pop()] - seen:
+            seen.add(imported)
+            todo.append(imported)
+    return seen
+
+
+def _third_party_imports(module: str) -> set[str]:
+    path = PROJECT_DIR / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PROJECT_DIR / module.replace(".", "/") / "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if not _within(name, "gateway")}
+
+
+def test_stores_import_no_provider_handler_gate_or_http() -> None:
+    graph = _gateway_imports()
+    stores = [module for module in graph if _within(module, "gateway.store")]
+    assert len(stores) > 10
+    for module in stores:
+        reached = _reachable(graph, module)
+        assert not [name for name in reached if _within(
+            name, "gateway.providers", "gateway.handlers", "gateway.gate")], module
+        assert not [name for name in _third_party_imports(module)
+                    if _within(name, "aiohttp")], module
+
+
+def test_one_backend_never_imports_the_other() -> None:
+    graph = _gateway_imports()
+    for backend, other in (("gateway.store.sqlite", "gateway.store.redis"),
+                           ("gateway.store.redis", "gateway.store.sqlite")):
+        for module in (module for module in graph if _within(module, backend)):
+            assert not [name for name in _reachable(graph, module)
+                        if _within(name, other)], module
+
+
+def test_the_models_import_no_store_provider_http_or_gate() -> None:
+    graph = _gateway_imports()
+    for model in ("gateway.model", "gateway.device_model", "gateway.ledger"):
+        assert not [name for name in _reachable(graph, model) | {model} if _within(
+            name, "gateway.store", "gateway.providers", "gateway.handlers", "gateway.gate")]
+        assert not [name for name in _third_party_imports(model)
+                    if _within(name, "aiohttp")], model
+
+
+# Only these read the store itself (app[STORE]): the one that opens it and hands each use
+# case its parts, and the readiness check's ping. Everything else reads through a use
+# case (SessionService, Devices, Reports...).
+STORE_KEY_READERS = {"gateway/resources.py", "gateway/handlers/health.py",
+                     "gateway/keys.py"}  # keys.py defines it
+
+
+def store_key_reads(source: str) -> list[int]:
+    """The lines where a module names the STORE app key (imports it, or reads it)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if ((isinstance(node, ast.Name) and node.id == "STORE")
+                or (isinstance(node, ast.Attribute) and node.attr == "STORE")
+                or (isinstance(node, ast.alias) and node.name == "STORE")):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_only_resources_and_the_readiness_check_read_the_store_key() -> None:
+    readers = {}
+    for path in (PROJECT_DIR / "gateway").rglob("*.py"):
+        name = str(path.relative_to(PROJECT_DIR))
+        if name not in STORE_KEY_READERS and (lines := store_key_reads(path.read_text())):
+            readers[name] = lines
+    assert readers == {}
+
+
+def test_the_store_key_check_sees_a_handler_reach_for_the_store() -> None:
+    handler = ("from gateway.keys import SESSIONS, STORE\n\n"
+               "async def handler(request):\n"
+               "    return await request.app[STORE].ledger.sales(0, 1)\n")
+    assert store_key_reads(handler) == [1, 4]
+    assert store_key_reads("from gateway import keys\nstore = app[keys.STORE]\n") == [2]
+    assert store_key_reads("from gateway.keys import REPORTS\nreports = app[REPORTS]\n") == []

@@ -22,7 +22,8 @@ from gateway.providers.simulator import SimulatorProvider
 from gateway.qris import MerchantProfile
 from gateway.sessions import SessionService
 from gateway.settings import DEFAULT_CATALOG
-from gateway.store.sqlite import SQLiteStore
+from gateway.store.base import Store
+from gateway.store.sqlite import open_sqlite
 from tests.conftest import FakeClock
 
 ACCESS_S = 7200
@@ -30,13 +31,19 @@ WINDOW_S = 1200
 
 
 @pytest.fixture
-async def domain(clock: FakeClock) -> AsyncIterator[SessionService]:
-    store = await SQLiteStore.open(":memory:")
+async def store() -> AsyncIterator[Store]:
+    opened = await open_sqlite(":memory:")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def domain(store: Store, clock: FakeClock) -> SessionService:
     provider = SimulatorProvider(MerchantProfile(), b"k" * 32, clock)
-    yield SessionService(store, provider, Catalog.load(DEFAULT_CATALOG), clock,
+    return SessionService(store.sessions, store.changes, provider,
+                          Catalog.load(DEFAULT_CATALOG), clock,
                           access_seconds=ACCESS_S, payment_window_seconds=WINDOW_S,
                           unpaid_retention_seconds=3600)
-    await store.close()
 
 
 def paid(session: PaymentSession, clock: FakeClock, *, event_id: str = "evt-1",
@@ -117,8 +124,8 @@ async def test_access_needs_owner_stream_and_payment(domain: SessionService,
     assert not (await domain.check_access("bob", "demo", None)).has_access
 
 
-async def test_a_wrong_amount_or_a_non_payment_pays_nothing(domain: SessionService,
-                                                           clock: FakeClock) -> None:
+async def test_a_wrong_amount_or_a_non_payment_pays_nothing(
+        domain: SessionService, store: Store, clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     short = await domain.record_notification(paid(session, clock, amount=999))
     failed = await domain.record_notification(paid(session, clock, event_id="e2",
@@ -126,7 +133,7 @@ async def test_a_wrong_amount_or_a_non_payment_pays_nothing(domain: SessionServi
     assert (short.applied, short.reason) == (False, NotificationReason.AMOUNT_MISMATCH)
     assert (failed.applied, failed.reason) == (False, NotificationReason.NOT_A_PAYMENT)
     assert not (await domain.check_access("alice", "demo", None)).has_access
-    reasons = [n.reason for n in await domain.store.notifications(session.trx_id)]
+    reasons = [n.reason for n in await store.ledger.notifications(session.trx_id)]
     assert reasons == ["not_a_payment", "amount_mismatch"]
 
 
@@ -155,13 +162,13 @@ async def test_listeners_hear_payments_and_expiries(domain: SessionService,
 
 
 async def test_sweep_prunes_unpaid_sessions_after_the_retention(
-        domain: SessionService, clock: FakeClock) -> None:
+        domain: SessionService, store: Store, clock: FakeClock) -> None:
     session, _ = await domain.request_qr("alice", "demo", None)
     clock.advance(WINDOW_S)
     assert (await domain.sweep()).pruned == 0  # kept a while: a late payment may come
     clock.advance(3600 + 1)
     assert (await domain.sweep()).pruned == 1
-    assert await domain.store.get(session.session_id) is None
+    assert await store.sessions.get(session.session_id) is None
 
 
 async def test_a_provider_payload_that_is_not_valid_qris_is_never_shown(

@@ -24,7 +24,6 @@ from urllib.parse import urlencode, urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.device_model import PLAYING_WINDOW_MS
 from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
 from gateway.handlers.common import (
     client_address,
@@ -40,10 +39,10 @@ from gateway.keys import (
     GATE,
     OPERATOR_AUTH,
     PROVIDER,
+    REPORTS,
     SESSIONS,
     SETTINGS,
     SIGN_IN_THROTTLE,
-    STORE,
     STREAM_HEALTH,
 )
 from gateway.ledger import (
@@ -251,21 +250,20 @@ async def dashboard(request: web.Request) -> web.Response:
         bucket = "day"  # thousands of hourly points say nothing on a phone's chart
     today_ms = local_day_start(now_ms)
     # One read for the chart's range and the last 30 days' takings.
-    buckets = await app[STORE].sales(min(range_from_ms, today_ms - 29 * DAY_MS),
-                                     max(range_to_ms, now_ms + HOUR_MS))
+    buckets = await app[REPORTS].sales(min(range_from_ms, today_ms - 29 * DAY_MS),
+                                       max(range_to_ms, now_ms + HOUR_MS))
     in_range = [b for b in buckets if range_from_ms <= b.hour_ms < range_to_ms]
     stream_ids = [stream.stream_id for stream in app[CATALOG]]
     series = sales_series(in_range, stream_ids, range_from_ms, min(range_to_ms, now_ms + 1),
                           HOUR_MS if bucket == "hour" else DAY_MS)
-    paid_now = await app[STORE].paid_now(now_ms)
-    playing = await app[STORE].playing_now(now_ms, now_ms - PLAYING_WINDOW_MS)
+    audience = await app[REPORTS].audience_now()
     # Watched in the background by stream_health.py: reading it costs nothing here.
     health = {stream.stream_id: app[STREAM_HEALTH].health(stream.stream_id)
               for stream in app[CATALOG]}
     conversion = conversion_by_stream(in_range)
     streams = [{
-        "stream": stream, "paid_now": paid_now.get(stream.stream_id, 0),
-        "playing": playing.get(stream.stream_id, 0),
+        "stream": stream, "paid_now": audience.paid.get(stream.stream_id, 0),
+        "playing": audience.playing.get(stream.stream_id, 0),
         "conversion": conversion.get(stream.stream_id), "health": health[stream.stream_id],
     } for stream in app[CATALOG]]
     chart = {
@@ -368,15 +366,14 @@ def _date_ms(text: str, name: str) -> int:
 @page
 async def payments(request: web.Request) -> web.Response:
     query = _ledger_query(request)
-    store = request.app[STORE]
-    entries = await store.ledger(query, LEDGER_PAGE_SIZE + 1)
+    reports = request.app[REPORTS]
+    entries = await reports.ledger(query, LEDGER_PAGE_SIZE + 1)
     more = len(entries) > LEDGER_PAGE_SIZE
     entries = entries[:LEDGER_PAGE_SIZE]
-    attention = [] if query.before else await store.ledger(
+    attention = [] if query.before else await reports.ledger(
         LedgerQuery(status=LedgerStatus.ATTENTION), ATTENTION_LIMIT)
-    # What each short or duplicate payment should have been, in one trip to the store.
-    prices = {session.session_id: session.amount for session in await store.get_many(
-        [entry.session_id for entry in attention if entry.session_id])}
+    # What each short or duplicate payment should have been.
+    prices = await reports.prices(attention)
     filters = {key: request.query[key] for key in ("stream", "status", "reason", "from", "to")
                if request.query.get(key)}
     older = None
@@ -410,9 +407,9 @@ async def payments_csv(request: web.Request) -> web.StreamResponse:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
-    store = request.app[STORE]
+    reports = request.app[REPORTS]
     while True:
-        page_entries = await store.ledger(query, 1000)
+        page_entries = await reports.ledger(query, 1000)
         for entry in page_entries:
             writer.writerow(csv_row(entry))
         await response.write(buffer.getvalue().encode())
@@ -432,7 +429,7 @@ async def settle(request: web.Request) -> web.Response:
     note = form.get("note", "").strip()
     if not note or len(note) > MAX_NOTE_CHARS:
         raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
-    settled = await request.app[STORE].settle(
+    settled = await request.app[REPORTS].settle(
         entry_id, Settlement(request.app[CLOCK](), operator.name, note))
     if settled is None:
         raise InvalidRequest(detail="this entry needs no settling, or is settled already")
@@ -474,18 +471,18 @@ async def sessions(request: web.Request) -> web.Response:
 
 async def _find_sessions(request: web.Request, search: str) -> list[PaymentSession]:
     """One box for a trxId, a sessionId or a userId: whatever the text could be."""
-    store = request.app[STORE]
+    reports = request.app[REPORTS]
     found: dict[str, PaymentSession] = {}
     if SESSION_ID.fullmatch(search):
-        session = await store.get(search)
+        session = await reports.session(search)
         if session is not None:
             found[session.session_id] = session
     if TRX_ID.fullmatch(search):
-        session = await store.get_by_trx(request.app[PROVIDER].name, search)
+        session = await reports.session_by_trx(request.app[PROVIDER].name, search)
         if session is not None:
             found[session.session_id] = session
     if USER_ID.fullmatch(search):
-        for session in await store.sessions_of_user(search, SESSIONS_LIMIT):
+        for session in await reports.sessions_of_user(search, SESSIONS_LIMIT):
             found[session.session_id] = session
     return sorted(found.values(), key=lambda s: (s.created_at_ms, s.session_id), reverse=True)
 
@@ -513,7 +510,7 @@ async def end_device(request: web.Request) -> web.Response:
     if not SESSION_ID.fullmatch(session_id) or not SESSION_ID.fullmatch(grant_id):
         raise InvalidRequest(detail="not a valid id")
     devices = request.app[DEVICES]
-    grant = await devices.store.get_grant(grant_id)
+    grant = await devices.get_grant(grant_id)
     if grant is None or grant.session_id != session_id:
         raise GrantNotFound()
     note = form.get("note", "").strip()[:MAX_NOTE_CHARS]

@@ -38,6 +38,7 @@ from gateway.keys import (
     LIMITS,
     METRICS,
     PROVIDER,
+    REPORTS,
     SESSIONS,
     SETTINGS,
     STREAM_HEALTH,
@@ -285,7 +286,7 @@ async def list_notifications(request: web.Request) -> web.Response:
     require_operator(request)
     trx_id = query_value(request, "trxId", TRX_ID)
     limit = query_int(request, "limit", 1, 1000, default=100)
-    ledger = await request.app[SESSIONS].store.notifications(trx_id, limit)
+    ledger = await request.app[REPORTS].notifications(trx_id, limit)
     return ok({"notifications": [{
         "provider": entry.notification.provider,
         "eventId": entry.notification.event_id,
@@ -311,7 +312,7 @@ async def list_payments(request: web.Request) -> web.Response:
         raise InvalidRequest(detail="status must be pending, paid or expired")
     stream_id = query_value(request, "streamId", STREAM_ID)
     limit = query_int(request, "limit", 1, 1000, default=100)
-    found = await request.app[SESSIONS].store.payments(
+    found = await request.app[REPORTS].payments(
         SessionStatus(raw_status) if raw_status else None, stream_id, limit)
     now_ms = request.app[CLOCK]()
     return ok({"payments": [

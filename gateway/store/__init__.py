@@ -1,22 +1,31 @@
-"""Session stores: one interface (`base.SessionStore`), one module per backend."""
+"""The store, split by what it holds (`base.py`: one protocol per part, and `Store`,
+the parts of one opened store), and one package per backend with one module per part:
+`sqlite/` (the embedded default) and `redis/` (shared by several instances)."""
 
 from __future__ import annotations
 
-from gateway.store.base import SessionStore, StoredNotification
+from gateway.store.base import (
+    Changes,
+    Counters,
+    DeviceGrants,
+    Ledger,
+    PaymentSessions,
+    Store,
+)
 
-__all__ = ["SessionStore", "StoredNotification", "open_store"]
+__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "PaymentSessions", "Store",
+           "open_store"]
 
 
-async def open_store(url: str, key_prefix: str = "gateway:",
-                     timeout_s: float = 5.0) -> SessionStore:
+async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0) -> Store:
     """Open the backend that `GATEWAY_STORE` names (validated by Settings). Every call
     to it then answers or fails with `StoreUnavailable` within about `timeout_s`."""
     if url.startswith("sqlite:///"):
-        from gateway.store.sqlite import SQLiteStore
+        from gateway.store.sqlite import open_sqlite
 
-        return await SQLiteStore.open(url.removeprefix("sqlite:///"), timeout_s=timeout_s)
+        return await open_sqlite(url.removeprefix("sqlite:///"), timeout_s=timeout_s)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from gateway.store.redis import RedisStore
+        from gateway.store.redis import open_redis
 
-        return await RedisStore.open(url, key_prefix, timeout_s=timeout_s)
+        return await open_redis(url, key_prefix, timeout_s=timeout_s)
     raise ValueError(f"GATEWAY_STORE: {url.split(':', 1)[0]}:// is not a store backend")
