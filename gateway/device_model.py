@@ -20,17 +20,16 @@ HTTP, so the store interface can import it. The use cases are in `gateway/device
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gateway.errors import InvalidRequest
+from gateway.ids import DEVICE_ID
 
 PLAYING_WINDOW_MS = 30_000  # a place is free this long after its last request
 REPORT_INTERVAL_MS = 5_000  # how stale a gate's word on a place may get
-DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 DEFAULT_DEVICE_ID = "default"  # a program that names no device: all its calls are one
 
 

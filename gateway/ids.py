@@ -19,3 +19,5 @@ TRX_ID = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}")
 STREAM_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # A viewer: ours (v_...) or a host platform's `sub`.
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+# A program's name for one of its devices (check-access's deviceId).
+DEVICE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES
-from gateway.device_model import DEVICE_ID
 from gateway.errors import GatewayError
 from gateway.i18n import error_message
 from gateway.identity import VIEWER_COOKIE
-from gateway.ids import SESSION_ID, STREAM_ID, TRX_ID, USER_ID
+from gateway.ids import DEVICE_ID, SESSION_ID, STREAM_ID, TRX_ID, USER_ID
 from gateway.model import NotificationReason
 from gateway.stream_health import StreamStatus
 

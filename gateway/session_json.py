@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gateway.model import SessionStatus
+from gateway.model import AccessDecision, SessionStatus
 
 
 class SessionState(Protocol):
@@ -64,3 +64,26 @@ def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STA
     are exact at that moment, rule 5). `given` supplies fields only the caller knows."""
     return {name: given[name] if name in given else _FIELDS[name](session, now_ms)
             for name in fields}
+
+
+def access_json(decision: AccessDecision) -> dict[str, Any]:
+    """check-access's answer (also the watch page's starting point)."""
+    data: dict[str, Any] = {
+        "hasAccess": decision.has_access,
+        "streamId": decision.stream_id,
+        "sessionId": decision.session.session_id if decision.session else None,
+        "remainingTime": decision.remaining_ms,
+    }
+    if decision.starts_in_ms is not None and decision.session is not None:
+        # A paid ticket whose window has not opened: when it does.
+        data |= {"startsAt": decision.session.starts_at_ms, "startsIn": decision.starts_in_ms}
+    if decision.next_session is not None and decision.session is not None:
+        following = decision.next_session
+        # The paid next window: access runs on, without a gap, until it ends.
+        current_ends_in_ms = decision.remaining_ms
+        data["next"] = {"sessionId": following.session_id,
+                        "startsAt": following.starts_at_ms,
+                        "expiresAt": following.expires_at_ms,
+                        "remainingTime": current_ends_in_ms + following.expires_at_ms
+                        - decision.session.expires_at_ms}
+    return data

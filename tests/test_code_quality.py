@@ -155,3 +155,44 @@ def test_the_store_key_check_sees_a_handler_reach_for_the_store() -> None:
     assert store_key_reads(handler) == [1, 4]
     assert store_key_reads("from gateway import keys\nstore = app[keys.STORE]\n") == [2]
     assert store_key_reads("from gateway.keys import REPORTS\nreports = app[REPORTS]\n") == []
+
+
+def _importers(graph: dict[str, set[str]], module: str) -> set[str]:
+    return {name for name, imported in graph.items() if module in imported}
+
+
+def test_handlers_are_imported_by_the_route_table_only() -> None:
+    """A handler is an entry point, never a library: what two handlers share lives in
+    handlers/common.py (request parsing) or outside the handlers."""
+    graph = _gateway_imports()
+    handlers = [module for module in graph if _within(module, "gateway.handlers")
+                and module not in ("gateway.handlers", "gateway.handlers.common")]
+    assert len(handlers) > 10
+    for module in handlers:
+        assert _importers(graph, module) <= {"gateway.routes"}, module
+
+
+def test_providers_import_no_store_handler_gate_or_server() -> None:
+    graph = _gateway_imports()
+    providers = [module for module in graph if _within(module, "gateway.providers")]
+    assert len(providers) > 5
+    for module in providers:
+        assert not [name for name in _reachable(graph, module) if _within(
+            name, "gateway.store", "gateway.handlers", "gateway.gate")], module
+        # The HTTP client, yes: that is how a provider is reached. Serving, never.
+        assert not [name for name in _third_party_imports(module)
+                    if _within(name, "aiohttp.web")], module
+
+
+def test_the_gate_imports_no_store_and_no_console() -> None:
+    graph = _gateway_imports()
+    gate = [module for module in graph if _within(module, "gateway.gate")]
+    assert len(gate) > 5
+    for module in gate:
+        # It counts places through the Devices use case, whose store part is an
+        # interface (store/base.py): never a backend, never the store itself.
+        assert not [name for name in graph[module] if _within(
+            name, "gateway.store", "gateway.handlers", "gateway.reports")], module
+        assert not [name for name in _reachable(graph, module) if name == "gateway.store"
+                    or _within(name, "gateway.store.sqlite", "gateway.store.redis",
+                               "gateway.handlers", "gateway.reports")], module

@@ -60,7 +60,7 @@ from gateway.ledger import (
     takings,
 )
 from gateway.logs import log_event
-from gateway.model import NotificationReason, PaymentSession
+from gateway.model import NotificationReason, PaymentSession, SessionStatus
 from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
 
 log = logging.getLogger("gateway.admin")
@@ -462,7 +462,7 @@ async def sessions(request: web.Request) -> web.Response:
         "remaining_ms": session.remaining_ms(now_ms),
         "stream": request.app[CATALOG].get(session.stream_id),
         "ended_early": gate.access.is_ended(session.session_id),
-        "can_revoke": session.status_at(now_ms) == "paid",
+        "can_revoke": session.status_at(now_ms) == SessionStatus.PAID,
     } for session in found]
     return _render("admin/sessions.html", request, _context(
         request, _operator(request), section="sessions", search=search, rows=rows,

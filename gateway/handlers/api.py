@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from gateway import qris
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, Stream
-from gateway.device_model import DEVICE_ID, GrantReport
+from gateway.device_model import GrantReport
 from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
@@ -20,6 +20,7 @@ from gateway.handlers.common import (
     current_viewer,
     ok,
     path_value,
+    poster_url,
     query_int,
     query_value,
     read_body,
@@ -29,7 +30,7 @@ from gateway.handlers.common import (
     set_gate_cookie,
 )
 from gateway.identity import acting_user, session_owner
-from gateway.ids import SESSION_ID, STREAM_ID, TRX_ID, USER_ID
+from gateway.ids import DEVICE_ID, SESSION_ID, STREAM_ID, TRX_ID, USER_ID
 from gateway.keys import (
     CATALOG,
     CLOCK,
@@ -45,7 +46,13 @@ from gateway.keys import (
 )
 from gateway.logs import log_event
 from gateway.model import AccessDecision, SessionStatus
-from gateway.session_json import POLL_FIELDS, QR_FIELDS, STATUS_FIELDS, session_json
+from gateway.session_json import (
+    POLL_FIELDS,
+    QR_FIELDS,
+    STATUS_FIELDS,
+    access_json,
+    session_json,
+)
 
 log = logging.getLogger("gateway.api")
 
@@ -81,12 +88,6 @@ def stream_json(request: web.Request, stream: Stream) -> dict[str, Any]:
         "poster": poster_url(request, stream),
         "accessSeconds": stream.access_seconds_or(settings.access_seconds),
     }
-
-
-def poster_url(request: web.Request, stream: Stream) -> str | None:
-    if stream.poster_file is not None:
-        return str(request.app.router["poster"].url_for(stream_id=stream.stream_id))
-    return stream.poster_url
 
 
 async def list_streams(request: web.Request) -> web.Response:
@@ -192,29 +193,6 @@ async def watch_here(request: web.Request) -> web.Response:
     grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
                                                 device)
     return _access_response(request, decision, grant)
-
-
-def access_json(decision: AccessDecision) -> dict[str, Any]:
-    """check-access's answer (also the watch page's starting point)."""
-    data: dict[str, Any] = {
-        "hasAccess": decision.has_access,
-        "streamId": decision.stream_id,
-        "sessionId": decision.session.session_id if decision.session else None,
-        "remainingTime": decision.remaining_ms,
-    }
-    if decision.starts_in_ms is not None and decision.session is not None:
-        # A paid ticket whose window has not opened: when it does.
-        data |= {"startsAt": decision.session.starts_at_ms, "startsIn": decision.starts_in_ms}
-    if decision.next_session is not None and decision.session is not None:
-        following = decision.next_session
-        # The paid next window: access runs on, without a gap, until it ends.
-        current_ends_in_ms = decision.remaining_ms
-        data["next"] = {"sessionId": following.session_id,
-                        "startsAt": following.starts_at_ms,
-                        "expiresAt": following.expires_at_ms,
-                        "remainingTime": current_ends_in_ms + following.expires_at_ms
-                        - decision.session.expires_at_ms}
-    return data
 
 
 def _access_response(request: web.Request, decision: AccessDecision,

@@ -19,6 +19,7 @@ import msgspec
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestPayloadError
 
+from gateway.catalog import Stream
 from gateway.device_model import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import HlsGate, MediaRequest, PlaybackGrant
@@ -315,3 +316,9 @@ def media_request(request: web.Request, gate: HlsGate, path_token: str | None,
         gate.cookie_token(None if cookies is None else "; ".join(cookies)),
         client_address(request, gate.trusted_proxies), path,
         gate.clock())  # once per request: every check reads the same time
+
+
+def poster_url(request: web.Request, stream: Stream) -> str | None:
+    if stream.poster_file is not None:
+        return str(request.app.router["poster"].url_for(stream_id=stream.stream_id))
+    return stream.poster_url

@@ -11,11 +11,11 @@ from gateway import qris
 from gateway.catalog import Stream
 from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
-from gateway.handlers.api import access_json, poster_url
 from gateway.handlers.common import (
     current_viewer,
     known_viewer_id,
     path_value,
+    poster_url,
     request_device,
     set_gate_cookie,
 )
@@ -30,6 +30,7 @@ from gateway.identity import acting_user
 from gateway.ids import SESSION_ID
 from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
 from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
+from gateway.session_json import access_json
 from gateway.stream_health import StreamStatus
 
 # The watch page warns this long before access ends (and offers the next window from

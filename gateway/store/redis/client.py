@@ -81,8 +81,7 @@ class Client:
         if self.feed is not self.redis:
             await self.feed.aclose()
 
-    async def transaction(self, watch: list[str],
-                          body: Callable[[Pipeline], Awaitable[T]]) -> T:
+    async def transaction(self, body: Callable[[Pipeline], Awaitable[T]]) -> T:
         """Run `body` under WATCH until it commits. `body` WATCHes what it reads (the
         pipeline runs commands at once while watching, and queues them otherwise), then
         calls `pipe.multi()` and queues its writes, or returns without it to commit
@@ -94,8 +93,6 @@ class Client:
             conflicts = 0
             while True:
                 try:
-                    if watch:
-                        await pipe.watch(*watch)
                     result = await body(pipe)
                     if pipe.explicit_transaction:
                         await pipe.execute()

@@ -105,6 +105,7 @@ class RedisGrants(Part, DeviceGrants):
         places_key, grant_key = self._keys.places(session_id), self._keys.grant(grant_id)
 
         async def claim(pipe: Pipeline) -> PlaceClaim:
+            await pipe.watch(places_key, grant_key)
             # Both read in one round trip on another connection: the WATCH, already in
             # place, covers them whichever connection read them.
             async with self._redis.pipeline(transaction=False) as reads:
@@ -126,7 +127,7 @@ class RedisGrants(Part, DeviceGrants):
                 pipe.pexpire(places_key, _PLACES_TTL_MS)
             return decision.claim
 
-        return await self._client.transaction([places_key, grant_key], claim)
+        return await self._client.transaction(claim)
 
     @bounded
     async def playing(self, session_id: str, since_ms: int) -> list[DevicePlace]:

@@ -80,7 +80,7 @@ class RedisLedger(Part, Ledger):
             queue_tags(pipe, self._keys, decision.entry, decision.tag)
             return decision.entry
 
-        return await self._client.transaction([], settle)
+        return await self._client.transaction(settle)
 
     @bounded
     async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:

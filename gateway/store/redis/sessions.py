@@ -219,7 +219,7 @@ class RedisSessions(Part, PaymentSessions):
             queue_qr(pipe, self._keys, decision.session)
             return decision.session, True
 
-        return await self._client.transaction([], insert)
+        return await self._client.transaction(insert)
 
     @bounded
     async def apply_notification(self, notification: Notification,
@@ -264,7 +264,7 @@ class RedisSessions(Part, PaymentSessions):
                         session.stream_id if session is not None else None)
             return decision
 
-        return await self._client.transaction([], apply)
+        return await self._client.transaction(apply)
 
     async def _notification_context(self, trx_key: str, event_key: str,
                                     replay_key: str | None, *, draw_number: bool = False
@@ -319,7 +319,7 @@ class RedisSessions(Part, PaymentSessions):
                 queue_session(pipe, self._keys, expired[0], pointer)
                 return expired[0]
 
-            ended = await self._client.transaction([], expire)
+            ended = await self._client.transaction(expire)
             if ended is not None:
                 expired.append(ended)
         return expired
@@ -344,7 +344,7 @@ class RedisSessions(Part, PaymentSessions):
                 pipe.zrem(self._keys.user_sessions(session.user_id), session_id)
                 return True
 
-            pruned += await self._client.transaction([], prune)
+            pruned += await self._client.transaction(prune)
         return pruned
 
     @bounded
@@ -360,4 +360,4 @@ class RedisSessions(Part, PaymentSessions):
             queue_session(pipe, self._keys, ended, pointer)
             return ended
 
-        return await self._client.transaction([], end)
+        return await self._client.transaction(end)
