@@ -11,9 +11,10 @@ What passes, what changes, what is refused:
   EXT-X-PLAYLIST-TYPE, EXT-X-START, comments and tags this module does not know.
 - fMP4: an EXT-X-MAP init section is served in the clear under `/media/{id}/c/…` (it
   holds codec configuration, no media); one that follows an encrypted segment gets an
-  `#EXT-X-KEY:METHOD=NONE` first, or a player would take it as encrypted. Segments
-  are encrypted whole (AES-128, not SAMPLE-AES or CENC), which hls.js, Safari, ExoPlayer
-  and ffmpeg all decrypt before demuxing.
+  `#EXT-X-KEY:METHOD=NONE` first, or a player would take it as encrypted. fMP4
+  segments are encrypted whole like MPEG-TS ones (AES-128, which RFC 8216 allows for
+  fMP4; not SAMPLE-AES, not CENC/DRM): the player decrypts before demuxing (hls.js does;
+  tests/delivery/test_players.py plays it with ffmpeg).
 - WebVTT segments are served in the clear (subtitles are not what is sold, and not every
   player decrypts them).
 - Low-latency HLS is dropped cleanly, leaving an ordinary live playlist: EXT-X-PART,
@@ -204,6 +205,8 @@ def _master(lines: list[_Line], playlist_path: str) -> str:
         elif line.tag in _REFUSED_TAGS:
             raise UnsupportedPlaylist(f"not supported: {_REFUSED_TAGS[line.tag]}")
         out.append(line.text)
+    if variant_announced:
+        raise UnsupportedPlaylist("an EXT-X-STREAM-INF without its URI")
     return "\n".join(out) + "\n"
 
 

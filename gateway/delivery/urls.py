@@ -91,13 +91,21 @@ def is_segment_path(path: str) -> bool:
 def playlist_url(stream_id: str, path: str, token: str | None = None) -> str:
     if token is None:
         return f"{MEDIA_PREFIX}{stream_id}/{path}"
-    return f"{MEDIA_PREFIX}{stream_id}/{TOKEN}/{token}/{path}"
+    return f"{MEDIA_PREFIX}{stream_id}/{TOKEN}/{_checked_token(token)}/{path}"
 
 
 def key_uri(stream_id: str, key_id: KeyId, token: str | None = None) -> str:
     if token is None:
         return f"{KEYS_PREFIX}{stream_id}/{key_id}"
-    return f"{KEYS_PREFIX}{stream_id}/{TOKEN}/{token}/{key_id}"
+    return f"{KEYS_PREFIX}{stream_id}/{TOKEN}/{_checked_token(token)}/{key_id}"
+
+
+def _checked_token(token: str) -> str:
+    # It goes into a quoted playlist attribute: a quote or a line break would let the
+    # request that carried it write the playlist.
+    if not is_token(token):
+        raise ValueError("not a token")
+    return token
 
 
 def key_target(rest: str) -> KeyTarget | None:

@@ -153,6 +153,8 @@ def test_a_path_token_goes_into_key_uris_only() -> None:
     parsed = m3u8.loads(rewrite(media(*segments(["a.ts"])), token="abc.def").text)
     assert parsed.segments[0].key.uri == "/keys/show/t/abc.def/0-60"
     assert "abc.def" not in parsed.segments[0].uri
+    with pytest.raises(ValueError):
+        rewrite(media(*segments(["a.ts"])), token='x",URI="https://evil.example/k')
 
 
 @pytest.mark.parametrize(("version", "expected"), [
@@ -382,6 +384,7 @@ def test_a_master_in_a_directory_may_name_a_sibling_directory() -> None:
     ('#EXTM3U\n#EXT-X-DEFINE:NAME="a",VALUE="b"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n',
      "variable"),
     ('#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,URI=a.m3u8\n', "unquoted"),
+    ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n", "without its URI"),
 ])
 def test_masters_keys_delivery_cannot_serve_are_refused(text: str, why: str) -> None:
     with pytest.raises(UnsupportedPlaylist, match=why):

@@ -25,8 +25,9 @@ from gateway.delivery.urls import (
 
 URLS = MediaUrls(b"s" * 32)
 KEY = KeyId(120, 60)
-segment_paths = st.from_regex(r"[a-z0-9_-]{1,12}(/[a-zA-Z0-9_.-]{0,8}[a-z0-9]){0,3}\.(ts|m4s|aac)",
-                              fullmatch=True)
+# The gate's allow-list: components of [A-Za-z0-9._-] that do not start with a dot.
+segment_paths = st.from_regex(
+    r"[a-z0-9_-]{1,12}(/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,8}){0,3}\.(ts|m4s|aac)", fullmatch=True)
 key_ids = st.builds(lambda sequence, per_key: KeySchedule(per_key).key_id(sequence),
                     st.integers(min_value=0, max_value=2**64 - 1),
                     st.integers(min_value=1, max_value=9_999_999))
@@ -148,3 +149,11 @@ def test_key_uris_read_back() -> None:
                                    "t/abc/t/abc/120-60", "../120-60"])
 def test_key_uris_out_of_grammar_name_nothing(rest_: str) -> None:
     assert key_target(rest_) is None
+
+
+@pytest.mark.parametrize("token", ['a"b', "a\nb", "a/b", "", "x" * 513])
+def test_a_token_that_is_not_one_is_never_written(token: str) -> None:
+    with pytest.raises(ValueError):
+        key_uri("show", KEY, token)
+    with pytest.raises(ValueError):
+        playlist_url("show", "index.m3u8", token)
