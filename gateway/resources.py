@@ -18,11 +18,13 @@ from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
     CLOCK,
+    CONSOLE_SIGN_INS,
     DEVICES,
     GATE,
     HTTP_CLIENT,
     LIMITS,
     METRICS,
+    OPERATOR_AUTH,
     PROVIDER,
     RECONCILE_TASK,
     RECONCILER,
@@ -39,6 +41,7 @@ from gateway.keys import (
 )
 from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
+from gateway.operators import ConsoleSignIns
 from gateway.reconcile import Reconciler
 from gateway.reports import Reports
 from gateway.sessions import SessionService
@@ -69,7 +72,10 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = sessions
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
     app[DEVICES] = Devices(store.grants, app[CLOCK], max_devices=settings.max_devices)
-    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK])
+    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK],
+                           app[PROVIDER].name)
+    if OPERATOR_AUTH in app:  # the console
+        app[CONSOLE_SIGN_INS] = ConsoleSignIns(app[OPERATOR_AUTH], store.sign_ins, app[CLOCK])
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()

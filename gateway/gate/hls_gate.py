@@ -214,6 +214,10 @@ class HlsGate:
                   form="path" if asked.path_token else "cookie", client=asked.address)
         self._metrics.gate_refusals.labels(reason).inc()
 
+    def is_ended(self, session_id: str) -> bool:
+        """Whether this gate refuses the session's tokens as ended early."""
+        return self.access.is_ended(session_id)
+
     def session_changed(self, session: PaymentSession) -> None:
         """A status listener: a session ended early is refused from now on."""
         self.access.session_changed(session)

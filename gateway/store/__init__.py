@@ -10,11 +10,12 @@ from gateway.store.base import (
     DeviceGrants,
     Ledger,
     PaymentSessions,
+    SignIns,
     Store,
 )
 
-__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "PaymentSessions", "Store",
-           "open_store"]
+__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "PaymentSessions", "SignIns",
+           "Store", "open_store"]
 
 
 async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0) -> Store:

@@ -226,6 +226,18 @@ class Changes(Protocol):
         ...
 
 
+class SignIns(Protocol):
+    """Operators' console sign-ins ended before their cookie's own end (signed out):
+    every copy of that cookie is refused, on every instance sharing the store, until it
+    would have expired anyway."""
+
+    async def end(self, sign_in_id: str, until_ms: int, now_ms: int) -> None:
+        """Record that the sign-in ended; forget it after `until_ms`."""
+        ...
+
+    async def is_ended(self, sign_in_id: str, now_ms: int) -> bool: ...
+
+
 class Connection(Protocol):
     """What the parts of one store share: its connections."""
 
@@ -244,6 +256,7 @@ class Store:
     counters: Counters
     changes: Changes
     connection: Connection
+    sign_ins: SignIns
 
     @property
     def shared(self) -> bool:

@@ -299,6 +299,71 @@ async def test_sign_out_ends_the_sign_in(console: Console) -> None:
     await console.get("/admin", expect=303)
 
 
+def _cookie(console: Console) -> str:
+    return next(c.value for c in console.http.session.cookie_jar if c.key == "operator")
+
+
+async def test_sign_out_ends_every_copy_of_the_sign_in(console: Console,
+                                                       make_viewer: AppFactory) -> None:
+    """A copy of the cookie (another tab, a stolen one) no longer opens anything once
+    its sign-in was signed out: the browser's cookie is not the only thing cleared."""
+    await signed_in(console)
+    copy = Console(await make_viewer())
+    copy.http.session.cookie_jar.update_cookies({"operator": _cookie(console)})
+    await copy.get("/admin")  # the copy works, for now
+    await console.post("/admin/sign-out", {})
+    await copy.get("/admin", expect=303)
+    await copy.get("/admin/payments", expect=303)
+    await copy.post("/admin/payments/1/settle", {"note": "x"}, expect=401)
+
+
+async def test_a_sign_out_ends_the_sign_in_on_every_instance(
+        tmp_path: Path, aiohttp_client: Any, redis_prefix: str, clock: FakeClock) -> None:
+    from tests.conftest import REDIS_URL
+
+    consoles = []
+    for name in ("a", "b"):
+        settings = make_settings(tmp_path / name, GATEWAY_STORE=REDIS_URL,
+                                 GATEWAY_REDIS_KEY_PREFIX=redis_prefix)
+        consoles.append(Console(ViewerClient(await aiohttp_client(create_app(settings,
+                                                                              clock=clock)))))
+    here, there = consoles
+    await signed_in(here)
+    there.http.session.cookie_jar.update_cookies({"operator": _cookie(here)})
+    await there.get("/admin")
+    await here.post("/admin/sign-out", {})
+    await there.get("/admin", expect=303)
+
+
+async def test_the_guard_covers_every_page_and_action_of_the_console(
+        console: Console) -> None:
+    """The console is a sub-application whose one middleware guards all of it: a page
+    or action added later is covered without anyone remembering to."""
+    app = console.http.app
+    assert app is not None
+    [sub_app] = [resource._app for resource in app.router.resources()  # type: ignore[attr-defined]
+                 if getattr(resource, "_app", None) is not None]
+    checked = 0
+    for resource in sub_app.router.resources():
+        name = resource.name or ""
+        path = re.sub(r"\{[^}:]+(:[^}]*)?\}", "1", resource.canonical).replace(
+            "1.iife", "uPlot.iife")
+        for route in resource:
+            if name in ("admin-signin", "admin-signin-post", "uplot") or route.method == "HEAD":
+                continue
+            checked += 1
+            if route.method == "GET":
+                await console.get(path, expect=303)  # to the sign-in form
+            else:
+                await console.post(path, {}, headers={}, expect=403)  # no origin
+                await console.post(path, {}, expect=401)  # no sign-in
+    assert checked >= 8
+    await signed_in(console)
+    for path in ("/admin/payments/1/settle", "/admin/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke",
+                 "/admin/sign-out"):
+        await console.post(path, {}, csrf=False, expect=403)  # no CSRF token
+
+
 async def test_no_console_without_an_operator_key(tmp_path: Path, aiohttp_client: Any) -> None:
     settings = dataclasses.replace(make_settings(tmp_path), api_key=None)
     client = await aiohttp_client(create_app(settings))

@@ -27,6 +27,7 @@ from gateway.store.redis.ledger import (
 )
 from gateway.store.redis.rows import load_sessions
 from gateway.store.redis.sessions import RedisSessions
+from gateway.store.redis.sign_ins import RedisSignIns
 
 log = logging.getLogger("gateway.store.redis")
 
@@ -45,7 +46,8 @@ async def open_redis(url: str, key_prefix: str = "gateway:",
         raise
     return Store(sessions=RedisSessions(client), ledger=RedisLedger(client),
                  grants=RedisGrants(client), counters=RedisCounters(client),
-                 changes=RedisChanges(client), connection=client)
+                 changes=RedisChanges(client), connection=client,
+                 sign_ins=RedisSignIns(client))
 
 
 async def _warn_if_not_durable(client: Client) -> None:

@@ -106,3 +106,7 @@ class Keys:
     def rate(self, bucket: str, window: int) -> str:
         """One bucket's count in one fixed window."""
         return f"{self.prefix}rate:{part(bucket)}:{window}"
+
+    def ended_sign_in(self, sign_in_id: str) -> str:
+        """A console sign-in ended early (signed out), expiring with its cookie."""
+        return f"{self.prefix}ended-sign-in:{part(sign_in_id)}"

@@ -14,6 +14,7 @@ from gateway.store.sqlite.grants import SQLiteGrants
 from gateway.store.sqlite.ledger import SQLiteLedger
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.sessions import SQLiteSessions
+from gateway.store.sqlite.sign_ins import SQLiteSignIns
 
 
 async def open_sqlite(path: str, on_connect: Callable[[sqlite3.Connection], None] | None = None,
@@ -28,4 +29,5 @@ async def open_sqlite(path: str, on_connect: Callable[[sqlite3.Connection], None
         raise
     return Store(sessions=SQLiteSessions(database), ledger=SQLiteLedger(database),
                  grants=SQLiteGrants(database), counters=MemoryCounters(),
-                 changes=NoChanges(), connection=database)
+                 changes=NoChanges(), connection=database,
+                 sign_ins=SQLiteSignIns(database))

@@ -190,6 +190,13 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     ALTER TABLE provider_notifications DROP COLUMN needs_person;
     """,
     tag_the_ledger,
+    """
+    -- Console sign-ins ended early (signed out), until their cookie would have expired.
+    CREATE TABLE ended_sign_ins (
+        sign_in_id TEXT PRIMARY KEY,
+        until_ms   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
