@@ -310,7 +310,7 @@ async def serve(app: web.Application, settings: Settings) -> None:
         site = _GuardedSite(runner, settings.host, settings.port, guard, settings.worker_fd)
         await site.start()
         log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,
-                  descriptorLimit=descriptors, worker=settings.worker_index)
+                  descriptorLimit=descriptors)
         if settings.worker_index is None:  # a supervisor says it for its workers
             print(f"======== Running on {site.name} ========", file=sys.stderr, flush=True)
         stop = asyncio.Event()

@@ -196,6 +196,12 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         sign_in_id TEXT PRIMARY KEY,
         until_ms   INTEGER NOT NULL
     ) WITHOUT ROWID;
+    -- Status changes for the other processes sharing this file (sqlite/changes.py).
+    CREATE TABLE session_changes (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        body   TEXT NOT NULL
+    );
     """,
 )
 
