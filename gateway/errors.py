@@ -98,6 +98,13 @@ class ProviderReturnedInvalidQris(GatewayError):
     code = "provider_invalid_qris"
 
 
+class ProviderSandboxQris(ProviderReturnedInvalidQris):
+    """The provider's sandbox handed back a placeholder where a QRIS should be (Tripay:
+    `"SANDBOX MODE"`): nothing a viewer could scan and pay, so nothing is sold."""
+
+    code = "provider_sandbox_qris"
+
+
 class ProviderTimeout(ProviderUnavailable):
     """The provider's API did not answer within GATEWAY_PROVIDER_TIMEOUT_SECONDS (a kind
     of unavailability with its own code and status, 503: try again shortly)."""

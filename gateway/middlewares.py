@@ -43,6 +43,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.StreamOffline: 409,
     errors.ProviderUnavailable: 502,
     errors.ProviderReturnedInvalidQris: 502,
+    errors.ProviderSandboxQris: 502,
     errors.ProviderBadResponse: 502,
     errors.ProviderTimeout: 503,
     errors.UpstreamFailed: 502,

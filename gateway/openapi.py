@@ -43,10 +43,12 @@ def _pattern(regex: str) -> Schema:
     return {"type": "string", "pattern": f"^{regex}$"}
 
 
-def _ok(data: Schema, description: str = "Done.") -> Schema:
+def _ok(data: Schema, description: str = "Done.", *,
+        beside: dict[str, Schema] | None = None) -> Schema:
+    """A success answer; `beside`: optional fields next to `success` and `data`."""
     return {"description": description, "content": {"application/json": {"schema": {
         "type": "object", "required": ["success", "data"], "additionalProperties": False,
-        "properties": {"success": {"const": True}, "data": data}}}}}
+        "properties": {"success": {"const": True}, "data": data, **(beside or {})}}}}}
 
 
 def _obj(required: list[str], optional: dict[str, Schema] | None = None,
@@ -205,7 +207,10 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                 "description": "Signed as `X-Gateway-Signature: t=<unix s>,v1=<hex HMAC-SHA256"
                                "(secret, \"<t>.<raw body>\")>`. Authentic ones are answered "
                                "200, applied or not (`reason` says why), also when the same "
-                               "delivery comes again (`duplicate_event`).",
+                               "delivery comes again (`duplicate_event`). With a real "
+                               "provider the body and its authentication are that "
+                               "provider's own (README, Providers); otomatis.vip's answer "
+                               "also carries `\"status\": true`.",
                 "parameters": [{"name": "X-Gateway-Signature", "in": "header",
                                 "required": False, "schema": {"type": "string"}}],
                 "requestBody": _json_body(_obj(
@@ -218,7 +223,8 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                     reason={"type": "string", "enum": [
                         reason.value for reason in NotificationReason
                         if reason is not NotificationReason.REPLAYED]},
-                    eventId={"type": "string"})), **_errors(400, 401, 408, 413)}}},
+                    eventId={"type": "string"}),
+                    beside={"status": {"const": True}}), **_errors(400, 401, 408, 413)}}},
         "/api/check-access": {"get": {
             "operationId": "checkAccess",
             "summary": "Whether the caller may watch; sets the gate cookie when so.",
