@@ -59,7 +59,7 @@ log = logging.getLogger("gateway.resources")
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = await open_store(settings.store_url, settings.redis_key_prefix,
-                             settings.store_timeout_seconds)
+                             settings.store_timeout_seconds, processes=settings.workers)
     app[STORE] = store
     # Each use case gets the parts of the store it needs, and only those.
     app[LIMITS] = SessionCreationLimits(store.counters, app[CLOCK], settings)

@@ -44,6 +44,8 @@ BACKLOG = 32
 RESERVED_DESCRIPTORS = 64 + 4 * BACKLOG
 # An idle keep-alive connection is closed after this (aiohttp's default is an hour).
 KEEPALIVE_S = 30.0
+# How often connections are checked for overdue request headers.
+_CHECK_EVERY_S = 1.0
 # After an early answer (408, 413), how long the rest of a body is read before the
 # connection is closed (aiohttp's default: 10 s).
 LINGER_S = 1.0
@@ -89,7 +91,6 @@ class _Guarded(asyncio.Protocol):
         self.handled = False  # the request's handler has returned
         self.request: web.BaseRequest | None = None  # while its handler runs
         self.transport: asyncio.Transport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -99,12 +100,10 @@ class _Guarded(asyncio.Protocol):
         self._guard.opened(self)
 
     def _expect_headers(self) -> None:
+        # No timer per request (one per request and its cancelling once cost a
+        # request's tenth): the guard looks for overdue headers once a second.
         self.phase, self.handled, self._tail = self.HEAD, False, b""
-        loop = asyncio.get_running_loop()
-        self.since_s = loop.time()
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = loop.call_later(self._guard.header_timeout_s, self._headers_overdue)
+        self.since_s = self._guard.loop_time()
 
     def data_received(self, data: bytes) -> None:
         if self.handled:
@@ -114,9 +113,7 @@ class _Guarded(asyncio.Protocol):
             self._tail = self._tail[-3:] + data
             if b"\r\n\r\n" in self._tail:
                 self.phase, self._tail = self.BUSY, b""
-                self.since_s = asyncio.get_running_loop().time()
-                if self._deadline is not None:
-                    self._deadline.cancel()
+                self.since_s = self._guard.loop_time()
         self._inner.data_received(data)
 
     def is_idle(self) -> bool:
@@ -135,8 +132,6 @@ class _Guarded(asyncio.Protocol):
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
         self._guard.closed(self)
         self.request = None
         self._inner.connection_lost(exc)
@@ -146,11 +141,6 @@ class _Guarded(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
-
-    def _headers_overdue(self) -> None:
-        if self.phase == self.HEAD and self.transport is not None:
-            self._guard.header_timeouts += 1
-            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -195,10 +185,32 @@ class ConnectionGuard:
         self.header_timeouts = 0
         self.evicted = 0
         self.refused = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checking: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
         return len(self._open)
+
+    def loop_time(self) -> float:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._checking = self._loop.call_later(_CHECK_EVERY_S, self._close_overdue)
+        return self._loop.time()
+
+    def _close_overdue(self) -> None:
+        """Once a second: close connections whose request headers are overdue."""
+        assert self._loop is not None
+        overdue_before_s = self._loop.time() - self.header_timeout_s
+        for connection in [held for held in self._open if held.phase == _Guarded.HEAD
+                           and held.since_s <= overdue_before_s]:
+            self.header_timeouts += 1
+            connection.close()
+        self._checking = self._loop.call_later(_CHECK_EVERY_S, self._close_overdue)
+
+    def stop(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
 
     def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, make_protocol())
@@ -216,7 +228,7 @@ class ConnectionGuard:
             finally:
                 connection.request = None
                 connection.handled = True
-                connection.since_s = asyncio.get_running_loop().time()
+                connection.since_s = self.loop_time()
         return tracked
 
     def opened(self, connection: _Guarded) -> None:
@@ -320,4 +332,5 @@ async def serve(app: web.Application, settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
+        guard.stop()
         await runner.cleanup()

@@ -18,22 +18,26 @@ from gateway.store.sqlite.sign_ins import SQLiteSignIns
 
 
 async def open_sqlite(path: str, on_connect: Callable[[sqlite3.Connection], None] | None = None,
-                      timeout_s: float = 5.0) -> Store:
+                      timeout_s: float = 5.0, *, shared: bool = False) -> Store:
     """The store in the file at `path` (or `:memory:`), its schema brought up to date.
-    `on_connect` sees each new connection (e.g. to trace SQL while debugging). A file
-    may be shared by several processes: they count and hear changes together."""
+    `on_connect` sees each new connection (e.g. to trace SQL while debugging).
+    `shared`: other processes use the file too (GATEWAY_WORKERS): then they count rate
+    limits together and hear each other's status changes; one process alone pays for
+    neither (a row and a doorbell per change, a counter write per QR)."""
+    if shared and path == ":memory:":
+        raise ValueError("an in-memory database cannot be shared")
     database = Database(path, on_connect, timeout_s)
     counters: MemoryCounters | FileCounters = MemoryCounters()
     try:
         await database.writer.run(migrate)
-        if path != ":memory:":
+        if shared:
             counters = await FileCounters.open(path + "-counters", timeout_s)
     except BaseException:
         await database.close()
         raise
     return Store(sessions=SQLiteSessions(database), ledger=SQLiteLedger(database),
                  grants=SQLiteGrants(database), counters=counters,
-                 changes=SQLiteChanges(database), connection=_Files(database, counters),
+                 changes=SQLiteChanges(database, shared), connection=_Files(database, counters),
                  sign_ins=SQLiteSignIns(database))
 
 

@@ -12,7 +12,7 @@ byte to every marker's socket. A follower woken reads the new rows at once; with
 ring (a lost datagram, a new worker) it reads every second anyway. A marker whose
 socket refuses is a process that is gone: its marker is removed.
 
-An in-memory database is one process's: there is nobody to tell.
+A file only one process uses (and an in-memory database) has nobody to tell.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ _BATCH_ROWS = 1000
 
 
 class SQLiteChanges(Changes):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, shared: bool) -> None:
         self._database = database
-        self._shared = database.path != ":memory:"
+        self._shared = shared
         self.instance_id = uuid.uuid4().hex
         self._doorbells = Path(database.path + ".changes") if self._shared else None
         self._members: list[str] = []
@@ -58,7 +58,7 @@ class SQLiteChanges(Changes):
 
     @property
     def shared(self) -> bool:
-        """A file: other processes may open it too (an in-memory database is ours)."""
+        """Other processes use the file too (open_sqlite's `shared`)."""
         return self._shared
 
     async def publish(self, session: PaymentSession) -> None:
@@ -100,7 +100,7 @@ class SQLiteChanges(Changes):
     async def changes(self, on_subscribed: Callable[[], Awaitable[None]]
                       ) -> AsyncIterator[PaymentSession]:
         if self._doorbells is None:
-            raise NotImplementedError("an in-memory store has no other processes to follow")
+            raise NotImplementedError("a store of one process has no other processes to follow")
         rung = asyncio.Event()
         doorbell = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         doorbell.setblocking(False)
