@@ -53,6 +53,7 @@ from gateway.resources import (
     metrics_ctx,
     provider_ctx,
     reconciler_ctx,
+    refunds_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -116,7 +117,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # stream health watcher needs only the HTTP client.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
                             stream_health_ctx, status_hub_ctx, store_changes_ctx,
-                            metrics_ctx, sweeper_ctx, reconciler_ctx])
+                            metrics_ctx, sweeper_ctx, reconciler_ctx, refunds_ctx])
     simulator_enabled = settings.provider == "simulator"
     setup_routes(app, simulator_enabled=simulator_enabled,
                  console_enabled=settings.api_key is not None)

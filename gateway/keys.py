@@ -21,6 +21,7 @@ from gateway.operators import ConsoleSignIns, OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.reconcile import Reconciler
+from gateway.refunds import RefundService
 from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.settings import Settings
@@ -54,6 +55,8 @@ POSTER_ORIGINS = web.AppKey("poster_origins", str)
 STORE = web.AppKey("store", Store)  # read by resources.py and the readiness check only
 SESSIONS = web.AppKey("sessions", SessionService)
 REPORTS = web.AppKey("reports", Reports)  # what operators read: the console, API listings
+REFUNDS = web.AppKey("refunds", RefundService)  # money back, cancelled shows
+REFUNDS_TASK = web.AppKey("refunds_task", asyncio.Task[None])
 LIMITS = web.AppKey("limits", SessionCreationLimits)
 DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

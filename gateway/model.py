@@ -90,6 +90,9 @@ class PaymentSession:
     # access window). An early end (revocation, refund) moves `expires_at_ms`, never
     # this: the access tokens already handed out carry it (`tokens_live_until_ms`).
     paid_until_ms: int | None = None
+    # Why access ended before its time, when it did: ENDED_BY_REVOCATION, or a refund's
+    # or a cancelled show's (refund_model). The viewer is told which, never asked to pay.
+    ended_reason: str | None = None
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)
@@ -266,13 +269,18 @@ def current_session(active: Iterable[PaymentSession], now_ms: int) -> PaymentSes
     return None
 
 
-def decide_revocation(session: PaymentSession, now_ms: int) -> PaymentSession | None:
+ENDED_BY_REVOCATION = "revoked"
+
+
+def decide_revocation(session: PaymentSession, now_ms: int,
+                      reason: str = ENDED_BY_REVOCATION) -> PaymentSession | None:
     """An operator ends a session now (refund, abuse): only a paid, unexpired one; its
     new state is expired, expiring now (`paid_until_ms` stays: its tokens still carry
     it). None when there is nothing to end."""
     if session.status_at(now_ms) != SessionStatus.PAID:
         return None
-    return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+    return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms,
+                   ended_reason=reason)
 
 
 @dataclass(frozen=True, slots=True)

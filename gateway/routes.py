@@ -16,6 +16,7 @@ from gateway.handlers import (
     metrics,
     pages,
     qr,
+    refunds,
     simulator,
     ws,
 )
@@ -62,6 +63,10 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_post("/api/grants/{grant_id}/end", api.end_grant, name="end-grant")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
     router.add_get("/api/payments", api.list_payments, name="payments")
+    router.add_post("/api/refunds", refunds.request_refund, name="refunds-post")
+    router.add_get("/api/refunds", refunds.list_refunds, name="refunds")
+    router.add_post("/api/streams/{stream_id}/cancel", refunds.cancel_stream,
+                    name="cancel-stream")
     # Media routes answer for themselves, outside the middleware (the hot path), in the
     # order the gate's URL grammar gives.
     for name, pattern in urls.ROUTES:

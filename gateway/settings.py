@@ -137,6 +137,7 @@ class Settings:
     tripay_customer_email: str | None = None
     # GATEWAY_WORKERS processes serve one port (gateway/workers.py). A worker is told
     # its index and the listening socket's descriptor by its supervisor.
+    refund_retry_seconds: int = 60
     workers: int = 1
     worker_index: int | None = None
     worker_fd: int | None = None
@@ -270,6 +271,8 @@ class Settings:
                 ),
                 nmid=env.get("GATEWAY_MERCHANT_NMID", _nmid, _DEFAULT_MERCHANT.nmid),
             ),
+            refund_retry_seconds=env.get(
+                "GATEWAY_REFUND_RETRY_SECONDS", _seconds(1, 86400), 60),
             workers=env.get("GATEWAY_WORKERS", _int_range(1, 256), 1),
             # Set by the supervisor for its workers, never by hand.
             worker_index=env.get("GATEWAY_WORKER_INDEX", _int_range(0, 255), None),

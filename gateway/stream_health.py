@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,7 @@ from yarl import URL
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
-from gateway.errors import StreamOffline
+from gateway.errors import StreamCancelled, StreamOffline
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.stream_health")
@@ -43,6 +44,7 @@ class StreamStatus(StrEnum):
     OFFLINE = "offline"
     SCHEDULED = "scheduled"  # starts_at is still ahead
     ENDED = "ended"  # ends_at has passed
+    CANCELLED = "cancelled"  # called off by the operator: never sold again
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,9 @@ class StreamHealth:
         self.offline_after_ms = offline_after_seconds * 1000
         now_ms = clock()
         self._trackers = {stream.stream_id: _Tracker(now_ms) for stream in catalog}
+        # Whether the operator called the show off (refunds.py keeps that): whatever its
+        # origin does, a cancelled show is never sold again.
+        self.is_cancelled: Callable[[str], bool] = lambda stream_id: False
 
     def health(self, stream_id: str) -> OriginHealth:
         tracker = self._trackers[stream_id]
@@ -155,11 +160,16 @@ class StreamHealth:
                             tracker.last_good_at_ms, age_ms, tracker.problem)
 
     def status(self, stream: Stream) -> StreamStatus:
+        if self.is_cancelled(stream.stream_id):
+            return StreamStatus.CANCELLED
         return stream_status(stream, self.health(stream.stream_id), self._clock())
 
     def ensure_buyable(self, stream: Stream) -> None:
-        """Refuse to sell a stream that is offline and not scheduled, or has ended."""
+        """Refuse to sell a stream that is cancelled, offline and not scheduled, or has
+        ended."""
         status = self.status(stream)
+        if status == StreamStatus.CANCELLED:
+            raise StreamCancelled()
         if not can_buy(status):
             raise StreamOffline()
 

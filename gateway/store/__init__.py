@@ -5,17 +5,19 @@ the parts of one opened store), and one package per backend with one module per 
 from __future__ import annotations
 
 from gateway.store.base import (
+    Cancellations,
     Changes,
     Counters,
     DeviceGrants,
     Ledger,
     PaymentSessions,
+    Refunds,
     SignIns,
     Store,
 )
 
-__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "PaymentSessions", "SignIns",
-           "Store", "open_store"]
+__all__ = ["Cancellations", "Changes", "Counters", "DeviceGrants", "Ledger",
+           "PaymentSessions", "Refunds", "SignIns", "Store", "open_store"]
 
 
 async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0, *,

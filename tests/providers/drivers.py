@@ -81,6 +81,12 @@ class Driver(Protocol):
         """After a refund (through the adapter, or by hand where there is no refund
         API), the provider's notification of it; None for a provider that sends none."""
 
+    def fail_refunds(self, mode: str | None) -> None:
+        """Make the refund call time out ("timeout") or answer 500 ("500"); None: heal."""
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        """What the provider has given back of the transaction, by API (0 without one)."""
+
 
 class MidtransDriver:
     name = "midtrans"
@@ -161,6 +167,13 @@ class MidtransDriver:
     def refund_notification(self, trx_id: str) -> Delivery | None:
         return self.fake.refund_notification(trx_id)
 
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fake.failure = mode
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return sum(int(float(entry["refund_amount"]))
+                   for entry in self.fake.transactions[trx_id].get("refunds", []))
+
 
 class OtomatisDriver:
     name = "otomatis"
@@ -226,6 +239,12 @@ class OtomatisDriver:
 
     def refund_notification(self, trx_id: str) -> Delivery | None:
         return None  # no refund API, no refund callback
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fail(mode)
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return 0  # no refund API
 
 
 def _iso_ms(value: str) -> int:
@@ -300,6 +319,14 @@ class XenditDriver:
 
     def refund_notification(self, trx_id: str) -> Delivery | None:
         return self._signed(self.fake.finish_refunds()[-1], self.fake.callback_token)
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fake.refund_failure = mode
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        payments = {payment["id"] for payment in self.fake.payments.get(trx_id, [])}
+        return sum(int(refund["refund_amount"]) for refund in self.fake.refunds.values()
+                   if refund["qrpy_id"] in payments and refund["status"] != "FAILED")
 
 
 class TripayDriver:
@@ -388,6 +415,12 @@ class TripayDriver:
 
     def refund_notification(self, trx_id: str) -> Delivery | None:
         return self._signed(self._callback(trx_id, "REFUND"))  # refunded by hand
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fail(mode)
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return 0  # no refund API
 
 
 def _fail(fake: FakeXendit | FakeTripay, mode: str | None) -> None:
