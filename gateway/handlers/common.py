@@ -271,9 +271,11 @@ def client_address(request: web.Request,
     peer = request.remote or ""
     if proxies is None:
         proxies = state(request, SETTINGS).trusted_proxies
-    if not proxies or not _trusted(peer, proxies):
-        if _FORWARDED_FOR in request.headers:
+        if _FORWARDED_FOR in request.headers and not (proxies and _trusted(peer, proxies)):
+            # Through a proxy nobody trusted: noticed on the pages' and the API's
+            # requests; the media path (which passes `proxies`) does not pay for it.
             state(request, UNTRUSTED_FORWARDING).saw(peer)
+    if not proxies or not _trusted(peer, proxies):
         return peer
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded:
