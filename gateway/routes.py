@@ -96,6 +96,12 @@ def _console(app: web.Application) -> None:
     router.add_post("/sessions/{session_id}/revoke", admin.revoke, name="admin-revoke")
     router.add_post("/sessions/{session_id}/grants/{grant_id}/end", admin.end_device,
                     name="admin-end-device")
+    router.add_get("/refunds", admin.refunds, name="admin-refunds")
+    router.add_post("/refunds", admin.refund, name="admin-refund")
+    router.add_post("/refunds/{refund_id}/close", admin.close_refund,
+                    name="admin-refund-close")
+    router.add_post("/streams/{stream_id}/cancel", admin.cancel_show,
+                    name="admin-cancel-show")
     if (UPLOT_DIR / "uPlot.iife.min.js").is_file():  # from npm, like hls.js
         router.add_get("/vendor/uplot/{name:uPlot\\.iife\\.min\\.js|uPlot\\.min\\.css}",
                        _uplot, name="uplot")

@@ -100,3 +100,24 @@ async def test_what_went_back_comes_out_of_the_takings(
     buckets = await app[REPORTS].sales(now_ms - 86_400_000, now_ms + 3_600_000)
     assert takings(buckets, now_ms).today == 2000 - 400
 
+
+
+async def test_a_cancelled_shows_page_tells_its_ticket_holders_where_their_money_is(
+        viewer: ViewerClient, make_viewer: Any, clock: FakeClock) -> None:
+    await buy(viewer, "demo")
+    stranger = await make_viewer()
+    await viewer.call("POST", "/api/streams/demo/cancel", headers=OPERATOR,
+                      json={"reason": "badai"}, expect=202)
+    page = await (await viewer.http.get("/watch/demo")).text()
+    assert "Acara ini dibatalkan" in page and "badai" in page
+    assert "sedang dikembalikan" in page  # asked for, not yet answered
+    app = viewer.http.app
+    assert app is not None
+    clock.advance(6)
+    await app[REFUNDS].ask_unanswered()
+    async with viewer.http.get("/watch/demo", headers={"Accept-Language": "en"}) as response:
+        english = await response.text()
+    assert "This show was cancelled" in english and "has been given back" in english
+    assert 'id="pay-panel" class="panel pay" aria-labelledby="pay-heading" hidden' in english
+    other = await (await stranger.http.get("/watch/demo")).text()
+    assert "tidak memiliki tiket" in other

@@ -45,6 +45,7 @@ from gateway.keys import (
     DEVICES,
     GATE,
     OPERATOR_AUTH,
+    REFUNDS,
     REPORTS,
     SESSIONS,
     SETTINGS,
@@ -68,6 +69,7 @@ from gateway.ledger import (
 from gateway.logs import log_event
 from gateway.model import NotificationReason, PaymentSession, SessionStatus
 from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
+from gateway.refund_model import RefundStatus
 
 log = logging.getLogger("gateway.admin")
 
@@ -291,6 +293,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "stream": stream, "paid_now": audience.paid.get(stream.stream_id, 0),
         "playing": audience.playing.get(stream.stream_id, 0),
         "conversion": conversion.get(stream.stream_id), "health": health[stream.stream_id],
+        "cancelled": app[REFUNDS].is_cancelled(stream.stream_id),
     } for stream in app[CATALOG]]
     chart = {
         "bucket": bucket,
@@ -546,3 +549,71 @@ async def end_device(request: web.Request) -> web.Response:
                 deviceId=grant.device_id, note=note)
     raise web.HTTPSeeOther(str(request.app.router["admin-sessions"].url_for().with_query(
         q=form.get("q") or session_id, done="device_ended")))
+
+
+# --- money back ----------------------------------------------------------------------
+
+REFUNDS_LIMIT = 100
+
+
+async def refunds(request: web.Request) -> web.Response:
+    """What needs a person first (manual refunds, failed ones), then every refund."""
+    service = request.config_dict[REFUNDS]
+    listed = await service.listing(None, None, REFUNDS_LIMIT)
+    for_person = (await service.listing(RefundStatus.MANUAL, None, REFUNDS_LIMIT)
+                  + await service.listing(RefundStatus.FAILED, None, REFUNDS_LIMIT))
+    return _render("admin/refunds.html", request, _context(
+        request, signed_in(request), section="refunds", refunds=listed,
+        for_person=sorted(for_person, key=lambda r: r.requested_at_ms)))
+
+
+async def refund(request: web.Request) -> web.Response:
+    """Give (part of) a payment back: a duplicate payment, a wrong amount, any ticket."""
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    trx_id = form.get("trx_id", "")
+    if not TRX_ID.fullmatch(trx_id):
+        raise InvalidRequest(detail="trx_id is not a transaction id", field="trx_id")
+    amount_text = form.get("amount", "").strip().replace(".", "")
+    if amount_text and (not amount_text.isdigit() or len(amount_text) > 12
+                        or int(amount_text) < 1):
+        raise InvalidRequest(detail="amount: whole rupiah", field="amount")
+    reason = form.get("reason", "").strip()
+    if not reason or len(reason) > MAX_NOTE_CHARS:
+        raise InvalidRequest(detail=f"reason: 1 to {MAX_NOTE_CHARS} characters")
+    made = await request.config_dict[REFUNDS].request(
+        trx_id, int(amount_text) if amount_text else None, reason, operator.name)
+    _log_action(request, operator, "refund", trxId=trx_id, refundId=made.refund_id,
+                amount=made.amount, status=made.status, reason=reason)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="refund_" + made.status.value)))
+
+
+async def close_refund(request: web.Request) -> web.Response:
+    """A person gave a manual (or failed) refund's money back by hand."""
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    note = form.get("note", "").strip()
+    if not note or len(note) > MAX_NOTE_CHARS:
+        raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
+    closed = await request.config_dict[REFUNDS].close_by_hand(
+        request.match_info["refund_id"], operator.name, note)
+    _log_action(request, operator, "refund_by_hand", refundId=closed.refund_id,
+                trxId=closed.trx_id, amount=closed.amount, note=note)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="refund_closed")))
+
+
+async def cancel_show(request: web.Request) -> web.Response:
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    reason = form.get("reason", "").strip()
+    if not reason or len(reason) > 255:
+        raise InvalidRequest(detail="reason: 1 to 255 characters")
+    stream_id = request.match_info["stream_id"]
+    _, made = await request.config_dict[REFUNDS].cancel_show(
+        stream_id, reason, operator.name)
+    _log_action(request, operator, "cancel_show", streamId=stream_id, reason=reason,
+                refunds=made)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="show_cancelled")))

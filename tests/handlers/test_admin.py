@@ -17,6 +17,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.i18n import rupiah
+from gateway.keys import PROVIDER
 from gateway.operators import FAILED_SIGN_IN_WINDOW_MS, MAX_FAILED_SIGN_INS, SIGN_IN_SECONDS
 from gateway.settings import Settings
 from tests.conftest import API_KEY, AppFactory, FakeClock, ViewerClient, make_settings
@@ -480,3 +482,52 @@ async def test_devices_are_shown_playing_and_one_can_be_ended(
     assert (await viewer.status(qr["sessionId"]))["status"] == "paid"
     page = await console.get("/admin/sessions", q=qr["trxId"], done="device_ended")
     assert "Perangkat dihentikan" in page and "dihentikan 20" in page
+
+
+async def test_money_goes_back_from_the_console(console: Console, make_viewer: AppFactory,
+                                                 clock: FakeClock) -> None:
+    """A wrong amount refunded from the payments page, a ticket from the sessions page,
+    a show cancelled from the dashboard; a manual refund closed by hand; all listed."""
+    viewer = await make_viewer()
+    wrong = await paid(viewer, amount=999)  # needs a person: the money is refunded
+    ticket = await paid(await make_viewer())
+    await signed_in(console)
+    payments = await console.get("/admin/payments")
+    assert f'name="trx_id" value="{wrong["trxId"]}"' in payments
+    await console.post("/admin/refunds", {"trx_id": wrong["trxId"], "reason": "wrong amount"})
+    await console.get("/admin/sessions", q=ticket["sessionId"])
+    await console.post("/admin/refunds", {"trx_id": ticket["trxId"], "amount": "400",
+                                          "reason": "half the show"})
+    listing = await console.get("/admin/refunds")
+    assert listing.count('data-refund="') == 2 and "half the show" in listing
+    assert rupiah(999) in listing and rupiah(400) in listing
+    await console.post("/admin/refunds", {"trx_id": ticket["trxId"], "reason": "x",
+                                          "amount": "601"}, expect=400)  # 600 remain
+    dashboard = await console.get("/admin")
+    assert "Batalkan acara" in dashboard
+    await console.post("/admin/streams/demo/cancel", {"reason": "hujan badai"})
+    assert "dibatalkan" in await console.get("/admin")
+    assert "hujan badai" in await console.get("/admin/refunds")
+
+
+async def test_a_manual_refund_is_closed_by_hand(tmp_path: Path, aiohttp_client: Any,
+                                                 clock: FakeClock) -> None:
+    from gateway.keys import REFUNDS
+    from gateway.providers.simulator import SimulatorProvider
+
+    settings = make_settings(tmp_path)
+    app = create_app(settings, clock=clock)
+    # A provider with no refund API: every refund is a person's task.
+    app[PROVIDER].refunds_by_api = False  # type: ignore[misc]
+    viewer = ViewerClient(await aiohttp_client(app))
+    qr = await paid(viewer)
+    console = Console(viewer)
+    await signed_in(console)
+    await console.post("/admin/refunds", {"trx_id": qr["trxId"], "reason": "no API"})
+    page = await console.get("/admin/refunds")
+    refund_id = re.search(r'<li data-refund="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    await console.post(f"/admin/refunds/{refund_id}/close", {"note": "BCA transfer 12:30"})
+    [refund] = await app[REFUNDS].listing(None, None, 10)
+    assert (refund.status.value, refund.by_hand) == ("succeeded", True)
+    assert "Sari: BCA transfer 12:30" in refund.note
+    assert isinstance(app[PROVIDER], SimulatorProvider)
