@@ -455,6 +455,32 @@ def _hls_operation(operation_id: str, extra: list[Schema]) -> Schema:
                       **_errors(403, 404, 502, 504)}}
 
 
+# Swagger UI groups operations by tag: who calls them.
+TAGS = {
+    "viewer": "What a viewer's browser (or the host platform's server) calls.",
+    "provider": "What a payment provider calls.",
+    "operator": "What the operator calls, with the API key.",
+    "gate": "Media, and nginx's decisions: what players and the edge call.",
+}
+_TAG_OF = {
+    **dict.fromkeys(("listStreams", "poster", "generateQris", "paymentStatus", "checkAccess",
+                     "listUserSessions", "userSessionForStream", "qrImage", "watchHere",
+                     "statusSocket", "openapi", "apiDocs"), "viewer"),
+    **dict.fromkeys(("paymentNotification", "simulatorPay"), "provider"),
+    **dict.fromkeys(("revokeSession", "listGrants", "endGrant", "listPayments",
+                     "listNotifications", "requestRefund", "listRefunds", "cancelStream",
+                     "healthz", "readyz", "metrics"), "operator"),
+    **dict.fromkeys(("hls", "hlsToken", "gateAuth"), "gate"),
+}
+
+
+def _tagged(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]:
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["tags"] = [_TAG_OF[operation["operationId"]]]
+    return paths
+
+
 def document(*, simulator_enabled: bool) -> Schema:
     return {
         "openapi": "3.1.0",
@@ -466,7 +492,8 @@ def document(*, simulator_enabled: bool) -> Schema:
                            "`error` is for people (Indonesian unless Accept-Language "
                            "prefers English), `code` is for programs.",
         },
-        "paths": _operations(simulator_enabled),
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "paths": _tagged(_operations(simulator_enabled)),
         "components": {
             "schemas": {"Error": {
                 "type": "object", "required": ["success", "error", "code"],

@@ -185,6 +185,9 @@ async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
                           app[CLOCK],
                           offline_after_seconds=settings.stream_offline_after_seconds)
     health.is_cancelled = app[REFUNDS].is_cancelled
+    # Before the first request: a stream is never sold before its origin was seen
+    # answering (each check is bounded by its own timeout).
+    await health.check_all()
     app[STREAM_HEALTH] = health
     app[STREAM_WATCHER] = asyncio.create_task(
         health.run(settings.stream_check_interval_seconds), name="stream-health")

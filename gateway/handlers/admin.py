@@ -21,7 +21,7 @@ import csv
 import io
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -485,7 +485,10 @@ async def sessions(request: web.Request) -> web.Response:
     devices = request.config_dict[DEVICES]
     rows = [{
         "session": session, "status": session.status_at(now_ms).value,
-        "grants": await devices.grants(session.session_id),
+        # A session whose access ended plays nowhere, whatever its places last said.
+        "grants": [replace(report, places=()) if session.status_at(now_ms)
+                   != SessionStatus.PAID else report
+                   for report in await devices.grants(session.session_id)],
         "remaining_ms": session.remaining_ms(now_ms),
         "stream": request.config_dict[CATALOG].get(session.stream_id),
         "ended_early": gate.is_ended(session.session_id),

@@ -484,6 +484,19 @@ async def test_devices_are_shown_playing_and_one_can_be_ended(
     assert "Perangkat dihentikan" in page and "dihentikan 20" in page
 
 
+async def test_a_revoked_sessions_devices_are_not_listed_as_playing(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    qr = await paid(viewer, "demo")
+    access = await viewer.check_access("demo")
+    assert (await viewer.http.get(access["playbackUrl"])).status == 200  # playing
+    await signed_in(console)
+    assert "sedang diputar" in await console.get("/admin/sessions", q=qr["sessionId"])
+    await console.post(f"/admin/sessions/{qr['sessionId']}/revoke", {"q": qr["sessionId"]})
+    page = await console.get("/admin/sessions", q=qr["sessionId"])
+    assert "sedang diputar" not in page and "dari 127.0.0.1" not in page
+
+
 async def test_money_goes_back_from_the_console(console: Console, make_viewer: AppFactory,
                                                  clock: FakeClock) -> None:
     """A wrong amount refunded from the payments page, a ticket from the sessions page,
