@@ -308,6 +308,14 @@ def _check_provider_environment(settings: Settings) -> None:
     key = settings.credential(environments.credential)
     url = settings.provider_url
     api = _api_kind(url or environments.production_url, environments)
+    if url and api is None and _hostname_of(url) in (
+            _hostname_of(environments.production_url), _hostname_of(environments.sandbox_url)):
+        # The provider's own host with another path (Tripay's without `/api-sandbox` or
+        # `/api`): every call would go to a page that is not its API.
+        raise SettingsError(
+            f"GATEWAY_PROVIDER_URL: {url} is not {settings.provider}'s API; use "
+            f"{environments.sandbox_url} (sandbox) or unset it (production, "
+            f"{environments.production_url})")
     shown_url = (f"GATEWAY_PROVIDER_URL={url}" if url else
                  f"GATEWAY_PROVIDER_URL unset (the production API {environments.production_url})")
     if key.startswith(environments.sandbox_prefix) and api == "production":
@@ -319,6 +327,10 @@ def _check_provider_environment(settings: Settings) -> None:
         raise SettingsError(
             f"{environments.credential}: a production key with {shown_url}; use the sandbox "
             f"key ({environments.sandbox_prefix}...) or unset GATEWAY_PROVIDER_URL")
+
+
+def _hostname_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def _api_kind(url: str, environments: ApiEnvironments) -> str | None:

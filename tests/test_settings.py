@@ -125,6 +125,12 @@ def catalog_priced(tmp_path: Path, *prices: int) -> Path:
         ({**TRIPAY_SANDBOX, "GATEWAY_PROVIDER_URL": "https://tripay.co.id/api"},
          "GATEWAY_TRIPAY_API_KEY: a sandbox key (DEV-...) with "
          "GATEWAY_PROVIDER_URL=https://tripay.co.id/api;"),
+        # Tripay's host without its API's path: every call would miss the API.
+        ({**TRIPAY_SANDBOX, "GATEWAY_PROVIDER_URL": "https://tripay.co.id"},
+         "GATEWAY_PROVIDER_URL: https://tripay.co.id is not tripay's API; use "
+         "https://tripay.co.id/api-sandbox (sandbox) or unset it"),
+        ({**TRIPAY_SANDBOX, "GATEWAY_PROVIDER_URL": "https://tripay.co.id/api/"},
+         "GATEWAY_TRIPAY_API_KEY: a sandbox key (DEV-...) with"),
         ({**TRIPAY_SANDBOX, "GATEWAY_PROVIDER_URL": None},
          "GATEWAY_TRIPAY_API_KEY: a sandbox key (DEV-...) with GATEWAY_PROVIDER_URL unset"),
         ({**TRIPAY_SANDBOX, "GATEWAY_TRIPAY_API_KEY": "live-key"},
