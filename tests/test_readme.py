@@ -24,7 +24,7 @@ LOCAL_PAGE = re.compile(r"https?://(?:127\.0\.0\.1|localhost):8080(/[\w/-]*)")
 def tracked_files() -> list[str]:
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.split()
-    return listed + ["package-lock.json"]  # made by npm (dev.py), never committed
+    return listed
 
 
 def resolve(path: str, files: list[str]) -> Path | None:
