@@ -189,9 +189,9 @@ async def test_the_aiohttp_internals_the_media_routes_rely_on_are_all_there() ->
         # gateway/serve.py's connection guard:
         "Server._loop and Server._kwargs": all(
             hasattr(web_server.Server(_never), name) for name in ("_loop", "_kwargs")),
-        "RequestHandler._waiter and _current_request": all(
+        "RequestHandler._waiter, _current_request and _request_count": all(
             name in web_protocol.RequestHandler.__slots__
-            for name in ("_waiter", "_current_request")),
+            for name in ("_waiter", "_current_request", "_request_count")),
     }
     missing = [name for name, present in checks.items() if not present]
     assert not missing, (

@@ -318,14 +318,16 @@ def _is_address(text: str) -> bool:
 def media_request(request: web.Request, gate: HlsGate, path_token: str | None,
                   stream_id: str, path: str) -> MediaRequest:
     """What the gate decides a media request on, read from the request (the URI's parts
-    come from the route, or from the URI nginx passed on): for /hls/ and /gate/auth."""
-    cookies = request.headers.getall(hdrs.COOKIE, None)
-    return MediaRequest(
-        # Several Cookie headers are read as one, as nginx reads them (gate/urls.py).
-        stream_id, path_token,
-        gate.cookie_token(None if cookies is None else "; ".join(cookies)),
-        client_address(request, gate.trusted_proxies), path,
-        gate.clock())  # once per request: every check reads the same time
+    come from the route, or from the URI nginx passed on): for /hls/ and /gate/auth.
+    With a path token the cookie is not read: the path form wins whatever it holds."""
+    cookie_token = None
+    if path_token is None:
+        cookies = request.headers.getall(hdrs.COOKIE, None)
+        if cookies is not None:
+            # Several Cookie headers are read as one, as nginx reads them (gate/urls.py).
+            cookie_token = gate.cookie_token("; ".join(cookies))
+    return (stream_id, path_token, cookie_token, client_address(request, gate.trusted_proxies),
+            path, gate.clock())  # the clock read once: every check reads the same time
 
 
 def poster_url(request: web.Request, stream: Stream) -> str | None:

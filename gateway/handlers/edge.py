@@ -42,7 +42,8 @@ async def auth(request: web.Request) -> web.Response:
         response.headers["X-Gate-Code"] = refused.code
         response.headers["X-Accel-Expires"] = str(DECISION_REUSE_S)
         return response
-    remaining_s = (grant.expires_at_ms - asked.now_ms) // 1000
+    now_ms = asked[-1]
+    remaining_s = (grant.expires_at_ms - now_ms) // 1000
     # nginx keeps a decision for whole seconds from when it stored it: one second short
     # of the expiry, so that a reused "yes" can never outlive the grant.
     reuse_s = max(0, min(DECISION_REUSE_S, remaining_s - 1))

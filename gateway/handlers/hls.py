@@ -25,7 +25,7 @@ async def serve(request: web.Request) -> web.StreamResponse:
                               request.match_info["stream_id"], request.match_info["path"])
         origin, grant, media = gate.admit_now(asked) or await gate.admit(asked)
         # From memory, again without an await: most requests end here.
-        response = origin.cached(request, media, grant, asked.now_ms)
+        response = origin.cached(request, media, grant, asked[-1])  # its now_ms
         if response is not None:
             return response
         return await origin.serve(request, media, grant)
