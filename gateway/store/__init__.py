@@ -9,12 +9,13 @@ from gateway.store.base import (
     Counters,
     DeviceGrants,
     Ledger,
+    MediaKeys,
     PaymentSessions,
     Store,
 )
 
-__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "PaymentSessions", "Store",
-           "open_store"]
+__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "MediaKeys", "PaymentSessions",
+           "Store", "open_store"]
 
 
 async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0) -> Store:

@@ -12,6 +12,7 @@ from gateway.store.sqlite.connection import Database
 from gateway.store.sqlite.counters import MemoryCounters
 from gateway.store.sqlite.grants import SQLiteGrants
 from gateway.store.sqlite.ledger import SQLiteLedger
+from gateway.store.sqlite.media_keys import SQLiteMediaKeys
 from gateway.store.sqlite.schema import migrate
 from gateway.store.sqlite.sessions import SQLiteSessions
 
@@ -28,4 +29,5 @@ async def open_sqlite(path: str, on_connect: Callable[[sqlite3.Connection], None
         raise
     return Store(sessions=SQLiteSessions(database), ledger=SQLiteLedger(database),
                  grants=SQLiteGrants(database), counters=MemoryCounters(),
-                 changes=NoChanges(), connection=database)
+                 changes=NoChanges(), connection=database,
+                 media_keys=SQLiteMediaKeys(database))
