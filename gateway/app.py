@@ -48,6 +48,7 @@ from gateway.resources import (
     close_websockets,
     gate_ctx,
     http_client_ctx,
+    keys_delivery_ctx,
     metrics_ctx,
     provider_ctx,
     reconciler_ctx,
@@ -97,11 +98,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # notifications do, starts last, like the sweeper, so every listener hears it. The
     # stream health watcher needs only the HTTP client.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
-                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
+                            keys_delivery_ctx, stream_health_ctx, status_hub_ctx, store_changes_ctx,
                             metrics_ctx, sweeper_ctx, reconciler_ctx])
     simulator_enabled = settings.provider == "simulator"
+    keys_delivery = settings.delivery == "keys"
     setup_routes(app, simulator_enabled=simulator_enabled,
-                 console_enabled=settings.api_key is not None)
+                 console_enabled=settings.api_key is not None, keys_delivery=keys_delivery)
     if settings.public_url:
         # Sent to providers that take a notification URL per transaction.
         app[PROVIDER].callback_url = (
@@ -109,6 +111,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app[METRICS])
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
-    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))
+    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled,
+                                                keys_delivery=keys_delivery))
     app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +14,9 @@ from aiohttp import WSCloseCode, web
 
 from gateway.catalog import Stream
 from gateway.change_feed import ChangeFeed
+from gateway.delivery.keys import StreamKeys
+from gateway.delivery.service import KeysDelivery, playing_window_ms
+from gateway.delivery.urls import MediaUrls
 from gateway.devices import Devices
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
@@ -21,6 +26,7 @@ from gateway.keys import (
     DEVICES,
     GATE,
     HTTP_CLIENT,
+    KEYS_DELIVERY,
     LIMITS,
     METRICS,
     PROVIDER,
@@ -68,7 +74,10 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SESSIONS] = sessions
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
-    app[DEVICES] = Devices(store.grants, app[CLOCK], max_devices=settings.max_devices)
+    app[DEVICES] = Devices(
+        store.grants, app[CLOCK], max_devices=settings.max_devices,
+        **({"playing_window_ms": playing_window_ms(settings.key_rotation_seconds)}
+           if settings.delivery == "keys" else {}))
     app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK])
     _listen_to_status_changes(app, sessions)
     yield
@@ -150,6 +159,19 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     gate.open(app[HTTP_CLIENT], app[DEVICES])
     yield
     await gate.close()
+
+
+async def keys_delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """GATEWAY_DELIVERY=keys: the gate's origins and memory cache, the store's keys."""
+    settings, gate = app[SETTINGS], app[GATE]
+    if settings.delivery == "keys":
+        # Its own key, derived from the secret: a URL tag is never a token or a cookie.
+        url_secret = hmac.digest(settings.secret, b"gateway/media-urls", hashlib.sha256)
+        app[KEYS_DELIVERY] = KeysDelivery(
+            gate.origin, StreamKeys(app[STORE].media_keys), MediaUrls(url_secret),
+            rotation_seconds=settings.key_rotation_seconds, cache=gate.fetcher.cache,
+            clock=app[CLOCK])
+    yield
 
 
 async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:

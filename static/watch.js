@@ -51,6 +51,8 @@
     accessDeadline: null, // the end of all access held, next window included
     windowEnd: null, // the end of the current session's window
     windowTimer: null,
+    handoverTimer: null,
+    handedOver: null, // the next window whose token check-access was asked for
     startDeadline: null,
     startChecking: false,
     socket: null,
@@ -302,7 +304,23 @@
     renewBox.hidden = false;
     renewButton.hidden = true;
     renewText.textContent = t.renewed_until;
+    scheduleHandover(message.sessionId);
     renderCountdowns();
+  }
+
+  // Keys delivery: a player asks for a key only when the stream's key changes, with
+  // the cookie it holds then. So before this window ends, in its last
+  // config.handoverMs, ask check-access, which then hands over the next window's token:
+  // a key asked for just after the end is never refused.
+  function scheduleHandover(nextSessionId) {
+    clearTimeout(state.handoverTimer);
+    if (!config.handoverMs || !nextSessionId || state.handedOver === nextSessionId
+        || state.windowEnd === null) return;
+    const due = state.windowEnd - config.handoverMs / 2 - performance.now();
+    state.handoverTimer = setTimeout(() => {
+      state.handedOver = nextSessionId;
+      refreshAccess();
+    }, Math.max(0, due));
   }
 
   function scheduleWindowEnd(access) {
@@ -334,6 +352,7 @@
     state.renewed = Boolean(access.next);
     state.playbackUrl = access.playbackUrl;
     scheduleWindowEnd(access);
+    scheduleHandover(access.next && access.next.sessionId);
     // One socket: the newest session is the one whose news matters (a pending next
     // window's QR while it is being paid).
     const pendingNext = state.renewal && state.session ? state.session.sessionId : null;
@@ -546,6 +565,7 @@
     if (state.mode === "pay") return;
     stopRecovery();
     clearTimeout(state.windowTimer);
+    clearTimeout(state.handoverTimer);
     detach();
     state.autoplay = false;
     state.accessDeadline = null;
