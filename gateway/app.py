@@ -96,10 +96,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # every listener running; it stops first at shutdown, the store closes last.
     # The provider opens on the HTTP client; the reconciler, which records payments as
     # notifications do, starts last, like the sweeper, so every listener hears it. The
-    # stream health watcher needs only the HTTP client.
+    # stream health watcher needs only the HTTP client. Keys delivery (if on) right after
+    # the gate, whose origins and memory cache it uses; metrics after it, to read it.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
-                            keys_delivery_ctx, stream_health_ctx, status_hub_ctx, store_changes_ctx,
-                            metrics_ctx, sweeper_ctx, reconciler_ctx])
+                            keys_delivery_ctx, stream_health_ctx, status_hub_ctx,
+                            store_changes_ctx, metrics_ctx, sweeper_ctx, reconciler_ctx])
     simulator_enabled = settings.provider == "simulator"
     keys_delivery = settings.delivery == "keys"
     setup_routes(app, simulator_enabled=simulator_enabled,

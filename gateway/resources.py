@@ -226,6 +226,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     gate, hub, websockets = app[GATE], app[STATUS_HUB], app[WEBSOCKETS]
     fetcher = gate.fetcher
+    delivery = app.get(KEYS_DELIVERY)
 
     def live_figures() -> dict[str, float]:
         return {
@@ -239,6 +240,9 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_watched_sessions": hub.watched_sessions,
             "gateway_ended_sessions": gate.access.ended_sessions,
             "gateway_device_reports": gate.device_reports,
+            **({"gateway_keys_segments_encrypted": delivery.segments_encrypted,
+                "gateway_keys_playlists_rewritten": delivery.playlists_rewritten}
+               if delivery is not None else {}),
         }
 
     metrics.watch(live_figures)
