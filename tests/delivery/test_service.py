@@ -34,6 +34,8 @@ from tests.conftest import (
     make_settings,
     wait_until,
 )
+from tests.delivery.conftest import STREAM_SECONDS, VIDEO_FPS
+from tests.delivery.test_players import video_frames
 from tests.gate.conftest import DEMO_SEGMENTS, OriginServer, buy, write_catalog
 
 ROTATION_S = 4  # two 2 s segments per key: the 8 s test stream changes key
@@ -415,3 +417,24 @@ async def test_segments_answer_byte_ranges(buyer: ViewerClient) -> None:
     status, headers, part = await fetch(buyer, url, Range="bytes=16-31")
     assert status == 206 and part == whole[16:32]
     assert headers["Content-Range"] == f"bytes 16-31/{len(whole)}"
+
+
+async def test_a_master_playlist_of_fmp4_renditions_plays_with_a_path_token(
+        make_viewer: AppFactory, settings: Settings, tmp_path: Path,
+        fmp4_stream: Path) -> None:
+    """A master playlist keeps its relative variant URIs, so the token in its path
+    reaches the variant and from there every key URI: ffmpeg, sending no cookie,
+    decodes every frame through the service."""
+    catalog = write_catalog(tmp_path / "master.toml", [
+        {"id": "show", "title": "Show", "price": 1000, "origin": f"file://{fmp4_stream}/",
+         "playlist": "master.m3u8"}])
+    buyer = await make_viewer(keys_settings(settings, tmp_path, catalog))
+    access = await buy(buyer, "show")
+    assert access["playbackUrl"] == "/media/show/master.m3u8"
+    _, headers, master = await fetch(buyer, access["tokenPlaybackUrl"])
+    assert headers["Cache-Control"] == PLAYLIST_CACHE_CONTROL
+    assert "v0/index.m3u8" in master.decode().splitlines()
+    url = str(buyer.http.make_url(access["tokenPlaybackUrl"]))
+    assert await video_frames(url) == STREAM_SECONDS * VIDEO_FPS
+    # Without the token, the same media decodes to nothing: its keys are refused.
+    assert await video_frames(str(buyer.http.make_url(access["playbackUrl"]))) == 0
