@@ -203,7 +203,7 @@ async def timed(call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
 
 
 def _reports(store: Store) -> Reports:
-    return Reports(store.ledger, store.sessions, store.grants, lambda: NOW_MS)
+    return Reports(store.ledger, store.sessions, store.grants, lambda: NOW_MS, "simulator")
 
 
 STORE_QUERIES: list[tuple[str, Callable[[Store], Awaitable[Any]]]] = [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -52,6 +54,7 @@ from gateway.resources import (
     metrics_ctx,
     provider_ctx,
     reconciler_ctx,
+    refunds_ctx,
     status_hub_ctx,
     store_changes_ctx,
     store_ctx,
@@ -61,6 +64,22 @@ from gateway.resources import (
 from gateway.routes import setup_routes
 from gateway.settings import PROJECT_DIR, Settings
 from gateway.status_hub import StatusHub
+
+
+def url_across(root: web.Application) -> Callable[..., str]:
+    """aiohttp_jinja2's `url()` for templates, finding a route in the application that
+    renders (the console is a sub-application with its own table) or else in the root's:
+    the console's pages share the site's layout and its links."""
+
+    @jinja2.pass_context
+    def url(context: Mapping[str, Any], name: str, query_: Mapping[str, str] | None = None,
+            **parts: object) -> str:
+        app: web.Application = context["app"]
+        router = app.router if name in app.router else root.router
+        found = router[name].url_for(**{key: str(value) for key, value in parts.items()})
+        return str(found.with_query(query_) if query_ else found)
+
+    return url
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.Application:
@@ -100,11 +119,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # the gate, whose origins and memory cache it uses; metrics after it, to read it.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
                             keys_delivery_ctx, stream_health_ctx, status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx, reconciler_ctx])
+                            store_changes_ctx, metrics_ctx, sweeper_ctx, reconciler_ctx,
+                            refunds_ctx])
     simulator_enabled = settings.provider == "simulator"
     keys_delivery = settings.delivery == "keys"
     setup_routes(app, simulator_enabled=simulator_enabled,
                  console_enabled=settings.api_key is not None, keys_delivery=keys_delivery)
+    aiohttp_jinja2.get_env(app).globals["url"] = url_across(app)
     if settings.public_url:
         # Sent to providers that take a notification URL per transaction.
         app[PROVIDER].callback_url = (

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "nginx-config":
         return _print_nginx_config(args, settings, app[CATALOG])
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.worker_index)
     if settings.workers > 1 and settings.worker_index is None:
         from gateway.workers import supervise
 

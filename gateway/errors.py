@@ -81,6 +81,32 @@ class StreamOffline(GatewayError):
     code = "stream_offline"
 
 
+class StreamCancelled(GatewayError):
+    """The show was called off: nothing is sold for it any more."""
+
+    code = "stream_cancelled"
+
+
+class NothingToRefund(GatewayError):
+    """The transaction brought no money, or all of it is being (or was) given back."""
+
+    code = "nothing_to_refund"
+
+    def __init__(self, paid: int, refunded: int) -> None:
+        super().__init__(paid=paid, refunded=refunded)
+
+
+class RefundTooLarge(GatewayError):
+    code = "refund_too_large"
+
+    def __init__(self, remaining: int) -> None:
+        super().__init__(remaining=remaining)
+
+
+class RefundNotFound(GatewayError):
+    code = "refund_not_found"
+
+
 class NotificationRejected(GatewayError):
     """A provider notification that is not authentic: missing, bad or stale signature."""
 
@@ -96,6 +122,13 @@ class ProviderUnavailable(GatewayError):
 
 class ProviderReturnedInvalidQris(GatewayError):
     code = "provider_invalid_qris"
+
+
+class ProviderSandboxQris(ProviderReturnedInvalidQris):
+    """The provider's sandbox handed back a placeholder where a QRIS should be (Tripay:
+    `"SANDBOX MODE"`): nothing a viewer could scan and pay, so nothing is sold."""
+
+    code = "provider_sandbox_qris"
 
 
 class ProviderTimeout(ProviderUnavailable):

@@ -18,10 +18,11 @@ from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.limits import SessionCreationLimits
 from gateway.metrics import Metrics
-from gateway.operators import OperatorAuth, SignInThrottle
+from gateway.operators import ConsoleSignIns, OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
 from gateway.qr_image import QrImages
 from gateway.reconcile import Reconciler
+from gateway.refunds import RefundService
 from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.settings import Settings
@@ -44,6 +45,7 @@ HLS_JS_URL = web.AppKey("hls_js_url", str)  # "" when hls.js is not installed
 # The operator's console; only with GATEWAY_API_KEY set.
 OPERATOR_AUTH = web.AppKey("operator_auth", OperatorAuth)
 SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
+CONSOLE_SIGN_INS = web.AppKey("console_sign_ins", ConsoleSignIns)  # opened with the store
 SWAGGER_UI_URL = web.AppKey("swagger_ui_url", str)  # "" when Swagger UI is not installed
 OPENAPI = web.AppKey("openapi", bytes)  # the document, encoded once
 # Forwarding headers from a peer not in GATEWAY_TRUSTED_PROXIES, noticed (forwarding.py).
@@ -54,6 +56,8 @@ POSTER_ORIGINS = web.AppKey("poster_origins", str)
 STORE = web.AppKey("store", Store)  # read by resources.py and the readiness check only
 SESSIONS = web.AppKey("sessions", SessionService)
 REPORTS = web.AppKey("reports", Reports)  # what operators read: the console, API listings
+REFUNDS = web.AppKey("refunds", RefundService)  # money back, cancelled shows
+REFUNDS_TASK = web.AppKey("refunds_task", asyncio.Task[None])
 LIMITS = web.AppKey("limits", SessionCreationLimits)
 DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

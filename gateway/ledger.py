@@ -185,6 +185,11 @@ class SalesBucket:
     qrs_created: int
     tickets_sold: int
     takings: int  # rupiah of the tickets sold
+    refunded: int = 0  # rupiah of tickets given back in this hour (refunds that succeeded)
+
+    @property
+    def net_takings(self) -> int:
+        return self.takings - self.refunded
 
 
 def hour_start(ms: int) -> int:
@@ -210,7 +215,7 @@ def takings(buckets: Iterable[SalesBucket], now_ms: int) -> Takings:
     for bucket in buckets:
         for index, start_ms in enumerate(starts):
             if start_ms <= bucket.hour_ms <= now_ms:
-                totals[index] += bucket.takings
+                totals[index] += bucket.net_takings
     return Takings(*totals)
 
 
@@ -236,7 +241,7 @@ def sales_series(buckets: Iterable[SalesBucket], stream_ids: Sequence[str], from
         index = (bucket.hour_ms - first_ms) // bucket_ms
         if bucket.stream_id in tickets and 0 <= index < len(starts):
             tickets[bucket.stream_id][index] += bucket.tickets_sold
-            money[bucket.stream_id][index] += bucket.takings
+            money[bucket.stream_id][index] += bucket.net_takings
     return SalesSeries(starts, tickets, money)
 
 

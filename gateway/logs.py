@@ -30,6 +30,11 @@ class JsonFormatter(logging.Formatter):
     _second = -1
     _second_text = ""
 
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        # Which of GATEWAY_WORKERS wrote the line, on every line of that process.
+        self._worker = {} if worker is None else {"worker": worker}
+
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
         if second != self._second:
@@ -40,6 +45,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
+            **self._worker,
         }
         entry.update(getattr(record, "event_fields", {}))
         if record.exc_info:
@@ -141,7 +147,7 @@ def quiet_malformed_requests() -> None:
         server_log.addFilter(MalformedHttpFilter())
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(level: str, fmt: str, worker: int | None = None) -> None:
     # The logging HOWTO's "Optimization" switches: we never log the caller's file and
     # line, thread or process, and looking them up costs more than the line itself.
     logging._srcfile = None
@@ -149,7 +155,7 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = LoopBatchedHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(worker) if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -170,13 +170,14 @@ class MediaDoor:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         expect = request.headers.get(hdrs.EXPECT)
-        if expect is not None and expect.lower() != "100-continue":
-            # aiohttp answers any other Expect itself, before the middleware, in plain
-            # text that echoes the header (and fails on bytes that are not text).
-            return unparsed_request_response(request, 417)
+        if expect is not None:
+            if expect.lower() != "100-continue":
+                # aiohttp answers any other Expect itself, before the middleware, in
+                # plain text that echoes the header (and fails on bytes that are not text).
+                return unparsed_request_response(request, 417)
+            return await self.routed(request)  # aiohttp's "100 Continue" first
         path = request.rel_url.path_safe  # what the router matches
-        if (path.startswith(self._prefixes) and request.method in _GET_OR_HEAD
-                and hdrs.EXPECT not in request.headers):
+        if path.startswith(self._prefixes) and request.method in _GET_OR_HEAD:
             for resource in self._media:
                 match_info = resource.matched(path)
                 if match_info is not None:

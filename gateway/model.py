@@ -90,6 +90,9 @@ class PaymentSession:
     # access window). An early end (revocation, refund) moves `expires_at_ms`, never
     # this: the access tokens already handed out carry it (`tokens_live_until_ms`).
     paid_until_ms: int | None = None
+    # Why access ended before its time, when it did: ENDED_BY_REVOCATION, or a refund's
+    # or a cancelled show's (refund_model). The viewer is told which, never asked to pay.
+    ended_reason: str | None = None
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)
@@ -160,6 +163,15 @@ class Notification:
 # not read.
 REPORTED_PAID = "paid"
 UNREADABLE_STATUS = "unreadable"
+# ... of an authentic "paid" (or "refunded") notification that the provider's status API
+# could not be asked to confirm when it came: the provider signs too little of it to be
+# believed alone, so it waits for reconciliation.
+UNCONFIRMED_STATUS = "unconfirmed"
+# ... of a refund's outcome, as the provider reports it (a Midtrans refund notification,
+# a Xendit qr.refund callback, a Tripay REFUND): never a payment.
+REPORTED_REFUND_SUCCEEDED = "refund_succeeded"
+REPORTED_REFUND_FAILED = "refund_failed"
+REPORTED_REFUND_PENDING = "refund_pending"
 
 
 class NotificationReason(StrEnum):
@@ -178,6 +190,22 @@ class NotificationReason(StrEnum):
     # a person, since it may be money we could not parse.
     NOT_UNDERSTOOD = "not_understood"
     REPLAYED = "replayed"
+    # Authentic, but its payment could not be confirmed with the provider's status API
+    # at the time: changes nothing; reconciliation asks again and pays the session.
+    # Not money to refund, so no person is needed.
+    UNCONFIRMED = "unconfirmed"
+    # A refund's outcome, for the refund service: it moves no session.
+    REFUND_REPORTED = "refund_reported"
+
+
+# What a notification that is not a payment is kept as (NOT_A_PAYMENT otherwise).
+_REASON_BY_REPORTED_STATUS = {
+    UNREADABLE_STATUS: NotificationReason.NOT_UNDERSTOOD,
+    UNCONFIRMED_STATUS: NotificationReason.UNCONFIRMED,
+    REPORTED_REFUND_SUCCEEDED: NotificationReason.REFUND_REPORTED,
+    REPORTED_REFUND_FAILED: NotificationReason.REFUND_REPORTED,
+    REPORTED_REFUND_PENDING: NotificationReason.REFUND_REPORTED,
+}
 
 
 def expire_stale(sessions: Iterable[PaymentSession], now_ms: int
@@ -241,13 +269,18 @@ def current_session(active: Iterable[PaymentSession], now_ms: int) -> PaymentSes
     return None
 
 
-def decide_revocation(session: PaymentSession, now_ms: int) -> PaymentSession | None:
+ENDED_BY_REVOCATION = "revoked"
+
+
+def decide_revocation(session: PaymentSession, now_ms: int,
+                      reason: str = ENDED_BY_REVOCATION) -> PaymentSession | None:
     """An operator ends a session now (refund, abuse): only a paid, unexpired one; its
     new state is expired, expiring now (`paid_until_ms` stays: its tokens still carry
     it). None when there is nothing to end."""
     if session.status_at(now_ms) != SessionStatus.PAID:
         return None
-    return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms)
+    return replace(session, status=SessionStatus.EXPIRED, expires_at_ms=now_ms,
+                   ended_reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +342,9 @@ def decide_payment(context: PaymentContext, terms: StreamTerms) -> PaymentDecisi
 
     if context.event_already_recorded:
         return refuse(NotificationReason.DUPLICATE_EVENT)
-    if note.reported_status == UNREADABLE_STATUS:
-        return refuse(NotificationReason.NOT_UNDERSTOOD)
     if note.reported_status != REPORTED_PAID:
-        return refuse(NotificationReason.NOT_A_PAYMENT)
+        return refuse(_REASON_BY_REPORTED_STATUS.get(note.reported_status,
+                                                     NotificationReason.NOT_A_PAYMENT))
     if session is None:
         return refuse(NotificationReason.UNKNOWN_TRANSACTION)
     if note.amount != session.amount:

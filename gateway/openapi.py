@@ -17,6 +17,7 @@ from gateway.i18n import error_message
 from gateway.identity import VIEWER_COOKIE
 from gateway.ids import DEVICE_ID, SESSION_ID, STREAM_ID, TRX_ID, USER_ID
 from gateway.model import NotificationReason
+from gateway.refund_model import RefundStatus
 from gateway.stream_health import StreamStatus
 
 Schema = dict[str, Any]
@@ -43,10 +44,12 @@ def _pattern(regex: str) -> Schema:
     return {"type": "string", "pattern": f"^{regex}$"}
 
 
-def _ok(data: Schema, description: str = "Done.") -> Schema:
+def _ok(data: Schema, description: str = "Done.", *,
+        beside: dict[str, Schema] | None = None) -> Schema:
+    """A success answer; `beside`: optional fields next to `success` and `data`."""
     return {"description": description, "content": {"application/json": {"schema": {
         "type": "object", "required": ["success", "data"], "additionalProperties": False,
-        "properties": {"success": {"const": True}, "data": data}}}}}
+        "properties": {"success": {"const": True}, "data": data, **(beside or {})}}}}}
 
 
 def _obj(required: list[str], optional: dict[str, Schema] | None = None,
@@ -147,6 +150,17 @@ GRANT = _obj(
     places={"type": "array", "items": _obj(["address", "firstSeen", "lastSeen"],
                                            address={"type": "string"}, firstSeen=MS,
                                            lastSeen=MS)})
+REFUND_STATUS = {"type": "string", "enum": [status.value for status in RefundStatus]}
+REFUND = _obj(
+    ["refundId", "trxId", "amount", "status", "provider", "number", "reason", "requestedAt",
+     "updatedAt", "requestedBy", "sessionId", "streamId", "providerRefundId",
+     "failureCode", "byHand"],
+    refundId={"type": "string"}, trxId=TRX, amount={"type": "integer", "minimum": 1},
+    status=REFUND_STATUS, provider={"type": "string"}, number={"type": "integer"},
+    reason={"type": "string"}, requestedAt=MS, updatedAt=MS, requestedBy={"type": "string"},
+    sessionId={"type": ["string", "null"]}, streamId={"type": ["string", "null"]},
+    providerRefundId={"type": ["string", "null"]}, failureCode={"type": ["string", "null"]},
+    byHand={"type": "boolean"})
 MEDIA = {"description": "The playlist or segment from the stream's origin.", "content": {
     media_type: {"schema": {"type": "string", "format": "binary"}}
     for media_type in ("application/vnd.apple.mpegurl", "video/mp2t", "video/iso.segment",
@@ -205,7 +219,10 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                 "description": "Signed as `X-Gateway-Signature: t=<unix s>,v1=<hex HMAC-SHA256"
                                "(secret, \"<t>.<raw body>\")>`. Authentic ones are answered "
                                "200, applied or not (`reason` says why), also when the same "
-                               "delivery comes again (`duplicate_event`).",
+                               "delivery comes again (`duplicate_event`). With a real "
+                               "provider the body and its authentication are that "
+                               "provider's own (README, Providers); otomatis.vip's answer "
+                               "also carries `\"status\": true`.",
                 "parameters": [{"name": "X-Gateway-Signature", "in": "header",
                                 "required": False, "schema": {"type": "string"}}],
                 "requestBody": _json_body(_obj(
@@ -218,7 +235,8 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                     reason={"type": "string", "enum": [
                         reason.value for reason in NotificationReason
                         if reason is not NotificationReason.REPLAYED]},
-                    eventId={"type": "string"})), **_errors(400, 401, 408, 413)}}},
+                    eventId={"type": "string"}),
+                    beside={"status": {"const": True}}), **_errors(400, 401, 408, 413)}}},
         "/api/check-access": {"get": {
             "operationId": "checkAccess",
             "summary": "Whether the caller may watch; sets the gate cookie when so.",
@@ -306,6 +324,45 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                                   "At most this many (default 100).")],
             "responses": {"200": _ok(_obj(["notifications"], notifications={
                 "type": "array", "items": {"type": "object"}})), **_errors(400, 401)}}},
+        "/api/refunds": {
+            "post": {
+                "operationId": "requestRefund",
+                "summary": "Operator: give (part of) a payment back through its provider.",
+                "description": "Written with its idempotency key before the provider is "
+                               "asked, so never paid out twice; a ticket's access ends at "
+                               "once. `status`: requested (the provider's answer or "
+                               "notification is to come), succeeded, failed, or manual "
+                               "(no refund API: a person's task, closed in the console).",
+                "security": OPERATOR_SECURITY,
+                "requestBody": _json_body(_obj(
+                    ["trxId", "reason"], trxId=TRX,
+                    reason={"type": "string", "minLength": 1, "maxLength": 255},
+                    amount={"type": "integer", "minimum": 1,
+                            "description": "Default: all that remains of the payment."})),
+                "responses": {"202": _ok(REFUND), **_errors(400, 401, 404, 408, 409, 413)}},
+            "get": {
+                "operationId": "listRefunds",
+                "summary": "Operator: refunds, newest first.",
+                "security": OPERATOR_SECURITY,
+                "parameters": [
+                    _query("status", REFUND_STATUS, "Only refunds in this status."),
+                    _query("trxId", TRX, "Only this payment's."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                           "At most this many (default 100).")],
+                "responses": {"200": _ok(_obj(["refunds"], refunds={
+                    "type": "array", "items": REFUND})), **_errors(400, 401)}}},
+        "/api/streams/{streamId}/cancel": {"post": {
+            "operationId": "cancelStream",
+            "summary": "Operator: cancel a show: nothing more is sold, every ticket refunded.",
+            "security": OPERATOR_SECURITY,
+            "parameters": [_path("streamId", STREAM, "The stream.")],
+            "requestBody": _json_body(_obj(["reason"], reason={
+                "type": "string", "minLength": 1, "maxLength": 255})),
+            "responses": {"202": _ok(_obj(
+                ["streamId", "status", "reason", "cancelledAt", "refundsMade"],
+                streamId=STREAM, status={"const": "cancelled"}, reason={"type": "string"},
+                cancelledAt=MS, refundsMade={"type": "integer", "minimum": 0})),
+                **_errors(400, 401, 404, 408, 413)}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document.",
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {
@@ -437,6 +494,32 @@ def _keys_delivery_operations() -> dict[str, dict[str, Schema]]:
     }
 
 
+# Swagger UI groups operations by tag: who calls them.
+TAGS = {
+    "viewer": "What a viewer's browser (or the host platform's server) calls.",
+    "provider": "What a payment provider calls.",
+    "operator": "What the operator calls, with the API key.",
+    "gate": "Media, and nginx's decisions: what players and the edge call.",
+}
+_TAG_OF = {
+    **dict.fromkeys(("listStreams", "poster", "generateQris", "paymentStatus", "checkAccess",
+                     "listUserSessions", "userSessionForStream", "qrImage", "watchHere",
+                     "statusSocket", "openapi", "apiDocs"), "viewer"),
+    **dict.fromkeys(("paymentNotification", "simulatorPay"), "provider"),
+    **dict.fromkeys(("revokeSession", "listGrants", "endGrant", "listPayments",
+                     "listNotifications", "requestRefund", "listRefunds", "cancelStream",
+                     "healthz", "readyz", "metrics"), "operator"),
+    **dict.fromkeys(("hls", "hlsToken", "gateAuth", "keysMedia", "keysKey"), "gate"),
+}
+
+
+def _tagged(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]:
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["tags"] = [_TAG_OF[operation["operationId"]]]
+    return paths
+
+
 def document(*, simulator_enabled: bool, keys_delivery: bool = False) -> Schema:
     return {
         "openapi": "3.1.0",
@@ -448,8 +531,9 @@ def document(*, simulator_enabled: bool, keys_delivery: bool = False) -> Schema:
                            "`error` is for people (Indonesian unless Accept-Language "
                            "prefers English), `code` is for programs.",
         },
-        "paths": _operations(simulator_enabled)
-        | (_keys_delivery_operations() if keys_delivery else {}),
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
+        "paths": _tagged(_operations(simulator_enabled)
+                         | (_keys_delivery_operations() if keys_delivery else {})),
         "components": {
             "schemas": {"Error": {
                 "type": "object", "required": ["success", "error", "code"],

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.store.base import SignIns
 from gateway.tokens import Keyring
 
 OPERATOR_NAME = re.compile(r"[^\x00-\x1f\x7f|]{1,40}")
@@ -46,7 +47,8 @@ class OperatorAuth:
         self._clock = clock
 
     def key_matches(self, candidate: str) -> bool:
-        return hmac.compare_digest(candidate.encode(), self._api_key)
+        # A key is printable ASCII; a form may carry anything at all.
+        return candidate.isascii() and hmac.compare_digest(candidate.encode(), self._api_key)
 
     def sign_in(self, name: str) -> tuple[Operator, str]:
         """A new sign-in and its cookie value."""
@@ -71,6 +73,26 @@ class OperatorAuth:
     def csrf_valid(self, operator: Operator, token: str | None) -> bool:
         fields = self._csrf.verify(token) if token else None
         return fields is not None and hmac.compare_digest(fields[0], operator.nonce)
+
+
+class ConsoleSignIns:
+    """Who is signed in: a cookie `OperatorAuth` accepts, of a sign-in not ended since.
+    Signing out ends the sign-in itself, not one browser's cookie: the store keeps it
+    ended, for every instance, until the cookie would have expired anyway."""
+
+    def __init__(self, auth: OperatorAuth, ended: SignIns, clock: Clock) -> None:
+        self._auth = auth
+        self._ended = ended
+        self._clock = clock
+
+    async def operator(self, cookie: str | None) -> Operator | None:
+        operator = self._auth.operator(cookie)
+        if operator is None or await self._ended.is_ended(operator.nonce, self._clock()):
+            return None
+        return operator
+
+    async def sign_out(self, operator: Operator) -> None:
+        await self._ended.end(operator.nonce, operator.expires_at_ms, self._clock())
 
 
 class SignInThrottle:

@@ -27,7 +27,8 @@ class Audience:
 
 class Reports:
     def __init__(self, ledger: Ledger, sessions: PaymentSessions, grants: DeviceGrants,
-                 clock: Clock) -> None:
+                 clock: Clock, provider: str) -> None:
+        self._provider = provider  # whose transaction ids the sessions carry
         self._ledger = ledger
         self._sessions = sessions
         self._grants = grants
@@ -84,8 +85,8 @@ class Reports:
     async def session(self, session_id: str) -> PaymentSession | None:
         return await self._sessions.get(session_id)
 
-    async def session_by_trx(self, provider: str, trx_id: str) -> PaymentSession | None:
-        return await self._sessions.get_by_trx(provider, trx_id)
+    async def session_by_trx(self, trx_id: str) -> PaymentSession | None:
+        return await self._sessions.get_by_trx(self._provider, trx_id)
 
     async def sessions_of_user(self, user_id: str, limit: int) -> list[PaymentSession]:
         """The viewer's sessions of any status, newest first."""

@@ -23,15 +23,19 @@ from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
     CLOCK,
+    CONSOLE_SIGN_INS,
     DEVICES,
     GATE,
     HTTP_CLIENT,
     KEYS_DELIVERY,
     LIMITS,
     METRICS,
+    OPERATOR_AUTH,
     PROVIDER,
     RECONCILE_TASK,
     RECONCILER,
+    REFUNDS,
+    REFUNDS_TASK,
     REPORTS,
     SESSIONS,
     SETTINGS,
@@ -45,7 +49,9 @@ from gateway.keys import (
 )
 from gateway.limits import SessionCreationLimits
 from gateway.logs import log_event
+from gateway.operators import ConsoleSignIns
 from gateway.reconcile import Reconciler
+from gateway.refunds import RefundService
 from gateway.reports import Reports
 from gateway.sessions import SessionService
 from gateway.store import open_store
@@ -62,7 +68,7 @@ log = logging.getLogger("gateway.resources")
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = await open_store(settings.store_url, settings.redis_key_prefix,
-                             settings.store_timeout_seconds)
+                             settings.store_timeout_seconds, processes=settings.workers)
     app[STORE] = store
     # Each use case gets the parts of the store it needs, and only those.
     app[LIMITS] = SessionCreationLimits(store.counters, app[CLOCK], settings)
@@ -78,7 +84,16 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store.grants, app[CLOCK], max_devices=settings.max_devices,
         **({"playing_window_ms": playing_window_ms(settings.key_rotation_seconds)}
            if settings.delivery == "keys" else {}))
-    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK])
+    app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK],
+                           app[PROVIDER].name)
+    refunds = RefundService(store.refunds, store.cancellations, store.ledger, sessions,
+                            app[PROVIDER], app[CATALOG], app[CLOCK],
+                            retry_after_seconds=settings.refund_retry_seconds)
+    app[REFUNDS] = refunds
+    sessions.on_recorded(refunds.notification_recorded)
+    await refunds.read_cancellations()
+    if OPERATOR_AUTH in app:  # the console
+        app[CONSOLE_SIGN_INS] = ConsoleSignIns(app[OPERATOR_AUTH], store.sign_ins, app[CLOCK])
     _listen_to_status_changes(app, sessions)
     yield
     await store.close()
@@ -191,6 +206,10 @@ async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
     health = StreamHealth(app[CATALOG], {s.stream_id: source(s) for s in app[CATALOG]},
                           app[CLOCK],
                           offline_after_seconds=settings.stream_offline_after_seconds)
+    health.is_cancelled = app[REFUNDS].is_cancelled
+    # Before the first request: a stream is never sold before its origin was seen
+    # answering (each check is bounded by its own timeout).
+    await health.check_all()
     app[STREAM_HEALTH] = health
     app[STREAM_WATCHER] = asyncio.create_task(
         health.run(settings.stream_check_interval_seconds), name="stream-health")
@@ -219,6 +238,35 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHANGE_FOLLOWER] = asyncio.create_task(feed.run(), name="store-changes")
     yield
     await _stop(app[CHANGE_FOLLOWER])
+
+
+async def refunds_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every instance re-reads the cancelled shows (one cancelled elsewhere stops
+    selling here within REFUNDS_EVERY_S); worker 0 also asks the provider again about
+    refunds it never answered (the same key: never paid out twice)."""
+    settings = app[SETTINGS]
+    app[REFUNDS_TASK] = asyncio.create_task(
+        _refunds_forever(app[REFUNDS], ask=settings.runs_background_jobs,
+                         every_s=min(REFUNDS_EVERY_S, settings.refund_retry_seconds)),
+        name="refunds")
+    yield
+    await _stop(app[REFUNDS_TASK])
+
+
+REFUNDS_EVERY_S = 5.0
+
+
+async def _refunds_forever(refunds: RefundService, *, ask: bool, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await refunds.read_cancellations()
+            if ask:
+                await refunds.ask_unanswered()
+        except StoreUnavailable:  # said once by the store; the next round catches up
+            pass
+        except Exception:  # a bad round must not end the refunds' follow-up
+            log.exception("refunds round failed")
 
 
 async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.delivery import urls as delivery_urls
@@ -17,6 +18,7 @@ from gateway.handlers import (
     metrics,
     pages,
     qr,
+    refunds,
     simulator,
     ws,
 )
@@ -26,6 +28,7 @@ from gateway.settings import PROJECT_DIR
 HLS_JS_FILE = PROJECT_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
 SWAGGER_UI_DIR = PROJECT_DIR / "node_modules" / "swagger-ui-dist"
 UPLOT_DIR = PROJECT_DIR / "node_modules" / "uplot" / "dist"
+CONSOLE_PREFIX = "/admin"
 
 
 def setup_routes(app: web.Application, *, simulator_enabled: bool,
@@ -62,6 +65,10 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_post("/api/grants/{grant_id}/end", api.end_grant, name="end-grant")
     router.add_get("/api/notifications", api.list_notifications, name="notifications")
     router.add_get("/api/payments", api.list_payments, name="payments")
+    router.add_post("/api/refunds", refunds.request_refund, name="refunds-post")
+    router.add_get("/api/refunds", refunds.list_refunds, name="refunds")
+    router.add_post("/api/streams/{stream_id}/cancel", refunds.cancel_stream,
+                    name="cancel-stream")
     # Media routes answer for themselves, outside the middleware (the hot path), in the
     # order the gate's URL grammar gives.
     for name, pattern in urls.ROUTES:
@@ -74,25 +81,37 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
     if console_enabled:
-        _console_routes(router)
+        _console(app)
 
 
-def _console_routes(router: web.UrlDispatcher) -> None:
-    """The operator's console: only when there is an operator's key to sign in with."""
-    router.add_get("/admin", admin.dashboard, name="admin")
-    router.add_get("/admin/sign-in", admin.sign_in_form, name="admin-signin")
-    router.add_post("/admin/sign-in", admin.sign_in, name="admin-signin-post")
-    router.add_post("/admin/sign-out", admin.sign_out, name="admin-signout")
-    router.add_get("/admin/payments", admin.payments, name="admin-payments")
-    router.add_get("/admin/payments.csv", admin.payments_csv, name="admin-payments-csv")
-    router.add_post("/admin/payments/{entry_id}/settle", admin.settle, name="admin-settle")
-    router.add_get("/admin/sessions", admin.sessions, name="admin-sessions")
-    router.add_post("/admin/sessions/{session_id}/revoke", admin.revoke, name="admin-revoke")
-    router.add_post("/admin/sessions/{session_id}/grants/{grant_id}/end", admin.end_device,
+def _console(app: web.Application) -> None:
+    """The operator's console: a sub-application at /admin whose middleware checks
+    sign-in, origin and CSRF for every page and action (handlers/admin.py). Only when
+    there is an operator's key to sign in with."""
+    console = web.Application(middlewares=[admin.console_guard])
+    console[aiohttp_jinja2.static_root_key] = "/static"
+    router = console.router
+    router.add_get("", admin.dashboard, name="admin")
+    router.add_get("/sign-in", admin.sign_in_form, name="admin-signin")
+    router.add_post("/sign-in", admin.sign_in, name="admin-signin-post")
+    router.add_post("/sign-out", admin.sign_out, name="admin-signout")
+    router.add_get("/payments", admin.payments, name="admin-payments")
+    router.add_get("/payments.csv", admin.payments_csv, name="admin-payments-csv")
+    router.add_post("/payments/{entry_id}/settle", admin.settle, name="admin-settle")
+    router.add_get("/sessions", admin.sessions, name="admin-sessions")
+    router.add_post("/sessions/{session_id}/revoke", admin.revoke, name="admin-revoke")
+    router.add_post("/sessions/{session_id}/grants/{grant_id}/end", admin.end_device,
                     name="admin-end-device")
+    router.add_get("/refunds", admin.refunds, name="admin-refunds")
+    router.add_post("/refunds", admin.refund, name="admin-refund")
+    router.add_post("/refunds/{refund_id}/close", admin.close_refund,
+                    name="admin-refund-close")
+    router.add_post("/streams/{stream_id}/cancel", admin.cancel_show,
+                    name="admin-cancel-show")
     if (UPLOT_DIR / "uPlot.iife.min.js").is_file():  # from npm, like hls.js
         router.add_get("/vendor/uplot/{name:uPlot\\.iife\\.min\\.js|uPlot\\.min\\.css}",
                        _uplot, name="uplot")
+    app.add_subapp(CONSOLE_PREFIX, console)
 
 
 async def _hls_js(request: web.Request) -> web.FileResponse:

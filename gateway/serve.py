@@ -11,6 +11,12 @@
   stop the service answering anyone (1,084 slow clients once did, against a limit of
   1,024; 200 idle ones locked out a service capped at 200 for as long as they stayed);
 - the media routes are taken straight to their handler (`media_routes.MediaDoor`).
+
+Like the door, it leans on aiohttp internals (setup.cfg pins aiohttp for them, and
+tests/test_media_routes.py names any that is gone): `Server._loop` and `Server._kwargs`
+(to make aiohttp's protocol as the server would), `RequestHandler._waiter` (aiohttp's own
+sign of a connection waiting for its next request) and `RequestHandler._current_request`
+(whether a request's body is still arriving), both read only when the cap needs room.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -34,7 +40,6 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.serve")
 
-RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # The listen backlog. asyncio accepts up to this many connections in one go, before the
 # cap can close any of them, so it is part of the descriptors kept in reserve.
@@ -44,6 +49,8 @@ BACKLOG = 32
 RESERVED_DESCRIPTORS = 64 + 4 * BACKLOG
 # An idle keep-alive connection is closed after this (aiohttp's default is an hour).
 KEEPALIVE_S = 30.0
+# How often connections are checked for overdue request headers.
+_CHECK_EVERY_S = 1.0
 # After an early answer (408, 413), how long the rest of a body is read before the
 # connection is closed (aiohttp's default: 10 s).
 LINGER_S = 1.0
@@ -75,8 +82,9 @@ class _Guarded(asyncio.Protocol):
 
     A connection is reading a request's headers (`HEAD`, against the header deadline:
     every request, not only the first), or busy with a request (`BUSY`: its body, the
-    handler, the answer). Once the handler has returned and the answer has left, it is
-    idle (keep-alive) until its next request's first bytes."""
+    handler, the answer, and then waiting, kept alive, for the next request's first
+    bytes). Nothing here runs per request but a look at the bytes that arrive: what the
+    handler is doing is read from aiohttp's protocol only when the cap needs a victim."""
 
     HEAD, BUSY = "head", "busy"
 
@@ -85,60 +93,53 @@ class _Guarded(asyncio.Protocol):
         self._inner = inner
         self._tail = b""
         self.phase = self.HEAD
-        self.since_s = 0.0  # loop time the phase (or, once handled, idleness) began
-        self.handled = False  # the request's handler has returned
-        self.request: web.BaseRequest | None = None  # while its handler runs
+        self.since_s = 0.0  # the guard's coarse clock when the phase began
         self.transport: asyncio.Transport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self._inner.connection_made(transport)
-        self._expect_headers()
+        self.since_s = self._guard.now_s
         self._guard.opened(self)
 
-    def _expect_headers(self) -> None:
-        self.phase, self.handled, self._tail = self.HEAD, False, b""
-        loop = asyncio.get_running_loop()
-        self.since_s = loop.time()
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = loop.call_later(self._guard.header_timeout_s, self._headers_overdue)
-
     def data_received(self, data: bytes) -> None:
-        if self.handled:
-            self._expect_headers()  # the next request on a kept-alive connection
+        if self.phase == self.BUSY and self._waits_for_a_request():
+            # The next request on a kept-alive connection: its headers have a deadline
+            # too. No timer per request (one each, and its cancelling, cost a tenth of a
+            # request): the guard looks for overdue headers once a second.
+            self.phase, self.since_s = self.HEAD, self._guard.now_s
         if self.phase == self.HEAD:
             # Only the tail matters for the blank line; the parser bounds header size.
             self._tail = self._tail[-3:] + data
             if b"\r\n\r\n" in self._tail:
-                self.phase, self._tail = self.BUSY, b""
-                self.since_s = asyncio.get_running_loop().time()
-                if self._deadline is not None:
-                    self._deadline.cancel()
+                self.phase, self._tail, self.since_s = self.BUSY, b"", self._guard.now_s
         self._inner.data_received(data)
+
+    def _waits_for_a_request(self) -> bool:
+        # aiohttp's own test of "handler in idle state" (RequestHandler._process_keepalive).
+        waiter = self._inner._waiter
+        return waiter is not None and not waiter.done()
 
     def is_idle(self) -> bool:
         """Between requests, nothing left to send: closing it costs its client one
         reconnection."""
-        return (self.handled and self.transport is not None
+        return (self.phase == self.BUSY and self._waits_for_a_request()
+                and self.transport is not None
                 and self.transport.get_write_buffer_size() == 0)
 
     def is_sending_body(self) -> bool:
         """A request whose body is still arriving: a slow upload, or a trickle."""
-        return (self.request is not None and not self.handled
-                and not self.request.content.is_eof())
+        request = self._inner._current_request
+        return (self.phase == self.BUSY and request is not None
+                and not request.content.is_eof())
 
     def eof_received(self) -> bool | None:
         result: bool | None = self._inner.eof_received()
         return result
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
         self._guard.closed(self)
-        self.request = None
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -146,11 +147,6 @@ class _Guarded(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._inner.resume_writing()
-
-    def _headers_overdue(self) -> None:
-        if self.phase == self.HEAD and self.transport is not None:
-            self._guard.header_timeouts += 1
-            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -191,10 +187,13 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
         self._open: dict[_Guarded, None] = {}  # oldest first
-        self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self.header_timeouts = 0
         self.evicted = 0
         self.refused = 0
+        # The loop's clock, read once a second: phases are timed to the second, and
+        # reading the loop's clock per request cost more than everything else here.
+        self.now_s = 0.0
+        self._checking: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
@@ -203,21 +202,24 @@ class ConnectionGuard:
     def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, make_protocol())
 
-    def track(self, handler: RequestHandler) -> RequestHandler:
-        """The server's request handler, telling the guard when each connection's
-        request is handled (after that, once its answer has left, it is idle)."""
-        async def tracked(request: web.BaseRequest) -> web.StreamResponse:
-            connection = self._by_transport.get(request.transport)  # type: ignore[arg-type]
-            if connection is None:
-                return await handler(request)
-            connection.request = request
-            try:
-                return await handler(request)
-            finally:
-                connection.request = None
-                connection.handled = True
-                connection.since_s = asyncio.get_running_loop().time()
-        return tracked
+    def start(self) -> None:
+        """Once listening: start the clock and the check for overdue headers."""
+        self._close_overdue()
+
+    def _close_overdue(self) -> None:
+        """Once a second: close connections whose request headers are overdue."""
+        loop = asyncio.get_running_loop()
+        self.now_s = loop.time()
+        overdue_before_s = self.now_s - self.header_timeout_s
+        for connection in [held for held in self._open if held.phase == _Guarded.HEAD
+                           and held.since_s <= overdue_before_s]:
+            self.header_timeouts += 1
+            connection.close()
+        self._checking = loop.call_later(_CHECK_EVERY_S, self._close_overdue)
+
+    def stop(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
 
     def opened(self, connection: _Guarded) -> None:
         if len(self._open) >= self.max_connections:
@@ -228,32 +230,25 @@ class ConnectionGuard:
                 return
             self.evicted += 1
             victim.close()
-            self._forget(victim)
+            self._open.pop(victim, None)
         self._open[connection] = None
-        if connection.transport is not None:
-            self._by_transport[connection.transport] = connection
 
     def _victim(self) -> _Guarded | None:
         idle = slow_head = slow_body = None
         for held in self._open:
-            if held.is_idle():
-                if idle is None or held.since_s < idle.since_s:
-                    idle = held
-            elif held.phase == _Guarded.HEAD:
+            if held.phase == _Guarded.HEAD:
                 if slow_head is None or held.since_s < slow_head.since_s:
                     slow_head = held
+            elif held.is_idle():
+                if idle is None or held.since_s < idle.since_s:
+                    idle = held
             elif held.is_sending_body() and (slow_body is None
                                              or held.since_s < slow_body.since_s):
                 slow_body = held
         return idle or slow_head or slow_body
 
-    def _forget(self, connection: _Guarded) -> None:
-        self._open.pop(connection, None)
-        if connection.transport is not None:
-            self._by_transport.pop(connection.transport, None)
-
     def closed(self, connection: _Guarded) -> None:
-        self._forget(connection)
+        self._open.pop(connection, None)
 
 
 class _GuardedSite(web.BaseSite):
@@ -304,13 +299,11 @@ async def serve(app: web.Application, settings: Settings) -> None:
     try:
         await runner.setup()
         open_media_door(runner)
-        server = runner.server
-        assert server is not None
-        server.request_handler = guard.track(server.request_handler)
         site = _GuardedSite(runner, settings.host, settings.port, guard, settings.worker_fd)
         await site.start()
+        guard.start()
         log_event(log, "serving", url=site.name, maxConnections=guard.max_connections,
-                  descriptorLimit=descriptors, worker=settings.worker_index)
+                  descriptorLimit=descriptors)
         if settings.worker_index is None:  # a supervisor says it for its workers
             print(f"======== Running on {site.name} ========", file=sys.stderr, flush=True)
         stop = asyncio.Event()
@@ -320,4 +313,5 @@ async def serve(app: web.Application, settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
+        guard.stop()
         await runner.cleanup()

@@ -26,6 +26,7 @@ from gateway.errors import (
 )
 from gateway.logs import log_event
 from gateway.model import (
+    ENDED_BY_REVOCATION,
     AccessDecision,
     Notification,
     NotificationReason,
@@ -71,6 +72,7 @@ class SessionService:
         self.payment_window_ms = payment_window_seconds * 1000
         self.unpaid_retention_ms = unpaid_retention_seconds * 1000
         self._listeners: list[StatusListener] = []
+        self._recorded_listeners: list[Callable[[Notification], Awaitable[None]]] = []
         # (userId, streamId) -> the creation under way in this process: a viewer's
         # concurrent requests share it (one provider transaction, one rate-limit hit).
         self._creating: dict[tuple[str, str], asyncio.Future[PaymentSession]] = {}
@@ -280,7 +282,18 @@ class SessionService:
             self._log_state(session, "payment_applied" if session.status == SessionStatus.PAID
                             else "session_superseded")
             await self._changed(session)
+        for listener in self._recorded_listeners:
+            try:
+                await listener(notification)
+            except StoreUnavailable:
+                raise  # recorded already: the provider's retry finds it a duplicate
+            except Exception:  # one broken listener must not fail a recorded payment
+                log.exception("notification listener failed")
         return decision
+
+    def on_recorded(self, listener: Callable[[Notification], Awaitable[None]]) -> None:
+        """Told of every notification once it is recorded (refunds hear of theirs)."""
+        self._recorded_listeners.append(listener)
 
     def _terms(self, context: PaymentContext) -> StreamTerms:
         stream = (self.catalog.get(context.session.stream_id)
@@ -290,14 +303,25 @@ class SessionService:
         return StreamTerms(stream.access_seconds_or(self.access_ms // 1000) * 1000,
                            stream.starts_at_ms)
 
+    async def by_trx(self, trx_id: str) -> PaymentSession | None:
+        """The session of one of our provider's transactions, if it is ours."""
+        return await self._sessions.get_by_trx(self.provider.name, trx_id)
+
+    async def tickets_of(self, stream_id: str, limit: int = 100_000) -> list[PaymentSession]:
+        """Every session ever paid for the stream, newest first: its tickets."""
+        return [session for session in await self._sessions.payments(None, stream_id, limit)
+                if session.paid_at_ms is not None]
+
     async def purchases(self, user_id: str, limit: int = 100) -> list[PaymentSession]:
         """The viewer's paid sessions, newest payment first: what they bought."""
         return await self._sessions.list_paid(user_id, limit)
 
-    async def revoke(self, session_id: str, reason: str) -> PaymentSession:
-        """End a paid session now (a refund, an abuse report). Idempotent: revoking a
-        session that is not paid and active changes nothing and returns it as it is."""
-        ended = await self._sessions.end_paid_session(session_id, self.clock())
+    async def revoke(self, session_id: str, reason: str,
+                     ended_by: str = ENDED_BY_REVOCATION) -> PaymentSession:
+        """End a paid session now (an operator's revocation, a refund, a cancelled show:
+        `ended_by` says which, and the viewer is told). Idempotent: revoking a session
+        that is not paid and active changes nothing and returns it as it is."""
+        ended = await self._sessions.end_paid_session(session_id, self.clock(), ended_by)
         if ended is None:
             session = await self._sessions.get(session_id)
             if session is None:

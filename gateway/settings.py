@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -34,11 +34,44 @@ PROVIDERS = ("simulator", "otomatis", "midtrans", "xendit", "tripay")
 # The credentials each provider needs (SPEC, "Real providers"): all required for it.
 PROVIDER_VARIABLES: dict[str, tuple[str, ...]] = {
     "simulator": (),
-    "otomatis": ("GATEWAY_OTOMATIS_USERNAME", "GATEWAY_OTOMATIS_API_KEY"),
+    # The username is only a label; checkstatus needs the uuid (API key) AND the
+    # panel's client name with that client's own secret.
+    "otomatis": ("GATEWAY_OTOMATIS_USERNAME", "GATEWAY_OTOMATIS_API_KEY",
+                 "GATEWAY_OTOMATIS_CLIENT", "GATEWAY_OTOMATIS_CLIENT_KEY"),
     "midtrans": ("GATEWAY_MIDTRANS_SERVER_KEY",),
     "xendit": ("GATEWAY_XENDIT_SECRET_KEY", "GATEWAY_XENDIT_CALLBACK_TOKEN"),
     "tripay": ("GATEWAY_TRIPAY_API_KEY", "GATEWAY_TRIPAY_PRIVATE_KEY",
                "GATEWAY_TRIPAY_MERCHANT_CODE"),
+}
+# Midtrans' QRIS acquirers (its `qris.acquirer`); the first is its default.
+MIDTRANS_ACQUIRERS = ("gopay", "airpay shopee")
+# Tripay's QRIS channels and the expiry each accepts, in minutes: every QR of a payment
+# window outside its method's range would be refused.
+TRIPAY_METHODS: dict[str, tuple[int, int]] = {
+    "QRIS": (10, 60), "QRIS2": (10, 1440), "QRISC": (10, 1440)}
+# What a provider's QRIS takes, whole rupiah, where it refuses other prices: a catalog
+# price outside it could never be sold.
+PROVIDER_PRICE_RUPIAH: dict[str, tuple[int, int]] = {
+    "otomatis": (10_000, 10_000_000), "tripay": (1_000, 5_000_000)}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiEnvironments:
+    """How a provider's sandbox and production are told apart: by the credential's
+    prefix, and by the API's base URL (host and path)."""
+
+    credential: str
+    sandbox_prefix: str
+    production_url: str
+    sandbox_url: str
+
+
+# Xendit is not here: one host serves its test and live modes, the key alone decides.
+API_ENVIRONMENTS: dict[str, ApiEnvironments] = {
+    "midtrans": ApiEnvironments("GATEWAY_MIDTRANS_SERVER_KEY", "SB-Mid-server-",
+                                "https://api.midtrans.com", "https://api.sandbox.midtrans.com"),
+    "tripay": ApiEnvironments("GATEWAY_TRIPAY_API_KEY", "DEV-", "https://tripay.co.id/api",
+                              "https://tripay.co.id/api-sandbox"),
 }
 
 
@@ -97,8 +130,14 @@ class Settings:
     provider_credentials: Mapping[str, str] = field(default_factory=dict)
     provider_timeout_seconds: float = 10
     reconcile_interval_seconds: int = 30
+    midtrans_acquirer: str = MIDTRANS_ACQUIRERS[0]
+    tripay_method: str = "QRIS"
+    # The customer_email Tripay requires (it validates it): an address of the merchant's,
+    # never a viewer's. With Tripay, from_env derives it when it is not given.
+    tripay_customer_email: str | None = None
     # GATEWAY_WORKERS processes serve one port (gateway/workers.py). A worker is told
     # its index and the listening socket's descriptor by its supervisor.
+    refund_retry_seconds: int = 60
     workers: int = 1
     worker_index: int | None = None
     worker_fd: int | None = None
@@ -164,6 +203,10 @@ class Settings:
             reconcile_interval_seconds=env.get(
                 "GATEWAY_RECONCILE_INTERVAL_SECONDS", _seconds(1, 3600), 30
             ),
+            midtrans_acquirer=env.get("GATEWAY_MIDTRANS_ACQUIRER", _one_of(*MIDTRANS_ACQUIRERS),
+                                      MIDTRANS_ACQUIRERS[0]),
+            tripay_method=env.get("GATEWAY_TRIPAY_METHOD", _one_of(*TRIPAY_METHODS), "QRIS"),
+            tripay_customer_email=env.get("GATEWAY_TRIPAY_CUSTOMER_EMAIL", _email, None),
             secret=secret("GATEWAY_SECRET", "secret"),
             previous_secrets=env.get("GATEWAY_PREVIOUS_SECRETS", _secret_list, ()),
             webhook_secret=secret("GATEWAY_WEBHOOK_SECRET", "webhook_secret"),
@@ -232,6 +275,8 @@ class Settings:
                 ),
                 nmid=env.get("GATEWAY_MERCHANT_NMID", _nmid, _DEFAULT_MERCHANT.nmid),
             ),
+            refund_retry_seconds=env.get(
+                "GATEWAY_REFUND_RETRY_SECONDS", _seconds(1, 86400), 60),
             workers=env.get("GATEWAY_WORKERS", _int_range(1, 256), 1),
             # Set by the supervisor for its workers, never by hand.
             worker_index=env.get("GATEWAY_WORKER_INDEX", _int_range(0, 255), None),
@@ -252,11 +297,104 @@ class Settings:
                 f"GATEWAY_UNPAID_RETENTION_SECONDS: must be at least the payment window "
                 f"plus a day of provider retries ({least_retention_s}), got "
                 f"{settings.unpaid_retention_seconds} (late payments would be unknown)")
-        if provider == "tripay" and not 600 <= settings.payment_window_seconds <= 3600:
-            # Tripay's QRIS channel refuses any other expiry: every QR would fail.
-            raise SettingsError("GATEWAY_PAYMENT_WINDOW_SECONDS: must be from 600 to 3600 "
-                                "(seconds) with GATEWAY_PROVIDER=tripay (its QRIS expiry)")
+        _check_provider_environment(settings)
+        if provider == "tripay":
+            settings = _tripay_checked(settings)
+        if provider in PROVIDER_PRICE_RUPIAH:
+            _check_catalog_prices(settings)
         return settings
+
+
+def _check_provider_environment(settings: Settings) -> None:
+    """A sandbox key with a production API, or the reverse: every call would be refused,
+    or worse, a test setup would take real money. A URL that is neither (a local fake, a
+    proxy) goes with either."""
+    environments = API_ENVIRONMENTS.get(settings.provider)
+    if environments is None:
+        return
+    key = settings.credential(environments.credential)
+    url = settings.provider_url
+    api = _api_kind(url or environments.production_url, environments)
+    if url and api is None and _hostname_of(url) in (
+            _hostname_of(environments.production_url), _hostname_of(environments.sandbox_url)):
+        # The provider's own host with another path (Tripay's without `/api-sandbox` or
+        # `/api`): every call would go to a page that is not its API.
+        raise SettingsError(
+            f"GATEWAY_PROVIDER_URL: {url} is not {settings.provider}'s API; use "
+            f"{environments.sandbox_url} (sandbox) or unset it (production, "
+            f"{environments.production_url})")
+    shown_url = (f"GATEWAY_PROVIDER_URL={url}" if url else
+                 f"GATEWAY_PROVIDER_URL unset (the production API {environments.production_url})")
+    if key.startswith(environments.sandbox_prefix) and api == "production":
+        raise SettingsError(
+            f"{environments.credential}: a sandbox key ({environments.sandbox_prefix}...) "
+            f"with {shown_url}; use GATEWAY_PROVIDER_URL={environments.sandbox_url} or the "
+            "production key")
+    if not key.startswith(environments.sandbox_prefix) and api == "sandbox":
+        raise SettingsError(
+            f"{environments.credential}: a production key with {shown_url}; use the sandbox "
+            f"key ({environments.sandbox_prefix}...) or unset GATEWAY_PROVIDER_URL")
+
+
+def _hostname_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _api_kind(url: str, environments: ApiEnvironments) -> str | None:
+    """"production", "sandbox", or None for any other API (a local fake, a proxy)."""
+    def place(of: str) -> tuple[str, str]:
+        parts = urlsplit(of)
+        return (parts.hostname or "").lower(), parts.path.rstrip("/")
+
+    where = place(url)
+    if where == place(environments.production_url):
+        return "production"
+    if where == place(environments.sandbox_url):
+        return "sandbox"
+    return None
+
+
+def _tripay_checked(settings: Settings) -> Settings:
+    low_min, high_min = TRIPAY_METHODS[settings.tripay_method]
+    if not low_min * 60 <= settings.payment_window_seconds <= high_min * 60:
+        raise SettingsError(
+            f"GATEWAY_PAYMENT_WINDOW_SECONDS: must be from {low_min * 60} to {high_min * 60} "
+            f"(seconds) with GATEWAY_PROVIDER=tripay and GATEWAY_TRIPAY_METHOD="
+            f"{settings.tripay_method} (its QRIS expiry), got {settings.payment_window_seconds}")
+    if settings.tripay_customer_email is not None:
+        return settings
+    host = urlsplit(settings.public_url or "").hostname or ""
+    if "." not in host or _is_address(host):
+        raise SettingsError(
+            "GATEWAY_TRIPAY_CUSTOMER_EMAIL: required with GATEWAY_PROVIDER=tripay unless "
+            "GATEWAY_PUBLIC_URL names your domain: Tripay wants a valid customer email, and "
+            "viewers give none (e.g. no-reply@your-domain.id)")
+    return replace(settings, tripay_customer_email=f"no-reply@{host}")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_catalog_prices(settings: Settings) -> None:
+    from gateway.catalog import Catalog
+
+    low, high = PROVIDER_PRICE_RUPIAH[settings.provider]
+    for stream in Catalog.load(settings.streams_path):
+        if not low <= stream.price <= high:
+            limit = f"minimum of {_rupiah(low)}" if stream.price < low else \
+                f"maximum of {_rupiah(high)}"
+            raise SettingsError(
+                f"GATEWAY_STREAMS: stream {stream.stream_id!r} costs {_rupiah(stream.price)}, "
+                f"outside {settings.provider}'s {limit} for a QRIS payment")
+
+
+def _rupiah(amount: int) -> str:
+    return f"Rp{amount:,}".replace(",", ".")
 
 
 class _Env:
@@ -396,6 +534,13 @@ def _credential(raw: str) -> str:
     # Keys pasted from a dashboard: a stray space or newline would fail every call later.
     if not re.fullmatch(r"[!-~]{1,256}", raw):
         raise SettingsError("must be 1 to 256 printable characters without spaces")
+    return raw
+
+
+def _email(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*"
+                        r"\.[A-Za-z]{2,24}", raw):
+        raise SettingsError(f"must be an email address, e.g. no-reply@your-domain.id; got {raw!r}")
     return raw
 
 

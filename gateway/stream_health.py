@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,7 @@ from yarl import URL
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
-from gateway.errors import StreamOffline
+from gateway.errors import StreamCancelled, StreamOffline
 from gateway.logs import log_event
 
 log = logging.getLogger("gateway.stream_health")
@@ -43,6 +44,7 @@ class StreamStatus(StrEnum):
     OFFLINE = "offline"
     SCHEDULED = "scheduled"  # starts_at is still ahead
     ENDED = "ended"  # ends_at has passed
+    CANCELLED = "cancelled"  # called off by the operator: never sold again
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,10 @@ class OriginHealth:
     checked_at_ms: int | None  # None until the first check has finished
     last_good_at_ms: int | None
     newest_segment_age_ms: int | None  # now; None until a playlist listed segments
-    problem: str | None  # why the last check failed, for operators (never for viewers)
+    problem: str | None  # why the last check failed, for the log (never for viewers)
+    # The same as a stable code the console words in its own language: unreachable,
+    # timeout, http_<status>, bad_playlist, stalled, or not_checked (never yet).
+    reason: str | None = None
 
 
 def stream_status(stream: Stream, health: OriginHealth, now_ms: int) -> StreamStatus:
@@ -123,6 +128,7 @@ class _Tracker:
         self.last_check_ok = False
         self.last_good_at_ms: int | None = None
         self.problem: str | None = None
+        self.reason: str | None = None
 
 
 class StreamHealth:
@@ -139,27 +145,38 @@ class StreamHealth:
         self.offline_after_ms = offline_after_seconds * 1000
         now_ms = clock()
         self._trackers = {stream.stream_id: _Tracker(now_ms) for stream in catalog}
+        # Whether the operator called the show off (refunds.py keeps that): whatever its
+        # origin does, a cancelled show is never sold again.
+        self.is_cancelled: Callable[[str], bool] = lambda stream_id: False
 
     def health(self, stream_id: str) -> OriginHealth:
         tracker = self._trackers[stream_id]
         now_ms = self._clock()
         if self._sources.get(stream_id) is None:
             return OriginHealth(True, True, now_ms, now_ms, 0, None)
-        # Until a first good check, count from start-up: a fresh process is not told
-        # "offline" before the origin has had the same minute as anyone else.
-        good_at_ms = tracker.last_good_at_ms or tracker.started_at_ms
-        up = now_ms - good_at_ms < self.offline_after_ms
+        # Never seen good is not up: a stream whose origin nobody has checked is not
+        # sold (the first check runs before the service takes requests). Once seen
+        # good, a blip shorter than `offline_after` does not take it off sale.
+        good_at_ms = tracker.last_good_at_ms
+        up = good_at_ms is not None and now_ms - good_at_ms < self.offline_after_ms
         age_ms = (now_ms - tracker.newest_seen_at_ms
                   if tracker.newest_segment is not None else None)
         return OriginHealth(up, tracker.last_check_ok, tracker.checked_at_ms,
-                            tracker.last_good_at_ms, age_ms, tracker.problem)
+                            tracker.last_good_at_ms, age_ms, tracker.problem,
+                            tracker.reason if tracker.checked_at_ms is not None
+                            else "not_checked")
 
     def status(self, stream: Stream) -> StreamStatus:
+        if self.is_cancelled(stream.stream_id):
+            return StreamStatus.CANCELLED
         return stream_status(stream, self.health(stream.stream_id), self._clock())
 
     def ensure_buyable(self, stream: Stream) -> None:
-        """Refuse to sell a stream that is offline and not scheduled, or has ended."""
+        """Refuse to sell a stream that is cancelled, offline and not scheduled, or has
+        ended."""
         status = self.status(stream)
+        if status == StreamStatus.CANCELLED:
+            raise StreamCancelled()
         if not can_buy(status):
             raise StreamOffline()
 
@@ -180,10 +197,10 @@ class StreamHealth:
         was_up = self.health(stream_id).up
         try:
             newest, fresh_for_ms, finished = await _newest_segment(source, stream.playlist)
-            problem = None
+            problem = reason = None
         except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             newest, fresh_for_ms, finished = None, 0, False
-            problem = f"{type(exc).__name__}: {exc}"[:200]
+            problem, reason = f"{type(exc).__name__}: {exc}"[:200], _reason(exc)
         now_ms = self._clock()
         tracker.checked_at_ms = now_ms
         if newest is not None and newest != tracker.newest_segment:
@@ -192,8 +209,9 @@ class StreamHealth:
         if newest is not None and not finished and age_ms is not None \
                 and age_ms > fresh_for_ms:
             problem = f"newest segment unchanged for {age_ms // 1000} s"
+            reason = "stalled"
         tracker.last_check_ok = problem is None
-        tracker.problem = problem
+        tracker.problem, tracker.reason = problem, reason
         if problem is None:
             tracker.last_good_at_ms = now_ms
         is_up = self.health(stream_id).up
@@ -202,14 +220,25 @@ class StreamHealth:
                       level=logging.INFO if is_up else logging.WARNING, problem=problem)
 
     async def run(self, interval_seconds: float) -> None:
-        # The first round after one interval, not at once: a starting process counts
-        # every stream as up for its first `offline_after` anyway.
+        # The first round after one interval: resources.stream_health_ctx ran one
+        # before the service took its first request.
         while True:
             await asyncio.sleep(interval_seconds)
             try:
                 await self.check_all()
             except Exception:  # one odd origin must not end the watching of all
                 log.exception("stream health check failed")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a check failed, as a stable code (the log keeps the exception's words)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ValueError) and str(exc).startswith("HTTP "):
+        return "http_" + str(exc).removeprefix("HTTP ")[:3]
+    if isinstance(exc, OSError | aiohttp.ClientError):
+        return "unreachable"
+    return "bad_playlist"
 
 
 async def _newest_segment(source: PlaylistSource, playlist: str

@@ -10,11 +10,35 @@
     return element ? JSON.parse(element.textContent) : null;
   }
 
+  const HOUR_S = 3600;
+  const DAY_S = 24 * HOUR_S;
+  const DAILY_TICKS = [1, 2, 3, 7, 14, 28, 56, 91].map((days) => days * DAY_S);
+  const HOURLY_TICKS = [1, 2, 3, 4, 6, 12].map((hours) => hours * HOUR_S).concat(DAILY_TICKS);
+
+  // Each day is named once along the axis: on its first tick, with the hour under it when
+  // the ticks are hours; the day's later ticks show the hour alone. The labels drawn are
+  // kept on the chart's element, where a reader of the page (or a test) can see them.
+  function dayLabels(target, dates, dayOf, timeOf) {
+    const hourly = dates.some((date) => date.getHours() !== 0 || date.getMinutes() !== 0);
+    let lastDay = null;
+    const labels = dates.map((date) => {
+      const day = dayOf(date);
+      const first = day !== lastDay;
+      lastDay = day;
+      if (!hourly) return day;
+      return first ? day + '\n' + timeOf(date) : timeOf(date);
+    });
+    target.dataset.ticks = JSON.stringify(labels);
+    return labels;
+  }
+
   // One chart per figure (tickets, takings): one line per stream over the same buckets.
   function drawChart(target, data, strings, field, formatValue) {
     const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), 'UTC');
     // Indonesian order: day before month.
     const format = uPlot.fmtDate(data.bucket === 'hour' ? '{D}/{M} {HH}:{mm}' : '{D}/{M}');
+    const dayOf = uPlot.fmtDate('{D}/{M}');
+    const timeOf = uPlot.fmtDate('{HH}:{mm}');
     // uPlot draws times in the browser's zone; the buckets are WIB days and hours.
     const values = [data.x.map((seconds) => seconds + data.offsetSeconds)];
     const series = [{ label: strings.time, value: (u, ts) => (ts == null ? '-' : format(tzDate(ts))) }];
@@ -36,7 +60,9 @@
       series: series,
       axes: [
         { stroke: '#a9afbb', grid: { stroke: 'rgba(169,175,187,0.15)' },
-          values: (u, ticks) => ticks.map((ts) => format(tzDate(ts))) },
+          // Ticks fall on whole hours or whole days, never between days of a daily chart.
+          incrs: data.bucket === 'hour' ? HOURLY_TICKS : DAILY_TICKS,
+          values: (u, ticks) => dayLabels(target, ticks.map(tzDate), dayOf, timeOf) },
         { stroke: '#a9afbb', grid: { stroke: 'rgba(169,175,187,0.15)' },
           size: field === 'takings' ? 76 : 44,
           values: (u, ticks) => ticks.map((v) => (Number.isInteger(v) ? formatValue(v) : '')) },

@@ -754,7 +754,10 @@
     unmuteButton.hidden = true;
   });
 
-  if (config.access) {
+  if (config.cancelled) {
+    // The show was called off: its page says so and where the money stands; nothing
+    // more to sell, play or wait for.
+  } else if (config.access) {
     play(config.access);
   } else if (config.ticket) {
     waitForStart(config.ticket);

@@ -49,7 +49,8 @@ EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
 SEED = int(os.environ.get("GATEWAY_FUZZ_SEED") or random.SystemRandom().randrange(1 << 32))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
-OPERATOR_PATHS = ("/metrics", "/api/notifications", "/api/sessions/{sessionId}/revoke")
+OPERATOR_PATHS = ("/metrics", "/api/notifications", "/api/sessions/{sessionId}/revoke",
+                  "/api/refunds")
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
                          phases=[Phase.explicit, Phase.generate],
                          suppress_health_check=list(HealthCheck))

@@ -166,10 +166,11 @@ def test_the_media_door_refuses_to_open_over_a_route_the_router_tries_first(
 
 async def test_the_aiohttp_internals_the_media_routes_rely_on_are_all_there() -> None:
     """setup.cfg pins aiohttp below its next minor version because of these (listed in
-    gateway/media_routes.py). Upgrading is a deliberate act: this names what is gone."""
+    gateway/media_routes.py and gateway/serve.py). Upgrading is a deliberate act: this
+    names what is gone."""
     import inspect
 
-    from aiohttp import web_server, web_urldispatcher
+    from aiohttp import web_protocol, web_server, web_urldispatcher
     from aiohttp.test_utils import make_mocked_request
 
     handle_source = inspect.getsource(web.Application._handle)
@@ -185,8 +186,14 @@ async def test_the_aiohttp_internals_the_media_routes_rely_on_are_all_there() ->
         "Application._handle building the middleware chain from UrlMappingMatchInfo.apps":
             "match_info.apps" in handle_source,
         "Server.request_handler": hasattr(web_server.Server(_never), "request_handler"),
+        # gateway/serve.py's connection guard:
+        "Server._loop and Server._kwargs": all(
+            hasattr(web_server.Server(_never), name) for name in ("_loop", "_kwargs")),
+        "RequestHandler._waiter and _current_request": all(
+            name in web_protocol.RequestHandler.__slots__
+            for name in ("_waiter", "_current_request")),
     }
     missing = [name for name, present in checks.items() if not present]
     assert not missing, (
-        "aiohttp changed what gateway/media_routes.py relies on; adapt it, or remove the "
-        f"media door, before raising the pin in setup.cfg: {missing}")
+        "aiohttp changed what gateway/media_routes.py or gateway/serve.py relies on; "
+        f"adapt them before raising the pin in setup.cfg: {missing}")

@@ -130,3 +130,17 @@ def test_each_error_example_is_an_answer_the_service_gives_at_that_status() -> N
                     "field": "streamId", "retry_after_s": 60})
                 seen.add(status)
     assert {"400", "403", "404", "405", "503"} <= seen
+
+
+def test_every_operation_is_grouped_by_who_calls_it() -> None:
+    """Swagger UI shows one group per tag: viewer, provider, operator, gate."""
+    from gateway.openapi import TAGS, document
+
+    spec = document(simulator_enabled=True)
+    assert [tag["name"] for tag in spec["tags"]] == ["viewer", "provider", "operator", "gate"]
+    grouped = {operation["operationId"]: operation["tags"]
+               for operations in spec["paths"].values() for operation in operations.values()}
+    assert all(len(tags) == 1 and tags[0] in TAGS for tags in grouped.values()), grouped
+    assert grouped["paymentNotification"] == ["provider"]
+    assert grouped["requestRefund"] == ["operator"]
+    assert grouped["hlsToken"] == ["gate"]

@@ -31,7 +31,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def reports(store: Store, clock: FakeClock) -> Reports:
-    return Reports(store.ledger, store.sessions, store.grants, clock)
+    return Reports(store.ledger, store.sessions, store.grants, clock, "simulator")
 
 
 async def test_the_audience_is_who_holds_access_and_the_places_playing_it(

@@ -195,7 +195,7 @@ def test_trickled_console_forms_at_the_cap_make_room(capped: ServerProcess) -> N
             # only waits in the listen backlog until the service accepts it).
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_answer(sock).startswith(b"HTTP/1.1 200")
-            sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\n"
+            sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n"
                          b"Content-Type: application/x-www-form-urlencoded\r\n"
                          b"Content-Length: 1000\r\n\r\nname=a")
             trickling.append(sock)
@@ -207,7 +207,7 @@ def test_trickled_console_forms_at_the_cap_make_room(capped: ServerProcess) -> N
 
 def test_a_sign_in_form_that_never_ends_is_a_408(quick_timeouts: ServerProcess) -> None:
     with socket.create_connection(("127.0.0.1", quick_timeouts.port)) as sock:
-        sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(b"POST /admin/sign-in HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n"
                      b"Content-Type: application/x-www-form-urlencoded\r\n"
                      b"Content-Length: 100\r\n\r\nname=")
         answer = closed_by_server(sock)

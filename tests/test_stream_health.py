@@ -182,3 +182,43 @@ def test_the_status_follows_the_catalog_times_before_the_origin() -> None:
     assert stream_status(event, up, 1000) is StreamStatus.LIVE
     assert stream_status(event, down, 1500) is StreamStatus.OFFLINE
     assert stream_status(event, up, 2000) is StreamStatus.ENDED
+
+
+async def test_an_origin_down_at_start_up_is_never_sold(
+        aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+        health_settings: Settings, origin: OriginServer, clock: FakeClock) -> None:
+    """Not even in the first minute after a start or restart: the first check runs
+    before the first request, and a stream never seen answering is not for sale."""
+    origin.behaviour["index.m3u8"] = "fail"
+    client = await aiohttp_client(create_app(health_settings, clock=clock))
+    assert (await statuses(client))["http"] == "offline"
+    refused = await ViewerClient(client).generate_qris("http", expect=409)
+    assert refused["code"] == "stream_offline"
+    state = client.app[STREAM_HEALTH].snapshot()["http"]
+    assert (state.up, state.reason) == (False, "http_503")
+
+
+async def test_the_console_words_a_failed_check_and_never_calls_it_up(
+        app_client: TestClient[web.Request, web.Application], origin: OriginServer,
+        clock: FakeClock) -> None:
+    from tests.handlers.test_admin import Console, signed_in
+
+    health = app_client.app[STREAM_HEALTH]
+    console = await signed_in(Console(ViewerClient(app_client)))
+    row = _health_cell(await console.get("/admin"), "http")
+    assert "Aktif" in row and "Bermasalah" not in row
+    origin.behaviour["index.m3u8"] = "fail"
+    clock.advance(2)
+    await health.check("http")  # failed, but within the blip tolerance: still on sale
+    row = _health_cell(await console.get("/admin"), "http")
+    assert "Bermasalah" in row and "origin menjawab HTTP 503" in row and "Aktif" not in row
+    assert "ValueError" not in row
+    clock.advance(60)
+    await health.check("http")
+    row = _health_cell(await console.get("/admin"), "http")
+    assert "Mati" in row and "origin menjawab HTTP 503" in row
+
+
+def _health_cell(page: str, stream_id: str) -> str:
+    row = page.split(f'<tr data-stream="{stream_id}">', 1)[1].split("</tr>", 1)[0]
+    return row.split('class="health"', 1)[1]

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 from collections import Counter
@@ -88,3 +91,138 @@ def test_stopping_the_supervisor_stops_every_worker(two_workers: ServerProcess,
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+class Connection:
+    """One keep-alive connection, so we know which worker answers it (its /healthz)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+        self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        self.worker = json.loads(self._answer()[1])["data"]["worker"]
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def _answer(self) -> tuple[bytes, bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        self.buffer = rest[length:]
+        return head, rest[:length]
+
+    def request(self, method: str, path: str, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> tuple[bytes, bytes]:
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1",
+                 f"Content-Length: {len(body)}",
+                 *(f"{name}: {value}" for name, value in (headers or {}).items())]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return self._answer()
+
+    def websocket(self, path: str, cookie: str) -> None:
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Cookie: {cookie}\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def message(self) -> dict[str, object]:
+        """The next text frame (the server's are unmasked and, here, short)."""
+        while True:
+            while len(self.buffer) < 2:
+                self.buffer += self.sock.recv(65536)
+            length, start = self.buffer[1] & 0x7F, 2
+            if length == 126:
+                while len(self.buffer) < 4:
+                    self.buffer += self.sock.recv(65536)
+                length, start = int.from_bytes(self.buffer[2:4], "big"), 4
+            while len(self.buffer) < start + length:
+                self.buffer += self.sock.recv(65536)
+            opcode = self.buffer[0] & 0x0F
+            payload, self.buffer = self.buffer[start:start + length], self.buffer[start + length:]
+            if opcode == 1:
+                message: dict[str, object] = json.loads(payload)
+                return message
+
+
+def on_worker(port: int, worker: int) -> Connection:
+    deadline = time.monotonic() + 20
+    while True:
+        connection = Connection(port)
+        if connection.worker == worker:
+            return connection
+        connection.sock.close()
+        assert time.monotonic() < deadline, f"no connection reached worker {worker}"
+
+
+def test_a_payment_one_worker_receives_reaches_a_socket_another_holds(
+        two_workers: ServerProcess) -> None:
+    """On SQLite as on Redis: the store's change feed carries it between processes."""
+    with on_worker(two_workers.port, 0) as viewer, on_worker(two_workers.port, 1) as payer:
+        head, body = viewer.request("POST", "/api/generate-qris", b'{"streamId": "demo"}',
+                                    {"Content-Type": "application/json"})
+        qr = json.loads(body)["data"]
+        cookie = next(line.split(b":", 1)[1].split(b";")[0].strip().decode()
+                      for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"set-cookie:"))
+        # The viewer's socket is held by worker 0 ...
+        viewer.websocket(f"/ws?sessionId={qr['sessionId']}", cookie)
+        assert viewer.message()["status"] == "pending"
+        # ... and the provider's notification reaches worker 1.
+        notification = json.dumps({"eventId": "evt-1", "trxId": qr["trxId"],
+                                   "amount": qr["amount"], "status": "paid",
+                                   "paidAt": int(time.time() * 1000)}).encode()
+        signed_at = str(int(time.time()))
+        signature = hmac.new(WEBHOOK_SECRET.encode(), signed_at.encode() + b"." + notification,
+                             hashlib.sha256).hexdigest()
+        _, answer = payer.request("POST", "/api/payment-callback", notification, {
+            "Content-Type": "application/json",
+            "X-Gateway-Signature": f"t={signed_at},v1={signature}"})
+        assert json.loads(answer)["data"]["applied"] is True
+        assert viewer.message()["status"] == "paid"
+
+
+@pytest.fixture
+def limited_workers(tmp_path: Path) -> Iterator[ServerProcess]:
+    server = ServerProcess({
+        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'g.db'}", "GATEWAY_SECRET": SECRET,
+        "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET, "GATEWAY_API_KEY": API_KEY,
+        "GATEWAY_WORKERS": "2", "GATEWAY_QR_RATE_PER_ADDRESS": "3",
+        "GATEWAY_PAYMENT_WINDOW_SECONDS": "5", "GATEWAY_CLEANUP_INTERVAL_SECONDS": "1",
+    }, log_path=tmp_path / "gateway.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_workers_count_rate_limits_together_and_one_of_them_sweeps(
+        limited_workers: ServerProcess, tmp_path: Path) -> None:
+    statuses = []
+    for worker in (0, 1, 0, 1):  # four new viewers from one address, over both workers
+        with on_worker(limited_workers.port, worker) as connection:
+            head, _ = connection.request("POST", "/api/generate-qris",
+                                         b'{"streamId": "demo"}',
+                                         {"Content-Type": "application/json"})
+            statuses.append(int(head.split(b" ")[1]))
+    assert statuses == [201, 201, 201, 429]
+    # The three QRs expire after 5 s; the sweeper marks them, in worker 0 only.
+    log_path = tmp_path / "gateway.log"
+    deadline = time.monotonic() + 20
+    while not (sweeps := [json.loads(line) for line in log_path.read_text().splitlines()
+                          if '"event":"sweep"' in line]):
+        assert time.monotonic() < deadline, "nothing was swept"
+        time.sleep(0.2)  # waiting for the service's own clock, not for a result
+    assert {sweep["worker"] for sweep in sweeps} == {0}

@@ -1,13 +1,18 @@
-"""The operator's console at /admin: sales, payments to settle, sessions to end.
+"""The operator's console, a sub-application at /admin: sales, payments to settle,
+sessions to end.
 
-Safe by construction:
-- sign-in with the operator's key (GATEWAY_API_KEY) and a name; a signed, HttpOnly,
-  SameSite=Strict cookie scoped to /admin lasts a working day; failed attempts are
-  throttled per address;
-- every action is a POST that must carry this sign-in's CSRF token and come from our own
-  origin (Origin, else Referer), and is logged with who did what;
+Safe by construction, in one place (`console_guard`, the console's own middleware):
+- every page needs a live sign-in (else the sign-in form): the operator's key
+  (GATEWAY_API_KEY) and a name; a signed, HttpOnly, SameSite=Strict cookie scoped to
+  /admin lasts a working day, unless signed out: then every copy of it is refused, on
+  every instance (the store keeps ended sign-ins). Failed attempts are throttled per
+  address;
+- every action is a POST that must come from our own origin (Origin, else Referer) and
+  carry this sign-in's CSRF token, checked before a stranger's body is even read, and
+  is logged with who did what;
 - nothing here can mark a payment paid: money only comes from providers. Settling a
   ledger entry records that a person dealt with it; revoking ends access.
+The handlers only read what the guard established (`signed_in`, `console_action`).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
 from gateway.handlers.common import (
@@ -35,10 +41,11 @@ from gateway.ids import SESSION_ID, TRX_ID, USER_ID
 from gateway.keys import (
     CATALOG,
     CLOCK,
+    CONSOLE_SIGN_INS,
     DEVICES,
     GATE,
     OPERATOR_AUTH,
-    PROVIDER,
+    REFUNDS,
     REPORTS,
     SESSIONS,
     SETTINGS,
@@ -62,6 +69,7 @@ from gateway.ledger import (
 from gateway.logs import log_event
 from gateway.model import NotificationReason, PaymentSession, SessionStatus
 from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
+from gateway.refund_model import RefundStatus
 
 log = logging.getLogger("gateway.admin")
 
@@ -78,14 +86,64 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURSOR = re.compile(r"(\d{1,15})-(\d{1,15})")
 _REASON = re.compile(r"[a-z_]{1,64}")
 _NO_STORE = {"Cache-Control": "private, no-store", "X-Frame-Options": "DENY"}
+# Routes anyone may reach: the sign-in form and its POST (the key is the proof there),
+# and the chart library.
+_SIGN_IN_FORM, _SIGN_IN = "admin-signin", "admin-signin-post"
+_OPEN_ROUTES = frozenset({_SIGN_IN_FORM, _SIGN_IN, "uplot"})
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+@dataclass(frozen=True, slots=True)
+class ConsoleAction:
+    """An action the guard let through: who, and the form's text fields."""
+
+    operator: Operator
+    form: dict[str, str]
 
 
-# --- who is asking ---------------------------------------------------------------
+_OPERATOR = web.RequestKey("console_operator", Operator)
+_ACTION = web.RequestKey("console_action", ConsoleAction)
 
-def _operator(request: web.Request) -> Operator | None:
-    return request.app[OPERATOR_AUTH].operator(request.cookies.get(OPERATOR_COOKIE))
+
+# --- the guard -----------------------------------------------------------------------
+
+@web.middleware
+async def console_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sign-in, origin and CSRF for every console page and action (see the module)."""
+    route = request.match_info.route.name or ""
+    operator = await request.config_dict[CONSOLE_SIGN_INS].operator(
+        request.cookies.get(OPERATOR_COOKIE))
+    if request.method == "POST":
+        action = route.removeprefix("admin-")
+        # Refused before its body is read: a stranger's request costs no wait at all.
+        if not _same_origin(request):
+            _log_refused(request, action, operator, "origin")
+            raise CsrfRefused()
+        if route != _SIGN_IN:
+            if operator is None:
+                _log_refused(request, action, None, "not signed in")
+                raise SignInRequired()
+            form = await read_form(request)
+            if not request.config_dict[OPERATOR_AUTH].csrf_valid(operator, form.get("csrf")):
+                _log_refused(request, action, operator, "csrf token")
+                raise CsrfRefused()
+            request[_ACTION] = ConsoleAction(operator, form)
+    elif operator is None and route not in _OPEN_ROUTES:
+        target = request.app.router[_SIGN_IN_FORM].url_for().with_query(
+            next=request.path_qs)
+        raise web.HTTPSeeOther(str(target))
+    if operator is not None:
+        request[_OPERATOR] = operator
+    return await handler(request)
+
+
+def signed_in(request: web.Request) -> Operator:
+    """The operator of a page the guard let through."""
+    return request[_OPERATOR]
+
+
+def console_action(request: web.Request) -> ConsoleAction:
+    """The operator and form of an action the guard let through."""
+    return request[_ACTION]
 
 
 def _address(request: web.Request) -> str:
@@ -93,7 +151,7 @@ def _address(request: web.Request) -> str:
 
 
 def _expected_origin(request: web.Request) -> str:
-    public_url = request.app[SETTINGS].public_url
+    public_url = request.config_dict[SETTINGS].public_url
     if public_url:
         parts = urlsplit(public_url)
         return f"{parts.scheme}://{parts.netloc}"
@@ -112,36 +170,6 @@ def _same_origin(request: web.Request) -> bool:
     return origin is not None and origin == _expected_origin(request)
 
 
-def page(handler: Handler) -> Handler:
-    """A console page: the signed-in operator, else the sign-in form."""
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        if _operator(request) is None:
-            target = request.app.router["admin-signin"].url_for().with_query(
-                next=request.path_qs)
-            raise web.HTTPSeeOther(str(target))
-        return await handler(request)
-    return wrapped
-
-
-async def _action(request: web.Request, action: str) -> tuple[Operator, dict[str, str]]:
-    """A console action: our origin, a live sign-in, and its CSRF token. Refusals are
-    logged like the actions they stopped."""
-    operator = _operator(request)
-    # Refused before its body is read: a stranger's request costs no wait at all.
-    if not _same_origin(request):
-        _log_refused(request, action, operator, "origin")
-        raise CsrfRefused()
-    if operator is None:
-        _log_refused(request, action, None, "not signed in")
-        raise SignInRequired()
-    form = await read_form(request)
-    token = form.get("csrf")
-    if not isinstance(token, str) or not request.app[OPERATOR_AUTH].csrf_valid(operator, token):
-        _log_refused(request, action, operator, "csrf token")
-        raise CsrfRefused()
-    return operator, form
-
-
 def _log_action(request: web.Request, operator: Operator | None, action: str,
                 **details: Any) -> None:
     log_event(log, "operator_action", operator=operator.name if operator else None,
@@ -158,9 +186,10 @@ def _log_refused(request: web.Request, action: str, operator: Operator | None,
 def _context(request: web.Request, operator: Operator | None, **values: Any) -> dict[str, Any]:
     language = choose_language(request.headers.get("Accept-Language"))
     strings = catalog(language)
-    return {"lang": language, "t": strings["page"], "a": strings["admin"],
+    # The console's own routes first, for url() in its templates (see app.url_across).
+    return {"app": request.app, "lang": language, "t": strings["page"], "a": strings["admin"],
             "operator": operator,
-            "csrf": request.app[OPERATOR_AUTH].csrf_token(operator) if operator else "",
+            "csrf": request.config_dict[OPERATOR_AUTH].csrf_token(operator) if operator else "",
             "done": request.query.get("done", ""), **values}
 
 
@@ -194,10 +223,7 @@ async def sign_in(request: web.Request) -> web.Response:
     context = _context(request, None, next=next_url, name=name)
     strings = context["a"]
     address = _address(request)
-    if not _same_origin(request):
-        _log_refused(request, "sign_in", None, "origin")
-        raise CsrfRefused()
-    throttle, auth = request.app[SIGN_IN_THROTTLE], request.app[OPERATOR_AUTH]
+    throttle, auth = request.config_dict[SIGN_IN_THROTTLE], request.config_dict[OPERATOR_AUTH]
     wait_s = throttle.retry_after_s(address)
     if wait_s:
         _log_refused(request, "sign_in", None, "throttled")
@@ -228,9 +254,12 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    operator, _ = await _action(request, "sign_out")
+    """Ends this sign-in everywhere, not only in this browser: a copy of the cookie
+    (another tab, a stolen one) is refused from now on, on every instance."""
+    operator = console_action(request).operator
+    await request.config_dict[CONSOLE_SIGN_INS].sign_out(operator)
     _log_action(request, operator, "sign_out")
-    response = web.HTTPSeeOther(str(request.app.router["admin-signin"].url_for()))
+    response = web.HTTPSeeOther(str(request.app.router[_SIGN_IN_FORM].url_for()))
     response.headers.add("Set-Cookie", f"{OPERATOR_COOKIE}=; Max-Age=0; Path={COOKIE_PATH};"
                          " HttpOnly; SameSite=Strict")
     raise response
@@ -238,9 +267,8 @@ async def sign_out(request: web.Request) -> web.Response:
 
 # --- dashboard ---------------------------------------------------------------------
 
-@page
 async def dashboard(request: web.Request) -> web.Response:
-    app = request.app
+    app = request.config_dict
     now_ms = app[CLOCK]()
     range_from_ms, range_to_ms, days = _chart_range(request, now_ms)
     bucket = request.query.get("bucket") or ("hour" if days == 1 else "day")
@@ -265,6 +293,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "stream": stream, "paid_now": audience.paid.get(stream.stream_id, 0),
         "playing": audience.playing.get(stream.stream_id, 0),
         "conversion": conversion.get(stream.stream_id), "health": health[stream.stream_id],
+        "cancelled": app[REFUNDS].is_cancelled(stream.stream_id),
     } for stream in app[CATALOG]]
     chart = {
         "bucket": bucket,
@@ -274,7 +303,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "series": [{"label": stream.title, "tickets": series.tickets[stream.stream_id],
                     "takings": series.takings[stream.stream_id]} for stream in app[CATALOG]],
     }
-    context = _context(request, _operator(request), section="dashboard",
+    context = _context(request, signed_in(request), section="dashboard",
                        takings=takings(buckets, now_ms), streams=streams, days=days,
                        range_from=request.query.get("from", "") if days is None else "",
                        range_to=request.query.get("to", "") if days is None else "",
@@ -323,7 +352,7 @@ def _choice(request: web.Request, name: str, allowed: tuple[int, ...], default: 
 def _ledger_query(request: web.Request) -> LedgerQuery:
     query = request.query
     stream_id = query.get("stream") or None
-    if stream_id is not None and request.app[CATALOG].get(stream_id) is None:
+    if stream_id is not None and request.config_dict[CATALOG].get(stream_id) is None:
         raise InvalidRequest(detail="stream is not in the catalog")
     reason = query.get("reason") or None
     if reason is not None and not _REASON.fullmatch(reason):
@@ -363,10 +392,9 @@ def _date_ms(text: str, name: str) -> int:
     return int(utc_midnight.timestamp() * 1000) - LOCAL_OFFSET_MS
 
 
-@page
 async def payments(request: web.Request) -> web.Response:
     query = _ledger_query(request)
-    reports = request.app[REPORTS]
+    reports = request.config_dict[REPORTS]
     entries = await reports.ledger(query, LEDGER_PAGE_SIZE + 1)
     more = len(entries) > LEDGER_PAGE_SIZE
     entries = entries[:LEDGER_PAGE_SIZE]
@@ -381,23 +409,22 @@ async def payments(request: web.Request) -> web.Response:
         cursor = entries[-1].cursor
         older = "?" + urlencode({**filters, "before": f"{cursor[0]}-{cursor[1]}"})
     context = _context(
-        request, _operator(request), section="payments", entries=entries,
+        request, signed_in(request), section="payments", entries=entries,
         attention=attention, prices=prices, filters=filters, older=older,
         older_page=query.before is not None,
         csv_query=("?" + urlencode(filters)) if filters else "",
-        streams=[*request.app[CATALOG]], statuses=[s.value for s in LedgerStatus],
+        streams=[*request.config_dict[CATALOG]], statuses=[s.value for s in LedgerStatus],
         reasons=[r.value for r in NotificationReason if r != NotificationReason.REPLAYED])
     return _render("admin/payments.html", request, context)
 
 
-@page
 async def payments_csv(request: web.Request) -> web.StreamResponse:
     """The ledger for accounting, every matching entry, streamed page by page."""
     query = _ledger_query(request)
-    operator = _operator(request)
+    operator = signed_in(request)
     _log_action(request, operator, "export_csv",
                 filters={k: v for k, v in request.query.items() if v})
-    stamp = datetime.fromtimestamp(request.app[CLOCK]() / 1000, UTC).strftime("%Y%m%d-%H%M")
+    stamp = datetime.fromtimestamp(request.config_dict[CLOCK]() / 1000, UTC).strftime("%Y%m%d-%H%M")
     # Sent as it is read, so the middleware cannot add what every answer carries.
     response = web.StreamResponse(headers={
         **_NO_STORE, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
@@ -407,7 +434,7 @@ async def payments_csv(request: web.Request) -> web.StreamResponse:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
-    reports = request.app[REPORTS]
+    reports = request.config_dict[REPORTS]
     while True:
         page_entries = await reports.ledger(query, 1000)
         for entry in page_entries:
@@ -424,13 +451,14 @@ async def payments_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def settle(request: web.Request) -> web.Response:
-    operator, form = await _action(request, "settle")
+    action = console_action(request)
+    operator, form = action.operator, action.form
     entry_id = _int_path(request, "entry_id")
     note = form.get("note", "").strip()
     if not note or len(note) > MAX_NOTE_CHARS:
         raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
-    settled = await request.app[REPORTS].settle(
-        entry_id, Settlement(request.app[CLOCK](), operator.name, note))
+    settled = await request.config_dict[REPORTS].settle(
+        entry_id, Settlement(request.config_dict[CLOCK](), operator.name, note))
     if settled is None:
         raise InvalidRequest(detail="this entry needs no settling, or is settled already")
     _log_action(request, operator, "settle", entryId=entry_id,
@@ -449,36 +477,38 @@ def _int_path(request: web.Request, name: str) -> int:
 
 # --- sessions ----------------------------------------------------------------------
 
-@page
 async def sessions(request: web.Request) -> web.Response:
     search = request.query.get("q", "").strip()
     found = await _find_sessions(request, search) if search else []
-    now_ms = request.app[CLOCK]()
-    gate = request.app[GATE]
-    devices = request.app[DEVICES]
+    now_ms = request.config_dict[CLOCK]()
+    gate = request.config_dict[GATE]
+    devices = request.config_dict[DEVICES]
     rows = [{
         "session": session, "status": session.status_at(now_ms).value,
-        "grants": await devices.grants(session.session_id),
+        # A session whose access ended plays nowhere, whatever its places last said.
+        "grants": [replace(report, places=()) if session.status_at(now_ms)
+                   != SessionStatus.PAID else report
+                   for report in await devices.grants(session.session_id)],
         "remaining_ms": session.remaining_ms(now_ms),
-        "stream": request.app[CATALOG].get(session.stream_id),
-        "ended_early": gate.access.is_ended(session.session_id),
+        "stream": request.config_dict[CATALOG].get(session.stream_id),
+        "ended_early": gate.is_ended(session.session_id),
         "can_revoke": session.status_at(now_ms) == SessionStatus.PAID,
     } for session in found]
     return _render("admin/sessions.html", request, _context(
-        request, _operator(request), section="sessions", search=search, rows=rows,
+        request, signed_in(request), section="sessions", search=search, rows=rows,
         now_ms=now_ms))
 
 
 async def _find_sessions(request: web.Request, search: str) -> list[PaymentSession]:
     """One box for a trxId, a sessionId or a userId: whatever the text could be."""
-    reports = request.app[REPORTS]
+    reports = request.config_dict[REPORTS]
     found: dict[str, PaymentSession] = {}
     if SESSION_ID.fullmatch(search):
         session = await reports.session(search)
         if session is not None:
             found[session.session_id] = session
     if TRX_ID.fullmatch(search):
-        session = await reports.session_by_trx(request.app[PROVIDER].name, search)
+        session = await reports.session_by_trx(search)
         if session is not None:
             found[session.session_id] = session
     if USER_ID.fullmatch(search):
@@ -488,12 +518,14 @@ async def _find_sessions(request: web.Request, search: str) -> list[PaymentSessi
 
 
 async def revoke(request: web.Request) -> web.Response:
-    operator, form = await _action(request, "revoke")
+    action = console_action(request)
+    operator, form = action.operator, action.form
     session_id = request.match_info["session_id"]
     if not SESSION_ID.fullmatch(session_id):
         raise InvalidRequest(detail="session_id is not a valid id")
     note = form.get("note", "").strip()[:MAX_NOTE_CHARS]
-    session = await request.app[SESSIONS].revoke(session_id, reason=f"operator {operator.name}")
+    session = await request.config_dict[SESSIONS].revoke(
+        session_id, reason=f"operator {operator.name}")
     _log_action(request, operator, "revoke", sessionId=session_id, trxId=session.trx_id,
                 streamId=session.stream_id, note=note)
     back = form.get("q") or session_id
@@ -504,12 +536,13 @@ async def revoke(request: web.Request) -> web.Response:
 async def end_device(request: web.Request) -> web.Response:
     """End one device's grant: its next playlist or segment request is refused, the
     purchase and its other devices play on."""
-    operator, form = await _action(request, "end_device")
+    action = console_action(request)
+    operator, form = action.operator, action.form
     session_id = request.match_info["session_id"]
     grant_id = request.match_info["grant_id"]
     if not SESSION_ID.fullmatch(session_id) or not SESSION_ID.fullmatch(grant_id):
         raise InvalidRequest(detail="not a valid id")
-    devices = request.app[DEVICES]
+    devices = request.config_dict[DEVICES]
     grant = await devices.get_grant(grant_id)
     if grant is None or grant.session_id != session_id:
         raise GrantNotFound()
@@ -519,3 +552,71 @@ async def end_device(request: web.Request) -> web.Response:
                 deviceId=grant.device_id, note=note)
     raise web.HTTPSeeOther(str(request.app.router["admin-sessions"].url_for().with_query(
         q=form.get("q") or session_id, done="device_ended")))
+
+
+# --- money back ----------------------------------------------------------------------
+
+REFUNDS_LIMIT = 100
+
+
+async def refunds(request: web.Request) -> web.Response:
+    """What needs a person first (manual refunds, failed ones), then every refund."""
+    service = request.config_dict[REFUNDS]
+    listed = await service.listing(None, None, REFUNDS_LIMIT)
+    for_person = (await service.listing(RefundStatus.MANUAL, None, REFUNDS_LIMIT)
+                  + await service.listing(RefundStatus.FAILED, None, REFUNDS_LIMIT))
+    return _render("admin/refunds.html", request, _context(
+        request, signed_in(request), section="refunds", refunds=listed,
+        for_person=sorted(for_person, key=lambda r: r.requested_at_ms)))
+
+
+async def refund(request: web.Request) -> web.Response:
+    """Give (part of) a payment back: a duplicate payment, a wrong amount, any ticket."""
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    trx_id = form.get("trx_id", "")
+    if not TRX_ID.fullmatch(trx_id):
+        raise InvalidRequest(detail="trx_id is not a transaction id", field="trx_id")
+    amount_text = form.get("amount", "").strip().replace(".", "")
+    if amount_text and (not amount_text.isdigit() or len(amount_text) > 12
+                        or int(amount_text) < 1):
+        raise InvalidRequest(detail="amount: whole rupiah", field="amount")
+    reason = form.get("reason", "").strip()
+    if not reason or len(reason) > MAX_NOTE_CHARS:
+        raise InvalidRequest(detail=f"reason: 1 to {MAX_NOTE_CHARS} characters")
+    made = await request.config_dict[REFUNDS].request(
+        trx_id, int(amount_text) if amount_text else None, reason, operator.name)
+    _log_action(request, operator, "refund", trxId=trx_id, refundId=made.refund_id,
+                amount=made.amount, status=made.status, reason=reason)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="refund_" + made.status.value)))
+
+
+async def close_refund(request: web.Request) -> web.Response:
+    """A person gave a manual (or failed) refund's money back by hand."""
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    note = form.get("note", "").strip()
+    if not note or len(note) > MAX_NOTE_CHARS:
+        raise InvalidRequest(detail=f"note: 1 to {MAX_NOTE_CHARS} characters")
+    closed = await request.config_dict[REFUNDS].close_by_hand(
+        request.match_info["refund_id"], operator.name, note)
+    _log_action(request, operator, "refund_by_hand", refundId=closed.refund_id,
+                trxId=closed.trx_id, amount=closed.amount, note=note)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="refund_closed")))
+
+
+async def cancel_show(request: web.Request) -> web.Response:
+    action = console_action(request)
+    operator, form = action.operator, action.form
+    reason = form.get("reason", "").strip()
+    if not reason or len(reason) > 255:
+        raise InvalidRequest(detail="reason: 1 to 255 characters")
+    stream_id = request.match_info["stream_id"]
+    _, made = await request.config_dict[REFUNDS].cancel_show(
+        stream_id, reason, operator.name)
+    _log_action(request, operator, "cancel_show", streamId=stream_id, reason=reason,
+                refunds=made)
+    raise web.HTTPSeeOther(str(request.app.router["admin-refunds"].url_for().with_query(
+        done="show_cancelled")))

@@ -156,8 +156,15 @@ async def payment_notification(request: web.Request) -> web.Response:
     metrics.notifications.labels(decision.reason.value, str(decision.applied).lower()).inc()
     # 200 also for duplicates and refusals: the provider must stop retrying, and
     # `applied`/`reason` say what happened.
-    return ok({"applied": decision.applied, "reason": decision.reason.value,
-               "eventId": notification.event_id})
+    data = {"applied": decision.applied, "reason": decision.reason.value,
+            "eventId": notification.event_id}
+    extra = request.app[PROVIDER].callback_answer_fields
+    if not extra:
+        return ok(data)
+    # What this provider reads to stop retrying (otomatis.vip: "status": true), in the
+    # same object as ours.
+    return web.Response(body=msgspec.json.encode({"success": True, "data": data, **extra}),
+                        content_type="application/json")
 
 
 async def check_access(request: web.Request) -> web.Response:

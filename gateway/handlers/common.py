@@ -31,6 +31,14 @@ from gateway.settings import IpNetwork
 T = TypeVar("T")
 
 
+def state(request: web.Request, key: web.AppKey[T]) -> T:
+    """The application's state under `key`, from a handler of the root application
+    (its own media routes run with no chain of applications) or of the console, a
+    sub-application whose state is its parent's."""
+    app = request.app
+    return app[key] if key in app else request.config_dict[key]
+
+
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
@@ -50,7 +58,7 @@ async def read_body(request: web.Request) -> bytes:
     so a client trickling its body cannot hold a connection for ever. A body that cannot
     be read (it ends before its length, a chunk or a Content-Encoding is broken) is 400."""
     try:
-        async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
+        async with asyncio.timeout(state(request, SETTINGS).body_timeout_seconds):
             return await request.read()
     except TimeoutError:
         raise RequestTimeout() from None
@@ -61,7 +69,7 @@ async def read_body(request: web.Request) -> bytes:
 async def read_form(request: web.Request) -> dict[str, str]:
     """A form's text fields (the console's), bounded in size and time as `read_body`."""
     try:
-        async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
+        async with asyncio.timeout(state(request, SETTINGS).body_timeout_seconds):
             form = await request.post()
     except TimeoutError:
         raise RequestTimeout() from None
@@ -148,7 +156,7 @@ def same_host(request: web.Request) -> bool:
     compared as ASCII text: an Origin or Host that is not a plain host name (invalid
     IPv6, bytes that are no IDNA) is simply not the same host."""
     origin = header_text(request, "Origin")
-    public_url = request.app[SETTINGS].public_url
+    public_url = state(request, SETTINGS).public_url
     host = _authority(public_url) if public_url is not None else header_text(request, "Host")
     if origin is None or host is None or "://" not in origin:
         return False
@@ -161,7 +169,7 @@ def current_viewer(request: web.Request) -> Viewer:
     issue a viewer cookie (see middlewares.finish_headers)."""
     viewer = request.get(VIEWER)
     if viewer is None:
-        viewer = request.app[IDENTITY].resolve(
+        viewer = state(request, IDENTITY).resolve(
             api_key=credential_header(request, "X-Api-Key"),
             # Garbled: no bearer token at all (the cookie may still say who this is).
             authorization=header_text(request, "Authorization"),
@@ -174,7 +182,7 @@ def current_viewer(request: web.Request) -> Viewer:
 def known_viewer_id(request: web.Request) -> str | None:
     """The viewer's id if they have been here before (or are a platform's user), else
     None, without making them a new viewer (which would issue a cookie)."""
-    viewer = request.get(VIEWER) or request.app[IDENTITY].resolve(
+    viewer = request.get(VIEWER) or state(request, IDENTITY).resolve(
         api_key=credential_header(request, "X-Api-Key"),
         authorization=header_text(request, "Authorization"),
         viewer_cookie=cookie_text(request, VIEWER_COOKIE),
@@ -204,7 +212,7 @@ def require_operator(request: web.Request) -> None:
     """The one check for operator endpoints: the API key, as `X-Api-Key` or as a bearer
     token (what Prometheus can send). Missing or wrong, it is a 401. It never resolves
     a viewer, so an operator endpoint never hands anyone a viewer cookie."""
-    if not request.app[IDENTITY].is_operator(
+    if not state(request, IDENTITY).is_operator(
             api_key=credential_header(request, "X-Api-Key"),
             authorization=credential_header(request, "Authorization")):
         raise Unauthenticated()
@@ -233,14 +241,14 @@ def cookie_secure(request: web.Request) -> bool:
     """Secure cookies whenever the viewer reached us over HTTPS, directly or through a
     TLS-terminating proxy we were told about (GATEWAY_PUBLIC_URL, or a trusted proxy's
     X-Forwarded-Proto)."""
-    return (request.secure or request.app[SETTINGS].secure_cookies
+    return (request.secure or state(request, SETTINGS).secure_cookies
             or forwarded_header(request, "X-Forwarded-Proto") == "https")
 
 
 def public_host(request: web.Request) -> str:
     """The host viewers reach us at: GATEWAY_PUBLIC_URL's when set, so that a proxy that
     forgets to pass `Host` on cannot make the viewer's own page look foreign."""
-    public_url = request.app[SETTINGS].public_url
+    public_url = state(request, SETTINGS).public_url
     if public_url is not None:
         return _authority(public_url)
     return request.host
@@ -262,10 +270,12 @@ def client_address(request: web.Request,
     `proxies`: the settings' trusted proxies, for a caller that holds them already."""
     peer = request.remote or ""
     if proxies is None:
-        proxies = request.app[SETTINGS].trusted_proxies
+        proxies = state(request, SETTINGS).trusted_proxies
+        if _FORWARDED_FOR in request.headers and not (proxies and _trusted(peer, proxies)):
+            # Through a proxy nobody trusted: noticed on the pages' and the API's
+            # requests; the media path (which passes `proxies`) does not pay for it.
+            state(request, UNTRUSTED_FORWARDING).saw(peer)
     if not proxies or not _trusted(peer, proxies):
-        if _FORWARDED_FOR in request.headers:
-            request.app[UNTRUSTED_FORWARDING].saw(peer)
         return peer
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded:
@@ -280,7 +290,7 @@ def client_address(request: web.Request,
 
 def forwarded_header(request: web.Request, name: str) -> str | None:
     """An X-Forwarded-* header, believed only from a trusted proxy."""
-    proxies = request.app[SETTINGS].trusted_proxies
+    proxies = state(request, SETTINGS).trusted_proxies
     if proxies and _trusted(request.remote or "", proxies):
         value = request.headers.get(name)
         return value.strip().lower() if value else None

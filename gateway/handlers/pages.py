@@ -24,11 +24,21 @@ from gateway.i18n import (
     choose_language,
     date_time_text,
     duration_text,
+    rupiah,
     time_until_text,
 )
 from gateway.identity import acting_user
 from gateway.ids import SESSION_ID
-from gateway.keys import CATALOG, CLOCK, GATE, HLS_JS_URL, SESSIONS, SETTINGS, STREAM_HEALTH
+from gateway.keys import (
+    CATALOG,
+    CLOCK,
+    GATE,
+    HLS_JS_URL,
+    REFUNDS,
+    SESSIONS,
+    SETTINGS,
+    STREAM_HEALTH,
+)
 from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
 from gateway.session_json import access_json
 from gateway.stream_health import StreamStatus
@@ -138,8 +148,11 @@ async def watch(request: web.Request) -> web.Response:
     simulator = "simulator-pay" in router
     if simulator:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
+    cancelled = (await _cancellation_view(request, stream, user_id, context["lang"])
+                 if view["status"] == StreamStatus.CANCELLED.value else None)
     context.update(
         **view,
+        cancelled=cancelled,
         has_access=access is not None and "deviceLimit" not in access,
         device_limit=access is not None and "deviceLimit" in access,
         waiting=decision.starts_in_ms is not None,
@@ -153,7 +166,7 @@ async def watch(request: web.Request) -> web.Response:
                 "access": access, "maxDevices": request.app[SETTINGS].max_devices,
                 "ticket": access_json(decision) if decision.starts_in_ms is not None
                 else None,
-                "buyable": view["buyable"],
+                "buyable": view["buyable"], "cancelled": cancelled is not None,
                 "renewWindowMs": RENEWAL_WINDOW_MS,
                 "warnBeforeMs": ACCESS_WARNING_MS,
                 # Keys delivery: when check-access hands over a paid next window's token.
@@ -164,6 +177,23 @@ async def watch(request: web.Request) -> web.Response:
     if grant is not None:
         set_gate_cookie(request, response, grant)
     return response
+
+
+async def _cancellation_view(request: web.Request, stream: Stream, user_id: str,
+                             language: str) -> dict[str, Any]:
+    """A cancelled show, as its page tells a viewer: why, and where the money of each
+    of their tickets stands."""
+    refunds = request.app[REFUNDS]
+    cancellation = refunds.cancelled.get(stream.stream_id)
+    strings = catalog(language)["page"]
+    money = []
+    for ticket in await request.app[SESSIONS].purchases(user_id):
+        if ticket.stream_id != stream.stream_id:
+            continue
+        for refund in await refunds.of_payment(ticket.trx_id):
+            money.append(strings[f"refund_state_{refund.status.value}"].format(
+                amount=rupiah(refund.amount)))
+    return {"reason": cancellation.reason if cancellation else "", "refunds": money}
 
 
 async def tickets(request: web.Request) -> web.Response:

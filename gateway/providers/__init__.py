@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from gateway.clock import Clock
 from gateway.providers.base import Provider
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 
 __all__ = ["Provider", "make_provider"]
 
@@ -27,14 +27,17 @@ def _midtrans(settings: Settings, clock: Clock) -> Provider:
 
     return MidtransProvider(settings.credential("GATEWAY_MIDTRANS_SERVER_KEY"), clock,
                             base_url=settings.provider_url,
-                            timeout_s=settings.provider_timeout_seconds)
+                            timeout_s=settings.provider_timeout_seconds,
+                            acquirer=settings.midtrans_acquirer)
 
 
 def _otomatis(settings: Settings, clock: Clock) -> Provider:
     from gateway.providers.otomatis import OtomatisProvider
 
     return OtomatisProvider(settings.credential("GATEWAY_OTOMATIS_USERNAME"),
-                            settings.credential("GATEWAY_OTOMATIS_API_KEY"), clock,
+                            settings.credential("GATEWAY_OTOMATIS_API_KEY"),
+                            settings.credential("GATEWAY_OTOMATIS_CLIENT"),
+                            settings.credential("GATEWAY_OTOMATIS_CLIENT_KEY"), clock,
                             base_url=settings.provider_url,
                             timeout_s=settings.provider_timeout_seconds)
 
@@ -51,10 +54,14 @@ def _xendit(settings: Settings, clock: Clock) -> Provider:
 def _tripay(settings: Settings, clock: Clock) -> Provider:
     from gateway.providers.tripay import DEFAULT_BASE_URL, TripayProvider
 
+    if settings.tripay_customer_email is None:  # from_env always settles it for Tripay
+        raise SettingsError("GATEWAY_TRIPAY_CUSTOMER_EMAIL: required with GATEWAY_PROVIDER=tripay")
     return TripayProvider(settings.credential("GATEWAY_TRIPAY_API_KEY"),
                           settings.credential("GATEWAY_TRIPAY_PRIVATE_KEY"),
                           settings.credential("GATEWAY_TRIPAY_MERCHANT_CODE"), None, clock,
+                          customer_email=settings.tripay_customer_email,
                           base_url=settings.provider_url or DEFAULT_BASE_URL,
+                          method=settings.tripay_method,
                           timeout_seconds=settings.provider_timeout_seconds)
 
 

@@ -2,18 +2,24 @@
 
 A provider creates a one-time dynamic QRIS, authenticates its own notifications, and
 answers status questions. The optional parts have defaults here, so an adapter only
-overrides what its API really offers: `cancel` (Midtrans can; most cannot) and
-`authenticate` (otomatis.vip signs nothing, so it confirms a hint with its status API).
+overrides what its API really offers: `cancel` (Midtrans can; most cannot),
+`authenticate` (a provider that signs too little of a notification confirms it with its
+status API before it can pay anything) and `refund` with `refund_reports` (money back
+through the provider's API; without one a refund is a person's task).
 """
 
 from __future__ import annotations
 
 import abc
 import hashlib
+import json
 import logging
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from types import MappingProxyType
+from typing import ClassVar
 from urllib.parse import quote
 
 import aiohttp
@@ -21,7 +27,7 @@ import aiohttp
 from gateway.errors import InvalidRequest
 from gateway.ids import TRX_ID
 from gateway.logs import log_event
-from gateway.model import REPORTED_PAID, UNREADABLE_STATUS, Notification
+from gateway.model import REPORTED_PAID, UNCONFIRMED_STATUS, UNREADABLE_STATUS, Notification
 
 log = logging.getLogger("gateway.providers")
 
@@ -90,6 +96,77 @@ class TransactionStatus:
     paid_at_ms: int | None
     fee: int = 0  # what the payer paid above `amount` (fee imposition, customer fees)
     raw_body: str = ""  # the provider's answer, kept in the ledger when it pays
+    # The provider's id of the payment, where it has one apart from the transaction
+    # (Xendit's `qrpy_...`, which its refund API takes).
+    payment_id: str | None = None
+
+
+class RefundStatus(StrEnum):
+    """Where a refund stands, as a provider's refund call (or its report) says."""
+
+    REQUESTED = "requested"  # accepted; the outcome comes later, by notification
+    SUCCEEDED = "succeeded"  # the money went back
+    FAILED = "failed"  # refused or denied; `failure_code` says why; no money moved
+    MANUAL = "manual"  # no refund API: a person refunds by hand and closes it
+    # No answer (timeout, 5xx, unreachable): it may or may not have happened. Ask again
+    # later with the SAME idempotency key, which can never pay out twice.
+    UNKNOWN = "unknown"
+
+
+# An idempotency key goes into Midtrans' refund_key ([A-Za-z0-9_-]) and Xendit's
+# Idempotency-key header: the alphabet both take.
+REFUND_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Midtrans takes a reason of at most 255 characters (and shows it to GoPay payers).
+MAX_REFUND_REASON_CHARS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    trx_id: str
+    amount_rupiah: int
+    reason: str
+    # Fixed when the refund is first asked for (payment and refund number), and sent
+    # again unchanged on every retry: the provider pays out at most once per key.
+    idempotency_key: str
+    # The provider's id of the payment, where its refund API wants that rather than the
+    # transaction (Xendit: the `qrpy_...` id, the event id of its qr.payment callback).
+    # None: the adapter looks it up (Xendit: the QR's payments list, one per dynamic QR).
+    payment_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not TRX_ID.fullmatch(self.trx_id):
+            raise ValueError("refund of something that is not a transaction id")
+        if not 0 < self.amount_rupiah <= 10**12:
+            raise ValueError("a refund is a positive number of rupiah")
+        if not REFUND_KEY.fullmatch(self.idempotency_key):
+            raise ValueError("idempotency_key must be 8-64 of A-Z a-z 0-9 _ -")
+        if self.payment_id is not None and not TRX_ID.fullmatch(self.payment_id):
+            raise ValueError("payment_id is not a provider id")
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    status: RefundStatus
+    # Midtrans' refund_chargeback_id, Xendit's `qrrf_...`, the simulator's own; None
+    # when the provider gave none (a failure, MANUAL, UNKNOWN).
+    provider_refund_id: str | None = None
+    raw_body: str = ""  # the provider's answer, to keep with the refund
+    # The provider's reason for FAILED: Midtrans' body status_code ("412", "414",
+    # "202" for a bank's denial), Xendit's error_code ("REFUND_NOT_SUPPORTED", ...).
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundReport:
+    """One refund, as a recorded refund notification tells it (`refund_reports`)."""
+
+    trx_id: str  # "" where the report names only the payment (Xendit's qr.refund)
+    status: RefundStatus  # SUCCEEDED, FAILED or REQUESTED (still pending)
+    provider_refund_id: str | None  # as in RefundOutcome: match Xendit's by it
+    idempotency_key: str | None  # ours, echoed back (Midtrans' refund_key): match by it
+    payment_id: str | None  # Xendit's `qrpy_...`
+    amount_rupiah: int | None
+    failure_code: str | None = None
 
 
 class Provider(abc.ABC):
@@ -97,6 +174,12 @@ class Provider(abc.ABC):
     # The URL the provider should notify, for APIs that take one per transaction;
     # None when the operator pastes it into the provider's dashboard instead.
     callback_url: str | None = None
+    # Whether `refund` gives money back through the provider's API; if not, it answers
+    # MANUAL and a person refunds by hand.
+    refunds_by_api: ClassVar[bool] = False
+    # Fields the answer to its notifications needs beside `success` and `data` for the
+    # provider to stop retrying (otomatis.vip reads `"status": true`).
+    callback_answer_fields: ClassVar[Mapping[str, bool]] = MappingProxyType({})
     _http: aiohttp.ClientSession | None = None
 
     async def open(self, http: aiohttp.ClientSession) -> None:
@@ -160,6 +243,18 @@ class Provider(abc.ABC):
         given at creation ends it on the provider's side)."""
         return False
 
+    async def refund(self, request: RefundRequest) -> RefundOutcome:
+        """Give `amount_rupiah` of a paid transaction back to the payer. Never raises for
+        what the provider does: a refusal is FAILED, no answer is UNKNOWN (retry later
+        with the same request), a provider without a refund API answers MANUAL."""
+        return RefundOutcome(RefundStatus.MANUAL)
+
+    def refund_reports(self, notification: Notification) -> list[RefundReport]:
+        """The refunds a recorded notification reports on (none unless its
+        reported_status is one of a refund's): what the refund service matches against
+        the refunds it asked for, by idempotency key or provider refund id."""
+        return []
+
 
 def status_notification(provider: str, status: TransactionStatus,
                         received_at_ms: int) -> Notification:
@@ -178,3 +273,21 @@ def status_notification(provider: str, status: TransactionStatus,
         raw_body=status.raw_body,
         fee=status.fee,
     )
+
+
+def unconfirmed(provider: str, notification: Notification) -> Notification:
+    """An authentic notification whose payment (or refund) the status API could not be
+    asked about now: kept, changing nothing, under an event id of its own, so that the
+    provider's next delivery of it is still confirmed and applied, and reconciliation
+    finishes the payment meanwhile."""
+    log_event(log, "notification_unconfirmed", level=logging.WARNING, provider=provider,
+              trxId=notification.trx_id, eventId=notification.event_id,
+              claimed=notification.reported_status)
+    return replace(notification, event_id=f"unconfirmed:{notification.event_id}"[:64],
+                   reported_status=UNCONFIRMED_STATUS)
+
+
+def confirmed_body(notification_raw: str, status_raw: str) -> str:
+    """What the ledger keeps of a confirmed notification: what the provider pushed, and
+    what its status API said, which is what was applied."""
+    return json.dumps({"notification": notification_raw, "status": status_raw})

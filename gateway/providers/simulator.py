@@ -8,6 +8,9 @@ and signs its notifications like a serious provider would:
 A receiver verifies the HMAC over the raw bytes in constant time, refuses timestamps
 more than `tolerance_seconds` away from its clock, and remembers (t, v1) pairs so a
 captured request cannot be replayed.
+
+It refunds at once and in full or in part, never more than was paid, and answers a
+repeated idempotency key with the first outcome, as a real refund API would.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -33,6 +36,9 @@ from gateway.parsing import decode_json, is_ascii_int
 from gateway.providers.base import (
     CreatedQris,
     Provider,
+    RefundOutcome,
+    RefundRequest,
+    RefundStatus,
     TransactionState,
     TransactionStatus,
 )
@@ -52,6 +58,7 @@ class _Event(msgspec.Struct, rename="camel"):
 
 class SimulatorProvider(Provider):
     name = "simulator"
+    refunds_by_api: ClassVar[bool] = True
 
     def __init__(self, merchant: MerchantProfile, webhook_secret: bytes, clock: Clock,
                  tolerance_seconds: int = 300) -> None:
@@ -61,6 +68,9 @@ class SimulatorProvider(Provider):
         self._tolerance_seconds = tolerance_seconds
         # What the "provider" knows about its transactions, for transaction_status.
         self._transactions: OrderedDict[str, TransactionStatus] = OrderedDict()
+        # Refunds by idempotency key, and what each transaction has had back.
+        self._refunds: OrderedDict[str, RefundOutcome] = OrderedDict()
+        self._refunded_rupiah: dict[str, int] = {}
 
     async def create_qris(
         self, reference: str, amount_rupiah: int, expires_at_ms: int
@@ -80,6 +90,25 @@ class SimulatorProvider(Provider):
         return self._transactions.get(
             trx_id, TransactionStatus(trx_id, TransactionState.UNKNOWN, None, None)
         )
+
+    async def refund(self, request: RefundRequest) -> RefundOutcome:
+        done = self._refunds.get(request.idempotency_key)
+        if done is not None:
+            return done
+        paid = self._transactions.get(request.trx_id)
+        refunded_rupiah = self._refunded_rupiah.get(request.trx_id, 0)
+        if paid is None or paid.state != TransactionState.PAID or paid.amount is None:
+            outcome = RefundOutcome(RefundStatus.FAILED, failure_code="not_paid")
+        elif refunded_rupiah + request.amount_rupiah > paid.amount:
+            outcome = RefundOutcome(RefundStatus.FAILED, failure_code="more_than_remains")
+        else:
+            self._refunded_rupiah[request.trx_id] = refunded_rupiah + request.amount_rupiah
+            outcome = RefundOutcome(RefundStatus.SUCCEEDED,
+                                    "simrf_" + secrets.token_hex(10))
+        self._refunds[request.idempotency_key] = outcome
+        while len(self._refunds) > _TRACKED_TRANSACTIONS:
+            self._refunds.popitem(last=False)
+        return outcome
 
     def pay(self, trx_id: str, amount_rupiah: int) -> tuple[dict[str, str], bytes]:
         """Play the payer's bank: the signed notification the provider would send."""

@@ -1,4 +1,4 @@
-"""Tripay, closed payment with `method: QRIS`: one transaction per session.
+"""Tripay, closed payment with a QRIS channel: one transaction per session.
 
 Construct it as
 
@@ -6,28 +6,44 @@ Construct it as
                    private_key=settings GATEWAY_TRIPAY_PRIVATE_KEY,
                    merchant_code=settings GATEWAY_TRIPAY_MERCHANT_CODE,
                    http=None (open() gives it the app's client), clock=app[CLOCK],
+                   customer_email=settings tripay_customer_email,
                    base_url=GATEWAY_PROVIDER_URL or DEFAULT_BASE_URL,
+                   method=GATEWAY_TRIPAY_METHOD,
                    callback_url=f"{GATEWAY_PUBLIC_URL}/api/payment-callback" or None)
 
 (sandbox base URL: https://tripay.co.id/api-sandbox, with the sandbox merchant's keys).
 
 - Create: `POST {base}/transaction/create`, `Authorization: Bearer <api key>`, body
-  `{method: QRIS, merchant_ref: <our reference>, amount, customer_name, customer_email,
-  order_items, expired_time: <end of our payment window, unix seconds>, callback_url?,
-  signature}` where `signature = hex HMAC-SHA256(private_key, merchant_code +
-  merchant_ref + amount)`. The trxId is the answer's `reference`. Without `callback_url`
-  Tripay uses the merchant's default callback URL from its dashboard.
-- Fees: when the merchant makes the customer pay the fee, the QR asks for
-  `amount + fee_customer`; that payload is what is checked, and `fee_customer` is the
-  session's `fee`.
+  `{method: QRIS | QRIS2 | QRISC, merchant_ref: <our reference>, amount, customer_name,
+  customer_email, order_items, expired_time: <end of our payment window, unix seconds>,
+  callback_url?, signature}` where `signature = hex HMAC-SHA256(private_key,
+  merchant_code + merchant_ref + amount)`. The trxId is the answer's `reference`.
+  Without `callback_url` Tripay uses the merchant's default callback URL from its
+  dashboard. `expired_time` is always sent: Tripay's default (24 h) is outside QRIS's
+  10-60 minutes, and start-up makes sure our window fits the method's range.
+- Customer: viewers are anonymous to us, and Tripay requires a name and a valid email.
+  We send a fixed name and the merchant's own address (GATEWAY_TRIPAY_CUSTOMER_EMAIL,
+  or no-reply@ the host of GATEWAY_PUBLIC_URL): Tripay's mails go to the merchant, and
+  no viewer's data goes to Tripay.
+- Fees: when the merchant makes the customer pay the fee (a dashboard setting), the
+  answer's `amount` is the price plus `fee_customer` and `amount_received` the price:
+  the QR asks for that sum, which is what is checked, and `fee_customer` is the
+  session's `fee`. Otherwise `amount` is the price and the fee is the merchant's.
+- The sandbox may answer `qr_string: "SANDBOX MODE"` instead of a QRIS: nothing a
+  viewer could pay, so no session is sold on it (`provider_sandbox_qris`).
+- Production refuses calls from addresses not on the merchant's IP whitelist (`403
+  Unauthorized IP (...)`): logged with the fix.
 - Callback: authentic when `X-Callback-Signature` is the hex HMAC-SHA256 of the raw body
   with the private key and `X-Callback-Event` is `payment_status`. It is also sent for
-  FAILED, EXPIRED and REFUND. `total_amount` is what the customer paid, fees included;
-  the price it paid for is `total_amount - fee_customer`, which Tripay's own books give
-  as `amount_received + fee_merchant`. That is the notification's amount, so a fee-inflated
-  or short payment is kept as an amount mismatch; every figure stays in the stored raw
-  body. Tripay retries unless answered `{"success": true}`, also for duplicates.
-- Status: `GET {base}/transaction/detail?reference=<trxId>`.
+  FAILED, EXPIRED and REFUND (a refund made by hand in Tripay's dashboard: Tripay has no
+  refund API). `total_amount` is what the customer paid, fees included; the price it
+  paid for is `total_amount - fee_customer`, which Tripay's own books give as
+  `amount_received + fee_merchant`. That is the notification's amount, so a
+  fee-inflated or short payment is kept as an amount mismatch; every figure stays in
+  the stored raw body. Tripay retries unless answered `{"success": true}`, also for
+  duplicates.
+- Status: `GET {base}/transaction/detail?reference=<trxId>`, its amounts read as the
+  create answer's.
 """
 
 from __future__ import annotations
@@ -43,13 +59,19 @@ import msgspec
 from msgspec import Meta
 
 from gateway.clock import Clock
-from gateway.errors import NotificationRejected, ProviderReturnedInvalidQris
+from gateway.errors import (
+    NotificationRejected,
+    ProviderReturnedInvalidQris,
+    ProviderSandboxQris,
+)
 from gateway.logs import log_event
-from gateway.model import REPORTED_PAID, Notification
+from gateway.model import REPORTED_PAID, REPORTED_REFUND_SUCCEEDED, Notification
 from gateway.parsing import PROVIDER_JSON_MAX_DEPTH, too_deep
 from gateway.providers.base import (
     CreatedQris,
     Provider,
+    RefundReport,
+    RefundStatus,
     TransactionState,
     TransactionStatus,
     UnreadableNotification,
@@ -62,12 +84,14 @@ from gateway.providers.http_api import (
     log,
     refused,
 )
+from gateway.settings import API_ENVIRONMENTS
 
-DEFAULT_BASE_URL = "https://tripay.co.id/api"
-SANDBOX_BASE_URL = "https://tripay.co.id/api-sandbox"
+DEFAULT_BASE_URL = API_ENVIRONMENTS["tripay"].production_url
 SIGNATURE_HEADER = "X-Callback-Signature"
 EVENT_HEADER = "X-Callback-Event"
 PAYMENT_STATUS_EVENT = "payment_status"
+# What its sandbox may hand back where a QRIS payload should be.
+SANDBOX_PLACEHOLDER = "SANDBOX MODE"
 
 _STATES = {
     "UNPAID": TransactionState.PENDING,
@@ -77,6 +101,9 @@ _STATES = {
     # Money that went back to the payer buys nothing: as good as never paid.
     "REFUND": TransactionState.EXPIRED,
 }
+
+# What a callback's status is kept as; others keep Tripay's word (expired, failed).
+_REPORTED = {"PAID": REPORTED_PAID, "REFUND": REPORTED_REFUND_SUCCEEDED}
 
 _Reference = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 _Rupiah = Annotated[int, Meta(ge=0, le=10**12)]
@@ -90,7 +117,7 @@ class _Envelope(msgspec.Struct):
 
 class _Transaction(msgspec.Struct):
     reference: _Reference
-    amount: _Rupiah
+    amount: _Rupiah  # what the payer pays: the price, plus fee_customer when charged
     status: str
     fee_customer: _Rupiah = 0
     qr_string: str | None = None
@@ -114,9 +141,9 @@ class TripayProvider(Provider):
     name = "tripay"
 
     def __init__(self, api_key: str, private_key: str, merchant_code: str,
-                 http: aiohttp.ClientSession | None, clock: Clock, base_url: str = DEFAULT_BASE_URL,
-                 callback_url: str | None = None, method: str = "QRIS",
-                 customer_name: str = "Penonton", customer_email: str = "penonton@example.com",
+                 http: aiohttp.ClientSession | None, clock: Clock, *, customer_email: str,
+                 base_url: str = DEFAULT_BASE_URL, callback_url: str | None = None,
+                 method: str = "QRIS", customer_name: str = "Penonton",
                  item_name: str = "Tiket siaran langsung", timeout_seconds: float = 10.0) -> None:
         if not api_key or not private_key or not merchant_code:
             raise ValueError("Tripay needs an API key, a private key and a merchant code")
@@ -163,14 +190,27 @@ class TripayProvider(Provider):
         transaction = self._transaction(answer)
         if transaction is None:
             raise refused(self.name, "create", answer)
-        if transaction.amount != amount_rupiah or transaction.qr_string is None:
+        if transaction.qr_string is not None \
+                and transaction.qr_string.strip().upper() == SANDBOX_PLACEHOLDER:
+            log_event(log, "tripay_sandbox_without_qris", level=logging.ERROR,
+                      trxId=transaction.reference, method=self._method,
+                      fix="Tripay's sandbox gave no QRIS a viewer could pay, so nothing "
+                          "was sold. The sandbox still proves the keys, the signature and "
+                          "the callback URL; to sell, use the production keys with "
+                          "GATEWAY_PROVIDER_URL unset (and the server on Tripay's IP "
+                          "whitelist)")
+            raise ProviderSandboxQris()
+        price = transaction.amount - transaction.fee_customer
+        if price != amount_rupiah or transaction.qr_string is None:
             log_event(log, "provider_transaction_mismatch", level=logging.ERROR,
                       provider=self.name, trxId=transaction.reference,
                       askedAmount=amount_rupiah, answeredAmount=transaction.amount,
+                      feeCustomer=transaction.fee_customer,
                       hasQris=transaction.qr_string is not None)
             raise ProviderReturnedInvalidQris()
-        payable = amount_rupiah + transaction.fee_customer
-        checked_qris(self.name, transaction.reference, transaction.qr_string, payable)
+        # The payer is asked for `amount`: the price, and their fee when it is theirs.
+        checked_qris(self.name, transaction.reference, transaction.qr_string,
+                     transaction.amount)
         return CreatedQris(trx_id=transaction.reference, qr_string=transaction.qr_string,
                            fee=transaction.fee_customer)
 
@@ -178,9 +218,11 @@ class TripayProvider(Provider):
         """The `data` of a successful answer; None when Tripay said no (4xx, or 200 with
         `success: false`, which it also does)."""
         if answer.status >= 400:
+            _explain_ip_refusal(answer)
             return None
         envelope = decode(self.name, answer, _Envelope)
         if not envelope.success:
+            _explain_ip_refusal(answer)
             return None
         return decode(self.name, Answer(answer.status, bytes(envelope.data)), _Transaction)
 
@@ -218,7 +260,7 @@ class TripayProvider(Provider):
             event_id=f"{callback.reference}:{status}",
             trx_id=callback.reference,
             amount=_price_paid(callback),
-            reported_status=REPORTED_PAID if status == "PAID" else status.lower(),
+            reported_status=_REPORTED.get(status, status.lower()),
             paid_at_ms=paid_at_s * 1000 if paid_at_s is not None else None,
             received_at_ms=received_at_ms,
             raw_body=raw_body.decode("utf-8", "replace"),
@@ -250,9 +292,29 @@ class TripayProvider(Provider):
             state = TransactionState.EXPIRED
         paid_at_s = _unix_seconds(transaction.paid_at)
         return TransactionStatus(
-            trx_id, state, transaction.amount,
+            trx_id, state, transaction.amount - transaction.fee_customer,
             paid_at_s * 1000 if state == TransactionState.PAID and paid_at_s else None,
             fee=transaction.fee_customer, raw_body=answer.raw.decode("utf-8", "replace"))
+
+    def refund_reports(self, notification: Notification) -> list[RefundReport]:
+        """A REFUND callback: a person refunded it by hand through Tripay."""
+        if notification.reported_status != REPORTED_REFUND_SUCCEEDED:
+            return []
+        return [RefundReport(trx_id=notification.trx_id, status=RefundStatus.SUCCEEDED,
+                             provider_refund_id=None, idempotency_key=None, payment_id=None,
+                             amount_rupiah=notification.amount)]
+
+
+def _explain_ip_refusal(answer: Answer) -> None:
+    """Production answers every call from an address missing from the merchant's IP
+    whitelist with `Unauthorized IP (<address>)`: say what to do about it."""
+    text = answer.raw[:300].decode("utf-8", "replace")
+    if "Unauthorized IP" in text:
+        log_event(log, "tripay_ip_not_whitelisted", level=logging.ERROR, status=answer.status,
+                  answer=text,
+                  fix="add this server's outgoing IPv4 AND IPv6 addresses to Tripay's "
+                      "Whitelist IP (merchant dashboard); the address Tripay saw is in the "
+                      "answer")
 
 
 def _price_paid(callback: _Callback) -> int:

@@ -5,26 +5,32 @@ the parts of one opened store), and one package per backend with one module per 
 from __future__ import annotations
 
 from gateway.store.base import (
+    Cancellations,
     Changes,
     Counters,
     DeviceGrants,
     Ledger,
     MediaKeys,
     PaymentSessions,
+    Refunds,
+    SignIns,
     Store,
 )
 
-__all__ = ["Changes", "Counters", "DeviceGrants", "Ledger", "MediaKeys", "PaymentSessions",
-           "Store", "open_store"]
+__all__ = ["Cancellations", "Changes", "Counters", "DeviceGrants", "Ledger", "MediaKeys",
+           "PaymentSessions", "Refunds", "SignIns", "Store", "open_store"]
 
 
-async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0) -> Store:
+async def open_store(url: str, key_prefix: str = "gateway:", timeout_s: float = 5.0, *,
+                     processes: int = 1) -> Store:
     """Open the backend that `GATEWAY_STORE` names (validated by Settings). Every call
-    to it then answers or fails with `StoreUnavailable` within about `timeout_s`."""
+    to it then answers or fails with `StoreUnavailable` within about `timeout_s`.
+    `processes`: how many processes share an embedded store's file (GATEWAY_WORKERS)."""
     if url.startswith("sqlite:///"):
         from gateway.store.sqlite import open_sqlite
 
-        return await open_sqlite(url.removeprefix("sqlite:///"), timeout_s=timeout_s)
+        return await open_sqlite(url.removeprefix("sqlite:///"), timeout_s=timeout_s,
+                                 shared=processes > 1)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from gateway.store.redis import open_redis
 

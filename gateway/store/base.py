@@ -20,12 +20,14 @@ from typing import Protocol
 from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import LedgerEntry, LedgerQuery, SalesBucket, Settlement
 from gateway.model import (
+    ENDED_BY_REVOCATION,
     Notification,
     PaymentContext,
     PaymentDecision,
     PaymentSession,
     SessionStatus,
 )
+from gateway.refund_model import Cancellation, Refund, RefundStatus
 
 
 class PaymentSessions(Protocol):
@@ -86,7 +88,8 @@ class PaymentSessions(Protocol):
         Paid sessions are the sales ledger and are never deleted."""
         ...
 
-    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+    async def end_paid_session(self, session_id: str, now_ms: int,
+                               reason: str = ENDED_BY_REVOCATION) -> PaymentSession | None:
         """Atomically end a paid, unexpired session now (refund, revocation), as
         `model.decide_revocation` says. None when the session was not paid and active."""
         ...
@@ -142,6 +145,11 @@ class Ledger(Protocol):
         """Atomically record that a person dealt with an entry, as
         `ledger.decide_settlement` says (its indexes move with it). None when there is
         no such entry, it needs nobody, or it was settled already."""
+        ...
+
+    async def count_refund(self, stream_id: str, at_ms: int, amount: int) -> None:
+        """A ticket's money given back: counted in the hour it went back, and taken out
+        of that hour's takings."""
         ...
 
     async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
@@ -226,6 +234,61 @@ class Changes(Protocol):
         ...
 
 
+class SignIns(Protocol):
+    """Operators' console sign-ins ended before their cookie's own end (signed out):
+    every copy of that cookie is refused, on every instance sharing the store, until it
+    would have expired anyway."""
+
+    async def end(self, sign_in_id: str, until_ms: int, now_ms: int) -> None:
+        """Record that the sign-in ended; forget it after `until_ms`."""
+        ...
+
+    async def is_ended(self, sign_in_id: str, now_ms: int) -> bool: ...
+
+
+class Refunds(Protocol):
+    """Refunds of payments (`refund_model`). A payment's refunds are made one at a time:
+    `create` reads them and writes the new one in one transaction, so two requests can
+    never both take what remains of a payment."""
+
+    async def create(self, trx_id: str, decide: Callable[[list[Refund]], Refund]) -> Refund:
+        """Atomically: the payment's refunds as stored, `decide` over them (it may refuse
+        by raising), and the refund it returns written."""
+        ...
+
+    async def save(self, refund: Refund) -> None:
+        """A refund's new state, as `refund_model` decided it."""
+        ...
+
+    async def get(self, refund_id: str) -> Refund | None: ...
+
+    async def of_payment(self, trx_id: str) -> list[Refund]:
+        """The payment's refunds, first first."""
+        ...
+
+    async def by_provider_id(self, provider_refund_id: str) -> Refund | None: ...
+
+    async def listing(self, status: RefundStatus | None, trx_id: str | None,
+                      limit: int) -> list[Refund]:
+        """Refunds, newest first, optionally of one status and one payment."""
+        ...
+
+    async def unanswered(self, limit: int) -> list[Refund]:
+        """Requested refunds the provider never answered (no id of its own), longest
+        waiting first: the ones to ask again, with the same key."""
+        ...
+
+
+class Cancellations(Protocol):
+    """Shows called off, kept whatever the catalog says."""
+
+    async def cancel(self, cancellation: Cancellation) -> Cancellation:
+        """Record it, unless the show was cancelled already: the first one stands."""
+        ...
+
+    async def all(self) -> dict[str, Cancellation]: ...
+
+
 class MediaKeys(Protocol):
     """The keys media is encrypted with under `GATEWAY_DELIVERY=keys`, 16 bytes each,
     named by stream and key id (`delivery.keys.KeyId` as text). Every instance must
@@ -261,6 +324,9 @@ class Store:
     counters: Counters
     changes: Changes
     connection: Connection
+    sign_ins: SignIns
+    refunds: Refunds
+    cancellations: Cancellations
     media_keys: MediaKeys
 
     @property

@@ -159,6 +159,7 @@ async def test_hot_segments_are_served_from_the_cache(gate_viewer: ViewerClient,
                                                       origin: OriginServer,
                                                       clock: FakeClock) -> None:
     await buy(gate_viewer, "http")
+    origin.hits.clear()  # forget the start-up check of the origin
     for _ in range(5):
         await get(gate_viewer, "/hls/http/seg0.ts")
         await get(gate_viewer, "/hls/http/index.m3u8")
@@ -175,6 +176,7 @@ async def test_while_a_live_playlist_is_fetched_again_other_viewers_get_the_last
     """Once a second the playlist is fetched again: the viewer who found it expired waits
     for the new one, everyone asking meanwhile is answered at once from the last copy."""
     await buy(gate_viewer, "http")
+    origin.hits.clear()  # forget the start-up check of the origin
     _, _, last = await get(gate_viewer, "/hls/http/index.m3u8")
     newer = last + b"#EXT-X-ENDLIST\n"
     (ts_dir / "index.m3u8").write_bytes(newer)
@@ -230,6 +232,7 @@ async def test_the_origin_can_forbid_caching(gate_viewer: ViewerClient,
                                              origin: OriginServer) -> None:
     origin.cache_control = "no-cache"
     await buy(gate_viewer, "http")
+    origin.hits.clear()  # forget the start-up check of the origin
     for _ in range(3):
         await get(gate_viewer, "/hls/http/index.m3u8")
     assert origin.hits["index.m3u8"] == 3
@@ -290,16 +293,21 @@ async def test_upstream_trouble_is_a_quick_5xx(gate_viewer: ViewerClient, origin
     assert re.search(rb'"code": ?"upstream_(failed|timeout)"', body)
 
 
-async def test_an_unreachable_upstream_is_502(make_viewer: AppFactory, tmp_path: Path) -> None:
-    from tests.server_process import free_port
-
+async def test_an_unreachable_upstream_is_502(make_viewer: AppFactory, tmp_path: Path,
+                                              ts_dir: Path) -> None:
+    # The origin answers while the ticket is sold, then goes away: nothing listens any more.
+    leaving = OriginServer(ts_dir)
+    await leaving.server.start_server()
     catalog = write_catalog(tmp_path / "streams.toml", [
         {"id": "gone", "title": "Gone", "price": 1000,
-         "origin": f"http://127.0.0.1:{free_port()}/live/"}])
-    viewer = await make_viewer(make_settings(tmp_path, GATEWAY_STREAMS=str(catalog)))
-    await buy(viewer, "gone")
-    status, _, _ = await get(viewer, "/hls/gone/index.m3u8")
-    assert status == 502
+         "origin": f"http://127.0.0.1:{leaving.server.port}/"}])
+    try:
+        viewer = await make_viewer(make_settings(tmp_path, GATEWAY_STREAMS=str(catalog)))
+        await buy(viewer, "gone")
+    finally:
+        await leaving.server.close()
+    status, _, body = await get(viewer, "/hls/gone/index.m3u8")
+    assert status == 502 and b"upstream_failed" in body
 
 
 async def test_a_missing_upstream_object_is_404(gate_viewer: ViewerClient) -> None:

@@ -17,6 +17,8 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
+from gateway.i18n import rupiah
+from gateway.keys import PROVIDER
 from gateway.operators import FAILED_SIGN_IN_WINDOW_MS, MAX_FAILED_SIGN_INS, SIGN_IN_SECONDS
 from gateway.settings import Settings
 from tests.conftest import API_KEY, AppFactory, FakeClock, ViewerClient, make_settings
@@ -299,6 +301,71 @@ async def test_sign_out_ends_the_sign_in(console: Console) -> None:
     await console.get("/admin", expect=303)
 
 
+def _cookie(console: Console) -> str:
+    return next(c.value for c in console.http.session.cookie_jar if c.key == "operator")
+
+
+async def test_sign_out_ends_every_copy_of_the_sign_in(console: Console,
+                                                       make_viewer: AppFactory) -> None:
+    """A copy of the cookie (another tab, a stolen one) no longer opens anything once
+    its sign-in was signed out: the browser's cookie is not the only thing cleared."""
+    await signed_in(console)
+    copy = Console(await make_viewer())
+    copy.http.session.cookie_jar.update_cookies({"operator": _cookie(console)})
+    await copy.get("/admin")  # the copy works, for now
+    await console.post("/admin/sign-out", {})
+    await copy.get("/admin", expect=303)
+    await copy.get("/admin/payments", expect=303)
+    await copy.post("/admin/payments/1/settle", {"note": "x"}, expect=401)
+
+
+async def test_a_sign_out_ends_the_sign_in_on_every_instance(
+        tmp_path: Path, aiohttp_client: Any, redis_prefix: str, clock: FakeClock) -> None:
+    from tests.conftest import REDIS_URL
+
+    consoles = []
+    for name in ("a", "b"):
+        settings = make_settings(tmp_path / name, GATEWAY_STORE=REDIS_URL,
+                                 GATEWAY_REDIS_KEY_PREFIX=redis_prefix)
+        consoles.append(Console(ViewerClient(await aiohttp_client(create_app(settings,
+                                                                              clock=clock)))))
+    here, there = consoles
+    await signed_in(here)
+    there.http.session.cookie_jar.update_cookies({"operator": _cookie(here)})
+    await there.get("/admin")
+    await here.post("/admin/sign-out", {})
+    await there.get("/admin", expect=303)
+
+
+async def test_the_guard_covers_every_page_and_action_of_the_console(
+        console: Console) -> None:
+    """The console is a sub-application whose one middleware guards all of it: a page
+    or action added later is covered without anyone remembering to."""
+    app = console.http.app
+    assert app is not None
+    [sub_app] = [resource._app for resource in app.router.resources()  # type: ignore[attr-defined]
+                 if getattr(resource, "_app", None) is not None]
+    checked = 0
+    for resource in sub_app.router.resources():
+        name = resource.name or ""
+        path = re.sub(r"\{[^}:]+(:[^}]*)?\}", "1", resource.canonical).replace(
+            "1.iife", "uPlot.iife")
+        for route in resource:
+            if name in ("admin-signin", "admin-signin-post", "uplot") or route.method == "HEAD":
+                continue
+            checked += 1
+            if route.method == "GET":
+                await console.get(path, expect=303)  # to the sign-in form
+            else:
+                await console.post(path, {}, headers={}, expect=403)  # no origin
+                await console.post(path, {}, expect=401)  # no sign-in
+    assert checked >= 8
+    await signed_in(console)
+    for path in ("/admin/payments/1/settle", "/admin/sessions/AAAAAAAAAAAAAAAAAAAAAA/revoke",
+                 "/admin/sign-out"):
+        await console.post(path, {}, csrf=False, expect=403)  # no CSRF token
+
+
 async def test_no_console_without_an_operator_key(tmp_path: Path, aiohttp_client: Any) -> None:
     settings = dataclasses.replace(make_settings(tmp_path), api_key=None)
     client = await aiohttp_client(create_app(settings))
@@ -415,3 +482,65 @@ async def test_devices_are_shown_playing_and_one_can_be_ended(
     assert (await viewer.status(qr["sessionId"]))["status"] == "paid"
     page = await console.get("/admin/sessions", q=qr["trxId"], done="device_ended")
     assert "Perangkat dihentikan" in page and "dihentikan 20" in page
+
+
+async def test_a_revoked_sessions_devices_are_not_listed_as_playing(
+        console: Console, make_viewer: AppFactory) -> None:
+    viewer = await make_viewer()
+    qr = await paid(viewer, "demo")
+    access = await viewer.check_access("demo")
+    assert (await viewer.http.get(access["playbackUrl"])).status == 200  # playing
+    await signed_in(console)
+    assert "sedang diputar" in await console.get("/admin/sessions", q=qr["sessionId"])
+    await console.post(f"/admin/sessions/{qr['sessionId']}/revoke", {"q": qr["sessionId"]})
+    page = await console.get("/admin/sessions", q=qr["sessionId"])
+    assert "sedang diputar" not in page and "dari 127.0.0.1" not in page
+
+
+async def test_money_goes_back_from_the_console(console: Console, make_viewer: AppFactory,
+                                                 clock: FakeClock) -> None:
+    """A wrong amount refunded from the payments page, a ticket from the sessions page,
+    a show cancelled from the dashboard; a manual refund closed by hand; all listed."""
+    viewer = await make_viewer()
+    wrong = await paid(viewer, amount=999)  # needs a person: the money is refunded
+    ticket = await paid(await make_viewer())
+    await signed_in(console)
+    payments = await console.get("/admin/payments")
+    assert f'name="trx_id" value="{wrong["trxId"]}"' in payments
+    await console.post("/admin/refunds", {"trx_id": wrong["trxId"], "reason": "wrong amount"})
+    await console.get("/admin/sessions", q=ticket["sessionId"])
+    await console.post("/admin/refunds", {"trx_id": ticket["trxId"], "amount": "400",
+                                          "reason": "half the show"})
+    listing = await console.get("/admin/refunds")
+    assert listing.count('data-refund="') == 2 and "half the show" in listing
+    assert rupiah(999) in listing and rupiah(400) in listing
+    await console.post("/admin/refunds", {"trx_id": ticket["trxId"], "reason": "x",
+                                          "amount": "601"}, expect=400)  # 600 remain
+    dashboard = await console.get("/admin")
+    assert "Batalkan acara" in dashboard
+    await console.post("/admin/streams/demo/cancel", {"reason": "hujan badai"})
+    assert "dibatalkan" in await console.get("/admin")
+    assert "hujan badai" in await console.get("/admin/refunds")
+
+
+async def test_a_manual_refund_is_closed_by_hand(tmp_path: Path, aiohttp_client: Any,
+                                                 clock: FakeClock) -> None:
+    from gateway.keys import REFUNDS
+    from gateway.providers.simulator import SimulatorProvider
+
+    settings = make_settings(tmp_path)
+    app = create_app(settings, clock=clock)
+    # A provider with no refund API: every refund is a person's task.
+    app[PROVIDER].refunds_by_api = False  # type: ignore[misc]
+    viewer = ViewerClient(await aiohttp_client(app))
+    qr = await paid(viewer)
+    console = Console(viewer)
+    await signed_in(console)
+    await console.post("/admin/refunds", {"trx_id": qr["trxId"], "reason": "no API"})
+    page = await console.get("/admin/refunds")
+    refund_id = re.search(r'<li data-refund="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    await console.post(f"/admin/refunds/{refund_id}/close", {"note": "BCA transfer 12:30"})
+    [refund] = await app[REFUNDS].listing(None, None, 10)
+    assert (refund.status.value, refund.by_hand) == ("succeeded", True)
+    assert "Sari: BCA transfer 12:30" in refund.note
+    assert isinstance(app[PROVIDER], SimulatorProvider)

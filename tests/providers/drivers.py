@@ -28,8 +28,13 @@ def with_x(body: bytes, value: bytes) -> bytes:
 class Driver(Protocol):
     name: str
     credentials: dict[str, str]
+    # Settings of its own beside the credentials (what from_env derives for it).
+    settings: dict[str, Any]
     app: web.Application
     signs_notifications: bool  # False: the notification is only a hint (otomatis.vip)
+    # Whether a notification is confirmed with the status API before it can pay: the
+    # provider signs too little of it, or nothing (all but Tripay's HMAC of the body).
+    confirms_notifications: bool
     can_cancel: bool
     imposes_fees: bool
 
@@ -72,12 +77,24 @@ class Driver(Protocol):
         """The notification URL sent with the create call; None for providers that
         only take it from their dashboard."""
 
+    def refund_notification(self, trx_id: str) -> Delivery | None:
+        """After a refund (through the adapter, or by hand where there is no refund
+        API), the provider's notification of it; None for a provider that sends none."""
+
+    def fail_refunds(self, mode: str | None) -> None:
+        """Make the refund call time out ("timeout") or answer 500 ("500"); None: heal."""
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        """What the provider has given back of the transaction, by API (0 without one)."""
+
 
 class MidtransDriver:
     name = "midtrans"
     credentials: ClassVar[dict[str, str]] = {
         "GATEWAY_MIDTRANS_SERVER_KEY": "SB-Mid-server-TEST0123456789"}
+    settings: ClassVar[dict[str, Any]] = {}
     signs_notifications = True
+    confirms_notifications = True
     can_cancel = True
     imposes_fees = True
 
@@ -147,20 +164,35 @@ class MidtransDriver:
                     if path == "/v2/charge"
                     and body["transaction_details"]["order_id"] == trx_id)
 
+    def refund_notification(self, trx_id: str) -> Delivery | None:
+        return self.fake.refund_notification(trx_id)
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fake.failure = mode
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return sum(int(float(entry["refund_amount"]))
+                   for entry in self.fake.transactions[trx_id].get("refunds", []))
+
 
 class OtomatisDriver:
     name = "otomatis"
     credentials: ClassVar[dict[str, str]] = {
         "GATEWAY_OTOMATIS_USERNAME": "tokotonton",
-        "GATEWAY_OTOMATIS_API_KEY": "5f0c8a1e-2b7d-4c39-9e61-0d4a8b2c7f13"}
+        "GATEWAY_OTOMATIS_API_KEY": "5f0c8a1e-2b7d-4c39-9e61-0d4a8b2c7f13",
+        "GATEWAY_OTOMATIS_CLIENT": "toko-tonton",
+        "GATEWAY_OTOMATIS_CLIENT_KEY": "ck-3b9e1f0a7c5d2e8f"}
+    settings: ClassVar[dict[str, Any]] = {}
     signs_notifications = False
+    confirms_notifications = True
     can_cancel = False
     imposes_fees = False
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
-        self.fake = FakeOtomatis(self.credentials["GATEWAY_OTOMATIS_USERNAME"],
-                                 self.credentials["GATEWAY_OTOMATIS_API_KEY"], clock)
+        self.fake = FakeOtomatis(*(self.credentials[name] for name in (
+            "GATEWAY_OTOMATIS_USERNAME", "GATEWAY_OTOMATIS_API_KEY",
+            "GATEWAY_OTOMATIS_CLIENT", "GATEWAY_OTOMATIS_CLIENT_KEY")), clock)
         self.app = self.fake.app
 
     def fail(self, mode: str | None) -> None:
@@ -205,6 +237,15 @@ class OtomatisDriver:
     def callback_url_sent(self, trx_id: str) -> str | None:
         return None  # set in its member area
 
+    def refund_notification(self, trx_id: str) -> Delivery | None:
+        return None  # no refund API, no refund callback
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fail(mode)
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return 0  # no refund API
+
 
 def _iso_ms(value: str) -> int:
     from datetime import datetime
@@ -217,7 +258,9 @@ class XenditDriver:
     credentials: ClassVar[dict[str, str]] = {
         "GATEWAY_XENDIT_SECRET_KEY": "xnd_development_TEST0123456789",
         "GATEWAY_XENDIT_CALLBACK_TOKEN": "xendit-callback-verification-token"}
+    settings: ClassVar[dict[str, Any]] = {}
     signs_notifications = True
+    confirms_notifications = True
     can_cancel = False
     imposes_fees = False
 
@@ -274,6 +317,17 @@ class XenditDriver:
     def callback_url_sent(self, trx_id: str) -> str | None:
         return None  # this API version takes it from the dashboard only
 
+    def refund_notification(self, trx_id: str) -> Delivery | None:
+        return self._signed(self.fake.finish_refunds()[-1], self.fake.callback_token)
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fake.refund_failure = mode
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        payments = {payment["id"] for payment in self.fake.payments.get(trx_id, [])}
+        return sum(int(refund["refund_amount"]) for refund in self.fake.refunds.values()
+                   if refund["qrpy_id"] in payments and refund["status"] != "FAILED")
+
 
 class TripayDriver:
     name = "tripay"
@@ -281,7 +335,10 @@ class TripayDriver:
         "GATEWAY_TRIPAY_API_KEY": "DEV-TEST0123456789",
         "GATEWAY_TRIPAY_PRIVATE_KEY": "tripay-private-key-TEST",
         "GATEWAY_TRIPAY_MERCHANT_CODE": "T12345"}
+    settings: ClassVar[dict[str, Any]] = {
+        "tripay_customer_email": "no-reply@tonton.example.id"}
     signs_notifications = True
+    confirms_notifications = False  # its HMAC covers the whole body
     can_cancel = False
     imposes_fees = True
 
@@ -355,6 +412,15 @@ class TripayDriver:
     def callback_url_sent(self, trx_id: str) -> str | None:
         url = self.fake.transactions[trx_id]["callback_url"]
         return str(url) if url is not None else None
+
+    def refund_notification(self, trx_id: str) -> Delivery | None:
+        return self._signed(self._callback(trx_id, "REFUND"))  # refunded by hand
+
+    def fail_refunds(self, mode: str | None) -> None:
+        self.fail(mode)
+
+    def refunded_rupiah(self, trx_id: str) -> int:
+        return 0  # no refund API
 
 
 def _fail(fake: FakeXendit | FakeTripay, mode: str | None) -> None:

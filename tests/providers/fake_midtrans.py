@@ -1,6 +1,24 @@
-"""A local Midtrans Core API, from its public docs: charge (`payment_type: qris`),
-status, expire, and HTTP notifications signed with SHA-512(order_id + status_code +
-gross_amount + server key). Amounts are strings with ".00", times WIB."""
+"""A local Midtrans Core API, from its public docs: charge (`payment_type: qris`, its
+`qris.acquirer`), status, expire, direct refund, and HTTP notifications signed with
+SHA-512(order_id + status_code + gross_amount + server key). Amounts are strings with
+".00", times WIB.
+
+Direct refund (`POST /v2/{order_id}/refund/online/direct {refund_key, amount,
+reason}`), per docs.midtrans.com and its SDKs' tests: every answer but a bad key's is
+HTTP 200 with the real code in the body's `status_code`: 200 refunded (`refund` or
+`partial_refund`, `refund_amount` cumulative, `refund_chargeback_id` an integer), 202
+denied by the bank (nothing refunded; the same key may be tried again), 412 not
+refundable (not settled), 414 more than remains, 404 no such order. A refund_key whose
+refund went through is answered, as its sources disagree, either 406 "Duplicate refund
+ID" (`repeated_refund_key = "duplicate"`, the default) or the same success again
+(`"idempotent"`). GET status then lists `refunds[]` with each refund_key, and
+`refund_notification` gives the `refund`/`partial_refund` notification that follows
+(with or without `refunds[]`: the docs show both).
+
+Knobs: `failure` ("timeout", "500", "garbage", "invalid_qris") breaks every call;
+`deny_refunds` makes the bank deny them; `refund_answer_lost` makes the refund but
+never answers (until `delay_s`), as a timeout on our side would look.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +36,12 @@ from aiohttp import web
 from tests.providers import harness
 
 WIB = timezone(timedelta(hours=7))
+ACQUIRERS = ("gopay", "airpay shopee")
+# The body's status_code for each transaction_status: in a notification, and (where it
+# differs: an expired QRIS) in GET status's answer.
+NOTIFIED_CODES = {"settlement": "200", "capture": "200", "cancel": "200", "refund": "200",
+                  "partial_refund": "200", "pending": "201", "expire": "202", "deny": "202"}
+STATUS_CODES = {**NOTIFIED_CODES, "expire": "407"}
 
 
 def wib(ms: int) -> str:
@@ -36,10 +60,16 @@ class FakeMidtrans:
         self.delay_s = 5.0
         self.status_delay_s = 0.0  # how long each status answer takes
         self.in_flight = self.most_in_flight = 0  # status calls being answered at once
+        self.repeated_refund_key = "duplicate"  # or "idempotent"
+        self.deny_refunds = False
+        self.refund_answer_lost = False
+        self._chargeback_ids = 0
+        self.base_url = ""  # set once its server listens
         self.app = web.Application()
         self.app.router.add_post("/v2/charge", self.charge)
         self.app.router.add_get("/v2/{order_id}/status", self.status)
         self.app.router.add_post("/v2/{order_id}/expire", self.expire)
+        self.app.router.add_post("/v2/{order_id}/refund/online/direct", self.refund)
 
     def _authorised(self, request: web.Request) -> bool:
         token = base64.b64encode(f"{self.server_key}:".encode()).decode()
@@ -62,6 +92,10 @@ class FakeMidtrans:
                                       "status_message": "Unknown Merchant server_key/id"})
         if (failed := await self._fail()) is not None:
             return failed
+        acquirer = body.get("qris", {}).get("acquirer", "gopay")
+        if acquirer not in ACQUIRERS:
+            return web.json_response({"status_code": "400", "status_message":
+                                      "qris.acquirer must be one of gopay, airpay shopee"})
         order_id = body["transaction_details"]["order_id"]
         gross = int(body["transaction_details"]["gross_amount"])
         transaction_id = str(uuid.uuid4())
@@ -77,7 +111,7 @@ class FakeMidtrans:
             "transaction_status": "pending", "fraud_status": "accept",
             "actions": [{"name": "generate-qr-code", "method": "GET",
                          "url": f"/v2/qris/{transaction_id}/qr-code"}],
-            "qr_string": qr_string, "acquirer": "gopay",
+            "qr_string": qr_string, "acquirer": acquirer,
         }
         self.transactions[order_id] = dict(transaction)
         return web.json_response(transaction)
@@ -103,11 +137,78 @@ class FakeMidtrans:
             return web.json_response({"status_code": "404",
                                       "status_message": "Transaction doesn't exist."})
         answer = {key: value for key, value in transaction.items()
-                  if key not in ("qr_string", "actions")}
-        answer["status_code"] = "200" if answer["transaction_status"] == "settlement" \
-            else "201" if answer["transaction_status"] == "pending" else "407"
+                  if key not in ("qr_string", "actions", "refunds")}
+        answer["status_code"] = STATUS_CODES[answer["transaction_status"]]
+        if transaction.get("refunds"):
+            answer["refunds"] = transaction["refunds"]
         answer["signature_key"] = self.signature(answer)
         return web.json_response(answer)
+
+    async def refund(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(("POST", request.path, dict(request.headers), body))
+        if not self._authorised(request):
+            return web.json_response({"status_code": "401", "status_message":
+                                      "Transaction cannot be authorized with the current "
+                                      "client/server key."}, status=401)
+        if (failed := await self._fail()) is not None:
+            return failed
+        transaction = self.transactions.get(request.match_info["order_id"])
+        if transaction is None:
+            return web.json_response({"status_code": "404",
+                                      "status_message": "Transaction doesn't exist."})
+        key = body.get("refund_key") or str(uuid.uuid4())
+        done = next((entry for entry in transaction.get("refunds", [])
+                     if entry["refund_key"] == key), None)
+        if done is not None:
+            if self.repeated_refund_key == "idempotent":
+                return web.json_response(self._refunded_answer(transaction, done))
+            return web.json_response({"status_code": "406",
+                                      "status_message": "Duplicate refund ID"})
+        if transaction["transaction_status"] not in ("settlement", "partial_refund"):
+            return web.json_response({"status_code": "412", "status_message":
+                                      "Merchant cannot modify the status of the transaction"})
+        gross = int(float(transaction["gross_amount"]))
+        refunded = int(float(transaction.get("refund_amount", "0")))
+        amount = body.get("amount", gross - refunded)
+        if not isinstance(amount, int) or not 0 < amount <= gross - refunded:
+            return web.json_response({"status_code": "414", "status_message":
+                                      "Refund request is rejected due to invalid amount"})
+        self._chargeback_ids += 1
+        if self.deny_refunds:
+            return web.json_response({
+                "status_code": "202", "status_message": "Refund denied by the bank",
+                "order_id": transaction["order_id"],
+                "transaction_id": transaction["transaction_id"],
+                "gross_amount": transaction["gross_amount"],
+                "transaction_status": transaction["transaction_status"],
+                "refund_chargeback_id": self._chargeback_ids, "refund_amount": "0.00",
+                "refund_key": key})
+        entry = {"refund_chargeback_id": self._chargeback_ids,
+                 "refund_chargeback_uuid": str(uuid.uuid4()),
+                 "refund_amount": f"{amount}.00", "created_at": wib(self.clock()),
+                 "reason": body.get("reason", ""), "refund_key": key,
+                 "refund_method": "online"}
+        transaction.setdefault("refunds", []).append(entry)
+        transaction["refund_amount"] = f"{refunded + amount}.00"
+        transaction["transaction_status"] = ("refund" if refunded + amount == gross
+                                             else "partial_refund")
+        if self.refund_answer_lost:
+            await asyncio.sleep(self.delay_s)
+        return web.json_response(self._refunded_answer(transaction, entry))
+
+    @staticmethod
+    def _refunded_answer(transaction: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+        return {"status_code": "200",
+                "status_message": "Success, refund request is approved by the bank",
+                "transaction_id": transaction["transaction_id"],
+                "order_id": transaction["order_id"],
+                "gross_amount": transaction["gross_amount"], "payment_type": "qris",
+                "transaction_time": transaction["transaction_time"],
+                "transaction_status": transaction["transaction_status"],
+                "refund_chargeback_id": entry["refund_chargeback_id"],
+                "refund_amount": transaction["refund_amount"],
+                "refund_key": entry["refund_key"]}
 
     async def expire(self, request: web.Request) -> web.Response:
         self.requests.append(("POST", request.path, dict(request.headers), None))
@@ -144,8 +245,22 @@ class FakeMidtrans:
                 "original_amount": str(original), "gross_amount": str(gross),
                 "customer_imposed_payment_fee": str(imposed_fee)}}}
 
+    def refund_notification(self, order_id: str, *, bare: bool = False,
+                            bank_confirmed: bool = False) -> tuple[dict[str, str], bytes]:
+        """The `refund`/`partial_refund` notification that follows a refund: one before
+        the bank confirms, one after (`bank_confirmed`); `bare` without `refunds[]` and
+        `refund_amount`, like the docs' "Refund Partial Amount" sample."""
+        extra: dict[str, Any] = {}
+        if not bare:
+            refunds = [dict(entry) for entry in self.transactions[order_id]["refunds"]]
+            if bank_confirmed:
+                refunds[-1]["bank_confirmed_at"] = wib(self.clock())
+            extra = {"refund_amount": self.transactions[order_id]["refund_amount"],
+                     "refunds": refunds}
+        return self.notification(order_id, **extra)
+
     def notification(self, order_id: str, *, server_key: str | None = None,
-                     ) -> tuple[dict[str, str], bytes]:
+                     **extra: Any) -> tuple[dict[str, str], bytes]:
         """The HTTP notification Midtrans would POST now for the transaction's state."""
         transaction = self.transactions[order_id]
         status = transaction["transaction_status"]
@@ -153,15 +268,16 @@ class FakeMidtrans:
             "transaction_type": "on-us", "transaction_time": transaction["transaction_time"],
             "transaction_status": status, "transaction_id": transaction["transaction_id"],
             "status_message": "midtrans payment notification",
-            "status_code": {"settlement": "200", "pending": "201"}.get(status, "202"),
+            "status_code": NOTIFIED_CODES[status],
             "settlement_time": transaction.get("settlement_time"),
             "payment_type": "qris", "order_id": order_id, "merchant_id": "G000000001",
             "issuer": "gopay", "gross_amount": transaction["gross_amount"],
-            "fraud_status": "accept", "currency": "IDR", "acquirer": "gopay",
+            "fraud_status": "accept", "currency": "IDR", "acquirer": transaction["acquirer"],
         }
         if "metadata" in transaction:
             body["metadata"] = transaction["metadata"]
         if body["settlement_time"] is None:
             del body["settlement_time"]
+        body.update(extra)
         body["signature_key"] = self.signature(body, server_key)
         return {"Content-Type": "application/json"}, json.dumps(body).encode()

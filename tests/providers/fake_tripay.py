@@ -5,16 +5,25 @@
   callback_url?, signature}`, signature = hex HMAC-SHA256(private key, merchant code +
   merchant_ref + amount)) -> `{success, message, data: {reference, merchant_ref, amount,
   fee_merchant, fee_customer, total_fee, amount_received, status: UNPAID, expired_time,
-  qr_string, ...}}`; QRIS: Rp1,000-5,000,000, expiry 10-60 minutes, fee Rp750 + 0.7%;
+  qr_string, ...}}`; QRIS channels: Rp1,000-5,000,000, expiry 10-60 minutes (QRIS) or
+  10-1440 (QRIS2, QRISC), fee Rp750 + 0.7% rounded up;
 - `GET /transaction/detail?reference=` -> the same `data`, with `paid_at` once paid;
 - `pay()` plays the payer and POSTs the callback, signed with `X-Callback-Signature` =
   hex HMAC-SHA256 of the raw body with the private key and `X-Callback-Event:
   payment_status`, to the callback URL it is given.
 
+Fees: by default the merchant pays them (`amount` = the price, `fee_merchant` = the fee,
+`amount_received` = price - fee); with `customer_pays_fee` (a merchant setting in
+Tripay's dashboard) the payer does: `amount` = price + `fee_customer`, `fee_merchant` 0,
+`amount_received` = the price, and the QR asks for `amount` (two public sandbox answers:
+100000 -> 101450, 61800 -> 62983).
+
 Knobs: `failure` (see tests.providers.harness, and SUCCESS_FALSE) breaks the create call;
-`customer_pays_fee` makes the payer pay the fee on top of the price, as a merchant can
-choose in Tripay's dashboard; `expires_lazily` leaves a transaction UNPAID for a while
-past its expired_time, as batch expiry jobs do.
+`customer_pays_fee`; `expires_lazily` leaves a transaction UNPAID for a while past its
+expired_time, as batch expiry jobs do; `sandbox` answers as its sandbox did in public
+code (`DEV-` references, `qr_string: "SANDBOX MODE"`); `unauthorized_ip` answers every
+call `403 Unauthorized IP (<it>)`, as production does for an address missing from the
+merchant's whitelist (seen with IPv6 addresses too).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 from typing import Any
 
@@ -47,6 +57,10 @@ def qris_fee(amount: int) -> int:
     return 750 + math.ceil(amount * 7 / 1000)
 
 
+# What Tripay accepts as customer_email ("Invalid customer email" otherwise).
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+
+
 class FakeTripay(harness.FakeApi):
     def __init__(self, api_key: str, private_key: str, merchant_code: str,
                  clock: Clock) -> None:
@@ -59,6 +73,8 @@ class FakeTripay(harness.FakeApi):
         self.create_requests: list[dict[str, Any]] = []
         self.customer_pays_fee = False
         self.expires_lazily = False  # leaves a transaction UNPAID past its expired_time
+        self.sandbox = False
+        self.unauthorized_ip: str | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -70,9 +86,17 @@ class FakeTripay(harness.FakeApi):
         message = text.encode() if isinstance(text, str) else text
         return hmac.new(self.private_key.encode(), message, hashlib.sha256).hexdigest()
 
-    async def _create(self, request: web.Request) -> web.Response:
+    def _gatekeeper(self, request: web.Request) -> web.Response | None:
+        if self.unauthorized_ip is not None:
+            return _refused(403, f"Unauthorized IP ({self.unauthorized_ip}). Please add this IP"
+                                 f" to your merchant Whitelist IP ({self.merchant_code})")
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return _refused(401, "Invalid API Key")
+        return None
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if (refused := self._gatekeeper(request)) is not None:
+            return refused
         try:
             body = await request.json()
         except ValueError:
@@ -90,25 +114,28 @@ class FakeTripay(harness.FakeApi):
         if self.failure == harness.GARBAGE:
             return web.Response(text="<html><body>Sedang pemeliharaan</body></html>",
                                 content_type="text/html")
-        amount = int(body["amount"])
-        fee = qris_fee(amount)
+        price = int(body["amount"])
+        fee = qris_fee(price)
         fee_customer = fee if self.customer_pays_fee else 0
-        payable = amount + fee_customer
+        payable = price + fee_customer
         qr_amount = payable + 1 if self.failure == harness.WRONG_AMOUNT else payable
         payload = harness.provider_qris("ID.CO.SHOPEE.WWW", "936009180000000007",
                                         f"{qr_amount}.00", "STREAM PAYGATE",
                                         static=self.failure == harness.STATIC_QRIS)
         if self.failure == harness.INVALID_QRIS:
             payload = harness.break_crc(payload)
-        reference = f"T{self.merchant_code[-5:]}{secrets.randbelow(10**12):012d}"
+        if self.sandbox:
+            payload = "SANDBOX MODE"
+        reference = (f"{'DEV-' if self.sandbox else ''}T{self.merchant_code[-5:]}"
+                     f"{secrets.randbelow(10**12):012d}")
         self.transactions[reference] = {
             "reference": reference, "merchant_ref": body["merchant_ref"],
             "payment_selection_type": "static", "payment_method": body["method"],
             "payment_name": "QRIS by ShopeePay", "customer_name": body["customer_name"],
             "customer_email": body["customer_email"], "customer_phone": None,
             "callback_url": body.get("callback_url"), "return_url": None,
-            "amount": amount, "fee_merchant": fee - fee_customer, "fee_customer": fee_customer,
-            "total_fee": fee, "amount_received": amount - (fee - fee_customer),
+            "amount": payable, "fee_merchant": fee - fee_customer, "fee_customer": fee_customer,
+            "total_fee": fee, "amount_received": payable - fee,
             "pay_code": None, "pay_url": None,
             "checkout_url": f"https://tripay.co.id/checkout/{reference}",
             "status": "UNPAID", "expired_time": body.get("expired_time")
@@ -133,6 +160,8 @@ class FakeTripay(harness.FakeApi):
             return "merchant_ref is required"
         if not body.get("customer_name") or not body.get("customer_email"):
             return "customer_name and customer_email are required"
+        if not _EMAIL.fullmatch(str(body["customer_email"])):
+            return "Invalid customer email"
         items = body.get("order_items")
         if not isinstance(items, list) or not items or sum(
                 item["price"] * item["quantity"] for item in items) != amount:
@@ -148,8 +177,8 @@ class FakeTripay(harness.FakeApi):
         return None
 
     async def _detail(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _refused(401, "Invalid API Key")
+        if (refused := self._gatekeeper(request)) is not None:
+            return refused
         if self.status_failure == harness.SERVER_ERROR:
             return web.Response(status=500, text="Internal Server Error")
         transaction = self.transactions.get(request.query.get("reference", ""))
@@ -170,8 +199,7 @@ class FakeTripay(harness.FakeApi):
         transaction["status"] = status
         if status == "PAID":
             transaction["paid_at"] = str(paid_at)  # the detail API gives it as a string
-        total = (transaction["amount"] + transaction["fee_customer"]
-                 if total_amount is None else total_amount)
+        total = transaction["amount"] if total_amount is None else total_amount
         body = {
             "reference": reference, "merchant_ref": transaction["merchant_ref"],
             "payment_method": "QRIS by ShopeePay",

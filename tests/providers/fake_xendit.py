@@ -7,9 +7,25 @@
 - `GET /qr_codes/{id}` -> that object (INACTIVE once paid or expired);
 - `GET /qr_codes/{id}/payments` -> `{data: [payment...], has_more}`;
 - `pay()` plays the payer: records a payment and POSTs the `qr.payment` callback, with
-  the dashboard's `x-callback-token`, to the callback URL it is given.
+  the dashboard's `x-callback-token`, to the callback URL it is given;
+- refunds (help.xendit.co 17209624920345, docs.xendit.co/qr-codes/test-scenarios, the
+  Ruby gem's QRCode.refund/list_refunds/get_refund):
+  `POST /qr_codes/payments/{qrpy_id}/refunds {amount?, reason?}` with an
+  `Idempotency-key` header (any case) -> the refund object `{id: qrrf_..., qrpy_id,
+  status: PENDING, refund_amount, payment_amount, failure_code, ...}`, and
+  `GET .../refunds` and `GET .../refunds/{id}`. Only a SUCCEEDED (or partly refunded)
+  payment may be refunded (else 403 INELIGIBLE_TRANSACTION), never beyond what remains
+  (400 MAXIMUM_REFUND_AMOUNT_REACHED). With a test key (`xnd_development_`) the amounts
+  10300/10301/10303/10304/10305 answer their documented errors, 20300-20304 end FAILED
+  with their failure codes; `finish_refunds()` plays the outcome ("immediately", in test
+  mode) and returns the `qr.refund` callbacks it sends. A full refund VOIDs the payment,
+  a partial one marks it REFUNDED. A reused Idempotency-key is answered, as sources
+  differ, with the refund as it stands (`repeated_key = "replay"`, the default) or 409
+  DUPLICATE_ERROR (`"conflict"`).
 
-Knobs: `failure` (see tests.providers.harness) breaks the create call.
+Knobs: `failure` (see tests.providers.harness) breaks the create call; `status_failure`
+the status calls; `refund_failure` ("timeout", "500", "rate_limited") the refund call;
+`refund_answer_lost` makes the refund but never answers (until released).
 """
 
 from __future__ import annotations
@@ -30,6 +46,16 @@ from tests.providers import harness
 API_VERSION = "2022-07-31"
 BUSINESS_ID = "5f27a14a9bf05c73dd040bc8"
 QRIS_MAX_AMOUNT = 10_000_000
+# Test-mode refund amounts: answered at once with an error ...
+REFUND_TEST_ERRORS = {
+    10300: (400, "MAXIMUM_REFUND_AMOUNT_REACHED"), 10301: (400, "PARTIAL_REFUND_NOT_SUPPORTED"),
+    10303: (400, "REFUND_NOT_SUPPORTED"), 10304: (400, "REFUND_IN_PROGRESS"),
+    10305: (403, "INELIGIBLE_TRANSACTION")}
+# ... or accepted, then FAILED by callback with this failure code.
+REFUND_TEST_FAILURES = {
+    20300: "INELIGIBLE_TRANSACTION", 20301: "INSUFFICIENT_BALANCE",
+    20302: "REFUND_TEMPORARILY_UNAVAILABLE", 20303: "MAXIMUM_USER_BALANCE_EXCEEDED",
+    20304: "INSUFFICIENT_BALANCE"}
 
 
 def iso(ms: int) -> str:
@@ -50,12 +76,23 @@ class FakeXendit(harness.FakeApi):
         self.qr_codes: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, list[dict[str, Any]]] = {}
         self.create_requests: list[dict[str, Any]] = []
+        self.refunds: dict[str, dict[str, Any]] = {}  # by qrrf id, in order of creation
+        self.refund_requests: list[dict[str, Any]] = []
+        self._refund_by_key: dict[str, str] = {}
+        self._refund_outcome: dict[str, str | None] = {}  # None: it succeeds
+        self.repeated_key = "replay"  # or "conflict"
+        self.refund_failure: str | None = None
+        self.refund_answer_lost = False
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/qr_codes", self._create)
         app.router.add_get("/qr_codes/{qr_id}", self._get)
         app.router.add_get("/qr_codes/{qr_id}/payments", self._list_payments)
+        app.router.add_post("/qr_codes/payments/{payment_id}/refunds", self._create_refund)
+        app.router.add_get("/qr_codes/payments/{payment_id}/refunds", self._list_refunds)
+        app.router.add_get("/qr_codes/payments/{payment_id}/refunds/{refund_id}",
+                           self._get_refund)
         return app
 
     def _refusal(self, request: web.Request) -> web.Response | None:
@@ -154,6 +191,110 @@ class FakeXendit(harness.FakeApi):
             return refusal
         payments = self.payments[request.match_info["qr_id"]]
         return web.json_response({"data": payments, "has_more": False, "links": []})
+
+    def _payment(self, payment_id: str) -> dict[str, Any] | None:
+        return next((payment for payments in self.payments.values() for payment in payments
+                     if payment["id"] == payment_id), None)
+
+    def _remaining(self, payment: dict[str, Any]) -> int:
+        taken = sum(refund["refund_amount"] for refund in self.refunds.values()
+                    if refund["qrpy_id"] == payment["id"] and refund["status"] != "FAILED")
+        return int(payment["amount"]) - taken
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return _error(400, "API_VALIDATION_ERROR", "body is not JSON")
+        key = request.headers.get("Idempotency-Key")  # header names have no case
+        self.refund_requests.append({"body": body, "headers": dict(request.headers),
+                                     "payment_id": request.match_info["payment_id"]})
+        if self.refund_failure == harness.TIMEOUT:
+            await self.hang.wait()
+        if self.refund_failure == harness.SERVER_ERROR:
+            return _error(500, "SERVER_ERROR", "An unexpected error occurred")
+        if self.refund_failure == "rate_limited":
+            return _error(429, "RATE_LIMIT_EXCEEDED", "Too many requests")
+        if key is not None and key in self._refund_by_key:
+            if self.repeated_key == "conflict":
+                return _error(409, "DUPLICATE_ERROR",
+                              "A request with this idempotency key was already made")
+            return web.json_response(self.refunds[self._refund_by_key[key]])
+        payment = self._payment(request.match_info["payment_id"])
+        if payment is None:
+            return _error(404, "DATA_NOT_FOUND", "Payment not found")
+        amount = body.get("amount", self._remaining(payment))
+        if not isinstance(amount, int) or amount <= 0:
+            return _error(400, "API_VALIDATION_ERROR", "amount must be a positive integer")
+        if self.secret_key.startswith("xnd_development_") and amount in REFUND_TEST_ERRORS:
+            status, code = REFUND_TEST_ERRORS[amount]
+            return _error(status, code, f"Test scenario {amount}")
+        if payment["status"] not in ("SUCCEEDED", "REFUNDED"):
+            return _error(403, "INELIGIBLE_TRANSACTION", "The payment cannot be refunded")
+        if amount > self._remaining(payment):
+            return _error(400, "MAXIMUM_REFUND_AMOUNT_REACHED",
+                          "The refund amount exceeds the amount left to refund")
+        now = iso(self.clock())
+        refund = {"id": f"qrrf_{uuid.uuid4()}", "qrpy_id": payment["id"], "status": "PENDING",
+                  "currency": "IDR", "payment_amount": payment["amount"],
+                  "refund_amount": amount, "channel_code": payment["channel_code"],
+                  "reason": body.get("reason"), "failure_code": None, "created": now,
+                  "updated": now, "refunded_at": None}
+        self.refunds[refund["id"]] = refund
+        self._refund_outcome[refund["id"]] = REFUND_TEST_FAILURES.get(amount) \
+            if self.secret_key.startswith("xnd_development_") else None
+        if key is not None:
+            self._refund_by_key[key] = refund["id"]
+        if self.refund_answer_lost:
+            await self.hang.wait()
+        return web.json_response(refund)
+
+    async def _list_refunds(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        payment_id = request.match_info["payment_id"]
+        return web.json_response({"data": [refund for refund in self.refunds.values()
+                                           if refund["qrpy_id"] == payment_id],
+                                  "has_more": False})
+
+    async def _get_refund(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        if self.status_failure == harness.SERVER_ERROR:
+            return _error(500, "SERVER_ERROR", "An unexpected error occurred")
+        refund = self.refunds.get(request.match_info["refund_id"])
+        if refund is None or refund["qrpy_id"] != request.match_info["payment_id"]:
+            return _error(404, "DATA_NOT_FOUND", "Refund not found")
+        return web.json_response(refund)
+
+    def finish_refunds(self) -> list[bytes]:
+        """Xendit settles the pending refunds and sends a `qr.refund` callback for each:
+        the callback bodies, in order."""
+        callbacks = []
+        for refund in self.refunds.values():
+            if refund["status"] != "PENDING":
+                continue
+            failure = self._refund_outcome[refund["id"]]
+            refund.update(status="FAILED" if failure else "SUCCEEDED", failure_code=failure,
+                          updated=iso(self.clock()),
+                          refunded_at=None if failure else iso(self.clock()))
+            payment = self._payment(refund["qrpy_id"])
+            if payment is not None and not failure:
+                payment["status"] = "VOIDED" if self._remaining(payment) == 0 \
+                    and refund["refund_amount"] == payment["amount"] else "REFUNDED"
+            callbacks.append(self.refund_callback(refund["id"]))
+        return callbacks
+
+    def refund_callback(self, refund_id: str, **changes: Any) -> bytes:
+        """The `qr.refund` callback for the refund as it stands (or as `changes` claim)."""
+        return json.dumps({"event": "qr.refund", "api_version": API_VERSION,
+                           "business_id": BUSINESS_ID, "created": iso(self.clock()),
+                           "data": {**self.refunds[refund_id], **changes}}).encode()
 
     def payment_callback(self, qr_id: str, amount: int | None = None,
                          legacy: bool = False) -> bytes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from gateway import qris
@@ -126,3 +127,9 @@ async def post_json(http: aiohttp.ClientSession, url: str, raw_body: bytes,
                     headers: dict[str, str]) -> tuple[int, Any]:
     async with http.post(url, data=raw_body, headers=headers) as response:
         return response.status, await response.json(content_type=None)
+
+
+def logged(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
+    """The fields of each `log_event` line of this event, in order."""
+    return [getattr(record, "event_fields", {}) for record in caplog.records
+            if record.getMessage() == event]

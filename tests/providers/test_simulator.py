@@ -9,7 +9,7 @@ import pytest
 
 from gateway import qris
 from gateway.errors import InvalidRequest, NotificationRejected
-from gateway.providers.base import TransactionState
+from gateway.providers.base import RefundRequest, RefundStatus, TransactionState
 from gateway.providers.simulator import SimulatorProvider
 from gateway.qris import MerchantProfile
 from tests.conftest import FakeClock
@@ -62,3 +62,33 @@ def test_an_authentic_but_unreadable_body_is_invalid(simulator: SimulatorProvide
     headers = {"X-Gateway-Signature": simulator.signature(body, clock() // 1000)}
     with pytest.raises(InvalidRequest):
         simulator.verify_notification(headers, body, clock())
+
+
+async def test_it_refunds_at_once_never_more_than_was_paid(
+        simulator: SimulatorProvider) -> None:
+    assert simulator.refunds_by_api
+    created = await simulator.create_qris("session-1", 1000, 0)
+    unpaid = await simulator.refund(RefundRequest(created.trx_id, 1000, "test", "rf-sim-0001"))
+    assert (unpaid.status, unpaid.failure_code) == (RefundStatus.FAILED, "not_paid")
+    simulator.pay(created.trx_id, 1000)
+    part = await simulator.refund(RefundRequest(created.trx_id, 400, "test", "rf-sim-0002"))
+    assert part.status == RefundStatus.SUCCEEDED and part.provider_refund_id
+    # The same key again: the same refund, not a second one.
+    again = await simulator.refund(RefundRequest(created.trx_id, 400, "test", "rf-sim-0002"))
+    assert again == part
+    too_much = await simulator.refund(RefundRequest(created.trx_id, 601, "x", "rf-sim-0003"))
+    assert (too_much.status, too_much.failure_code) == (RefundStatus.FAILED,
+                                                        "more_than_remains")
+    rest = await simulator.refund(RefundRequest(created.trx_id, 600, "x", "rf-sim-0004"))
+    assert rest.status == RefundStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("fields", [
+    {"trx_id": "a/b"}, {"amount_rupiah": 0}, {"idempotency_key": "short"},
+    {"idempotency_key": "has space in it"}, {"payment_id": "../x"},
+])
+def test_a_refund_request_is_checked_when_it_is_made(fields: dict[str, object]) -> None:
+    arguments: dict[str, object] = {"trx_id": "SIMX", "amount_rupiah": 1000, "reason": "r",
+                                    "idempotency_key": "rf-sim-0001", **fields}
+    with pytest.raises(ValueError):
+        RefundRequest(**arguments)  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
 """The Tripay adapter against a local Tripay over real HTTP: a signed create call with
-our reference, price and window; a valid QRIS for what the payer owes; only callbacks
-signed over their raw bytes count, and their amounts say what price was paid; the
-detail API is read right; every way Tripay can fail becomes a clean provider error."""
+our reference, price, window and method; a valid QRIS for what the payer owes, in both
+fee modes; only callbacks signed over their raw bytes count, and their amounts say what
+price was paid; the detail API is read right; the sandbox's placeholder and the IP
+whitelist's refusal are explained; every way Tripay can fail becomes a clean provider
+error; refunds are a person's task."""
 
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ import aiohttp
 import pytest
 
 from gateway import qris
-from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
-from gateway.model import UNREADABLE_STATUS
-from gateway.providers.base import TransactionState
+from gateway.errors import (
+    ProviderBadResponse,
+    ProviderReturnedInvalidQris,
+    ProviderSandboxQris,
+    ProviderUnavailable,
+)
+from gateway.model import REPORTED_REFUND_SUCCEEDED, UNREADABLE_STATUS
+from gateway.providers.base import RefundRequest, RefundStatus, TransactionState
 from gateway.providers.tripay import TripayProvider
 from tests.conftest import FakeClock
 from tests.providers import harness
@@ -28,7 +35,7 @@ MERCHANT_CODE = "T12345"
 PRICE = 25000
 WINDOW_MS = 1200 * 1000
 CALLBACK_URL = "https://tonton.example.id/api/payment-callback"
-
+CUSTOMER_EMAIL = "no-reply@tonton.example.id"
 
 
 @pytest.fixture
@@ -42,7 +49,7 @@ def adapter(fake: FakeTripay, http: aiohttp.ClientSession, clock: FakeClock,
             **overrides: Any) -> TripayProvider:
     options: dict[str, Any] = {"api_key": API_KEY, "private_key": PRIVATE_KEY,
                                "merchant_code": MERCHANT_CODE, "http": http, "clock": clock,
-                               "base_url": fake.base_url}
+                               "base_url": fake.base_url, "customer_email": CUSTOMER_EMAIL}
     options.update(overrides)
     return TripayProvider(**options)
 
@@ -79,6 +86,27 @@ async def test_create_is_signed_and_asks_for_our_reference_price_and_window(
     assert body["signature"] == hmac_hex(PRIVATE_KEY, f"{MERCHANT_CODE}sess-abc{PRICE}".encode())
     assert body["callback_url"] == CALLBACK_URL
     assert sent["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    # Nobody's personal data: a fixed name, the merchant's own address.
+    assert (body["customer_name"], body["customer_email"]) == ("Penonton", CUSTOMER_EMAIL)
+
+
+@pytest.mark.parametrize(("method", "window_minutes"), [("QRIS2", 1440), ("QRISC", 180)])
+async def test_the_method_is_sent_and_its_longer_expiry_accepted(
+        fake: FakeTripay, http: aiohttp.ClientSession, clock: FakeClock, method: str,
+        window_minutes: int) -> None:
+    expires_at_ms = clock() + window_minutes * 60_000
+    created = await adapter(fake, http, clock, method=method).create_qris(
+        "sess-abc", PRICE, expires_at_ms)
+    body = fake.create_requests[-1]["body"]
+    assert (body["method"], body["expired_time"]) == (method, expires_at_ms // 1000)
+    assert fake.transactions[created.trx_id]["payment_method"] == method
+
+
+async def test_a_customer_email_tripay_calls_invalid_is_a_provider_error(
+        fake: FakeTripay, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    with pytest.raises(ProviderBadResponse):
+        await adapter(fake, http, clock, customer_email="penonton").create_qris(
+            "sess-abc", PRICE, clock() + WINDOW_MS)
 
 
 async def test_without_a_callback_url_tripay_uses_the_dashboards(
@@ -87,12 +115,50 @@ async def test_without_a_callback_url_tripay_uses_the_dashboards(
     assert "callback_url" not in fake.create_requests[-1]["body"]
 
 
+@pytest.mark.parametrize(("price", "payable"), [(100_000, 101_450), (61_800, 62_983)])
 async def test_when_the_payer_pays_the_fee_the_qr_asks_for_it_and_it_is_the_sessions_fee(
-        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock) -> None:
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock, price: int,
+        payable: int) -> None:
+    """The two public sandbox answers: Tripay's `amount` is then price + fee_customer,
+    which used to be refused as an invalid QRIS (every sale a 502)."""
     fake.customer_pays_fee = True
+    created = await tripay.create_qris("sess-1", price, clock() + WINDOW_MS)
+    answered = fake.transactions[created.trx_id]
+    assert (answered["amount"], answered["amount_received"]) == (payable, price)
+    assert created.fee == qris_fee(price) == payable - price
+    assert qris.parse(created.qr_string).amount == payable
+
+
+async def test_when_the_merchant_pays_the_fee_the_qr_asks_for_the_price(
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock) -> None:
     created = await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
-    assert created.fee == qris_fee(PRICE) > 0
-    assert qris.parse(created.qr_string).amount == PRICE + created.fee
+    answered = fake.transactions[created.trx_id]
+    assert (answered["amount"], answered["fee_merchant"]) == (PRICE, qris_fee(PRICE))
+    assert created.fee == 0 and qris.parse(created.qr_string).amount == PRICE
+
+
+async def test_the_sandboxs_placeholder_is_never_sold_as_a_qr(
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake.sandbox = True
+    with pytest.raises(ProviderSandboxQris):
+        await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
+    [line] = harness.logged(caplog, "tripay_sandbox_without_qris")
+    assert "GATEWAY_PROVIDER_URL unset" in line["fix"]
+
+
+@pytest.mark.parametrize("address", ["203.0.113.7", "2001:db8::1"])
+async def test_an_address_off_the_whitelist_is_explained_in_the_log(
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture, address: str) -> None:
+    fake.unauthorized_ip = address
+    with pytest.raises(ProviderBadResponse):
+        await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
+    with pytest.raises(ProviderBadResponse):
+        await tripay.transaction_status("T0000000")
+    explained = harness.logged(caplog, "tripay_ip_not_whitelisted")
+    assert len(explained) == 2  # create and status alike
+    assert address in explained[0]["answer"] and "IPv4 AND IPv6" in explained[0]["fix"]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -261,9 +327,11 @@ async def test_an_authentic_callback_that_cannot_be_read_is_kept_unread(
     assert retry.event_id == first.event_id  # the ledger records it as a duplicate
 
 
+@pytest.mark.parametrize("customer_pays_fee", [False, True], ids=["merchant fee", "payer fee"])
 async def test_status_follows_the_transaction_from_unpaid_to_paid(
-        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock) -> None:
-    fake.customer_pays_fee = True
+        tripay: TripayProvider, fake: FakeTripay, clock: FakeClock,
+        customer_pays_fee: bool) -> None:
+    fake.customer_pays_fee = customer_pays_fee
     created = await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
     pending = await tripay.transaction_status(created.trx_id)
     assert (pending.state, pending.amount, pending.paid_at_ms) == (
@@ -272,8 +340,9 @@ async def test_status_follows_the_transaction_from_unpaid_to_paid(
     clock.advance(60)
     fake.payment_callback(created.trx_id)  # paid, the callback lost on the way
     paid = await tripay.transaction_status(created.trx_id)
-    assert (paid.state, paid.amount, paid.paid_at_ms) == (
-        TransactionState.PAID, PRICE, clock() // 1000 * 1000)
+    # The price it paid for, the payer's fee beside it: never an amount mismatch.
+    assert (paid.state, paid.amount, paid.fee, paid.paid_at_ms) == (
+        TransactionState.PAID, PRICE, created.fee, clock() // 1000 * 1000)
 
 
 @pytest.mark.parametrize("status", ["EXPIRED", "FAILED", "REFUND"])
@@ -308,3 +377,25 @@ async def test_status_when_tripay_fails_or_refuses_is_a_provider_error(
     fake.status_failure = harness.SERVER_ERROR
     with pytest.raises(ProviderUnavailable):
         await tripay.transaction_status(created.trx_id)
+
+
+async def test_a_refund_made_by_hand_is_reported_by_its_callback(
+        tripay: TripayProvider, fake: FakeTripay, http: aiohttp.ClientSession,
+        clock: FakeClock, receiver: harness.Receiver) -> None:
+    created = await tripay.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
+    await fake.pay(http, created.trx_id, receiver[1])
+    await fake.pay(http, created.trx_id, receiver[1], status="REFUND")
+    _, refunded = receiver[0].notifications
+    assert (refunded.reported_status, refunded.event_id) == (
+        REPORTED_REFUND_SUCCEEDED, f"{created.trx_id}:REFUND")
+    [report] = tripay.refund_reports(refunded)
+    assert (report.trx_id, report.status, report.amount_rupiah) == (
+        created.trx_id, RefundStatus.SUCCEEDED, PRICE)
+    assert tripay.refund_reports(receiver[0].notifications[0]) == []
+
+
+async def test_it_has_no_refund_api_so_a_refund_is_a_persons_task(
+        tripay: TripayProvider) -> None:
+    assert not tripay.refunds_by_api
+    outcome = await tripay.refund(RefundRequest("T123", PRICE, "show cancelled", "rf-T123-1"))
+    assert outcome.status == RefundStatus.MANUAL

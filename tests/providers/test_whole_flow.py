@@ -1,83 +1,30 @@
 """The whole flow against each provider's local fake, through the real app: create a
 QR, pay, hear of it (also twice, out of order, forged, late, for the wrong amount,
-with a fee on top), recover a lost notification by reconciliation, and meet a provider
-that times out, fails or hands back a broken QR."""
+with a fee on top, while the provider cannot confirm it), recover a lost notification
+by reconciliation, hear of a refund, and meet a provider that times out, fails or
+hands back a broken QR."""
 
 from __future__ import annotations
 
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
-from gateway.keys import RECONCILER
 from gateway.ledger import needs_person
-from gateway.reconcile import Reconciler
-from gateway.settings import Settings
+from gateway.providers.base import RefundRequest, RefundStatus
 from tests.conftest import (
     API_KEY,
-    AppFactory,
-    FakeClock,
-    ViewerClient,
     store_snapshot,
-    stored_notifications,
 )
-from tests.providers.drivers import DEEP, DRIVERS, Delivery, Driver
-
-PRICE = 1000  # the demo stream's price
-WINDOW_S = 1200
-ACCESS_MS = 7_200_000
-
-
-@dataclass
-class World:
-    driver: Driver
-    viewer: ViewerClient
-    settings: Settings
-    clock: FakeClock
-
-    async def deliver(self, delivery: Delivery, expect: int = 200) -> dict[str, Any]:
-        headers, body = delivery
-        return await self.viewer.call("POST", "/api/payment-callback", data=body,
-                                      headers=headers, expect=expect)
-
-    @property
-    def reconciler(self) -> Reconciler:
-        app = self.viewer.http.server.app
-        assert app is not None
-        return app[RECONCILER]
-
-    async def ledger(self) -> list[tuple[str, str, int, bool, str]]:
-        return await stored_notifications(self.settings)
-
-
-WorldFactory = Callable[..., Awaitable[World]]
-
-
-@pytest.fixture
-def make_world(aiohttp_server: Any, settings: Settings, clock: FakeClock,
-               make_viewer: AppFactory) -> WorldFactory:
-    async def make(name: str, **overrides: Any) -> World:
-        driver: Driver = DRIVERS[name](clock)
-        server: TestServer = await aiohttp_server(driver.app)
-        app_settings = replace(
-            settings, provider=driver.name,
-            provider_url=str(server.make_url("")).rstrip("/"),
-            provider_credentials=driver.credentials, provider_timeout_seconds=0.5,
-            **overrides)
-        return World(driver, await make_viewer(app_settings), app_settings, clock)
-
-    return make
-
-
-@pytest.fixture(params=sorted(DRIVERS))
-async def world(request: pytest.FixtureRequest, make_world: WorldFactory) -> World:
-    return await make_world(request.param)
+from tests.providers.conftest import ACCESS_MS, PRICE, WINDOW_S, World, WorldFactory
+from tests.providers.drivers import (
+    DEEP,
+    DRIVERS,
+    OtomatisDriver,
+    TripayDriver,
+)
 
 
 async def test_a_payment_buys_the_stream(world: World) -> None:
@@ -240,6 +187,101 @@ async def test_a_fee_on_top_is_recorded_and_the_price_granted(
                                      headers={"X-Api-Key": API_KEY}, expect=200)
     [entry] = listed["data"]["notifications"]
     assert (entry["amount"], entry["fee"]) == (PRICE, fee) and fee > 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in DRIVERS.items() if d.imposes_fees))
+async def test_a_fee_on_top_found_by_reconciliation_is_the_price_too(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    fee = world.driver.pay_with_fee(qr["trxId"])  # ... and the notification is lost
+    world.clock.advance(world.settings.reconcile_interval_seconds)
+    assert (await world.reconciler.run_once()).paid == 1
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "paid"
+    [(_, _, amount, applied, reason)] = await world.ledger()
+    assert (amount, applied, reason) == (PRICE, True, "paid") and fee > 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in DRIVERS.items()
+                                        if d.confirms_notifications))
+async def test_a_notification_the_provider_cannot_confirm_now_waits_for_reconciliation(
+        make_world: WorldFactory, name: str) -> None:
+    """What the provider did not sign is only believed once its status API agrees. Down
+    at that moment: the provider still hears "done" (or it retries for hours), the
+    notification is kept as unconfirmed, and reconciliation finishes the payment."""
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])
+    delivery = world.driver.notification(qr["trxId"])
+    world.driver.fail("500")
+    answer = await world.deliver(delivery)
+    assert answer["data"] == {**answer["data"], "applied": False, "reason": "unconfirmed"}
+    assert (await world.viewer.status(qr["sessionId"]))["status"] == "pending"
+    [(_, trx_id, _, applied, reason)] = await world.ledger()
+    assert (trx_id, applied, reason) == (qr["trxId"], False, "unconfirmed")
+    assert not needs_person(reason)  # no money to refund: reconciliation finishes it
+    world.driver.fail(None)
+    world.clock.advance(world.settings.reconcile_interval_seconds)
+    assert (await world.reconciler.run_once()).paid == 1
+    assert (await world.viewer.check_access("demo", qr["sessionId"]))["hasAccess"]
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+async def test_the_answer_is_what_the_provider_reads_to_stop_retrying(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])
+    answer = await world.deliver(world.driver.notification(qr["trxId"]))
+    assert answer["success"] is True and answer["data"]["applied"]
+    # otomatis.vip reads "status": true, in the same object; the others "success".
+    assert answer.get("status") is (True if name == "otomatis" else None)
+
+
+@pytest.mark.parametrize("name", sorted(DRIVERS))
+async def test_a_refund_notification_is_kept_and_grants_nothing(
+        make_world: WorldFactory, name: str) -> None:
+    world = await make_world(name)
+    qr = await world.viewer.generate_qris()
+    world.driver.pay(qr["trxId"])
+    await world.deliver(world.driver.notification(qr["trxId"]))
+    outcome = await world.provider.refund(RefundRequest(qr["trxId"], PRICE, "cancelled",
+                                                        "rf-flow-0001"))
+    assert outcome.status == {"midtrans": RefundStatus.SUCCEEDED,
+                              "xendit": RefundStatus.REQUESTED}.get(name, RefundStatus.MANUAL)
+    assert world.provider.refunds_by_api == (outcome.status != RefundStatus.MANUAL)
+    delivery = world.driver.refund_notification(qr["trxId"])
+    if delivery is None:
+        return  # otomatis.vip: a person refunds by hand, and it says nothing
+    answer = await world.deliver(delivery)
+    assert answer["data"] == {**answer["data"], "applied": False, "reason": "refund_reported"}
+    ledger = await world.ledger()
+    assert [row[3:] for row in ledger] == [(True, "paid"), (False, "refund_reported")]
+    assert not needs_person("refund_reported")
+
+
+async def test_an_otomatis_withdrawal_callback_is_kept_and_answered(
+        make_world: WorldFactory) -> None:
+    world = await make_world("otomatis")
+    assert isinstance(world.driver, OtomatisDriver)
+    answer = await world.deliver(world.driver.fake.withdrawal_callback(
+        150_000, partner_ref_no="WD77"))
+    assert answer["status"] is True and answer["success"] is True
+    assert answer["data"] == {"applied": False, "reason": "not_a_payment",
+                              "eventId": "withdrawal:WD77:success"}
+    assert [row[1:] for row in await world.ledger()] == [
+        ("", 150_000, False, "not_a_payment")]
+
+
+async def test_the_tripay_sandboxs_placeholder_is_not_sold(make_world: WorldFactory) -> None:
+    world = await make_world("tripay")
+    assert isinstance(world.driver, TripayDriver)
+    world.driver.fake.sandbox = True
+    before = store_snapshot(world.settings)
+    answer = await world.viewer.generate_qris(expect=502)
+    assert answer["code"] == "provider_sandbox_qris"
+    assert answer["error"].startswith("Penyedia pembayaran sedang dalam mode uji coba")
+    assert store_snapshot(world.settings) == before
 
 
 async def test_a_payment_after_the_window_still_buys_the_full_access(world: World) -> None:

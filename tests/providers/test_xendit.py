@@ -1,10 +1,13 @@
 """The Xendit adapter against a local Xendit over real HTTP: the QR it hands out is a
-valid QRIS for the price, only callbacks carrying the dashboard token count, the status
-API is read right, and every way Xendit can fail becomes a clean provider error."""
+valid QRIS for the price, only callbacks carrying the dashboard token count and only as
+the status API confirms them, the status API is read right, every way Xendit can fail
+becomes a clean provider error, and refunds go through its QR refund API (requested,
+then reported by callback), once per idempotency key."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -12,12 +15,23 @@ import pytest
 
 from gateway import qris
 from gateway.errors import ProviderReturnedInvalidQris, ProviderUnavailable
-from gateway.model import UNREADABLE_STATUS
-from gateway.providers.base import TransactionState, UnreadableNotification
+from gateway.model import (
+    REPORTED_REFUND_FAILED,
+    REPORTED_REFUND_PENDING,
+    REPORTED_REFUND_SUCCEEDED,
+    UNCONFIRMED_STATUS,
+    UNREADABLE_STATUS,
+)
+from gateway.providers.base import (
+    RefundRequest,
+    RefundStatus,
+    TransactionState,
+    UnreadableNotification,
+)
 from gateway.providers.xendit import XenditProvider
 from tests.conftest import FakeClock
 from tests.providers import harness
-from tests.providers.fake_xendit import FakeXendit, iso
+from tests.providers.fake_xendit import REFUND_TEST_FAILURES, FakeXendit, iso
 from tests.server_process import free_port
 
 SECRET_KEY = "xnd_development_" + "k" * 40
@@ -216,3 +230,189 @@ async def test_status_when_xendit_fails_is_a_provider_error(
     fake.status_failure = harness.SERVER_ERROR
     with pytest.raises(ProviderUnavailable):
         await xendit.transaction_status(created.trx_id)
+
+
+async def paid_qr(xendit: XenditProvider, fake: FakeXendit, clock: FakeClock,
+                  price: int = PRICE) -> tuple[str, str]:
+    """A QR paid for its price: (its id, its payment's qrpy_ id)."""
+    created = await xendit.create_qris("sess-1", price, clock() + WINDOW_MS)
+    fake.payment_callback(created.trx_id)
+    return created.trx_id, fake.payments[created.trx_id][0]["id"]
+
+
+# What Xendit sends with every callback: the token, which covers nothing of the body.
+TOKEN = {"x-callback-token": CALLBACK_TOKEN}
+
+
+async def test_a_payment_callback_is_recorded_as_the_payments_list_confirms_it(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock) -> None:
+    qr_id, payment_id = await paid_qr(xendit, fake, clock)
+    body = json.loads(fake.payment_callback(qr_id))
+    fake.payments[qr_id].pop()  # that second payment is only claimed
+    body["data"]["amount"] = PRICE * 10  # ... and its amount rewritten
+    raw = json.dumps(body).encode()
+    note = await xendit.authenticate(TOKEN, raw, clock())
+    # The QR's one real payment, as Xendit lists it.
+    assert (note.reported_status, note.amount, note.event_id) == ("paid", PRICE, payment_id)
+    kept = json.loads(note.raw_body)
+    assert kept["notification"] == raw.decode()
+    assert json.loads(kept["status"])["data"][0]["id"] == payment_id
+
+
+async def test_a_paid_callback_replayed_for_another_qr_pays_nothing(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock) -> None:
+    """The token is static and the body signed by nothing: a captured callback with
+    another QR's id is only a claim, which that QR's payments list denies."""
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    other = await xendit.create_qris("sess-2", PRICE, clock() + WINDOW_MS)
+    body = json.loads(fake.payment_callback(qr_id))
+    body["data"]["qr_id"] = other.trx_id
+    raw = json.dumps(body).encode()
+    assert xendit.verify_notification(TOKEN, raw, clock()).reported_status == "paid"
+    note = await xendit.authenticate(TOKEN, raw, clock())
+    assert (note.reported_status, note.trx_id) == ("pending", other.trx_id)
+    assert note.event_id == f"status:{other.trx_id}:pending"
+
+
+async def test_a_payment_xendit_cannot_confirm_now_is_kept_unconfirmed(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock) -> None:
+    qr_id, payment_id = await paid_qr(xendit, fake, clock)
+    raw = json.dumps({"event": "qr.payment", "data": fake.payments[qr_id][0]}).encode()
+    fake.status_failure = harness.SERVER_ERROR
+    note = await xendit.authenticate(TOKEN, raw, clock())
+    assert (note.reported_status, note.event_id) == (UNCONFIRMED_STATUS,
+                                                     f"unconfirmed:{payment_id}")
+
+
+def refund_of(qr_id: str, amount: int = PRICE, key: str = "rf-qr-0001",
+              payment_id: str | None = None) -> RefundRequest:
+    return RefundRequest(qr_id, amount, "Show cancelled", key, payment_id)
+
+
+@pytest.mark.parametrize("knows_payment", [True, False], ids=["payment id", "looked up"])
+async def test_a_refund_is_requested_then_reported_by_its_callback(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock,
+        knows_payment: bool) -> None:
+    assert xendit.refunds_by_api
+    qr_id, payment_id = await paid_qr(xendit, fake, clock)
+    outcome = await xendit.refund(refund_of(qr_id, 10_000,
+                                            payment_id=payment_id if knows_payment else None))
+    assert outcome.status == RefundStatus.REQUESTED
+    assert outcome.provider_refund_id is not None
+    assert outcome.provider_refund_id.startswith("qrrf_")
+    [sent] = fake.refund_requests
+    assert sent["payment_id"] == payment_id
+    assert sent["body"] == {"amount": 10_000, "reason": "Show cancelled"}
+    assert sent["headers"]["Idempotency-key"] == "rf-qr-0001"
+    assert sent["headers"]["api-version"] == "2022-07-31"
+    [callback] = fake.finish_refunds()
+    note = await xendit.authenticate(TOKEN, callback, clock())
+    assert (note.reported_status, note.amount, note.trx_id) == (
+        REPORTED_REFUND_SUCCEEDED, 10_000, "")
+    assert note.event_id == f"{outcome.provider_refund_id}:succeeded"
+    [report] = xendit.refund_reports(note)
+    assert (report.status, report.provider_refund_id, report.payment_id,
+            report.amount_rupiah) == (RefundStatus.SUCCEEDED, outcome.provider_refund_id,
+                                      payment_id, 10_000)
+    assert fake.payments[qr_id][0]["status"] == "REFUNDED"
+    # What remains may be refunded too; then it is all gone.
+    rest = await xendit.refund(refund_of(qr_id, PRICE - 10_000, key="rf-qr-0002"))
+    assert rest.status == RefundStatus.REQUESTED
+    again = await xendit.refund(refund_of(qr_id, 1, key="rf-qr-0003"))
+    assert (again.status, again.failure_code) == (RefundStatus.FAILED,
+                                                  "MAXIMUM_REFUND_AMOUNT_REACHED")
+
+
+@pytest.mark.parametrize(("amount", "code"), [
+    (10300, "MAXIMUM_REFUND_AMOUNT_REACHED"), (10301, "PARTIAL_REFUND_NOT_SUPPORTED"),
+    (10303, "REFUND_NOT_SUPPORTED"), (10304, "REFUND_IN_PROGRESS"),
+    (10305, "INELIGIBLE_TRANSACTION"), (PRICE + 1, "MAXIMUM_REFUND_AMOUNT_REACHED"),
+])
+async def test_a_refused_refund_is_failed_with_xendits_error_code(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock, amount: int,
+        code: str) -> None:
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    outcome = await xendit.refund(refund_of(qr_id, amount))
+    assert (outcome.status, outcome.failure_code) == (RefundStatus.FAILED, code)
+    assert json.loads(outcome.raw_body)["error_code"] == code
+    assert fake.refunds == {}
+
+
+@pytest.mark.parametrize(("amount", "code"), sorted(REFUND_TEST_FAILURES.items()))
+async def test_a_refund_that_fails_later_is_reported_failed_with_its_code(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock, amount: int,
+        code: str) -> None:
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    outcome = await xendit.refund(refund_of(qr_id, amount))
+    assert outcome.status == RefundStatus.REQUESTED
+    [callback] = fake.finish_refunds()
+    note = await xendit.authenticate(TOKEN, callback, clock())
+    [report] = xendit.refund_reports(note)
+    assert (note.reported_status, report.status, report.failure_code) == (
+        REPORTED_REFUND_FAILED, RefundStatus.FAILED, code)
+    assert fake.payments[qr_id][0]["status"] == "SUCCEEDED"  # nothing went back
+
+
+async def test_an_unpaid_qr_cannot_be_refunded(xendit: XenditProvider,
+                                               clock: FakeClock) -> None:
+    created = await xendit.create_qris("sess-1", PRICE, clock() + WINDOW_MS)
+    outcome = await xendit.refund(refund_of(created.trx_id))
+    assert (outcome.status, outcome.failure_code) == (RefundStatus.FAILED, "NO_PAYMENT")
+
+
+@pytest.mark.parametrize("variant", ["replay", "conflict"])
+async def test_one_idempotency_key_is_one_refund(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock, variant: str) -> None:
+    fake.repeated_key = variant
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    first = await xendit.refund(refund_of(qr_id))
+    again = await xendit.refund(refund_of(qr_id))
+    assert again.status == RefundStatus.REQUESTED and len(fake.refunds) == 1
+    assert again.provider_refund_id == (first.provider_refund_id if variant == "replay"
+                                        else None)
+    fake.finish_refunds()
+    if variant == "replay":  # the refund as it stands
+        done = await xendit.refund(refund_of(qr_id))
+        assert (done.status, done.provider_refund_id) == (RefundStatus.SUCCEEDED,
+                                                          first.provider_refund_id)
+
+
+async def test_a_refund_whose_answer_is_lost_is_unknown_and_asked_again_safely(
+        fake: FakeXendit, http: aiohttp.ClientSession, clock: FakeClock) -> None:
+    xendit = adapter(fake, http, clock, timeout_seconds=0.5)
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    fake.refund_answer_lost = True
+    lost = await xendit.refund(refund_of(qr_id))
+    assert lost.status == RefundStatus.UNKNOWN  # taken or not: ask again, same key
+    fake.refund_answer_lost = False
+    again = await xendit.refund(refund_of(qr_id))
+    assert again.status == RefundStatus.REQUESTED and len(fake.refunds) == 1
+
+
+@pytest.mark.parametrize("failure", [harness.SERVER_ERROR, "rate_limited"])
+async def test_a_refund_xendit_did_not_take_is_unknown(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock, failure: str) -> None:
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    fake.refund_failure = failure
+    assert (await xendit.refund(refund_of(qr_id))).status == RefundStatus.UNKNOWN
+    fake.status_failure = harness.SERVER_ERROR  # nor can it look the payment up
+    assert (await xendit.refund(refund_of(qr_id, payment_id=None))).status == (
+        RefundStatus.UNKNOWN)
+
+
+async def test_a_refund_callback_is_believed_only_as_xendit_confirms_it(
+        xendit: XenditProvider, fake: FakeXendit, clock: FakeClock) -> None:
+    qr_id, _ = await paid_qr(xendit, fake, clock)
+    outcome = await xendit.refund(refund_of(qr_id, 20301))  # it will fail
+    assert outcome.provider_refund_id is not None
+    claimed = fake.refund_callback(outcome.provider_refund_id, status="SUCCEEDED")
+    note = await xendit.authenticate(TOKEN, claimed, clock())  # still pending
+    assert note.reported_status == REPORTED_REFUND_PENDING
+    [report] = xendit.refund_reports(note)
+    assert report.status == RefundStatus.REQUESTED
+    invented = fake.refund_callback(outcome.provider_refund_id, id="qrrf_invented")
+    note = await xendit.authenticate(TOKEN, invented, clock())
+    assert (note.reported_status, xendit.refund_reports(note)) == ("unknown", [])
+    fake.status_failure = harness.SERVER_ERROR
+    note = await xendit.authenticate(TOKEN, claimed, clock())
+    assert note.reported_status == UNCONFIRMED_STATUS and xendit.refund_reports(note) == []

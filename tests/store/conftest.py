@@ -58,7 +58,7 @@ async def two_handles(request: pytest.FixtureRequest, tmp_path: Path
                 await handle.close()
         return
     path = str(tmp_path / "store.db")
-    shared = (await open_sqlite(path), await open_sqlite(path))
+    shared = (await open_sqlite(path, shared=True), await open_sqlite(path, shared=True))
     yield shared
     for handle in shared:
         await handle.close()

@@ -69,9 +69,9 @@ async def test_the_partial_unique_index_refuses_a_second_active_row(tmp_path: Pa
     with sqlite3.connect(path) as conn:
         try:
             conn.execute(
-                "INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO payment_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (second.session_id, "alice", "demo", "simulator", "T2", 1000, 0, "q",
-                 "pending", T0, None, T0 + 1, None, None, None),
+                 "pending", T0, None, T0 + 1, None, None, None, None),
             )
         except sqlite3.IntegrityError as exc:
             assert "UNIQUE" in str(exc)

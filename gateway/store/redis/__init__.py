@@ -26,8 +26,10 @@ from gateway.store.redis.ledger import (
     queue_ticket,
 )
 from gateway.store.redis.media_keys import RedisMediaKeys
+from gateway.store.redis.refunds import RedisCancellations, RedisRefunds
 from gateway.store.redis.rows import load_sessions
 from gateway.store.redis.sessions import RedisSessions
+from gateway.store.redis.sign_ins import RedisSignIns
 
 log = logging.getLogger("gateway.store.redis")
 
@@ -47,6 +49,8 @@ async def open_redis(url: str, key_prefix: str = "gateway:",
     return Store(sessions=RedisSessions(client), ledger=RedisLedger(client),
                  grants=RedisGrants(client), counters=RedisCounters(client),
                  changes=RedisChanges(client), connection=client,
+                 sign_ins=RedisSignIns(client), refunds=RedisRefunds(client),
+                 cancellations=RedisCancellations(client),
                  media_keys=RedisMediaKeys(client))
 
 

@@ -38,6 +38,10 @@ class Keys:
         self.ledger_tagged = prefix + "ledger-tagged"  # set once every entry is tagged
         # The change feed.
         self.changes = prefix + "session-changes"
+        # Refunds and cancelled shows.
+        self.refunds = prefix + "refunds"  # every refund id, by when it was asked for
+        self.refunds_unanswered = prefix + "refunds-unanswered"  # by when last asked
+        self.cancelled_streams = prefix + "cancelled-streams"  # stream id -> JSON
 
     # --- payment sessions ---------------------------------------------------------
 
@@ -84,7 +88,8 @@ class Keys:
         return f"{self.prefix}ledger-tag:{tag}"
 
     def sales(self, stream_id: str) -> str:
-        """Hourly counters of one stream: fields q:<hour_ms>, t:<hour_ms>, a:<hour_ms>."""
+        """Hourly counters of one stream: fields q:, t:, a: and r:<hour_ms> (QRs, tickets,
+        takings, refunded)."""
         return f"{self.prefix}sales:{part(stream_id)}"
 
     # --- device grants --------------------------------------------------------------
@@ -112,3 +117,23 @@ class Keys:
     def rate(self, bucket: str, window: int) -> str:
         """One bucket's count in one fixed window."""
         return f"{self.prefix}rate:{part(bucket)}:{window}"
+
+    # --- refunds and cancelled shows -------------------------------------------------
+
+    def refund(self, refund_id: str) -> str:
+        return f"{self.prefix}refund:{part(refund_id)}"
+
+    def refunds_of(self, trx_id: str) -> str:
+        """A payment's refund ids, scored by their number."""
+        return f"{self.prefix}refunds-of:{part(trx_id)}"
+
+    def refunds_by_status(self, status: str) -> str:
+        """Refund ids of one status, by when they were asked for."""
+        return f"{self.prefix}refunds-status:{status}"
+
+    def refund_by_provider_id(self, provider_refund_id: str) -> str:
+        return f"{self.prefix}refund-by-provider:{part(provider_refund_id)}"
+
+    def ended_sign_in(self, sign_in_id: str) -> str:
+        """A console sign-in ended early (signed out), expiring with its cookie."""
+        return f"{self.prefix}ended-sign-in:{part(sign_in_id)}"

@@ -83,13 +83,19 @@ class RedisLedger(Part, Ledger):
         return await self._client.transaction(settle)
 
     @bounded
+    async def count_refund(self, stream_id: str, at_ms: int, amount: int) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            _queue_count(pipe, self._keys, stream_id, "r", at_ms, amount)
+            await pipe.execute()
+
+    @bounded
     async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
         hours = list(range(hour_start(from_ms) + (HOUR_MS if from_ms % HOUR_MS else 0),
                            to_ms, HOUR_MS))
         stream_ids = sorted(await self._redis.smembers(self._keys.sales_streams))
         if not hours or not stream_ids:
             return []
-        fields = [f"{kind}:{hour}" for hour in hours for kind in ("q", "t", "a")]
+        fields = [f"{kind}:{hour}" for hour in hours for kind in ("q", "t", "a", "r")]
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream_id in stream_ids:
                 pipe.hmget(self._keys.sales(stream_id), fields)
@@ -97,9 +103,10 @@ class RedisLedger(Part, Ledger):
         buckets: list[SalesBucket] = []
         for index, hour in enumerate(hours):
             for stream_id, values in zip(stream_ids, counters, strict=True):
-                qrs, sold, money = (int(value or 0) for value in values[3 * index:3 * index + 3])
-                if qrs or sold or money:
-                    buckets.append(SalesBucket(stream_id, hour, qrs, sold, money))
+                qrs, sold, money, back = (int(value or 0)
+                                          for value in values[4 * index:4 * index + 4])
+                if qrs or sold or money or back:
+                    buckets.append(SalesBucket(stream_id, hour, qrs, sold, money, back))
         return buckets
 
 

@@ -104,6 +104,7 @@ def session_fields(session: PaymentSession) -> dict[str, str]:
         "starts_at_ms": "" if session.starts_at_ms is None else str(session.starts_at_ms),
         "renews": session.renews or "",
         "paid_until_ms": "" if session.paid_until_ms is None else str(session.paid_until_ms),
+        "ended_reason": session.ended_reason or "",
     }
 
 
@@ -122,6 +123,7 @@ def session_from_fields(fields: dict[str, str]) -> PaymentSession | None:
         starts_at_ms=_optional_int(fields.get("starts_at_ms", fields["paid_at_ms"])),
         renews=fields.get("renews") or None,
         paid_until_ms=_optional_int(fields.get("paid_until_ms", "")),
+        ended_reason=fields.get("ended_reason") or None,
     )
 
 

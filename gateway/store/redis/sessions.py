@@ -18,6 +18,7 @@ from redis.exceptions import WatchError
 
 from gateway.model import (
     ACTIVE_STATUSES,
+    ENDED_BY_REVOCATION,
     Notification,
     NotificationReason,
     PaymentContext,
@@ -348,10 +349,12 @@ class RedisSessions(Part, PaymentSessions):
         return pruned
 
     @bounded
-    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+    async def end_paid_session(self, session_id: str, now_ms: int,
+                               reason: str = ENDED_BY_REVOCATION) -> PaymentSession | None:
         async def end(pipe: Pipeline) -> PaymentSession | None:
             session = await watch_session(pipe, self._keys, session_id)
-            ended = decide_revocation(session, now_ms) if session is not None else None
+            ended = (decide_revocation(session, now_ms, reason) if session is not None
+                     else None)
             if ended is None:
                 return None
             pointer, _ = await watch_active_pointer(pipe, self._keys, ended.user_id,

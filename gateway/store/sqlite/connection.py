@@ -37,8 +37,9 @@ class Connection:
 
     def __init__(self, path: str, *, read_only: bool,
                  on_connect: Callable[[sqlite3.Connection], None] | None,
-                 timeout_s: float) -> None:
+                 timeout_s: float, durable: bool = True) -> None:
         self._path = path
+        self._durable = durable
         self._timeout_s = timeout_s
         self._read_only = read_only
         self._on_connect = on_connect
@@ -57,7 +58,8 @@ class Connection:
         conn.execute(f"PRAGMA busy_timeout = {int(self._timeout_s * 1000)}")
         if self._path != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            # What is not worth an fsync (rate-limit counts) is written without one.
+            conn.execute("PRAGMA synchronous = " + ("FULL" if self._durable else "OFF"))
         if self._read_only:
             conn.execute("PRAGMA query_only = ON")
         if self._on_connect is not None:
@@ -170,13 +172,14 @@ class Database:
 
     def __init__(self, path: str,
                  on_connect: Callable[[sqlite3.Connection], None] | None = None,
-                 timeout_s: float = 5.0) -> None:
+                 timeout_s: float = 5.0, *, durable: bool = True,
+                 reader: bool = True) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.writer = Connection(path, read_only=False, on_connect=on_connect,
-                                 timeout_s=timeout_s)
-        self.reader = (self.writer if path == ":memory:"
+                                 timeout_s=timeout_s, durable=durable)
+        self.reader = (self.writer if path == ":memory:" or not reader
                        else Connection(path, read_only=True, on_connect=on_connect,
                                        timeout_s=timeout_s))
 

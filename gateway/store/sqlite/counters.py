@@ -1,10 +1,15 @@
-"""Rate-limit counters of an embedded store: in this process's memory. An embedded store
-serves one process, so that is where every hit is counted; nothing is written to the
-file, and a restart starts every window afresh."""
+"""Rate-limit counters of an embedded store. In memory when the database is (one
+process's); otherwise in a small database file of their own beside it, so that every
+process sharing the store (GATEWAY_WORKERS) counts together. Counts are not worth an
+fsync: that file is written without one, and a power cut forgets a window's count.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+
 from gateway.store.base import Counters
+from gateway.store.sqlite.connection import Database
 
 # Beyond this many buckets, old windows are dropped wholesale rather than one by one.
 _MAX_BUCKETS = 100_000
@@ -22,3 +27,43 @@ class MemoryCounters(Counters):
         count = count + 1 if seen_window == window else 1
         self._hits[bucket] = (window, count)
         return count
+
+
+class FileCounters(Counters):
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._counted = 0
+
+    @classmethod
+    async def open(cls, path: str, timeout_s: float) -> FileCounters:
+        database = Database(path, timeout_s=timeout_s, durable=False, reader=False)
+        await database.writer.run(_create)
+        return cls(database)
+
+    async def count_hit(self, bucket: str, window_s: int, now_ms: int) -> int:
+        window_ms = window_s * 1000
+        window_start_ms = now_ms - now_ms % window_ms
+        self._counted += 1
+        tidy = self._counted % 1000 == 0
+
+        def count(conn: sqlite3.Connection) -> int:
+            if tidy:  # windows long over go, now and then
+                conn.execute("DELETE FROM counts WHERE window_end_ms < ?", (now_ms,))
+            row = conn.execute(
+                "INSERT INTO counts (bucket, window_start_ms, window_end_ms, hits)"
+                " VALUES (?, ?, ?, 1) ON CONFLICT (bucket, window_start_ms)"
+                " DO UPDATE SET hits = hits + 1 RETURNING hits",
+                (bucket, window_start_ms, window_start_ms + window_ms)).fetchone()
+            return int(row[0])
+
+        return await self._database.writer.run_in_transaction(count)
+
+    async def close(self) -> None:
+        await self._database.close()
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS counts (bucket TEXT NOT NULL,"
+                 " window_start_ms INTEGER NOT NULL, window_end_ms INTEGER NOT NULL,"
+                 " hits INTEGER NOT NULL, PRIMARY KEY (bucket, window_start_ms))"
+                 " WITHOUT ROWID")

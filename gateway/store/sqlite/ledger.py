@@ -93,15 +93,26 @@ class SQLiteLedger(Ledger):
 
         return await self._writer.run_in_transaction(update)
 
+    async def count_refund(self, stream_id: str, at_ms: int, amount: int) -> None:
+        def count(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sales_hourly (hour_ms, stream_id, refunded) VALUES (?, ?, ?)"
+                " ON CONFLICT (hour_ms, stream_id) DO UPDATE SET"
+                " refunded = refunded + excluded.refunded",
+                (hour_start(at_ms), stream_id, amount))
+
+        await self._writer.run_in_transaction(count)
+
     async def sales(self, from_ms: int, to_ms: int) -> list[SalesBucket]:
         def select(conn: sqlite3.Connection) -> list[SalesBucket]:
             rows = conn.execute(
-                "SELECT stream_id, hour_ms, qrs_created, tickets_sold, takings"
+                "SELECT stream_id, hour_ms, qrs_created, tickets_sold, takings, refunded"
                 " FROM sales_hourly WHERE hour_ms >= ? AND hour_ms < ?"
                 " ORDER BY hour_ms, stream_id", (from_ms, to_ms)).fetchall()
             return [SalesBucket(stream_id=row["stream_id"], hour_ms=row["hour_ms"],
                                 qrs_created=row["qrs_created"],
-                                tickets_sold=row["tickets_sold"], takings=row["takings"])
+                                tickets_sold=row["tickets_sold"], takings=row["takings"],
+                                refunded=row["refunded"])
                     for row in rows]
 
         return await self._reader.run(select)

@@ -191,6 +191,60 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """,
     tag_the_ledger,
     """
+    -- Console sign-ins ended early (signed out), until their cookie would have expired.
+    CREATE TABLE ended_sign_ins (
+        sign_in_id TEXT PRIMARY KEY,
+        until_ms   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Status changes for the other processes sharing this file (sqlite/changes.py).
+    CREATE TABLE session_changes (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        body   TEXT NOT NULL
+    );
+    """,
+    """
+    -- Why a session's access ended before its time (model.PaymentSession.ended_reason).
+    ALTER TABLE payment_sessions ADD COLUMN ended_reason TEXT;
+    -- Money going back (refund_model.py): a refund's id is its idempotency key.
+    CREATE TABLE refunds (
+        refund_id          TEXT PRIMARY KEY,
+        trx_id             TEXT NOT NULL,
+        provider           TEXT NOT NULL,
+        number             INTEGER NOT NULL,
+        amount             INTEGER NOT NULL CHECK (amount > 0),
+        reason             TEXT NOT NULL,
+        status             TEXT NOT NULL
+            CHECK (status IN ('requested', 'succeeded', 'failed', 'manual')),
+        requested_at_ms    INTEGER NOT NULL,
+        updated_at_ms      INTEGER NOT NULL,
+        requested_by       TEXT NOT NULL,
+        session_id         TEXT,
+        stream_id          TEXT,
+        provider_refund_id TEXT,
+        failure_code       TEXT,
+        note               TEXT NOT NULL DEFAULT '',
+        attempts           INTEGER NOT NULL DEFAULT 0,
+        by_hand            INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (trx_id, number)
+    ) WITHOUT ROWID;
+    CREATE INDEX refunds_by_time ON refunds (requested_at_ms);
+    CREATE INDEX refunds_by_status ON refunds (status, requested_at_ms);
+    CREATE INDEX refunds_by_provider_id ON refunds (provider_refund_id)
+        WHERE provider_refund_id IS NOT NULL;
+    CREATE INDEX refunds_unanswered ON refunds (updated_at_ms)
+        WHERE status = 'requested' AND provider_refund_id IS NULL;
+    -- Tickets given back, by the hour they went back: out of that hour's takings.
+    ALTER TABLE sales_hourly ADD COLUMN refunded INTEGER NOT NULL DEFAULT 0;
+    -- Shows called off, whatever the catalog says.
+    CREATE TABLE cancelled_streams (
+        stream_id       TEXT PRIMARY KEY,
+        reason          TEXT NOT NULL,
+        cancelled_at_ms INTEGER NOT NULL,
+        cancelled_by    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    """
     -- GATEWAY_DELIVERY=keys: the AES-128 keys media is encrypted with, made once per
     -- stream and key id by whichever process asks first (store/sqlite/media_keys.py).
     CREATE TABLE media_keys (

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.model import (
+    ENDED_BY_REVOCATION,
     Notification,
     NotificationReason,
     PaymentContext,
@@ -29,7 +30,8 @@ from gateway.store.sqlite.schema import ACTIVE
 
 _SESSION_COLUMNS = (
     "session_id, user_id, stream_id, provider, trx_id, amount, fee, qr_string, status,"
-    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews, paid_until_ms"
+    " created_at_ms, paid_at_ms, expires_at_ms, starts_at_ms, renews, paid_until_ms,"
+    " ended_reason"
 )
 
 
@@ -122,12 +124,12 @@ class SQLiteSessions(PaymentSessions):
             stored = decision.session  # the candidate, as a renewal or not
             conn.execute(
                 f"INSERT INTO payment_sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (stored.session_id, stored.user_id, stored.stream_id,
                  stored.provider, stored.trx_id, stored.amount, stored.fee,
                  stored.qr_string, stored.status.value, stored.created_at_ms,
                  stored.paid_at_ms, stored.expires_at_ms, stored.starts_at_ms,
-                 stored.renews, stored.paid_until_ms),
+                 stored.renews, stored.paid_until_ms, stored.ended_reason),
             )
             count_sale(conn, stored.stream_id, stored.created_at_ms, qrs=1)
             return stored, True
@@ -199,13 +201,14 @@ class SQLiteSessions(PaymentSessions):
 
         return await self._writer.run_in_transaction(prune)
 
-    async def end_paid_session(self, session_id: str, now_ms: int) -> PaymentSession | None:
+    async def end_paid_session(self, session_id: str, now_ms: int,
+                               reason: str = ENDED_BY_REVOCATION) -> PaymentSession | None:
         def end(conn: sqlite3.Connection) -> PaymentSession | None:
             row = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM payment_sessions WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
-            ended = decide_revocation(_session(row), now_ms) if row else None
+            ended = decide_revocation(_session(row), now_ms, reason) if row else None
             if ended is not None:
                 _write_state(conn, [ended])
             return ended
@@ -285,6 +288,7 @@ def _session(row: sqlite3.Row) -> PaymentSession:
         created_at_ms=row["created_at_ms"], paid_at_ms=row["paid_at_ms"],
         expires_at_ms=row["expires_at_ms"], starts_at_ms=row["starts_at_ms"],
         renews=row["renews"], paid_until_ms=row["paid_until_ms"],
+        ended_reason=row["ended_reason"],
     )
 
 
@@ -292,8 +296,10 @@ def _write_state(conn: sqlite3.Connection, sessions: Sequence[PaymentSession]) -
     """Store the new states the model decided (the only columns that ever change)."""
     conn.executemany(
         "UPDATE payment_sessions SET status = ?, paid_at_ms = ?, expires_at_ms = ?,"
-        " starts_at_ms = ?, renews = ?, paid_until_ms = ? WHERE session_id = ?",
+        " starts_at_ms = ?, renews = ?, paid_until_ms = ?, ended_reason = ?"
+        " WHERE session_id = ?",
         [(session.status.value, session.paid_at_ms, session.expires_at_ms,
-          session.starts_at_ms, session.renews, session.paid_until_ms, session.session_id)
+          session.starts_at_ms, session.renews, session.paid_until_ms,
+          session.ended_reason, session.session_id)
          for session in sessions],
     )
