@@ -50,6 +50,7 @@ from gateway.resources import (
     close_websockets,
     gate_ctx,
     http_client_ctx,
+    keys_delivery_ctx,
     metrics_ctx,
     provider_ctx,
     reconciler_ctx,
@@ -114,13 +115,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # every listener running; it stops first at shutdown, the store closes last.
     # The provider opens on the HTTP client; the reconciler, which records payments as
     # notifications do, starts last, like the sweeper, so every listener hears it. The
-    # stream health watcher needs only the HTTP client.
+    # stream health watcher needs only the HTTP client. Keys delivery (if on) right after
+    # the gate, whose origins and memory cache it uses; metrics after it, to read it.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
-                            stream_health_ctx, status_hub_ctx, store_changes_ctx,
-                            metrics_ctx, sweeper_ctx, reconciler_ctx, refunds_ctx])
+                            keys_delivery_ctx, stream_health_ctx, status_hub_ctx,
+                            store_changes_ctx, metrics_ctx, sweeper_ctx, reconciler_ctx,
+                            refunds_ctx])
     simulator_enabled = settings.provider == "simulator"
+    keys_delivery = settings.delivery == "keys"
     setup_routes(app, simulator_enabled=simulator_enabled,
-                 console_enabled=settings.api_key is not None)
+                 console_enabled=settings.api_key is not None, keys_delivery=keys_delivery)
     aiohttp_jinja2.get_env(app).globals["url"] = url_across(app)
     if settings.public_url:
         # Sent to providers that take a notification URL per transaction.
@@ -129,6 +133,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     app[GATE] = HlsGate(settings, app[CATALOG], clock, app[METRICS])
     app[HLS_JS_URL] = str(app.router["hls-js"].url_for()) if "hls-js" in app.router else ""
     app[SWAGGER_UI_URL] = ("/vendor/swagger-ui/" if "swagger-ui" in app.router else "")
-    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled))
+    app[OPENAPI] = msgspec.json.encode(document(simulator_enabled=simulator_enabled,
+                                                keys_delivery=keys_delivery))
     app[POSTER_ORIGINS] = app[CATALOG].poster_origins()
     return app

@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     edge.add_argument("--tls-cert", type=Path, metavar="PEM",
                       help="terminate TLS in nginx with this certificate chain")
     edge.add_argument("--tls-key", type=Path, metavar="PEM", help="... and this key")
+    edge.add_argument("--delivery", choices=("gate", "keys"),
+                      help="gate: nginx asks the service about every gated request; keys: "
+                      "nginx caches the encrypted /media/ for everyone and passes /keys/ "
+                      "on (default: GATEWAY_DELIVERY)")
     edge.add_argument("--output", type=Path, metavar="FILE",
                       help="write the configuration there instead of printing it "
                       "(e.g. DIR/nginx.conf)")
@@ -82,7 +86,8 @@ def _print_nginx_config(args: argparse.Namespace, settings: Settings,
             gateways=tuple(args.gateway or [nginx.default_gateway(settings)]),
             workers=args.workers, user=args.user, access_log=not args.no_access_log,
             tls_certificate=args.tls_cert.resolve() if args.tls_cert else None,
-            tls_certificate_key=args.tls_key.resolve() if args.tls_key else None)
+            tls_certificate_key=args.tls_key.resolve() if args.tls_key else None,
+            delivery=args.delivery or settings.delivery)
         config = nginx.render(streams, settings, options)
         nginx.prepare_prefix(prefix)
         if args.output is not None:

@@ -32,10 +32,14 @@ class Devices:
     """The use cases: a device's grant, moving playback to this device, ending a grant,
     a purchase's grants for operators, and the gate's reports of places."""
 
-    def __init__(self, grants: DeviceGrants, clock: Clock, *, max_devices: int) -> None:
+    def __init__(self, grants: DeviceGrants, clock: Clock, *, max_devices: int,
+                 playing_window_ms: int = PLAYING_WINDOW_MS) -> None:
         self._grants = grants
         self.clock = clock
         self.max_devices = max_devices  # 0: no limit
+        # How long a place plays after its last request: longer in keys delivery, where
+        # a player asks the service only for each new key.
+        self.playing_window_ms = playing_window_ms
         self._listeners: list[GrantEndedListener] = []
 
     def add_listener(self, listener: GrantEndedListener) -> None:
@@ -49,7 +53,7 @@ class Devices:
         device that is playing is never refused here."""
         now_ms = self.clock()
         grant, playing = await self._grants.grant_for_device(
-            session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
+            session_id, device.key, now_ms, new_grant_id(), now_ms - self.playing_window_ms)
         if (self.max_devices and len(playing) >= self.max_devices
                 and not device.plays_in(grant.grant_id, playing)):
             log_event(log, "device_limit", sessionId=session_id, where="check_access",
@@ -64,7 +68,7 @@ class Devices:
         refused yet, so it plays at its very next request."""
         now_ms = self.clock()
         current, playing = await self._grants.grant_for_device(
-            session_id, device.key, now_ms, new_grant_id(), now_ms - PLAYING_WINDOW_MS)
+            session_id, device.key, now_ms, new_grant_id(), now_ms - self.playing_window_ms)
         if device.plays_in(current.grant_id, playing):
             return current  # playing here already
         if self.max_devices and len(playing) >= self.max_devices:
@@ -98,7 +102,7 @@ class Devices:
         """A purchase's grants, oldest first, each with the places it plays from now."""
         now_ms = self.clock()
         grants = await self._grants.grants(session_id)
-        playing = await self._grants.playing(session_id, now_ms - PLAYING_WINDOW_MS)
+        playing = await self._grants.playing(session_id, now_ms - self.playing_window_ms)
         return [GrantReport(grant, tuple(place for place in playing
                                          if place.grant_id == grant.grant_id))
                 for grant in grants]
@@ -107,4 +111,4 @@ class Devices:
         """The gate's report that a grant is playing from an address."""
         now_ms = self.clock()
         return await self._grants.claim_place(session_id, grant_id, address, now_ms,
-                                              now_ms - PLAYING_WINDOW_MS, self.max_devices)
+                                              now_ms - self.playing_window_ms, self.max_devices)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.catalog import Catalog
 from gateway.clock import Clock
+from gateway.delivery.service import KeysDelivery
 from gateway.devices import Devices
 from gateway.forwarding import UntrustedForwarding
 from gateway.gate.hls_gate import HlsGate
@@ -68,5 +69,7 @@ STREAM_WATCHER = web.AppKey("stream_watcher", asyncio.Task[None])
 RECONCILER = web.AppKey("reconciler", Reconciler)  # real providers only
 RECONCILE_TASK = web.AppKey("reconcile_task", asyncio.Task[None])
 CHANGE_FOLLOWER = web.AppKey("change_follower", asyncio.Task[None])  # shared stores only
+# GATEWAY_DELIVERY=keys only: encrypted media for anyone, keys for viewers with access.
+KEYS_DELIVERY = web.AppKey("keys_delivery", KeysDelivery)
 
 VIEWER = web.RequestKey("viewer", Viewer)

@@ -77,6 +77,11 @@ LIVE_FIGURES: dict[str, tuple[str, str]] = {
         "gauge", "Sessions ended early whose tokens the gate refuses until they expire."),
     "gateway_device_reports": (
         "counter", "Times the gate asked the store about a playing device (new or renewed)."),
+    # GATEWAY_DELIVERY=keys only. Key requests granted are in gateway_gate_granted.
+    "gateway_keys_segments_encrypted": (
+        "counter", "Keys delivery: segments encrypted (once each per instance, then kept)."),
+    "gateway_keys_playlists_rewritten": (
+        "counter", "Keys delivery: playlists rewritten (once per change of the origin's)."),
 }
 
 

@@ -63,7 +63,8 @@ CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed", 413: "payloa
                        417: "expectation_failed"}
 # Paths whose clients are programs: they always get the SPEC's JSON errors.
 _MACHINE_PATHS = ("/api/", "/hls/", "/gate/", "/posters/", "/ws", "/simulator/",
-                  "/healthz", "/readyz", "/metrics", "/static/", "/vendor/")
+                  "/healthz", "/readyz", "/metrics", "/static/", "/vendor/", "/media/",
+                  "/keys/")
 
 
 def error_response(request: web.Request, status: int, code: str,

@@ -455,6 +455,45 @@ def _hls_operation(operation_id: str, extra: list[Schema]) -> Schema:
                       **_errors(403, 404, 502, 504)}}
 
 
+def _keys_delivery_operations() -> dict[str, dict[str, Schema]]:
+    """GATEWAY_DELIVERY=keys only: public encrypted media, gated keys."""
+    stream = _path("streamId", STREAM, "The stream.")
+    return {
+        "/media/{streamId}/{path}": {"get": {
+            "operationId": "keysMedia",
+            "summary": "Keys delivery: a playlist or encrypted segment, for anyone.",
+            "description": "The stream's playlist under its origin's path (or "
+                           "`t/{token}/` and the path, for players without cookies: its "
+                           "key URIs then carry the token), rewritten to name each "
+                           "segment's key (`#EXT-X-KEY:METHOD=AES-128`), `Cache-Control: "
+                           "public, max-age=1`; or a segment or init section at a URL the "
+                           "playlist names (`k/...`, `c/...`), `public, max-age=3600, "
+                           "immutable`. Query strings are ignored.",
+            "parameters": [stream, _path("path", {"type": "string"},
+                                         "A playlist's path, or a URL a playlist named."),
+                           {"name": "Range", "in": "header", "required": False,
+                            "schema": {"type": "string"},
+                            "description": "One byte range; anything else is ignored."}],
+            "responses": {"200": MEDIA, "206": {**MEDIA, "description": "The range."},
+                          "416": {"description": "The range is outside the object."},
+                          **_errors(404, 502, 504)}}},
+        "/keys/{streamId}/{keyId}": {"get": {
+            "operationId": "keysKey",
+            "summary": "Keys delivery: a segment key (16 bytes), with access only.",
+            "description": "Decided like the gate's media: the `gate` cookie (Path "
+                           "`/keys/{streamId}/`), or the path token in "
+                           "`/keys/{streamId}/t/{token}/{keyId}`. `Cache-Control: "
+                           "private, no-store`.",
+            "security": [{"GateCookie": []}, {}],
+            "parameters": [stream, _path("keyId", {"type": "string"},
+                                         "The key's id, as the playlist names it.")],
+            "responses": {"200": {"description": "The key.", "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}},
+                          **_errors(403, 404)}}},
+    }
+
+
 # Swagger UI groups operations by tag: who calls them.
 TAGS = {
     "viewer": "What a viewer's browser (or the host platform's server) calls.",
@@ -470,7 +509,7 @@ _TAG_OF = {
     **dict.fromkeys(("revokeSession", "listGrants", "endGrant", "listPayments",
                      "listNotifications", "requestRefund", "listRefunds", "cancelStream",
                      "healthz", "readyz", "metrics"), "operator"),
-    **dict.fromkeys(("hls", "hlsToken", "gateAuth"), "gate"),
+    **dict.fromkeys(("hls", "hlsToken", "gateAuth", "keysMedia", "keysKey"), "gate"),
 }
 
 
@@ -481,7 +520,7 @@ def _tagged(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]
     return paths
 
 
-def document(*, simulator_enabled: bool) -> Schema:
+def document(*, simulator_enabled: bool, keys_delivery: bool = False) -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -493,7 +532,8 @@ def document(*, simulator_enabled: bool) -> Schema:
                            "prefers English), `code` is for programs.",
         },
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
-        "paths": _tagged(_operations(simulator_enabled)),
+        "paths": _tagged(_operations(simulator_enabled)
+                         | (_keys_delivery_operations() if keys_delivery else {})),
         "components": {
             "schemas": {"Error": {
                 "type": "object", "required": ["success", "error", "code"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +14,9 @@ from aiohttp import WSCloseCode, web
 
 from gateway.catalog import Stream
 from gateway.change_feed import ChangeFeed
+from gateway.delivery.keys import StreamKeys
+from gateway.delivery.service import KeysDelivery, playing_window_ms
+from gateway.delivery.urls import MediaUrls
 from gateway.devices import Devices
 from gateway.errors import StoreUnavailable
 from gateway.keys import (
@@ -22,6 +27,7 @@ from gateway.keys import (
     DEVICES,
     GATE,
     HTTP_CLIENT,
+    KEYS_DELIVERY,
     LIMITS,
     METRICS,
     OPERATOR_AUTH,
@@ -74,7 +80,10 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SESSIONS] = sessions
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
-    app[DEVICES] = Devices(store.grants, app[CLOCK], max_devices=settings.max_devices)
+    app[DEVICES] = Devices(
+        store.grants, app[CLOCK], max_devices=settings.max_devices,
+        **({"playing_window_ms": playing_window_ms(settings.key_rotation_seconds)}
+           if settings.delivery == "keys" else {}))
     app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK],
                            app[PROVIDER].name)
     refunds = RefundService(store.refunds, store.cancellations, store.ledger, sessions,
@@ -167,6 +176,19 @@ async def gate_ctx(app: web.Application) -> AsyncIterator[None]:
     await gate.close()
 
 
+async def keys_delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """GATEWAY_DELIVERY=keys: the gate's origins and memory cache, the store's keys."""
+    settings, gate = app[SETTINGS], app[GATE]
+    if settings.delivery == "keys":
+        # Its own key, derived from the secret: a URL tag is never a token or a cookie.
+        url_secret = hmac.digest(settings.secret, b"gateway/media-urls", hashlib.sha256)
+        app[KEYS_DELIVERY] = KeysDelivery(
+            gate.origin, StreamKeys(app[STORE].media_keys), MediaUrls(url_secret),
+            rotation_seconds=settings.key_rotation_seconds, cache=gate.fetcher.cache,
+            clock=app[CLOCK])
+    yield
+
+
 async def stream_health_ctx(app: web.Application) -> AsyncIterator[None]:
     """Watches every origin from here, whoever serves the bytes (this gate or nginx)."""
     settings, client = app[SETTINGS], app[HTTP_CLIENT]
@@ -252,6 +274,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     gate, hub, websockets = app[GATE], app[STATUS_HUB], app[WEBSOCKETS]
     fetcher = gate.fetcher
+    delivery = app.get(KEYS_DELIVERY)
 
     def live_figures() -> dict[str, float]:
         return {
@@ -265,6 +288,9 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
             "gateway_watched_sessions": hub.watched_sessions,
             "gateway_ended_sessions": gate.access.ended_sessions,
             "gateway_device_reports": gate.device_reports,
+            **({"gateway_keys_segments_encrypted": delivery.segments_encrypted,
+                "gateway_keys_playlists_rewritten": delivery.playlists_rewritten}
+               if delivery is not None else {}),
         }
 
     metrics.watch(live_figures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway.delivery import urls as delivery_urls
 from gateway.gate import urls
 from gateway.handlers import (
     admin,
@@ -13,6 +14,7 @@ from gateway.handlers import (
     edge,
     health,
     hls,
+    media,
     metrics,
     pages,
     qr,
@@ -30,7 +32,7 @@ CONSOLE_PREFIX = "/admin"
 
 
 def setup_routes(app: web.Application, *, simulator_enabled: bool,
-                 console_enabled: bool) -> None:
+                 console_enabled: bool, keys_delivery: bool = False) -> None:
     router = app.router
     router.add_get("/", pages.index, name="index")
     router.add_get("/watch/{stream_id}", pages.watch, name="watch")
@@ -72,6 +74,10 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     for name, pattern in urls.ROUTES:
         add_media_route(router, pattern, name, hls.serve)
     router.add_get("/gate/auth", edge.auth, name="gate-auth")  # nginx's auth_request
+    if keys_delivery:  # encrypted media for anyone, keys for viewers with access
+        for (name, pattern), handler in zip(delivery_urls.ROUTES, (media.media, media.key),
+                                            strict=True):
+            add_media_route(router, pattern, name, handler)
     if simulator_enabled:
         router.add_post("/simulator/pay/{trx_id}", simulator.pay, name="simulator-pay")
     if console_enabled:

@@ -141,6 +141,10 @@ class Settings:
     workers: int = 1
     worker_index: int | None = None
     worker_fd: int | None = None
+    # "gate": the service serves or decides every playlist and segment; "keys": media is
+    # encrypted and public (any CDN may carry it), the service decides only the keys.
+    delivery: str = "gate"
+    key_rotation_seconds: int = 120  # keys delivery: a new key about this often
 
     @property
     def runs_background_jobs(self) -> bool:
@@ -277,6 +281,9 @@ class Settings:
             # Set by the supervisor for its workers, never by hand.
             worker_index=env.get("GATEWAY_WORKER_INDEX", _int_range(0, 255), None),
             worker_fd=env.get("GATEWAY_WORKER_FD", _int_range(3, 1 << 20), None),
+            delivery=env.get("GATEWAY_DELIVERY", _one_of("gate", "keys"), "gate"),
+            key_rotation_seconds=env.get(
+                "GATEWAY_KEY_ROTATION_SECONDS", _seconds(1, 86400), 120),
         )
         env.reject_unknown()
         if (settings.worker_index is None) != (settings.worker_fd is None):

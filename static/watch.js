@@ -51,6 +51,9 @@
     accessDeadline: null, // the end of all access held, next window included
     windowEnd: null, // the end of the current session's window
     windowTimer: null,
+    handoverTimer: null,
+    windowSessionId: null, // the session whose window is open
+    handedOver: null, // the window whose handover check-access was asked for
     startDeadline: null,
     startChecking: false,
     socket: null,
@@ -302,7 +305,25 @@
     renewBox.hidden = false;
     renewButton.hidden = true;
     renewText.textContent = t.renewed_until;
+    state.handedOver = null; // ask again: the next window is there to hand over now
+    scheduleHandover();
     renderCountdowns();
+  }
+
+  // Keys delivery: a player asks for a key only when the stream's key changes, with
+  // the cookie it holds then. So once in the last config.handoverMs of each window,
+  // ask check-access, which then hands over a paid next window's token (bought here or
+  // on another device): a key asked for just after the end is never refused.
+  function scheduleHandover() {
+    clearTimeout(state.handoverTimer);
+    const windowSessionId = state.windowSessionId;
+    if (!config.handoverMs || state.handedOver === windowSessionId
+        || state.windowEnd === null) return;
+    const due = state.windowEnd - config.handoverMs / 2 - performance.now();
+    state.handoverTimer = setTimeout(() => {
+      state.handedOver = windowSessionId;
+      refreshAccess();
+    }, Math.max(0, due));
   }
 
   function scheduleWindowEnd(access) {
@@ -333,7 +354,9 @@
       + (access.next ? access.next.remainingTime : access.remainingTime);
     state.renewed = Boolean(access.next);
     state.playbackUrl = access.playbackUrl;
+    state.windowSessionId = access.sessionId;
     scheduleWindowEnd(access);
+    scheduleHandover();
     // One socket: the newest session is the one whose news matters (a pending next
     // window's QR while it is being paid).
     const pendingNext = state.renewal && state.session ? state.session.sessionId : null;
@@ -546,6 +569,7 @@
     if (state.mode === "pay") return;
     stopRecovery();
     clearTimeout(state.windowTimer);
+    clearTimeout(state.handoverTimer);
     detach();
     state.autoplay = false;
     state.accessDeadline = null;

@@ -35,6 +35,7 @@ class Edge:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.answered: list[list[str]] = []  # per service instance: the paths it answered
+        self.cookies_seen: list[str] = []  # the paths that reached a service with cookies
 
     @property
     def url(self) -> str:
@@ -130,5 +131,7 @@ def _note_answers(edge: Edge, instance: int) -> Callable[[web.Request, web.Strea
 
     async def note(request: web.Request, response: web.StreamResponse) -> None:
         edge.answered[instance].append(request.path)
+        if "Cookie" in request.headers:
+            edge.cookies_seen.append(request.path)
 
     return note

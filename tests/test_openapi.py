@@ -5,16 +5,18 @@ page for people renders it with Swagger UI served from here."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from gateway.app import create_app
 from gateway.errors import GatewayError
 from gateway.i18n import error_message
 from gateway.middlewares import CODE_BY_HTTP_STATUS, STATUS_BY_ERROR
 from gateway.openapi import document, error_codes
 from gateway.routes import SWAGGER_UI_DIR
-from tests.conftest import IN_CI, ViewerClient
+from tests.conftest import IN_CI, ViewerClient, make_settings
 
 # Routes for browsers and files, not the HTTP API: pages and static assets.
 NOT_API = {"/", "/watch/{}", "/tickets", "/tickets/{}", "/static/{}", "/vendor/hls.min.js",
@@ -50,6 +52,15 @@ async def test_every_route_is_described_and_every_description_routed(
     described = {shape(path): {method.upper() for method in operations}
                  for path, operations in document(simulator_enabled=True)["paths"].items()}
     assert routed(app) == described
+
+
+def test_keys_delivery_routes_are_described_when_it_is_on(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, GATEWAY_DELIVERY="keys"))
+    described = {shape(path): {method.upper() for method in operations}
+                 for path, operations in document(simulator_enabled=True,
+                                                  keys_delivery=True)["paths"].items()}
+    assert routed(app) == described
+    assert {"/media/{}/{}", "/keys/{}/{}"} <= set(described)
 
 
 async def test_the_document_is_served_as_built(viewer: ViewerClient) -> None:

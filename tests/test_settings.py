@@ -29,6 +29,7 @@ def test_defaults_match_the_spec(tmp_path: Path) -> None:
             settings.cleanup_interval_seconds) == (7200, 1200, 60)
     assert settings.api_key is None
     assert settings.max_devices == 2 and settings.trusted_proxies == ()
+    assert (settings.delivery, settings.key_rotation_seconds) == ("gate", 120)
 
 
 def test_generated_secrets_are_kept_and_private(tmp_path: Path) -> None:
@@ -162,6 +163,9 @@ def catalog_priced(tmp_path: Path, *prices: int) -> Path:
         ({"GATEWAY_STREAM_OFFLINE_AFTER_SECONDS": "0"},
          "GATEWAY_STREAM_OFFLINE_AFTER_SECONDS: must be from 1"),
         ({"GATEWAY_MAX_DEVICES": "two"}, "GATEWAY_MAX_DEVICES: must be a whole number"),
+        ({"GATEWAY_DELIVERY": "cdn"}, "GATEWAY_DELIVERY: must be one of gate, keys; got 'cdn'"),
+        ({"GATEWAY_KEY_ROTATION_SECONDS": "0"},
+         "GATEWAY_KEY_ROTATION_SECONDS: must be from 1 to 86400, got 0 (seconds)"),
         ({"GATEWAY_TRUSTED_PROXIES": "10.0.0.1, nginx"},
          "GATEWAY_TRUSTED_PROXIES: not an address or CIDR: 'nginx'"),
     ],

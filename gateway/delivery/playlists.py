@@ -321,6 +321,55 @@ def _media(lines: list[_Line], *, stream_id: str, playlist_path: str, urls: Medi
     return RewrittenPlaylist("\n".join(out) + "\n", tuple(key_ids), window)
 
 
+def drop_segments_before(text: str, first_sequence: int) -> str:
+    """The media playlist `text` (as the origin wrote it) without its segments numbered
+    below `first_sequence`, for a live window that names keys that cannot be made any
+    more: EXT-X-MEDIA-SEQUENCE says where it now starts, EXT-X-DISCONTINUITY-SEQUENCE
+    counts the discontinuities that went, and the init section in effect (EXT-X-MAP) is
+    carried to the first segment kept. Every other line passes as it is."""
+    lines = _read(text)
+    header = _header(lines)
+    discontinuities = 0
+    kept: list[str] = []
+    sequence = header.media_sequence
+    map_in_effect: str | None = None
+    kept_any = False
+    block: list[_Line] = []
+    for line in lines:
+        if line.tag == "EXT-X-DISCONTINUITY-SEQUENCE":
+            if not _DECIMAL.fullmatch(line.value):
+                raise UnsupportedPlaylist(f"a malformed {line.text!r}")
+            discontinuities += int(line.value)
+            continue
+        if line.tag == "EXT-X-MEDIA-SEQUENCE":
+            continue
+        if not line.is_uri:
+            block.append(line)
+            continue
+        if sequence < first_sequence:
+            for dropped in block:
+                if dropped.tag == "EXT-X-DISCONTINUITY":
+                    discontinuities += 1
+                elif dropped.tag == "EXT-X-MAP":
+                    map_in_effect = dropped.text
+                elif dropped.tag not in _SEGMENT_TAGS:
+                    kept.append(dropped.text)  # the playlist's own tags, comments
+        else:
+            if not kept_any and map_in_effect is not None and not any(
+                    tag_line.tag == "EXT-X-MAP" for tag_line in block):
+                kept.append(map_in_effect)
+            kept_any = True
+            kept.extend(tag_line.text for tag_line in block)
+            kept.append(line.text)
+        block = []
+        sequence += 1
+    kept.extend(line.text for line in block)
+    head = ["#EXTM3U", f"#EXT-X-MEDIA-SEQUENCE:{max(first_sequence, header.media_sequence)}"]
+    if discontinuities:
+        head.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}")
+    return "\n".join(head + kept) + "\n"
+
+
 def _at_least_version(line: _Line) -> _Line:
     if not _DECIMAL.fullmatch(line.value):
         raise UnsupportedPlaylist(f"a malformed version: {line.text!r}")

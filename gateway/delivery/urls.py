@@ -88,6 +88,19 @@ def is_segment_path(path: str) -> bool:
     return _segment(path) is not None
 
 
+def playback_urls(stream_id: str, playlist: str, token: str) -> dict[str, str]:
+    """The stream's playlist in both forms, as check-access names them in keys delivery
+    (the gate's are gate/urls.py:playback_urls)."""
+    return {"playbackUrl": playlist_url(stream_id, playlist),
+            "tokenPlaybackUrl": playlist_url(stream_id, playlist, token)}
+
+
+def keys_path(stream_id: str) -> str:
+    """Every key of one stream is under this: the gate cookie's Path in keys delivery.
+    The media needs no cookie, so neither a CDN nor its cache key ever sees one."""
+    return f"{KEYS_PREFIX}{stream_id}/"
+
+
 def playlist_url(stream_id: str, path: str, token: str | None = None) -> str:
     if token is None:
         return f"{MEDIA_PREFIX}{stream_id}/{path}"

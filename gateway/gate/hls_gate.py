@@ -21,6 +21,7 @@ import aiohttp
 
 from gateway.catalog import Catalog, Stream
 from gateway.clock import Clock
+from gateway.delivery import urls as delivery_urls
 from gateway.device_model import Device, DeviceGrant
 from gateway.devices import Devices
 from gateway.errors import DeviceLimit, NoAccess, UnknownStream
@@ -37,6 +38,9 @@ from gateway.settings import Settings
 
 log = logging.getLogger("gateway.gate")
 
+# Keys delivery: in this last stretch of a window that a paid one follows, a device is
+# handed the next window's token (see `HlsGate.grant`). The watch page asks then.
+HANDOVER_MS = 60_000
 # Cookie headers remembered with the gate token in them (see `cookie_token`), and the
 # longest remembered: 4096 of them take 8 MB at most.
 _COOKIE_HEADERS_MAX = 4096
@@ -103,6 +107,13 @@ class HlsGate:
         self._cookie_tokens: dict[str, str | None] = {}
         self._devices: Devices | None = None
         self._counter: PlaceCounter | None = None
+        # What a viewer is handed. Keys delivery: the playlist under /media/ (public,
+        # encrypted), and the cookie where the keys are; the media needs none.
+        self._keys_delivery = settings.delivery == "keys"
+        self._playback_urls = (delivery_urls.playback_urls if self._keys_delivery
+                               else urls.playback_urls)
+        self._cookie_path = (delivery_urls.keys_path if self._keys_delivery
+                             else urls.stream_path)
 
     def open(self, http_client: aiohttp.ClientSession, devices: Devices) -> None:
         """Make the origins (HTTP ones share the process's pooled client) and the count
@@ -219,20 +230,39 @@ class HlsGate:
         self.access.session_changed(session)
 
     async def grant(self, session: PaymentSession, remaining_ms: int,
-                    device: Device) -> PlaybackGrant:
+                    device: Device, following: PaymentSession | None = None
+                    ) -> PlaybackGrant:
         """What a viewer with paid access is handed on `device`: a token for the session
         and that device's grant (the same one each time it asks), the playlist URLs, and
         the cookie that carries the token. Raises DeviceLimit when the device is new and
-        the purchase already plays on as many devices as it may."""
+        the purchase already plays on as many devices as it may. `following`: the paid
+        window that continues this one, if any (see `_holding`)."""
+        session, remaining_ms = self._holding(session, remaining_ms, following)
         device_grant = await self.devices.grant_for(session.session_id, device)
         return self._playback(session, remaining_ms, device_grant)
 
     async def watch_here(self, session: PaymentSession, remaining_ms: int,
-                         device: Device) -> PlaybackGrant:
+                         device: Device, following: PaymentSession | None = None
+                         ) -> PlaybackGrant:
         """"Watch here instead": what `grant()` hands, after the grant that has played
         longest is ended to make room (see Devices.watch_here)."""
+        session, remaining_ms = self._holding(session, remaining_ms, following)
         device_grant = await self.devices.watch_here(session.session_id, device)
         return self._playback(session, remaining_ms, device_grant)
+
+    def _holding(self, session: PaymentSession, remaining_ms: int,
+                 following: PaymentSession | None) -> tuple[PaymentSession, int]:
+        """Whose token the device should hold now. Keys delivery: in the last
+        HANDOVER_MS of a window that a paid one follows, the following window's. A
+        player asks for a key only when the stream's key changes, and the cookie it
+        sends cannot change by itself at the seam: had it the first window's token, a
+        key asked for just after the end would be refused (a gap, however short). The
+        token is good from now (tokens carry their end, not their start), so at most
+        HANDOVER_MS of the first window are played on the second's ticket."""
+        if (not self._keys_delivery or following is None
+                or remaining_ms > HANDOVER_MS):
+            return session, remaining_ms
+        return following, following.remaining_ms(self.clock())
 
     def _grant_ended(self, device_grant: DeviceGrant) -> None:
         # Refused here at once; its tokens live at most the longest window from now.
@@ -247,8 +277,8 @@ class HlsGate:
         assert stream is not None, "a paid session of a stream no longer sold"
         return PlaybackGrant(
             token=token,
-            urls=urls.playback_urls(stream.stream_id, stream.playlist, token),
-            cookie=GateCookie(urls.GATE_COOKIE, token, urls.stream_path(stream.stream_id),
+            urls=self._playback_urls(stream.stream_id, stream.playlist, token),
+            cookie=GateCookie(urls.GATE_COOKIE, token, self._cookie_path(stream.stream_id),
                               max(1, remaining_ms // 1000)),
         )
 

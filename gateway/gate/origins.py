@@ -7,7 +7,9 @@
 - `HttpOrigin`: an upstream server, through the shared client, single flight and cache.
 
 Playlists are never rewritten: relative URIs keep working under both the cookie form and
-the path-token form of the gate's URLs.
+the path-token form of the gate's URLs. Keys delivery (gateway/delivery/service.py)
+reads whole objects through the same caches and single-flight fetches (`Origin.read`),
+and rewrites and encrypts them itself.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ class Origin(abc.ABC):
     async def serve(self, request: web.Request, media: MediaPath,
                     grant: AccessGrant) -> web.StreamResponse: ...
 
+    @abc.abstractmethod
+    async def read(self, media: MediaPath) -> bytes:
+        """The whole object, for keys delivery, which rewrites or encrypts it: from the
+        same caches and single-flight fetches `serve` uses, with no query (keys delivery
+        passes no LL-HLS directive on). Raises MediaNotFound, UpstreamFailed or
+        UpstreamTimeout."""
+
     def cached(self, request: web.Request, media: MediaPath, grant: AccessGrant,
                now_ms: int) -> web.Response | None:
         """The response, when the object is in memory: called first, on every request,
@@ -108,7 +117,7 @@ class DirectoryOrigin(Origin):
         cached = self._memory.get(self._memory_prefix + media.path, now_ms)
         if cached is None:
             return None
-        return _bytes_response(request, cached.body, media_headers(
+        return bytes_response(request, cached.body, media_headers(
             media.content_type, _cache_control(media, grant, now_ms), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
@@ -117,6 +126,11 @@ class DirectoryOrigin(Origin):
                         else SEGMENT_CACHE_MS)
         return await _local_file(request, self._files, self._prefix + media.path, media,
                                  _cache_control(media, grant, self._clock()), cache_for_ms)
+
+    async def read(self, media: MediaPath) -> bytes:
+        cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
+                        else SEGMENT_CACHE_MS)
+        return await _read_local(self._files, self._prefix + media.path, cache_for_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +223,15 @@ class LiveLoopOrigin(Origin):
                                  segment_cache_control(grant, now_ms, lifetime_s),
                                  SEGMENT_CACHE_MS)
 
+    async def read(self, media: MediaPath) -> bytes:
+        if media.path == self._live_playlist:
+            return self.playlist(self._clock()).encode()
+        match = self._segment_name.fullmatch(media.path)
+        if match is None:
+            raise MediaNotFound()
+        segment = self._segments[int(match.group(1)) % len(self._segments)]
+        return await _read_local(self._files, segment.file, SEGMENT_CACHE_MS)
+
 
 class HttpOrigin(Origin):
     def __init__(self, base_url: str, fetcher: UpstreamFetcher, client: aiohttp.ClientSession,
@@ -244,7 +267,7 @@ class HttpOrigin(Origin):
             return None
         if cached.status != 200:  # a name the origin lacks, remembered briefly
             raise MediaNotFound()
-        return _bytes_response(request, cached.body, media_headers(
+        return bytes_response(request, cached.body, media_headers(
             media.content_type, _cache_control(media, grant, now_ms), True))
 
     async def serve(self, request: web.Request, media: MediaPath,
@@ -261,10 +284,24 @@ class HttpOrigin(Origin):
             # A range of an object not in the cache: wait for the shared fetch of the
             # whole object (one upstream request, however many ranges are asked for),
             # then cut the range from it.
-            return _bytes_response(request, await _whole(shared), media_headers(
+            return bytes_response(request, await _whole(shared), media_headers(
                 media.content_type, _cache_control(media, grant, self._clock()), True))
         headers = media_headers(media.content_type, _cache_control(media, grant, now_ms))
         return await _stream_shared(request, shared, headers)
+
+    async def read(self, media: MediaPath) -> bytes:
+        key = self._base_text + media.path
+        cached = self._memory.get(key, self._clock())
+        if cached is not None:
+            if cached.status != 200:
+                raise MediaNotFound()
+            return cached.body
+        cache_for_ms = (LIVE_PLAYLIST_CACHE_MS if media.kind is MediaKind.PLAYLIST
+                        else SEGMENT_CACHE_MS)
+        shared = self._fetcher.fetch(key, self._url(key), cache_for_ms=cache_for_ms)
+        # Shielded: a reader giving up must not cancel what the fetch's other readers
+        # (and the fetch itself) wait on.
+        return await asyncio.shield(_whole(shared))
 
 
 async def _local_file(request: web.Request, files: LocalFiles, file: str, media: MediaPath,
@@ -272,8 +309,18 @@ async def _local_file(request: web.Request, files: LocalFiles, file: str, media:
     body = await files.read(file, cache_for_ms)
     if body is None:  # too big for the cache: sendfile, which also does ranges
         return web.FileResponse(file, headers=media_headers(media.content_type, cache_control))
-    return _bytes_response(request, body, media_headers(media.content_type, cache_control,
+    return bytes_response(request, body, media_headers(media.content_type, cache_control,
                                                         True))
+
+
+async def _read_local(files: LocalFiles, file: str, cache_for_ms: int) -> bytes:
+    body = await files.read(file, cache_for_ms)
+    if body is not None:
+        return body
+    try:  # too big for the cache: read it whole, off the loop
+        return await asyncio.to_thread(Path(file).read_bytes)
+    except OSError:
+        raise MediaNotFound() from None
 
 
 async def _whole(shared: SharedFetch) -> bytes:
@@ -326,7 +373,7 @@ def byte_range(header: str | None) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
-def _bytes_response(request: web.Request, body: bytes, headers: Headers) -> web.Response:
+def bytes_response(request: web.Request, body: bytes, headers: Headers) -> web.Response:
     """A body from memory (`headers` from `media_headers`, from memory), honouring a
     single byte range like FileResponse does."""
     range_header = request.headers.get(hdrs.RANGE)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from gateway.clock import Clock
-from gateway.device_model import PLAYING_WINDOW_MS, REPORT_INTERVAL_MS, PlaceClaim
+from gateway.device_model import REPORT_INTERVAL_MS, PlaceClaim
 from gateway.devices import Devices
 from gateway.errors import DeviceLimit, NoAccess
 from gateway.logs import log_event
@@ -32,6 +32,7 @@ class PlaceCounter:
         self._devices = devices
         self._clock = clock
         self._limit = devices.max_devices
+        self._playing_window_ms = devices.playing_window_ms
         # An attribute, not a property: read on every playlist and segment request.
         self.counting = self._limit > 0
         self._reported: dict[_Place, int] = {}  # when the store last agreed
@@ -53,7 +54,7 @@ class PlaceCounter:
         age_ms = now_ms - reported_ms
         if age_ms < REPORT_INTERVAL_MS:
             return True
-        if age_ms < PLAYING_WINDOW_MS:
+        if age_ms < self._playing_window_ms:
             if place not in self._asking:
                 self._ask(place, session_id, expires_at_ms)  # answered in the background
             return True
@@ -123,7 +124,7 @@ class PlaceCounter:
         if size < max(_PRUNE_ABOVE, 2 * self._pruned_at_size):
             return
         self._reported = {place: at for place, at in self._reported.items()
-                          if now_ms - at < PLAYING_WINDOW_MS}
+                          if now_ms - at < self._playing_window_ms}
         self._refused = {place: until for place, until in self._refused.items()
                          if until > now_ms}
         self._ended = {grant: until for grant, until in self._ended.items() if until > now_ms}

@@ -177,7 +177,8 @@ async def check_access(request: web.Request) -> web.Response:
     if not (decision.has_access and decision.session is not None):
         return ok(access_json(decision))
     # This device's grant; refused (device_limit) when it is new and the places are taken.
-    grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device)
+    grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device,
+                                          decision.next_session)
     return _access_response(request, decision, grant)
 
 
@@ -198,7 +199,7 @@ async def watch_here(request: web.Request) -> web.Response:
     if not (decision.has_access and decision.session is not None):
         return ok(access_json(decision))
     grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
-                                                device)
+                                                device, decision.next_session)
     return _access_response(request, decision, grant)
 
 

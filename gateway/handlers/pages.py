@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway import qris
 from gateway.catalog import Stream
 from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
-from gateway.gate.hls_gate import PlaybackGrant
+from gateway.gate.hls_gate import HANDOVER_MS, PlaybackGrant
 from gateway.handlers.common import (
     current_viewer,
     known_viewer_id,
@@ -133,7 +133,8 @@ async def watch(request: web.Request) -> web.Response:
         access = access_json(decision)
         try:
             grant = await request.app[GATE].grant(decision.session, decision.remaining_ms,
-                                                  request_device(request, None))
+                                                  request_device(request, None),
+                                                  decision.next_session)
         except DeviceLimit:
             access["deviceLimit"] = True  # the page offers "watch here instead"
         else:
@@ -167,7 +168,10 @@ async def watch(request: web.Request) -> web.Response:
                 else None,
                 "buyable": view["buyable"], "cancelled": cancelled is not None,
                 "renewWindowMs": RENEWAL_WINDOW_MS,
-                "warnBeforeMs": ACCESS_WARNING_MS},
+                "warnBeforeMs": ACCESS_WARNING_MS,
+                # Keys delivery: when check-access hands over a paid next window's token.
+                "handoverMs": HANDOVER_MS
+                if request.app[SETTINGS].delivery == "keys" else 0},
     )
     response = aiohttp_jinja2.render_template("watch.html", request, context)
     if grant is not None:

@@ -10,13 +10,14 @@ from gateway.store.base import (
     Counters,
     DeviceGrants,
     Ledger,
+    MediaKeys,
     PaymentSessions,
     Refunds,
     SignIns,
     Store,
 )
 
-__all__ = ["Cancellations", "Changes", "Counters", "DeviceGrants", "Ledger",
+__all__ = ["Cancellations", "Changes", "Counters", "DeviceGrants", "Ledger", "MediaKeys",
            "PaymentSessions", "Refunds", "SignIns", "Store", "open_store"]
 
 

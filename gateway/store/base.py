@@ -289,6 +289,23 @@ class Cancellations(Protocol):
     async def all(self) -> dict[str, Cancellation]: ...
 
 
+class MediaKeys(Protocol):
+    """The keys media is encrypted with under `GATEWAY_DELIVERY=keys`, 16 bytes each,
+    named by stream and key id (`delivery.keys.KeyId` as text). Every instance must
+    encrypt a segment under the same key, so a key is made once, by whichever instance
+    asks first, and never changes. It matches `delivery.keys.KeyStore`."""
+
+    async def get(self, stream_id: str, key_id: str) -> bytes | None:
+        """The key, or None when none was made (or, with Redis, it has expired)."""
+        ...
+
+    async def create(self, stream_id: str, key_id: str, key: bytes) -> bytes:
+        """Keep `key` unless the stream already has one under `key_id`; return the one
+        kept. Atomic across instances: the first writer wins, and every caller gets the
+        winner's bytes."""
+        ...
+
+
 class Connection(Protocol):
     """What the parts of one store share: its connections."""
 
@@ -299,7 +316,7 @@ class Connection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """One opened store: its five parts over one backend's connections."""
+    """One opened store: its parts over one backend's connections."""
 
     sessions: PaymentSessions
     ledger: Ledger
@@ -310,6 +327,7 @@ class Store:
     sign_ins: SignIns
     refunds: Refunds
     cancellations: Cancellations
+    media_keys: MediaKeys
 
     @property
     def shared(self) -> bool:

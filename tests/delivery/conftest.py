@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import require_tool
 
+# The gate's media on disk and its local HTTP origin, for keys delivery in the service.
+from tests.gate.conftest import fmp4_dir, origin, ts_dir  # noqa: F401
+
 VIDEO_FPS = 25
 STREAM_SECONDS = 6  # three 2 s segments: enough for two keys at a 4 s rotation
 

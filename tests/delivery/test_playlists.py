@@ -12,6 +12,7 @@ from gateway.delivery.keys import KeyId, KeySchedule, KeyWindow, segment_iv
 from gateway.delivery.playlists import (
     RewrittenPlaylist,
     UnsupportedPlaylist,
+    drop_segments_before,
     resolve_uri,
     rewrite_playlist,
 )
@@ -429,3 +430,34 @@ def test_any_media_playlist_keeps_its_segments_each_under_its_scheduled_key(
     assert result.window is not None and result.key_ids[-1] in result.window
     assert parsed.is_endlist == ended
     assert all(key_id in result.window for key_id in result.key_ids) or not ended
+
+
+# Dropping the oldest segments (a live window naming keys that cannot be made any more)
+
+def test_dropped_segments_move_the_sequences_on_and_keep_the_init_in_effect() -> None:
+    text = "\n".join([
+        "#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-MEDIA-SEQUENCE:100", "#EXT-X-DISCONTINUITY-SEQUENCE:7",
+        '#EXT-X-MAP:URI="a/init.mp4"', "#EXTINF:2.0,", "a/100.m4s",
+        "#EXT-X-DISCONTINUITY", "#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:02Z",
+        "#EXTINF:2.0,", "a/101.m4s",
+        '#EXT-X-DATERANGE:ID="ad",START-DATE="2027-01-15T08:00:03Z"',
+        "#EXTINF:2.0,", "a/102.m4s", "#EXTINF:2.0,", "a/103.m4s"]) + "\n"
+    kept = drop_segments_before(text, 102)
+    parsed = m3u8.loads(kept)
+    assert parsed.media_sequence == 102 and parsed.discontinuity_sequence == 8
+    assert [segment.uri for segment in parsed.segments] == ["a/102.m4s", "a/103.m4s"]
+    assert parsed.segments[0].init_section.uri == "a/init.mp4"
+    assert parsed.target_duration == 2 and parsed.version == 7
+    assert '#EXT-X-DATERANGE:ID="ad"' in kept  # the playlist's own tags stay
+    assert "PROGRAM-DATE-TIME" not in kept and "#EXT-X-DISCONTINUITY\n" not in kept
+    # And it is still a playlist keys delivery serves, from where it now starts.
+    rewritten = rewrite(kept, rotation_s=4)
+    assert rewritten.key_ids == (KeyId(102, 2),)
+
+
+def test_dropping_nothing_changes_no_segment() -> None:
+    text = media(*segments(["a.ts", "b.ts"]), sequence=10)
+    kept = drop_segments_before(text, 10)
+    assert [s.uri for s in m3u8.loads(kept).segments] == ["a.ts", "b.ts"]
+    assert m3u8.loads(kept).media_sequence == 10

@@ -25,6 +25,7 @@ from gateway.store.redis.ledger import (
     queue_tags,
     queue_ticket,
 )
+from gateway.store.redis.media_keys import RedisMediaKeys
 from gateway.store.redis.refunds import RedisCancellations, RedisRefunds
 from gateway.store.redis.rows import load_sessions
 from gateway.store.redis.sessions import RedisSessions
@@ -49,7 +50,8 @@ async def open_redis(url: str, key_prefix: str = "gateway:",
                  grants=RedisGrants(client), counters=RedisCounters(client),
                  changes=RedisChanges(client), connection=client,
                  sign_ins=RedisSignIns(client), refunds=RedisRefunds(client),
-                 cancellations=RedisCancellations(client))
+                 cancellations=RedisCancellations(client),
+                 media_keys=RedisMediaKeys(client))
 
 
 async def _warn_if_not_durable(client: Client) -> None:

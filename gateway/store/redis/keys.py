@@ -106,6 +106,12 @@ class Keys:
     def places(self, session_id: str) -> str:
         return f"{self.prefix}places:{part(session_id)}"
 
+    # --- media keys -------------------------------------------------------------------
+
+    def media_key(self, stream_id: str, key_id: str) -> str:
+        """One AES-128 key of keys delivery (hex)."""
+        return f"{self.prefix}media-key:{part(stream_id)}:{part(key_id)}"
+
     # --- counters ---------------------------------------------------------------------
 
     def rate(self, bucket: str, window: int) -> str:

@@ -244,6 +244,16 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         cancelled_by    TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    -- GATEWAY_DELIVERY=keys: the AES-128 keys media is encrypted with, made once per
+    -- stream and key id by whichever process asks first (store/sqlite/media_keys.py).
+    CREATE TABLE media_keys (
+        stream_id TEXT NOT NULL,
+        key_id    TEXT NOT NULL,
+        key       BLOB NOT NULL CHECK (length(key) = 16),
+        PRIMARY KEY (stream_id, key_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 
