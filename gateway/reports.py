@@ -27,8 +27,11 @@ class Audience:
 
 class Reports:
     def __init__(self, ledger: Ledger, sessions: PaymentSessions, grants: DeviceGrants,
-                 clock: Clock, provider: str) -> None:
+                 clock: Clock, provider: str, playing_window_ms: int = PLAYING_WINDOW_MS
+                 ) -> None:
         self._provider = provider  # whose transaction ids the sessions carry
+        # A place plays while the gate saw it within this (keys delivery: a rotation).
+        self._playing_window_ms = playing_window_ms
         self._ledger = ledger
         self._sessions = sessions
         self._grants = grants
@@ -68,7 +71,7 @@ class Reports:
         paid = await self._sessions.paid_now(now_ms)
         places = await self._grants.playing_counts(
             [session_id for ids in paid.values() for session_id in ids],
-            now_ms - PLAYING_WINDOW_MS)
+            now_ms - self._playing_window_ms)
         playing = {stream_id: sum(places.get(session_id, 0) for session_id in ids)
                    for stream_id, ids in paid.items()}
         return Audience(paid={stream_id: len(ids) for stream_id, ids in paid.items()},

@@ -85,7 +85,9 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         **({"playing_window_ms": playing_window_ms(settings.key_rotation_seconds)}
            if settings.delivery == "keys" else {}))
     app[REPORTS] = Reports(store.ledger, store.sessions, store.grants, app[CLOCK],
-                           app[PROVIDER].name)
+                           app[PROVIDER].name,
+                           # "Playing now" counts a place as long as the gate does.
+                           playing_window_ms=app[DEVICES].playing_window_ms)
     refunds = RefundService(store.refunds, store.cancellations, store.ledger, sessions,
                             app[PROVIDER], app[CATALOG], app[CLOCK],
                             retry_after_seconds=settings.refund_retry_seconds)

@@ -438,3 +438,23 @@ async def test_a_master_playlist_of_fmp4_renditions_plays_with_a_path_token(
     assert await video_frames(url) == STREAM_SECONDS * VIDEO_FPS
     # Without the token, the same media decodes to nothing: its keys are refused.
     assert await video_frames(str(buyer.http.make_url(access["playbackUrl"]))) == 0
+
+
+async def test_the_console_counts_a_keys_player_as_playing_between_keys(
+        buyer: ViewerClient, clock: FakeClock) -> None:
+    """A keys player comes back once a key (a rotation), not once a segment: the
+    console's "playing now" counts its place as long as the gate does."""
+    from gateway.device_model import PLAYING_WINDOW_MS
+    from gateway.keys import REPORTS
+
+    app = buyer.http.app
+    assert app is not None
+    await buy(buyer, "dir")
+    _, _, body = await fetch(buyer, "/media/dir/index.m3u8")
+    status, _, _ = await fetch(buyer, segments_of(body.decode())[0].key_uri)
+    assert status == 200
+    assert (await app[REPORTS].audience_now()).playing == {"dir": 1}
+    clock.advance(PLAYING_WINDOW_MS / 1000 + 2)  # past /hls/'s window, within a rotation's
+    assert (await app[REPORTS].audience_now()).playing == {"dir": 1}
+    clock.advance(ROTATION_S + 1)  # no key for longer than a rotation and its grace
+    assert (await app[REPORTS].audience_now()).playing == {}
