@@ -15,8 +15,9 @@ from aiohttp import ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
-from gateway.keys import GATE, METRICS, SESSIONS, SWEEPER
+from gateway.keys import CLOCK, GATE, METRICS, PROVIDER, SESSIONS, SWEEPER
 from gateway.model import PaymentSession
+from gateway.providers.simulator import SIGNATURE_HEADER
 from gateway.settings import Settings, SettingsError
 from tests.conftest import (
     API_KEY,
@@ -156,3 +157,42 @@ async def test_instances_must_share_their_secrets(tmp_path: Path, redis_prefix: 
     with pytest.raises(SettingsError, match="GATEWAY_SECRET: must be set when instances"):
         Settings.from_env({"GATEWAY_VAR_DIR": str(tmp_path), "GATEWAY_STORE": REDIS_URL,
                            "GATEWAY_REDIS_KEY_PREFIX": redis_prefix})
+
+
+@pytest.mark.parametrize("copies", ["the same bytes", "signed anew each time"])
+async def test_a_notification_delivered_200_times_at_once_to_two_instances_is_all_200(
+        two_instances: Instances, copies: str) -> None:
+    """A provider that timed out retries, and may deliver one notification many times
+    over: each copy must hear 200 (a 5xx makes it retry for a day), one is applied.
+    Signed anew, each copy is a duplicate event the ledger stores, not a replay."""
+    here, there = two_instances
+    qr = await here.generate_qris()
+    app = here.http.app
+    assert app is not None
+    provider = app[PROVIDER]
+    headers, body = provider.pay(qr["trxId"], qr["amount"])  # type: ignore[attr-defined]
+    now_s = app[CLOCK]() // 1000
+
+    def copy(n: int) -> dict[str, str]:
+        if copies == "the same bytes":
+            return headers
+        signature = provider.signature(body, now_s - n)  # type: ignore[attr-defined]
+        return headers | {SIGNATURE_HEADER: signature}
+
+    async def deliver(instance: ViewerClient, n: int) -> int:
+        async with instance.http.post("/api/payment-callback", data=body,
+                                      headers=copy(n)) as response:
+            await response.read()
+            return response.status
+
+    statuses = await asyncio.gather(*(deliver(here if n % 2 else there, n)
+                                      for n in range(200)))
+    assert sorted(set(statuses)) == [200], {s: statuses.count(s) for s in set(statuses)}
+    assert (await here.status(qr["sessionId"]))["status"] == "paid"
+    notifications = await here.call(
+        "GET", "/api/notifications", params={"trxId": qr["trxId"], "limit": "1000"},
+        headers={"X-Api-Key": API_KEY}, expect=200)
+    of_this = [entry for entry in notifications["data"]["notifications"]
+               if entry["trxId"] == qr["trxId"]]
+    assert sum(entry["applied"] for entry in of_this) == 1
+    assert len(of_this) == (1 if copies == "the same bytes" else 200)

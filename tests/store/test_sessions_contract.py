@@ -197,6 +197,18 @@ async def test_two_handles_on_one_store_race_for_one_viewer(
     assert len(await other.ledger.notifications()) == 2  # both kept, one applied
 
 
+async def test_a_burst_of_payments_wider_than_the_connection_pool_all_apply(
+        store: Store) -> None:
+    """More payments at once than the store has connections (a show's start): each is
+    applied, none waits out the deadline for a connection its own reads need."""
+    sessions = [(await store.sessions.insert_pending(pending(f"user{i}"), T0))[0]
+                for i in range(200)]
+    decisions = await asyncio.gather(*(pay(store.sessions, session, at_ms=T0 + 1000,
+                                           event_id=f"evt-{session.session_id}")
+                                       for session in sessions))
+    assert [decision.reason for decision in decisions] == ["paid"] * 200
+
+
 async def test_two_sweepers_expire_each_session_once(two_handles: tuple[Store, Store]) -> None:
     """Every instance runs the sweeper: a session expired by one is not reported (and
     pushed to viewers) again by another, and nothing due is left for the next round."""

@@ -35,6 +35,12 @@ Pipeline = Any
 # Connections per instance. Beyond them a request waits for one (up to the store's
 # timeout) instead of failing: a burst queues, it does not turn into 500s.
 POOL_CONNECTIONS = 64
+# Transactions under way at once per instance. A transaction holds its pipeline's
+# connection while it reads through others (scripts run on the pool, not on the WATCHing
+# connection): were every pooled connection held by a transaction, their reads would
+# wait for one another until the deadline (200 copies of one notification at once gave
+# 503s). Half the pool for transactions leaves the other half for their reads.
+CONCURRENT_TRANSACTIONS = POOL_CONNECTIONS // 2
 
 
 class Client:
@@ -48,6 +54,7 @@ class Client:
         self.feed: Any = feed or redis
         self.keys = keys
         self.timeout_s = timeout_s
+        self._transaction_slots = asyncio.Semaphore(CONCURRENT_TRANSACTIONS)
 
     @classmethod
     async def connect(cls, url: str, key_prefix: str, timeout_s: float) -> Client:
@@ -89,7 +96,7 @@ class Client:
         # A WATCH conflict means another writer committed: retrying is progress. Retried
         # until the caller's deadline (`bounded`), with a growing random pause so that
         # instances racing on one key stop colliding in step.
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self._transaction_slots, self.redis.pipeline(transaction=True) as pipe:
             conflicts = 0
             while True:
                 try:

@@ -11,7 +11,9 @@ into its own MULTI (ledger.py's `queue_entry`, `queue_ticket`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from redis.exceptions import WatchError
@@ -100,6 +102,25 @@ class RedisSessions(Part, PaymentSessions):
         super().__init__(client)
         self._read_notification_context = client.redis.register_script(
             _READ_NOTIFICATION_CONTEXT)
+        # Notifications of one transaction being applied in this process, and how many
+        # wait for each. Copies of one notification (a provider retrying, 200 at once)
+        # all WATCH the same keys, and each commit sends every other copy round again:
+        # taken one at a time here, only the instances contend, not every copy.
+        self._applying: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, key: str) -> AsyncIterator[None]:
+        lock, waiting = self._applying.get(key, (asyncio.Lock(), 0))
+        self._applying[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._applying[key]
+            if waiting == 1:
+                del self._applying[key]
+            else:
+                self._applying[key] = (lock, waiting - 1)
 
     # --- reads -----------------------------------------------------------------
 
@@ -265,7 +286,8 @@ class RedisSessions(Part, PaymentSessions):
                         session.stream_id if session is not None else None)
             return decision
 
-        return await self._client.transaction(apply)
+        async with self._one_at_a_time(trx_key):
+            return await self._client.transaction(apply)
 
     async def _notification_context(self, trx_key: str, event_key: str,
                                     replay_key: str | None, *, draw_number: bool = False
