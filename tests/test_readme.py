@@ -65,3 +65,15 @@ async def test_every_local_page_the_readme_sends_a_reader_to_exists(tmp_path: Pa
                 if not any(resource.canonical == path.rstrip("/") or resource.canonical == path
                            for resource in app.router.resources())]
     assert unrouted == []
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda path: path.parent.name or "root")
+def test_every_log_line_the_readme_names_is_written_by_the_service(readme: Path) -> None:
+    """An operator greps the log for the names the README gives: each is an event the
+    service logs (a `log_event` name, written as a string in the code)."""
+    text = readme.read_text()
+    source = "\n".join(path.read_text() for path in (ROOT / "gateway").rglob("*.py"))
+    named = {match.group(1) for match in re.finditer(r"`([a-z]+(?:_[a-z]+)+)`", text)
+             if re.search(r"\blog\b|\blines?\b",
+                          text[max(0, match.start() - 100):match.end() + 100])}
+    assert not {name for name in named if f'"{name}"' not in source}

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -44,7 +46,11 @@ class Answer:
 async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str, *,
                timeout_seconds: float, **request: Any) -> Answer:
     """One request. A provider that does not answer, or answers 5xx, is unavailable; a
-    4xx answer is returned, because what it means depends on the call."""
+    4xx answer is returned, because what it means depends on the call. Every call that
+    gets an answer leaves a `provider_call` line: what an operator reads on the first
+    live payments (the path only: a query may carry a reference, never a secret, but
+    the host is in the settings already)."""
+    started_s = time.perf_counter()
     try:
         async with http.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout_seconds),
                                 **request) as response:
@@ -58,6 +64,9 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
         log_event(log, "provider_unreachable", level=logging.WARNING, provider=provider,
                   method=method, url=url, error=type(exc).__name__)
         raise ProviderUnavailable() from None
+    log_event(log, "provider_call", provider=provider, method=method,
+              path=urlsplit(url).path, status=status,
+              elapsedMs=round((time.perf_counter() - started_s) * 1000, 1))
     if status >= 500 or len(raw) > _MAX_ANSWER_BYTES:
         log_event(log, "provider_failed", level=logging.WARNING, provider=provider,
                   method=method, url=url, status=status, answer=excerpt(raw))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 import aiohttp
@@ -83,6 +84,18 @@ async def test_create_asks_for_our_reference_price_and_window_and_returns_valid_
     assert sent["headers"]["api-version"] == "2022-07-31"
     assert sent["headers"]["Authorization"] == (
         "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode())
+
+
+async def test_each_call_leaves_a_provider_call_line_without_the_key(
+        xendit: XenditProvider, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """The line the README tells an operator to watch on the first live payments."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    await xendit.create_qris("sess-abc", PRICE, clock() + WINDOW_MS)
+    [line] = harness.logged(caplog, "provider_call")
+    assert {key: line[key] for key in ("provider", "method", "path", "status")} == {
+        "provider": "xendit", "method": "POST", "path": "/qr_codes", "status": 201}
+    assert isinstance(line["elapsedMs"], float) and line["elapsedMs"] >= 0
+    assert SECRET_KEY not in repr(line)
 
 
 async def test_a_wrong_secret_key_is_a_provider_error(
