@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
@@ -42,9 +43,13 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.serve")
 
 
-# The listen backlog. asyncio accepts up to this many connections in one go, before the
-# cap can close any of them, so it is part of the descriptors kept in reserve.
+# asyncio accepts up to this many connections in one go (its `backlog`), before the cap
+# can close any of them, so it is part of the descriptors kept in reserve.
 BACKLOG = 32
+# The kernel's queue of connections not yet accepted, set apart from asyncio's batch: a
+# show's first second brings thousands of connections at once, and a full queue drops
+# their SYNs (the phone retries after 1 s, then 3 s). The kernel caps it at somaxconn.
+LISTEN_QUEUE = 4096
 # Descriptors kept for everything but client connections: the store, the origins and
 # providers, log files, the event loop's own; and one backlog's burst of accepts.
 RESERVED_DESCRIPTORS = 64 + 4 * BACKLOG
@@ -289,6 +294,10 @@ class _GuardedSite(web.BaseSite):
         else:
             self._server = await loop.create_server(factory, *self._where,
                                                     reuse_address=True, backlog=BACKLOG)
+        for listening in self._server.sockets:
+            # listen() again on a duplicate: asyncio's own wrapper hides it.
+            with socket.socket(fileno=os.dup(listening.fileno())) as duplicate:
+                duplicate.listen(LISTEN_QUEUE)
 
 
 def _quiet_exhaustion(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.logs import log_event
+from gateway.serve import LISTEN_QUEUE
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.workers")
 
-BACKLOG = 256  # shared by every worker
 STOP_TIMEOUT_S = 15.0  # a worker's graceful shutdown (WebSockets get 1001) takes ~10 s
 RESTART_DELAYS_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 STEADY_AFTER_S = 30.0  # a worker that ran this long restarts at once when it dies
@@ -44,7 +44,7 @@ def listening_socket(settings: Settings) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
-    sock.listen(BACKLOG)
+    sock.listen(LISTEN_QUEUE)  # each worker sets it again once it serves
     sock.set_inheritable(True)
     return sock
 

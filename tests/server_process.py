@@ -74,3 +74,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def listen_queue(port: int) -> int:
+    """The kernel's queue length of the socket listening on `port` (`ss`' Send-Q)."""
+    from tests.conftest import require_tool
+    shown = subprocess.run([require_tool("ss"), "-ltnH", f"sport = :{port}"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return int(shown[2])  # State Recv-Q Send-Q Local Peer

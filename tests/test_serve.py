@@ -15,7 +15,7 @@ import pytest
 from gateway.i18n import error_message
 from gateway.serve import connection_cap
 from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, listen_queue
 
 pytestmark = pytest.mark.slow
 
@@ -109,6 +109,13 @@ def served(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def test_a_crowd_of_connections_waits_in_the_kernels_queue_not_dropped(
+        served: ServerProcess) -> None:
+    """asyncio's accept batch (32) must not set the kernel's queue: at a show's start a
+    full queue drops SYNs, and each phone waits a second or more to retry."""
+    assert listen_queue(served.port) >= 1024
 
 
 @pytest.mark.parametrize("request_bytes", [

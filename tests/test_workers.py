@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, listen_queue
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,12 @@ def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def test_the_shared_port_keeps_its_kernel_queue_once_workers_serve(
+        two_workers: ServerProcess) -> None:
+    """Each worker's asyncio listen() must not shrink the supervisor's queue."""
+    assert listen_queue(two_workers.port) >= 1024
 
 
 def test_two_workers_share_the_port(two_workers: ServerProcess) -> None:
