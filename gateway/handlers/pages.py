@@ -12,6 +12,7 @@ from gateway.catalog import Stream
 from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
 from gateway.gate.hls_gate import HANDOVER_MS, PlaybackGrant
 from gateway.handlers.common import (
+    access_answer,
     current_viewer,
     known_viewer_id,
     path_value,
@@ -150,11 +151,16 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     cancelled = (await _cancellation_view(request, stream, user_id, context["lang"])
                  if view["status"] == StreamStatus.CANCELLED.value else None)
+    # A ticket taken away (revoked, refunded, show cancelled): the page says so, and
+    # offers no QR (a cancelled show's own panel says it all).
+    ended = (await access_answer(request, decision)
+             if decision.ended is not None and cancelled is None else None)
     context.update(
         **view,
         cancelled=cancelled,
         has_access=access is not None and "deviceLimit" not in access,
         device_limit=access is not None and "deviceLimit" in access,
+        ended=ended,
         waiting=decision.starts_in_ms is not None,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
@@ -167,6 +173,7 @@ async def watch(request: web.Request) -> web.Response:
                 "ticket": access_json(decision) if decision.starts_in_ms is not None
                 else None,
                 "buyable": view["buyable"], "cancelled": cancelled is not None,
+                "ended": ended, "supportUrl": request.app[SETTINGS].support_url,
                 "renewWindowMs": RENEWAL_WINDOW_MS,
                 "warnBeforeMs": ACCESS_WARNING_MS,
                 # Keys delivery: when check-access hands over a paid next window's token.
