@@ -654,7 +654,7 @@
       setTimeout(async () => {
         const access = await checkAccess();
         if (state.mode !== "ended") return;
-        if (access && access.endedReason) renderEnded(access);
+        if (access && access.endedReason) showEndedPanel(access); // and look again
         else if (access && access.hasAccess) play(access); // bought again elsewhere
       }, REFUND_RECHECK_MS);
     }
@@ -826,6 +826,8 @@
       announce("pay", payAnnouncer, t.pay_time_left, left);
     } else {
       payCountdown.textContent = "--:--";
+      payAnnouncer.textContent = ""; // no time left to pay in when there is nothing to pay
+      lastAnnounced.pay = null;
     }
     if (state.accessDeadline !== null) {
       const left = state.accessDeadline - now;
