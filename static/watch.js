@@ -142,7 +142,7 @@
       setStatus(errorText(answer));
       const offline = answer.payload.code === "stream_offline";
       if (offline) $("pay-heading").textContent = t.offline_heading;
-      newQrButton.textContent = offline ? t.retry_button : t.new_qr_button;
+      newQrButton.textContent = t.retry_button; // no QR was made: try again, not "new"
       newQrButton.hidden = false;
       return;
     }
