@@ -40,9 +40,18 @@ from gateway.keys import (
     SETTINGS,
     STREAM_HEALTH,
 )
-from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
+from gateway.model import (
+    ENDED_BY_REVOCATION,
+    RENEWAL_WINDOW_MS,
+    PaymentSession,
+    SessionStatus,
+)
+from gateway.refund_model import ENDED_BY_CANCELLATION, ENDED_BY_REFUND
 from gateway.session_json import access_json
 from gateway.stream_health import StreamStatus
+
+# Why a ticket can end early (model.PaymentSession.ended_reason), each with its words.
+ENDED_REASONS = (ENDED_BY_REVOCATION, ENDED_BY_REFUND, ENDED_BY_CANCELLATION)
 
 # The watch page warns this long before access ends (and offers the next window from
 # RENEWAL_WINDOW_MS on).
@@ -248,6 +257,9 @@ def ticket_view(request: web.Request, session: PaymentSession, now_ms: int,
     elif session.status_at(now_ms) == SessionStatus.PAID:
         state = t["ticket_left"].format(
             left=time_until_text(session.remaining_ms(now_ms), language))
+    elif session.ended_reason in ENDED_REASONS:
+        # Taken away early: say by what, as the watch page does (issue 27).
+        state = t[f"ticket_ended_{session.ended_reason}"]
     else:
         state = t["ticket_over"]
     return {
