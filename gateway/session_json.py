@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from gateway.model import AccessDecision, PaymentSession, SessionStatus
+from gateway.model import AccessDecision, SessionStatus
 from gateway.refund_model import Refund
 
 
@@ -68,6 +68,22 @@ def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STA
             for name in fields}
 
 
+def ended_json(ended_reason: str, session_id: str, refunds: Sequence[Refund],
+               cancel_reason: str | None) -> dict[str, Any]:
+    """Why a viewer's ticket stopped before its time, added to check-access's "no
+    access" answer: `endedReason` (`revoked`, `refunded`, `cancelled`), where each refund
+    of it stands, and the organiser's reason for a cancelled show."""
+    data: dict[str, Any] = {
+        "endedReason": ended_reason,
+        "endedSessionId": session_id,
+        "refunds": [{"amount": refund.amount, "status": refund.status.value}
+                    for refund in refunds],
+    }
+    if cancel_reason:
+        data["cancelReason"] = cancel_reason
+    return data
+
+
 def access_json(decision: AccessDecision) -> dict[str, Any]:
     """check-access's answer (also the watch page's starting point)."""
     data: dict[str, Any] = {
@@ -90,18 +106,3 @@ def access_json(decision: AccessDecision) -> dict[str, Any]:
                         - decision.session.expires_at_ms}
     return data
 
-
-def ended_json(ticket: PaymentSession, refunds: Sequence[Refund],
-               cancel_reason: str | None) -> dict[str, Any]:
-    """Why a viewer's ticket stopped before its time, added to check-access's "no
-    access" answer: `endedReason` (`revoked`, `refunded`, `cancelled`), where each refund
-    of it stands, and the organiser's reason for a cancelled show."""
-    data: dict[str, Any] = {
-        "endedReason": ticket.ended_reason,
-        "endedSessionId": ticket.session_id,
-        "refunds": [{"amount": refund.amount, "status": refund.status.value}
-                    for refund in refunds],
-    }
-    if cancel_reason:
-        data["cancelReason"] = cancel_reason
-    return data

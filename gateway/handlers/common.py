@@ -56,10 +56,11 @@ async def access_answer(request: web.Request, decision: AccessDecision) -> dict[
     where its money stands (one refunds read, only then)."""
     data = access_json(decision)
     ticket = decision.ended
-    if ticket is not None:
+    if ticket is not None and ticket.ended_reason is not None:
         refunds = request.app[REFUNDS]
         cancellation = refunds.cancelled.get(ticket.stream_id)
-        data |= ended_json(ticket, await refunds.of_payment(ticket.trx_id),
+        data |= ended_json(ticket.ended_reason, ticket.session_id,
+                           await refunds.of_payment(ticket.trx_id),
                            cancellation.reason if cancellation else None)
     return data
 
