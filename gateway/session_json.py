@@ -105,4 +105,3 @@ def access_json(decision: AccessDecision) -> dict[str, Any]:
                         "remainingTime": current_ends_in_ms + following.expires_at_ms
                         - decision.session.expires_at_ms}
     return data
-
