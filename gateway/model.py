@@ -126,6 +126,17 @@ class PaymentSession:
         return max(0, (self.starts_at_ms or now_ms) - now_ms)
 
 
+def ended_early_ticket(purchases: list[PaymentSession], stream_id: str,
+                       now_ms: int) -> PaymentSession | None:
+    """The viewer's newest ticket for the stream, if it was ended early and the window
+    it bought is not over yet (after that, access would have ended anyway)."""
+    newest = next((ticket for ticket in purchases if ticket.stream_id == stream_id), None)
+    if newest is None or newest.ended_reason is None:
+        return None
+    bought_until_ms = tokens_live_until_ms(newest)
+    return newest if bought_until_ms is not None and now_ms < bought_until_ms else None
+
+
 def tokens_live_until_ms(session: PaymentSession) -> int | None:
     """The one rule for how long a session's access tokens live: until the end of the
     window its payment bought, whatever has ended the session since. The token's signer
@@ -401,6 +412,10 @@ class AccessDecision:
     starts_in_ms: int | None = None
     # The paid next window that continues this one, if bought.
     next_session: PaymentSession | None = None
+    # No access because the viewer's ticket was ended early (revoked, refunded, show
+    # cancelled) inside the window it bought: the page says what happened instead of
+    # asking for money again.
+    ended: PaymentSession | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,17 @@ SESSION_STATUS = _obj(
     remainingTime=DURATION_MS)
 ACCESS = _obj(
     ["hasAccess", "streamId", "sessionId", "remainingTime"],
-    {"playbackUrl": {"type": "string"}, "tokenPlaybackUrl": {"type": "string"}},
+    {"playbackUrl": {"type": "string"}, "tokenPlaybackUrl": {"type": "string"},
+     # No access because the ticket was ended early, inside the window it bought.
+     "endedReason": {"type": "string", "enum": ["revoked", "refunded", "cancelled"],
+                     "description": "why the viewer's ticket stopped before its time"},
+     "endedSessionId": SESSION,
+     "refunds": {"type": "array", "description": "the ended ticket's refunds",
+                 "items": _obj(["amount", "status"], amount={"type": "integer"},
+                               status={"type": "string", "enum": [
+                                   "requested", "succeeded", "failed", "manual"]})},
+     "cancelReason": {"type": "string", "description": "the organiser's, for a "
+                      "cancelled show"}},
     hasAccess={"type": "boolean"}, streamId=STREAM,
     sessionId={"type": ["string", "null"]}, remainingTime=DURATION_MS)
 DEVICE = _pattern(DEVICE_ID.pattern)
@@ -269,6 +279,15 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                     **_errors(400, 401, 403, 404, 408, 413)}}},
         "/api/qr/{sessionId}.png": {"get": {
             "operationId": "qrImage", "summary": "The session's QRIS, drawn here.",
+            "security": VIEWER_SECURITY,
+            "parameters": [_path("sessionId", SESSION, "The session."), USER_PARAM],
+            "responses": {"200": {"description": "A PNG.", "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                **_errors(400, 401, 403, 404)}}},
+        "/api/qr/{sessionId}/card.png": {"get": {
+            "operationId": "qrCard",
+            "summary": "The session's QRIS on a card to save: QRIS mark, merchant, NMID, "
+                       "amount, payment deadline (in the Accept-Language language).",
             "security": VIEWER_SECURITY,
             "parameters": [_path("sessionId", SESSION, "The session."), USER_PARAM],
             "responses": {"200": {"description": "A PNG.", "content": {
@@ -434,6 +453,8 @@ _QR = _obj(
      "expiresAt", "remainingTime"],
     sessionId=SESSION, trxId=TRX, qrString={"type": "string"},
     qrCode={"type": "string", "description": "URL of the QR image"},
+    qrCard={"type": "string", "description": "URL of the QR card to save: the code with "
+            "the QRIS mark, merchant, NMID, amount and payment deadline"},
     amount={"type": "integer", "minimum": 1}, fee={"type": "integer", "minimum": 0},
     streamId=STREAM, status=STATUS, expiresAt=MS, remainingTime=DURATION_MS,
     merchantName={"type": ["string", "null"], "description": "as the payer's e-wallet shows it"},
@@ -503,7 +524,7 @@ TAGS = {
 }
 _TAG_OF = {
     **dict.fromkeys(("listStreams", "poster", "generateQris", "paymentStatus", "checkAccess",
-                     "listUserSessions", "userSessionForStream", "qrImage", "watchHere",
+                     "listUserSessions", "userSessionForStream", "qrImage", "qrCard", "watchHere",
                      "statusSocket", "openapi", "apiDocs"), "viewer"),
     **dict.fromkeys(("paymentNotification", "simulatorPay"), "provider"),
     **dict.fromkeys(("revokeSession", "listGrants", "endGrant", "listPayments",

@@ -58,6 +58,7 @@ def setup_routes(app: web.Application, *, simulator_enabled: bool,
     router.add_get("/api/user-sessions", api.list_user_sessions, name="user-sessions")
     router.add_post("/api/user-sessions", api.user_session_for_stream, name="user-session")
     router.add_get("/api/qr/{session_id}.png", qr.qr_png, name="qr-png")
+    router.add_get("/api/qr/{session_id}/card.png", qr.qr_card_png, name="qr-card")
     router.add_post("/api/sessions/{session_id}/revoke", api.revoke_session,
                     name="revoke-session")
     router.add_post("/api/watch-here", api.watch_here, name="watch-here")

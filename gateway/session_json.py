@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.model import AccessDecision, SessionStatus
+from gateway.refund_model import Refund
 
 
 class SessionState(Protocol):
@@ -48,9 +49,10 @@ _FIELDS: dict[str, Callable[[Any, int], object]] = {
 # A session in a list or after an operator's action (user-sessions, revoke).
 STATUS_FIELDS = ("sessionId", "streamId", "trxId", "status", "amount", "createdAt",
                  "paidAt", "startsAt", "expiresAt", "remainingTime", "renews")
-# POST /api/generate-qris (`qrCode`, the image URL, is the handler's to give).
-QR_FIELDS = ("sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
-             "status", "expiresAt", "remainingTime", "merchantName", "nmid")
+# POST /api/generate-qris (`qrCode`, the image URL, and `qrCard`, the saveable card's,
+# are the handler's to give).
+QR_FIELDS = ("sessionId", "trxId", "qrString", "qrCode", "qrCard", "amount", "fee",
+             "streamId", "status", "expiresAt", "remainingTime", "merchantName", "nmid")
 # GET /api/payment-callback, the seed's status poll.
 POLL_FIELDS = ("status", "sessionId", "trxId", "remainingTime", "paidAt", "expiresAt")
 # The WebSocket's status message (after its "type").
@@ -64,6 +66,22 @@ def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STA
     are exact at that moment, rule 5). `given` supplies fields only the caller knows."""
     return {name: given[name] if name in given else _FIELDS[name](session, now_ms)
             for name in fields}
+
+
+def ended_json(ended_reason: str, session_id: str, refunds: Sequence[Refund],
+               cancel_reason: str | None) -> dict[str, Any]:
+    """Why a viewer's ticket stopped before its time, added to check-access's "no
+    access" answer: `endedReason` (`revoked`, `refunded`, `cancelled`), where each refund
+    of it stands, and the organiser's reason for a cancelled show."""
+    data: dict[str, Any] = {
+        "endedReason": ended_reason,
+        "endedSessionId": session_id,
+        "refunds": [{"amount": refund.amount, "status": refund.status.value}
+                    for refund in refunds],
+    }
+    if cancel_reason:
+        data["cancelReason"] = cancel_reason
+    return data
 
 
 def access_json(decision: AccessDecision) -> dict[str, Any]:

@@ -40,12 +40,17 @@ from gateway.model import (
     current_session,
     decide_new_session,
     decide_payment,
+    ended_early_ticket,
     new_session_id,
 )
 from gateway.providers.base import Provider
 from gateway.store.base import Changes, PaymentSessions
 
 log = logging.getLogger("gateway.sessions")
+
+# How many of a viewer's newest purchases check-access looks through for the ticket of
+# the stream that was ended early: a viewer buys a few streams, not hundreds.
+ENDED_LOOKUP_LIMIT = 20
 
 
 class SessionService:
@@ -238,14 +243,20 @@ class SessionService:
         following = next((other for other in active if granted and session is not None
                           and other.renews == session.session_id
                           and other.status_at(now_ms) == SessionStatus.PAID), None)
+        # Nothing active: was the last ticket taken away? Only then a second read (the
+        # viewer's few purchases, newest first), so a viewer who never paid costs one.
+        ended = (ended_early_ticket(await self._sessions.list_paid(user_id, ENDED_LOOKUP_LIMIT),
+                                    stream_id, now_ms)
+                 if session is None and session_id is None else None)
         log_event(log, "access_decision", sessionId=session.session_id if session else None,
                   trxId=session.trx_id if session else None, streamId=stream_id,
                   granted=granted,
-                  sessionStatus=session.status_at(now_ms) if session else None)
+                  sessionStatus=session.status_at(now_ms) if session else None,
+                  endedReason=ended.ended_reason if ended else None)
         return AccessDecision(granted, stream_id, session, remaining_ms,
                               starts_in_ms=session.starts_in_ms(now_ms)
                               if waiting and session is not None else None,
-                              next_session=following)
+                              next_session=following, ended=ended)
 
     async def active_sessions(self, user_id: str) -> list[PaymentSession]:
         return await self._sessions.list_active(user_id, self.clock())

@@ -13,15 +13,20 @@
   const playerPanel = $("player-panel");
   const waitingPanel = $("waiting-panel");
   const devicePanel = $("device-panel");
+  const deviceMoved = $("device-moved");
+  const endedPanel = $("ended-panel");
   const watchHereButton = $("watch-here");
   const statusLine = $("status");
   const playerStatus = $("player-status");
   const qrImage = $("qr-image");
   const qrLoading = $("qr-loading");
   const qrMerchant = $("qr-merchant");
+  const qrBlock = $("qr-block");
+  const payCountdownLine = $("pay-countdown-line");
   const saveQr = $("save-qr");
   const newQrButton = $("new-qr");
   const simulateButton = $("simulate");
+  const simulatorBox = simulateButton ? simulateButton.parentElement : null;
   const unmuteButton = $("unmute");
   const renewBox = $("renew-box");
   const renewText = $("renew-text");
@@ -42,7 +47,9 @@
   const API_TIMEOUT_MS = 8000;
 
   const state = {
-    mode: "pay", // "pay" | "play" | "wait" | "device" (paid, but playing elsewhere)
+    // "pay" | "play" | "wait" | "device" (paid, but playing elsewhere) | "ended" (the
+    // ticket was taken away: revoked, refunded, show cancelled)
+    mode: "pay",
     session: null, // the pending QR: {sessionId, trxId, qrCode, ...}
     renewal: false, // the pending QR is for the next window, bought while playing
     renewed: false, // the next window is paid
@@ -74,6 +81,8 @@
   const format = (template, values) =>
     template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
   const minutesText = (n) => format(n === 1 ? t.unit_minute : t.unit_minutes, { n });
+  // The server's way (i18n.rupiah), in either language: "Rp 25.000".
+  const rupiah = (amount) => `Rp ${String(amount).replace(/\B(?=(\d{3})+(?!\d))/g, ".")}`;
 
   function setStatus(text) {
     statusLine.textContent = text;
@@ -117,12 +126,7 @@
       showPayPanel();
     }
     newQrButton.hidden = true;
-    qrImage.hidden = true;
-    qrMerchant.hidden = true;
-    saveQr.hidden = true;
-    qrLoading.hidden = false;
-    qrLoading.textContent = t.qr_loading;
-    if (simulateButton) simulateButton.disabled = true;
+    showQrBlock();
     const answer = await api("POST", config.urls.generateQris, { streamId: config.streamId });
     if (answer.status === 409 && answer.payload.code === "already_has_access") {
       if (renewal) {
@@ -133,17 +137,19 @@
       return startPlayback(); // paid already, e.g. in another tab
     }
     if (!answer.ok) {
+      // Nothing to pay (provider down, stream off the air): no QR, no scan text, no clock.
+      hideQr();
       setStatus(errorText(answer));
-      qrLoading.hidden = true;
-      newQrButton.textContent = answer.payload.code === "stream_offline"
-        ? t.retry_button : t.new_qr_button;
+      const offline = answer.payload.code === "stream_offline";
+      if (offline) $("pay-heading").textContent = t.offline_heading;
+      newQrButton.textContent = t.retry_button; // no QR was made: try again, not "new"
       newQrButton.hidden = false;
       return;
     }
     const session = answer.payload.data;
     state.session = session;
-    $("pay-countdown-line").hidden = false;
-    if (simulateButton) simulateButton.parentElement.hidden = false;
+    payCountdownLine.hidden = false;
+    if (simulatorBox) simulatorBox.hidden = false;
     qrImage.onload = () => {  // reveal it drawn, never as an empty box
       qrImage.hidden = false;
       qrLoading.hidden = true;
@@ -163,8 +169,9 @@
     $("qr-merchant-name").textContent = session.merchantName || "";
     $("qr-nmid").textContent = session.nmid || "";
     qrMerchant.hidden = !(session.merchantName || session.nmid);
-    // Same-phone payers save the image and pick it in their payment app.
-    saveQr.href = session.qrCode;
+    // Same-phone payers save the image and pick it in their payment app: a card that
+    // also says what, to whom and until when, not a bare code.
+    saveQr.href = session.qrCard || session.qrCode;
     saveQr.download = `QRIS-${config.streamId}-Rp${session.amount}.png`;
     saveQr.hidden = false;
   }
@@ -186,17 +193,33 @@
     playerPanel.hidden = true;
     waitingPanel.hidden = true;
     devicePanel.hidden = true;
+    endedPanel.hidden = true;
     payPanel.hidden = false;
   }
 
+  // The QR's frame (QRIS mark, save hint, scan instructions), still drawing its code.
+  function showQrBlock() {
+    qrBlock.hidden = false;
+    qrImage.hidden = true;
+    qrMerchant.hidden = true;
+    saveQr.hidden = true;
+    qrLoading.hidden = false;
+    qrLoading.textContent = t.qr_loading;
+    if (simulateButton) simulateButton.disabled = true;
+  }
+
+  // No payable QR: none of what goes with one (no "scan", no clock counting nothing).
   function hideQr() {
     state.session = null;
     state.payDeadline = null;
+    qrBlock.hidden = true;
     qrImage.hidden = true;
     qrLoading.hidden = true;
     qrMerchant.hidden = true;
     saveQr.hidden = true;
+    payCountdownLine.hidden = true;
     if (simulateButton) simulateButton.disabled = true;
+    if (simulatorBox) simulatorBox.hidden = true;
   }
 
   function qrExpired() {
@@ -258,6 +281,7 @@
   }
 
   function onStatus(message) {
+    if (state.mode === "ended") return; // said and done: the panel tells what happened
     const isQr = state.session && message.sessionId === state.session.sessionId;
     if (message.status === "pending") {
       state.payDeadline = performance.now() + message.remainingTime;
@@ -276,7 +300,7 @@
       }
     } else if (message.status === "expired") {
       if (state.mode === "device") {
-        endPlayback();
+        refreshAccess(); // over, or taken away: check-access says which
       } else if (state.mode === "play" && !isQr) {
         refreshAccess();
       } else if (state.mode === "wait") {
@@ -342,8 +366,9 @@
     }
     if (access.deviceLimit) return showDevicePanel();
     if (!access.hasAccess) {
+      if (access.endedReason) return showEndedPanel(access);
       if (state.mode === "wait" && access.startsIn !== undefined) return waitForStart(access);
-      return state.mode === "play" ? endPlayback() : qrExpired();
+      return state.mode === "play" || state.mode === "device" ? endPlayback() : qrExpired();
     }
     if (state.mode !== "play") return play(access);
     adoptAccess(access);
@@ -407,6 +432,9 @@
     if (access && access.startsIn !== undefined) {
       // Our count was a little early (or the start moved): count again.
       state.startDeadline = performance.now() + Math.max(access.startsIn, 500);
+    } else if (access && access.endedReason) {
+      state.startDeadline = null;
+      showEndedPanel(access);
     } else if (access) {
       state.startDeadline = null;
       waitingPanel.hidden = true;
@@ -440,13 +468,15 @@
       await api("POST", config.urls.watchHere, { streamId: config.streamId }));
     watchHereButton.disabled = false;
     if (access && access.hasAccess) return play(access);
-    if (access && !access.deviceLimit) return endPlayback();
+    if (access && !access.deviceLimit) return endPlayback(access);
   }
 
-  // Another device plays this purchase: say so, and offer to move playback here.
+  // Another device plays this purchase: say so (and, when it was playing here, that it
+  // was moved away), and offer to move playback here.
   function showDevicePanel() {
     stopRecovery();
     detach();
+    if (state.mode === "play") deviceMoved.hidden = false;
     state.mode = "device";
     payPanel.hidden = true;
     playerPanel.hidden = true;
@@ -460,6 +490,7 @@
     if (access && access.deviceLimit) return showDevicePanel();
     if (access && access.hasAccess) return play(access);
     if (access && access.startsIn !== undefined) return waitForStart(access);
+    if (access && access.endedReason) return showEndedPanel(access);
     setStatus(t.status_error);
     newQrButton.hidden = false;
   }
@@ -475,6 +506,8 @@
     payPanel.hidden = true;
     waitingPanel.hidden = true;
     devicePanel.hidden = true;
+    deviceMoved.hidden = true;
+    endedPanel.hidden = true;
     playerPanel.hidden = false;
     adoptAccess(access);
     attach(access.playbackUrl);
@@ -562,11 +595,10 @@
       if (refused) setTimeout(() => { if (state.mode === "play") attach(access.playbackUrl); }, 2000);
       return;
     }
-    endPlayback();
+    endPlayback(access);
   }
 
-  function endPlayback() {
-    if (state.mode === "pay") return;
+  function stopPlayback() {
     stopRecovery();
     clearTimeout(state.windowTimer);
     clearTimeout(state.handoverTimer);
@@ -577,12 +609,79 @@
     state.renewal = false;
     renewBox.hidden = true;
     renderCountdowns();
+  }
+
+  // Access is over. Taken away early (`access.endedReason`): say what happened. Run
+  // out: the pay panel offers the next ticket, with no QR until asked for.
+  function endPlayback(access) {
+    if (access && access.endedReason) return showEndedPanel(access);
+    if (state.mode === "pay" || state.mode === "ended") return;
+    stopPlayback();
     showPayPanel();
     hideQr();
     setStatus(t.status_access_ended);
     newQrButton.textContent = t.new_qr_button;
     newQrButton.hidden = false;
     newQrButton.focus();
+  }
+
+  // ---- Access taken away: revoked, refunded, show cancelled ----------------------
+
+  // While a refund is still on its way, look again now and then, so the page says when
+  // the money is back (without a reload).
+  const REFUND_RECHECK_MS = 5000;
+  const REFUND_RECHECKS = 24;
+  let refundRechecks = 0;
+
+  function showEndedPanel(ended) {
+    const first = state.mode !== "ended";
+    if (first) {
+      stopPlayback();
+      closeSocket(); // the ended session has nothing more to say
+      hideQr();
+      state.mode = "ended";
+      payPanel.hidden = true;
+      playerPanel.hidden = true;
+      waitingPanel.hidden = true;
+      devicePanel.hidden = true;
+      endedPanel.hidden = false;
+    }
+    renderEnded(ended);
+    if (first) $("ended-heading").focus();
+    const moving = (ended.refunds || []).some((refund) => refund.status === "requested");
+    if (moving && refundRechecks < REFUND_RECHECKS) {
+      refundRechecks += 1;
+      setTimeout(async () => {
+        const access = await checkAccess();
+        if (state.mode !== "ended") return;
+        if (access && access.endedReason) showEndedPanel(access); // and look again
+        else if (access && access.hasAccess) play(access); // bought again elsewhere
+      }, REFUND_RECHECK_MS);
+    }
+  }
+
+  function renderEnded(ended) {
+    const texts = {
+      revoked: [t.ended_revoked_heading, t.ended_revoked_text],
+      refunded: [t.ended_refunded_heading, t.ended_refunded_text],
+      cancelled: [t.cancelled_heading, ended.cancelReason
+        ? format(t.cancelled_reason, { reason: ended.cancelReason }) : ""],
+    };
+    // A reason this page does not know yet is still an early end by the organiser.
+    const [heading, text] = texts[ended.endedReason] || texts.revoked;
+    $("ended-heading").textContent = heading;
+    $("ended-text").textContent = text;
+    $("ended-text").hidden = !text;
+    const lines = (ended.refunds || []).map((refund) => {
+      const line = document.createElement("p");
+      line.className = "refund-state";
+      line.textContent = format(t[`refund_state_${refund.status}`] || t.refund_state_requested,
+                                { amount: rupiah(refund.amount) });
+      return line;
+    });
+    $("ended-refunds").replaceChildren(...lines);
+    if (config.supportUrl) $("ended-support-link").href = config.supportUrl;
+    $("ended-support").hidden = !config.supportUrl;
   }
 
   // ---- Recovering from origin outages ----------------------------------------------
@@ -605,7 +704,7 @@
       state.recoveryTimer = null;
       if (state.mode !== "play") return;
       if (access && access.deviceLimit) return showDevicePanel();
-      if (access && !access.hasAccess) return endPlayback();
+      if (access && !access.hasAccess) return endPlayback(access);
       if (access) adoptAccess(access);
       attach(state.playbackUrl);
     }, base * (0.8 + Math.random() * 0.4));
@@ -727,6 +826,8 @@
       announce("pay", payAnnouncer, t.pay_time_left, left);
     } else {
       payCountdown.textContent = "--:--";
+      payAnnouncer.textContent = ""; // no time left to pay in when there is nothing to pay
+      lastAnnounced.pay = null;
     }
     if (state.accessDeadline !== null) {
       const left = state.accessDeadline - now;
@@ -761,11 +862,12 @@
     play(config.access);
   } else if (config.ticket) {
     waitForStart(config.ticket);
+  } else if (config.ended) {
+    showEndedPanel(config.ended); // never a new QR for a ticket taken away
   } else if (!config.buyable) {
     showPayPanel();
-    qrLoading.hidden = true;
-    $("pay-countdown-line").hidden = true; // nothing to pay, no clock to watch
-    if (simulateButton) simulateButton.parentElement.hidden = true;
+    hideQr(); // nothing to pay, no clock to watch
+    $("pay-heading").textContent = t.offline_heading;
     setStatus(t.stream_offline_note);
     newQrButton.textContent = t.retry_button;
     newQrButton.hidden = false;

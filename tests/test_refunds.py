@@ -6,6 +6,7 @@ went back comes out of the takings."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.keys import GATE, REFUNDS, REPORTS
@@ -121,3 +122,46 @@ async def test_a_cancelled_shows_page_tells_its_ticket_holders_where_their_money
     assert 'id="pay-panel" class="panel pay" aria-labelledby="pay-heading" hidden' in english
     other = await (await stranger.http.get("/watch/demo")).text()
     assert "tidak memiliki tiket" in other
+
+
+async def test_check_access_says_why_a_ticket_ended_early_until_its_window_is_over(
+        viewer: ViewerClient, clock: FakeClock) -> None:
+    """Issue 27: the watch page tells a viewer whose ticket was taken away what
+    happened (and where its money stands) instead of asking them to pay again."""
+    access = await buy(viewer, "demo")
+    trx_id = (await viewer.status(access["sessionId"]))["trxId"]
+    await refund(viewer, trx_id)
+    ended = await viewer.check_access("demo")
+    assert ended["hasAccess"] is False
+    assert ended["endedReason"] == "refunded"
+    assert ended["endedSessionId"] == access["sessionId"]
+    assert ended["refunds"] == [{"amount": 1000, "status": "succeeded"}]
+    # Once the window it bought is over, access would have ended anyway: plain "no access".
+    clock.advance(2 * 3600 + 1)
+    over = await viewer.check_access("demo")
+    assert over["hasAccess"] is False and "endedReason" not in over
+
+
+async def test_check_access_says_a_ticket_was_revoked_or_its_show_cancelled(
+        make_viewer: Callable[..., Awaitable[ViewerClient]]) -> None:
+    revoked_viewer, cancelled_viewer = await make_viewer(), await make_viewer()
+    revoked = await buy(revoked_viewer, "demo")
+    await revoked_viewer.call("POST", f"/api/sessions/{revoked['sessionId']}/revoke",
+                              headers=OPERATOR, expect=200)
+    answer = await revoked_viewer.check_access("demo")
+    assert (answer["endedReason"], answer["refunds"]) == ("revoked", [])
+    assert "cancelReason" not in answer
+
+    await buy(cancelled_viewer, "konser-malam")
+    await cancelled_viewer.call("POST", "/api/streams/konser-malam/cancel",
+                                headers=OPERATOR, json={"reason": "Hujan badai"}, expect=202)
+    answer = await cancelled_viewer.check_access("konser-malam")
+    assert answer["endedReason"] == "cancelled"
+    assert answer["cancelReason"] == "Hujan badai"
+    assert [refund["amount"] for refund in answer["refunds"]] == [25000]
+    # Nobody else learns anything about these tickets.
+    assert "endedReason" not in await revoked_viewer.check_access("konser-malam")
+
+
+async def test_a_viewer_who_never_paid_gets_no_ended_reason(viewer: ViewerClient) -> None:
+    assert "endedReason" not in await viewer.check_access("demo")

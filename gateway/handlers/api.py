@@ -16,6 +16,7 @@ from gateway.device_model import GrantReport
 from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
+    access_answer,
     client_address,
     current_viewer,
     ok,
@@ -116,11 +117,14 @@ async def generate_qris(request: web.Request) -> web.Response:
     if created:
         request.app[METRICS].sessions_created.inc()
     now_ms = request.app[CLOCK]()
-    qr_url = request.app.router["qr-png"].url_for(session_id=session.session_id)
+    router = request.app.router
+    qr_url = router["qr-png"].url_for(session_id=session.session_id)
+    card_url = router["qr-card"].url_for(session_id=session.session_id)
     # Payers compare these with what their e-wallet shows before they confirm.
     payload = qris.parse(session.qr_string)
     return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url),
-                           merchantName=payload.merchant_name, nmid=payload.nmid),
+                           qrCard=str(card_url), merchantName=payload.merchant_name,
+                           nmid=payload.nmid),
               status=201 if created else 200)
 
 
@@ -175,7 +179,7 @@ async def check_access(request: web.Request) -> web.Response:
     device = request_device(request, query_value(request, "deviceId", DEVICE_ID))
     decision = await request.app[SESSIONS].check_access(user_id, stream_id, session_id)
     if not (decision.has_access and decision.session is not None):
-        return ok(access_json(decision))
+        return ok(await access_answer(request, decision))
     # This device's grant; refused (device_limit) when it is new and the places are taken.
     grant = await request.app[GATE].grant(decision.session, decision.remaining_ms, device,
                                           decision.next_session)
@@ -197,7 +201,7 @@ async def watch_here(request: web.Request) -> web.Response:
     device = request_device(request, body.device_id)
     decision = await request.app[SESSIONS].check_access(user_id, body.stream_id, None)
     if not (decision.has_access and decision.session is not None):
-        return ok(access_json(decision))
+        return ok(await access_answer(request, decision))
     grant = await request.app[GATE].watch_here(decision.session, decision.remaining_ms,
                                                 device, decision.next_session)
     return _access_response(request, decision, grant)

@@ -24,8 +24,10 @@ from gateway.device_model import Device, browser_device, program_device
 from gateway.errors import InvalidRequest, RequestTimeout, Unauthenticated
 from gateway.gate.hls_gate import HlsGate, MediaRequest, PlaybackGrant
 from gateway.identity import VIEWER_COOKIE, Viewer
-from gateway.keys import IDENTITY, SETTINGS, UNTRUSTED_FORWARDING, VIEWER
+from gateway.keys import IDENTITY, REFUNDS, SETTINGS, UNTRUSTED_FORWARDING, VIEWER
+from gateway.model import AccessDecision
 from gateway.parsing import ascii_int, decode_json
+from gateway.session_json import access_json, ended_json
 from gateway.settings import IpNetwork
 
 T = TypeVar("T")
@@ -47,6 +49,20 @@ def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> w
         content_type="application/json",
         headers=headers,
     )
+
+
+async def access_answer(request: web.Request, decision: AccessDecision) -> dict[str, Any]:
+    """check-access's answer; when the viewer's ticket was ended early, also why and
+    where its money stands (one refunds read, only then)."""
+    data = access_json(decision)
+    ticket = decision.ended
+    if ticket is not None and ticket.ended_reason is not None:
+        refunds = request.app[REFUNDS]
+        cancellation = refunds.cancelled.get(ticket.stream_id)
+        data |= ended_json(ticket.ended_reason, ticket.session_id,
+                           await refunds.of_payment(ticket.trx_id),
+                           cancellation.reason if cancellation else None)
+    return data
 
 
 # Visible ASCII (and spaces): what an API key, a bearer token or a cookie can be.

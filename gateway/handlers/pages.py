@@ -12,6 +12,7 @@ from gateway.catalog import Stream
 from gateway.errors import DeviceLimit, SessionNotFound, UnknownStream
 from gateway.gate.hls_gate import HANDOVER_MS, PlaybackGrant
 from gateway.handlers.common import (
+    access_answer,
     current_viewer,
     known_viewer_id,
     path_value,
@@ -39,9 +40,18 @@ from gateway.keys import (
     SETTINGS,
     STREAM_HEALTH,
 )
-from gateway.model import RENEWAL_WINDOW_MS, PaymentSession, SessionStatus
+from gateway.model import (
+    ENDED_BY_REVOCATION,
+    RENEWAL_WINDOW_MS,
+    PaymentSession,
+    SessionStatus,
+)
+from gateway.refund_model import ENDED_BY_CANCELLATION, ENDED_BY_REFUND
 from gateway.session_json import access_json
 from gateway.stream_health import StreamStatus
+
+# Why a ticket can end early (model.PaymentSession.ended_reason), each with its words.
+ENDED_REASONS = (ENDED_BY_REVOCATION, ENDED_BY_REFUND, ENDED_BY_CANCELLATION)
 
 # The watch page warns this long before access ends (and offers the next window from
 # RENEWAL_WINDOW_MS on).
@@ -150,11 +160,16 @@ async def watch(request: web.Request) -> web.Response:
         urls["simulatorPay"] = str(router["simulator-pay"].url_for(trx_id="TRX_ID"))
     cancelled = (await _cancellation_view(request, stream, user_id, context["lang"])
                  if view["status"] == StreamStatus.CANCELLED.value else None)
+    # A ticket taken away (revoked, refunded, show cancelled): the page says so, and
+    # offers no QR (a cancelled show's own panel says it all).
+    ended = (await access_answer(request, decision)
+             if decision.ended is not None and cancelled is None else None)
     context.update(
         **view,
         cancelled=cancelled,
         has_access=access is not None and "deviceLimit" not in access,
         device_limit=access is not None and "deviceLimit" in access,
+        ended=ended,
         waiting=decision.starts_in_ms is not None,
         simulator=simulator,
         hls_js_url=request.app[HLS_JS_URL],
@@ -167,6 +182,7 @@ async def watch(request: web.Request) -> web.Response:
                 "ticket": access_json(decision) if decision.starts_in_ms is not None
                 else None,
                 "buyable": view["buyable"], "cancelled": cancelled is not None,
+                "ended": ended, "supportUrl": request.app[SETTINGS].support_url,
                 "renewWindowMs": RENEWAL_WINDOW_MS,
                 "warnBeforeMs": ACCESS_WARNING_MS,
                 # Keys delivery: when check-access hands over a paid next window's token.
@@ -241,6 +257,9 @@ def ticket_view(request: web.Request, session: PaymentSession, now_ms: int,
     elif session.status_at(now_ms) == SessionStatus.PAID:
         state = t["ticket_left"].format(
             left=time_until_text(session.remaining_ms(now_ms), language))
+    elif session.ended_reason in ENDED_REASONS:
+        # Taken away early: say by what, as the watch page does (issue 27).
+        state = t[f"ticket_ended_{session.ended_reason}"]
     else:
         state = t["ticket_over"]
     return {

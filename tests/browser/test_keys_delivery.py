@@ -145,7 +145,9 @@ async def test_a_revoked_viewer_gets_no_next_key_and_stops(
                                          headers={"X-Api-Key": API_KEY})
     assert revoked.ok
     asked_before, played = len(keys), await page.evaluate("window.__played")
-    await page.locator("#pay-panel").wait_for(state="visible", timeout=30_000)
+    # The page says the organiser ended it (issue 27), not "pay again".
+    await page.locator("#ended-panel").wait_for(state="visible", timeout=30_000)
+    assert await page.locator("#pay-panel").is_hidden()
     assert await page.evaluate("document.getElementById('video').paused") is True
     # Not one key more (a native player may ask again for the one it holds), and it was
     # the next key, refused, that stopped it.

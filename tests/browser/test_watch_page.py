@@ -178,7 +178,7 @@ window.WebSocket = class { constructor() {} close() {} send() {} };
 
 
 @pytest.mark.parametrize("player", ["native", "hls.js"])
-async def test_a_403_from_the_gate_brings_back_the_pay_panel(browser: Any, site: str,
+async def test_a_403_from_the_gate_stops_the_player_and_says_why(browser: Any, site: str,
                                                                player: str) -> None:
     if player == "hls.js" and not HLS_JS_FILE.is_file():
         message = "hls.js is not installed (npm ci)"
@@ -205,9 +205,11 @@ async def test_a_403_from_the_gate_brings_back_the_pay_panel(browser: Any, site:
     revoked = await request.post(f"{site}/api/sessions/{qr['sessionId']}/revoke",
                                  headers={"X-Api-Key": API_KEY})
     assert revoked.ok
-    await page.locator("#pay-panel").wait_for(state="visible", timeout=20_000)
-    assert await page.locator("#status").text_content() == (
-        "Akses Anda telah berakhir. Bayar lagi untuk terus menonton.")
+    # A revoked ticket is told so (issue 27), never asked to pay again.
+    await page.locator("#ended-panel").wait_for(state="visible", timeout=20_000)
+    assert await page.locator("#ended-heading").text_content() == (
+        "Akses Anda dihentikan oleh penyelenggara")
+    assert await page.locator("#pay-panel").is_hidden()
     assert await page.evaluate("document.getElementById('video').paused") is True
     await shot(page, f"5-gate-403-{player}")
     await context.close()

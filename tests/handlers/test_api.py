@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import START_MS, FakeClock, ViewerClient
 
-QR_FIELDS = {"sessionId", "trxId", "qrString", "qrCode", "amount", "fee", "streamId",
+QR_FIELDS = {"sessionId", "trxId", "qrString", "qrCode", "qrCard", "amount", "fee", "streamId",
              "status", "expiresAt", "remainingTime", "merchantName", "nmid"}
 
 
@@ -31,6 +31,7 @@ async def test_generate_qris_creates_then_returns_the_same_pending_session(
     assert created["expiresAt"] == START_MS + 1_200_000  # ms since the epoch
     assert created["remainingTime"] == 1_200_000  # ms
     assert created["qrCode"] == f"/api/qr/{created['sessionId']}.png"
+    assert created["qrCard"] == f"/api/qr/{created['sessionId']}/card.png"  # "Simpan QR"
     assert created["qrString"].startswith("000201010212")
     # The simulator's merchant, read back from the payload the viewer will scan.
     assert (created["merchantName"], created["nmid"]) == ("STREAM PAYGATE", "ID1026000000001")

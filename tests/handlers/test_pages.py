@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.i18n import date_time_text, duration_text, rupiah, time_until_text
 from gateway.settings import PACKAGE_DIR, Settings
-from tests.conftest import AppFactory, ViewerClient, make_settings
+from tests.conftest import API_KEY, AppFactory, ViewerClient, make_settings
 
 
 async def html(viewer: ViewerClient, path: str, **headers: str) -> tuple[int, dict[str, str],
@@ -75,6 +75,23 @@ async def test_a_viewer_with_access_gets_the_player_at_once(viewer: ViewerClient
     assert access["sessionId"] == qr["sessionId"]
     assert access["playbackUrl"] == "/hls/demo/index.m3u8"
     assert gate["path"] == "/hls/demo/" and gate["httponly"]
+
+
+async def test_a_revoked_viewer_is_sent_why_and_no_pay_panel(viewer: ViewerClient) -> None:
+    """Issue 27: the page starts from what ended the ticket, so its script shows that
+    and never asks for a new QR."""
+    qr = await viewer.generate_qris()
+    await viewer.pay(qr["trxId"])
+    await viewer.call("POST", f"/api/sessions/{qr['sessionId']}/revoke",
+                      headers={"X-Api-Key": API_KEY}, expect=200)
+    _, _, page = await html(viewer, "/watch/demo")
+    assert re.search(r'<section id="pay-panel"[^>]*hidden', page)
+    assert re.search(r'<section id="player-panel"[^>]*hidden', page)
+    config = config_of(page)
+    ended = config["ended"]
+    assert isinstance(ended, dict)
+    assert (ended["endedReason"], ended["endedSessionId"]) == ("revoked", qr["sessionId"])
+    assert config["access"] is None and config["supportUrl"] is None
 
 
 async def test_english_when_the_browser_prefers_it(viewer: ViewerClient) -> None:

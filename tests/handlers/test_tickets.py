@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from gateway.settings import PACKAGE_DIR, Settings
-from tests.conftest import START_MS, AppFactory, FakeClock, ViewerClient, make_settings
+from tests.conftest import (
+    API_KEY,
+    START_MS,
+    AppFactory,
+    FakeClock,
+    ViewerClient,
+    make_settings,
+)
 from tests.gate.conftest import write_catalog
 
 DEMO_SEGMENTS = PACKAGE_DIR / "demo" / "live"
@@ -160,3 +167,16 @@ async def test_pages_that_only_look_issue_no_cookie(fan: ViewerClient) -> None:
 @pytest.fixture
 async def other(fan: ViewerClient, make_viewer: AppFactory) -> ViewerClient:
     return await make_viewer()
+
+
+async def test_my_tickets_says_what_ended_a_ticket_early(
+        fan: ViewerClient, clock: FakeClock) -> None:
+    """Issue 27: a ticket the organiser took away says so, not a plain "ended"."""
+    qr = await fan.generate_qris("demo")
+    await fan.pay(qr["trxId"])
+    await fan.call("POST", f"/api/sessions/{qr['sessionId']}/revoke",
+                   headers={"X-Api-Key": API_KEY}, expect=200)
+    _, html = await page(fan, "/tickets")
+    assert "Dihentikan oleh penyelenggara" in html and "Sudah berakhir" not in html
+    _, html = await page(fan, "/tickets", **{"Accept-Language": "en"})
+    assert "Ended by the organiser" in html
