@@ -53,9 +53,7 @@ log = logging.getLogger("gateway.line")
 
 PROVIDER_BUCKET = "provider-create"  # the paced bucket of provider create calls
 LINE_BUCKET = "line"  # the line's own pace when the provider has no cap
-# How far ahead a drain loop may book a moment: a few intervals, so that each
-# instance keeps one booked while the others book theirs.
-BOOK_AHEAD_MS = 1000
+MAX_WAIT_MS = 1000  # a drain loop looks again at least this often (a pause may end)
 IDLE_POLL_S = 0.25  # an empty line is looked at this often (a local join wakes it at once)
 MAX_SERVING = 64  # provider calls under way from one instance's line at once
 UNAVAILABLE_PAUSE_S = 1.0  # after a provider failure, before the line is served again
@@ -151,10 +149,11 @@ class QrLine:
         return Waiting(stream_id, position, await self.eta_seconds(position))
 
     async def eta_seconds(self, position: int) -> int:
-        """When the buyer at `position` should have their QR: the next free moment (a
-        provider's pause included), then one interval for each buyer ahead."""
-        wait_ms = await self._counters.next_free_ms(self._bucket, self._clock())
-        return -(-(wait_ms + (position - 1) * self.interval_ms) // 1000)
+        """When the buyer at `position` should have their QR: the head is served at the
+        next free moment (after a provider's 429, when its pause ends), then one
+        interval for each buyer ahead."""
+        free_ms = await self._counters.next_free_ms(self._bucket, self._clock())
+        return -(-(free_ms + (position - 1) * self.interval_ms) // 1000)
 
     async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return await self._line.positions(members)
@@ -185,14 +184,13 @@ class QrLine:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), IDLE_POLL_S)
             return
-        wait_ms = await self._counters.reserve(self._bucket, self.interval_ms, self._clock(),
-                                               BOOK_AHEAD_MS)
-        if wait_ms is None:  # held (a 429), or other instances booked what is near
-            await asyncio.sleep(min(BOOK_AHEAD_MS,
-                                    await self._counters.next_free_ms(
-                                        self._bucket, self._clock())) / 1000)
+        # Only a moment that is free now: so the next free moment is always the head's,
+        # and the ETA can say when that is.
+        if await self._counters.reserve(self._bucket, self.interval_ms, self._clock(),
+                                        0) is None:
+            wait_ms = await self._counters.next_free_ms(self._bucket, self._clock())
+            await asyncio.sleep(min(max(wait_ms, 1), MAX_WAIT_MS) / 1000)
             return
-        await asyncio.sleep(wait_ms / 1000)
         await self._slots.acquire()
         try:
             entry = await self._line.pop()

@@ -43,7 +43,8 @@ class LinePlace:
 
 def fair_score(virtual_clock: int, lane_last: int, *, front: bool = False) -> int:
     """The score of a new entry (see the module's docstring). `front`: someone the
-    provider turned away for going too fast, who goes back to the head of the line."""
+    provider turned away for going too fast, who goes ahead of everyone waiting (whose
+    scores are all above the clock, less one)."""
     if front:
-        return virtual_clock
+        return virtual_clock - 1
     return max(virtual_clock, lane_last) + 1

@@ -21,7 +21,7 @@ if rank then return {{rank + 1, 0, redis.call('HGET', KEYS[2], ARGV[1])}} end
 local clock = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
 local score
-if ARGV[4] == '1' then score = clock else score = math.max(clock, last) + 1 end
+if ARGV[4] == '1' then score = clock - 1 else score = math.max(clock, last) + 1 end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], ARGV[2], math.max(last, score))
 local entry = ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. score .. '\\n' .. seq
@@ -37,7 +37,7 @@ local member = head[1]
 local entry = redis.call('HGET', KEYS[2], member)
 redis.call('ZREM', KEYS[1], member)
 redis.call('HDEL', KEYS[2], member)
-local address, joined, score = string.match(entry, '^(.-)\\n(%d+)\\n(%d+)\\n')
+local address, joined, score = string.match(entry, '^(.-)\\n(%d+)\\n(-?%d+)\\n')
 score = tonumber(score)
 local clock = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if score > clock then redis.call('HSET', KEYS[3], ARGV[1], score) end
