@@ -19,7 +19,6 @@ from gateway.delivery.service import KeysDelivery, playing_window_ms
 from gateway.delivery.urls import MediaUrls
 from gateway.devices import Devices
 from gateway.errors import StoreUnavailable
-from gateway.handlers.api import qr_answer
 from gateway.keys import (
     CATALOG,
     CHANGE_FOLLOWER,
@@ -59,6 +58,7 @@ from gateway.operators import ConsoleSignIns
 from gateway.reconcile import Reconciler
 from gateway.refunds import RefundService
 from gateway.reports import Reports
+from gateway.session_json import qr_json
 from gateway.sessions import SessionService
 from gateway.store import open_store
 from gateway.stream_health import (
@@ -90,7 +90,9 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
                        queue_rate_per_minute=settings.queue_rate_per_minute)
     app[LINE_WATCHERS] = LineWatchers(
         app[LINE], sessions, app[CLOCK],
-        lambda session, now_ms: qr_answer(app, session, now_ms))
+        # The QR as generate-qris answers it (handlers/api.py), image URL and all.
+        lambda session, now_ms: qr_json(session, now_ms, str(
+            app.router["qr-png"].url_for(session_id=session.session_id))))
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
     app[DEVICES] = Devices(
         store.grants, app[CLOCK], max_devices=settings.max_devices,
