@@ -146,14 +146,17 @@ class QrLine:
 
     async def waiting_at(self, stream_id: str, position: int) -> Waiting:
         """The place `position` for the stream, with its ETA."""
-        return Waiting(stream_id, position, await self.eta_seconds(position))
+        return self.place(stream_id, position, await self.next_free_ms())
 
-    async def eta_seconds(self, position: int) -> int:
-        """When the buyer at `position` should have their QR: the head is served at the
-        next free moment (after a provider's 429, when its pause ends), then one
-        interval for each buyer ahead."""
-        free_ms = await self._counters.next_free_ms(self._bucket, self._clock())
-        return -(-(free_ms + (position - 1) * self.interval_ms) // 1000)
+    async def next_free_ms(self) -> int:
+        """How long until the provider's (or the line's) next free moment."""
+        return await self._counters.next_free_ms(self._bucket, self._clock())
+
+    def place(self, stream_id: str, position: int, next_free_ms: int) -> Waiting:
+        """The place, with its ETA: the head is served at the next free moment (after a
+        provider's 429, when its pause ends), then one interval per buyer ahead."""
+        eta_ms = next_free_ms + (position - 1) * self.interval_ms
+        return Waiting(stream_id, position, -(-eta_ms // 1000))
 
     async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return await self._line.positions(members)
@@ -314,19 +317,22 @@ class LineWatchers:
         if not members:
             return
         positions = await self._line.positions(members)
+        free_ms = await self._line.next_free_ms()  # once a tick, for every place
         for member in members:
             place = self._places.get(member)
             if place is not None:
-                await self._tell(member, place, positions.get(member))
+                await self._tell(member, place, positions.get(member), free_ms)
 
     async def _tell(self, member: tuple[str, str], place: _Place,
-                    position: int | None = None, *, force: bool = False) -> bool:
+                    position: int | None = None, free_ms: int = 0, *,
+                    force: bool = False) -> bool:
         if position is None and force:
             position = (await self._line.positions([member])).get(member)
+            free_ms = await self._line.next_free_ms()
         now_s = time.monotonic()
         if position is not None:
             place.missing_since_s = None
-            message = json.dumps((await self._line.waiting_at(member[1], position)).json()
+            message = json.dumps(self._line.place(member[1], position, free_ms).json()
                                  | {"type": "queue"}, separators=(",", ":"))
             if force or message != place.said or now_s - place.said_at_s >= REPEAT_AFTER_S:
                 place.said, place.said_at_s = message, now_s
