@@ -8,6 +8,7 @@ then the playlist through the gate).
 
     .venv/bin/python -m bench.crowd [--buyers 10000] [--seconds 60] [--workers 2]
                                     [--flood 0] [--redis redis://127.0.0.1:6379/14]
+    .venv/bin/python -m bench.crowd --gate [seconds]   # the gate's req/s, 1 and 2 workers
 
 `--flood N`: besides the buyers, one client at one address mints N identities as fast
 as it can at the start; the buyers' figures then say how much it delayed them.
@@ -273,9 +274,13 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=0)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--fake", type=int, help=argparse.SUPPRESS)  # the fake's process
+    parser.add_argument("--gate", type=int, nargs="?", const=10, default=0)
     args = parser.parse_args()
     if args.fake:
         serve_fake(args.fake)
+        return
+    if args.gate:
+        gate_by_workers(args.redis, args.gate)
         return
     fake_port = free_port()
     fake = subprocess.Popen([sys.executable, "-m", "bench.crowd", "--fake", str(fake_port)],
@@ -311,6 +316,38 @@ def main() -> None:
         dupes = duplicates(args.redis, prefix)
         _forget(args.redis, prefix)
     report(args, figures, flood_figures, stats, dupes)
+
+
+def gate_by_workers(redis_url: str, seconds: int) -> None:
+    """The gate's req/s serving a paid viewer's playlist (path token), `wrk -c50`, with
+    1 and then 2 workers on one Redis store, alternated over three rounds."""
+    from bench.gate_vs_nginx import path_token_base
+    from bench.tools import wrk
+
+    results: dict[int, list[Any]] = {1: [], 2: []}
+    for _ in range(3):
+        for workers in (1, 2):
+            prefix = f"bench-gate-{secrets.token_hex(4)}:"
+            with tempfile.TemporaryDirectory() as tmp:
+                server = ServerProcess({
+                    "GATEWAY_VAR_DIR": tmp, "GATEWAY_STORE": redis_url,
+                    "GATEWAY_REDIS_KEY_PREFIX": prefix, "GATEWAY_SECRET": SECRET,
+                    "GATEWAY_WEBHOOK_SECRET": "w" * 40, "GATEWAY_API_KEY": API_KEY,
+                    "GATEWAY_WORKERS": str(workers), "GATEWAY_LOG_LEVEL": "WARNING",
+                    "GATEWAY_MAX_DEVICES": "0"}).start(timeout_s=30)
+                try:
+                    base = asyncio.run(path_token_base(server.url, "demo"))
+                    results[workers].append(wrk(f"{base}/index.m3u8", connections=50,
+                                                seconds=seconds, threads=2))
+                finally:
+                    server.stop()
+                    _forget(redis_url, prefix)
+    print(f"the gate, a paid viewer's playlist by path token, wrk -t2 -c50 -d{seconds}s, "
+          "three rounds alternated (median round):")
+    for workers, rounds in results.items():
+        middle = sorted(rounds, key=lambda result: result.requests_per_s)[1]
+        print(f"  GATEWAY_WORKERS={workers}: {middle}   rounds: "
+              + ", ".join(f"{result.requests_per_s:.0f}" for result in rounds))
 
 
 def _forget(redis_url: str, prefix: str) -> None:
