@@ -99,6 +99,7 @@ class QrLine:
         self._serving: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_SERVING)
         self.served = 0  # QRs made from the line by this instance
+        # Told of each session the line makes (metrics count it as a direct one).
         self.on_made: Callable[[PaymentSession], None] = lambda session: None
 
     async def request_qr(self, user_id: str, stream_id: str, amount: int | None,
@@ -233,8 +234,8 @@ class QrLine:
                   waitedMs=waited_ms, created=created)
         if created:
             self.served += 1
+            self.on_made(session)
             await self._sessions.announce(session)  # to the viewer, on whichever instance
-        self.on_made(session)
 
     async def close(self) -> None:
         for task in list(self._serving):

@@ -88,6 +88,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LINE] = QrLine(sessions, store.line, store.counters, app[LIMITS], app[CLOCK],
                        provider_rate_per_minute=settings.provider_rate_per_minute,
                        queue_rate_per_minute=settings.queue_rate_per_minute)
+    app[LINE].on_made = lambda session: app[METRICS].sessions_created.inc()
     app[LINE_WATCHERS] = LineWatchers(
         app[LINE], sessions, app[CLOCK],
         # The QR as generate-qris answers it (handlers/api.py), image URL and all.
