@@ -231,7 +231,9 @@ async def crowd(base: str, fake: str, buyers: int, seconds: float, flood: int
     where = addresses(buyers, rng)
     pay_after = [rng.uniform(5, 40) for _ in range(buyers)]
     ws_base = base.replace("http://", "ws://")
-    connector = aiohttp.TCPConnector(limit=2000)
+    # No cap: every waiting buyer holds a WebSocket, and a capped pool would make the
+    # others wait for a connection before they could even ask.
+    connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                      timeout=aiohttp.ClientTimeout(total=None,
                                                                    sock_read=1800)) as http:

@@ -124,22 +124,30 @@ class QrLine:
             return await self._waiting(place)
 
     async def _admit(self, user_id: str, stream_id: str, address: str) -> Waiting | None:
-        """None: make the session now (a provider moment is taken). Else the place."""
-        held = await self._line.positions([(user_id, stream_id)])
-        if held:  # asking again keeps the place, and counts nothing
-            return await self.waiting_at(stream_id, held[(user_id, stream_id)])
+        """None: make the session now (a provider moment is taken). Else the place.
+        Asking again keeps the place and counts against no limit (joining is
+        idempotent); the limits count what would make a provider transaction now."""
+        if self.capped:
+            if await self._line.length():  # nobody overtakes the line
+                return await self._join(user_id, stream_id, address, over=False)
+        else:
+            held = await self._line.positions([(user_id, stream_id)])
+            if held:
+                return await self.waiting_at(stream_id, held[(user_id, stream_id)])
         await self._limits.admit_viewer(user_id)  # one identity hammering: 429
         over = await self._limits.address_over(address)
-        if not over and (not self.capped or (await self._line.length() == 0
-                                             and await self._counters.reserve(
-                                                 self._bucket, self.interval_ms,
-                                                 self._clock(), 0) is not None)):
+        if not over and (not self.capped or await self._counters.reserve(
+                self._bucket, self.interval_ms, self._clock(), 0) is not None):
             return None
+        return await self._join(user_id, stream_id, address, over=over)
+
+    async def _join(self, user_id: str, stream_id: str, address: str, *, over: bool
+                    ) -> Waiting:
         place = await self._line.join(user_id, stream_id, address, self._clock())
         if place.joined:
             log_event(log, "buyer_queued", streamId=stream_id, position=place.position,
                       addressOver=over)
-        self._work.set()
+            self._work.set()
         return await self._waiting(place)
 
     async def _waiting(self, place: LinePlace) -> Waiting:
@@ -247,7 +255,7 @@ class QrLine:
 # --- the viewer's WebSocket while in line --------------------------------------------
 
 TICK_S = 0.5
-REPEAT_AFTER_S = 2.0  # an unchanged place is said again this often: the ETA counts down
+REPEAT_AFTER_S = 2.0  # a place is said again this often: the position and ETA move
 # Out of line and no session for this long: the line gave up on them (say so).
 GONE_AFTER_S = 30.0
 
@@ -255,7 +263,6 @@ GONE_AFTER_S = 30.0
 @dataclass(slots=True)
 class _Place:
     sockets: set[web.WebSocketResponse]
-    said: str = ""
     said_at_s: float = 0.0
     missing_since_s: float | None = None
 
@@ -314,7 +321,12 @@ class LineWatchers:
                 log.exception("line updates failed")
 
     async def _tick(self) -> None:
-        members = list(self._places)
+        # Each place is told again every REPEAT_AFTER_S (its QR comes at once through
+        # `session_made`): thousands waiting cost a message each per period, not one
+        # per QR made.
+        now_s = time.monotonic()
+        members = [member for member, place in self._places.items()
+                   if now_s - place.said_at_s >= REPEAT_AFTER_S]
         if not members:
             return
         positions = await self._line.positions(members)
@@ -335,9 +347,8 @@ class LineWatchers:
             place.missing_since_s = None
             message = json.dumps(self._line.place(member[1], position, free_ms).json()
                                  | {"type": "queue"}, separators=(",", ":"))
-            if force or message != place.said or now_s - place.said_at_s >= REPEAT_AFTER_S:
-                place.said, place.said_at_s = message, now_s
-                self._send(place, message)
+            place.said_at_s = now_s
+            self._send(place, message)
             return True
         # Out of line: served (the QR is ours to show), or being served right now.
         session = await self._pending(member)

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -24,6 +25,8 @@ from tests.conftest import (
     ViewerClient,
     make_settings,
 )
+from tests.gate.conftest import DEMO_SEGMENTS, write_catalog
+from tests.nginx_process import edge_in_front
 
 Client = TestClient[web.Request, web.Application]
 
@@ -160,3 +163,30 @@ async def test_a_socket_for_a_place_nobody_holds_is_closed(
         assert message["type"] == "error" and message["code"] == "session_not_found"
         await socket.receive(timeout=5)
     assert socket.close_code == 4404
+
+
+async def test_behind_nginx_an_address_is_its_client_whatever_it_forwards(
+        tmp_path: Path, aiohttp_server: Any) -> None:
+    """Through the real nginx of `gateway nginx-config`, the service trusting it: a
+    client minting identities and forging X-Forwarded-For stays in one lane, so a buyer
+    from another address is next but one, not behind the whole flood."""
+    catalog = write_catalog(tmp_path / "streams.toml", [
+        {"id": "demo", "title": "Demo", "price": 1000, "origin": f"file://{DEMO_SEGMENTS}/",
+         "loop": True}])
+    edge = await edge_in_front(tmp_path, aiohttp_server, catalog,
+                               GATEWAY_PROVIDER_RATE_PER_MINUTE="60")
+    try:
+        async def ask(source: str, forged: str | None = None) -> tuple[int, dict[str, Any]]:
+            # Each client from its own loopback address, as nginx sees it.
+            connector = aiohttp.TCPConnector(local_addr=(source, 0))
+            async with aiohttp.ClientSession(connector=connector) as client, client.post(
+                    f"{edge.url}/api/generate-qris", json={"streamId": "demo"},
+                    headers={"X-Forwarded-For": forged} if forged else {}) as response:
+                return response.status, (await response.json())["data"]
+
+        flood = [await ask("127.0.0.2", f"10.0.{n // 250}.{n % 250 + 1}") for n in range(100)]
+        assert flood[0][0] == 201 and {status for status, _ in flood[1:]} == {202}
+        status, place = await ask("127.0.0.3")
+        assert status == 202 and place["position"] <= 2
+    finally:
+        edge.stop()
