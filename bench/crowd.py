@@ -88,6 +88,8 @@ class Figures:
     eta_error: list[float] = field(default_factory=list)  # (real - announced) / announced
     eta_abs_error_s: list[float] = field(default_factory=list)
     eta_error_nat: list[float] = field(default_factory=list)  # buyers behind a NAT
+    qr_s: list[float] = field(default_factory=list)  # asked -> QR in hand, own address
+    qr_s_nat: list[float] = field(default_factory=list)  # the same, behind a NAT
     queued: int = 0
     first_queued_at: float | None = None
     last_line_qr_at: float = 0.0
@@ -154,10 +156,12 @@ async def buyer(http: aiohttp.ClientSession, base: str, ws_base: str, fake: str,
              figures.eta_error).append((waited_s - eta_s) / eta_s)
     elif answer.status in (200, 201):
         qr = body["data"]
+        came = answered
     else:
         figures.refused += 1
         figures.errors.append(f"generate-qris {answer.status}: {body.get('code')}")
         return
+    (figures.qr_s_nat if address.startswith("100.64.") else figures.qr_s).append(came - asked)
     figures.sessions.setdefault(viewer.value, set()).add(qr["sessionId"])
     await asyncio.sleep(pay_after_s)
     await pay_and_play(http, base, ws_base, fake, cookie, qr, figures)
@@ -386,6 +390,10 @@ def report(args: argparse.Namespace, figures: Figures, flood_figures: Figures,
     print(f"  time to QR or place  p50 / p99   {1000 * statistics.median(figures.answer_s):.0f} ms"
           f" / {1000 * percentile(figures.answer_s, 0.99):.0f} ms")
     print(f"  queued                           {figures.queued}")
+    for label, waits in (("own address", figures.qr_s), ("behind a NAT", figures.qr_s_nat)):
+        if waits:
+            print(f"  asked to QR in hand, {label:12s} p50 {statistics.median(waits):.1f} s"
+                  f", p99 {percentile(waits, 0.99):.1f} s, max {max(waits):.1f} s")
     for label, errors in (("own address", figures.eta_error),
                           ("behind a NAT", figures.eta_error_nat),
                           ("everyone", figures.eta_error + figures.eta_error_nat)):
