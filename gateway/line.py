@@ -96,6 +96,7 @@ class QrLine:
         self.interval_ms = max(1, 60_000 // rate)
         self._bucket = PROVIDER_BUCKET if self.capped else LINE_BUCKET
         self._work = asyncio.Event()  # set when this instance puts someone in line
+        self._busy = False  # the last moment this instance took served someone
         self._serving: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_SERVING)
         self.served = 0  # QRs made from the line by this instance
@@ -191,7 +192,9 @@ class QrLine:
                 await asyncio.sleep(UNAVAILABLE_PAUSE_S)
 
     async def _serve_one(self) -> None:
-        if await self._line.length() == 0:
+        # While the last round served someone, straight to the next moment: every store
+        # trip between a moment coming free and taking it would slow the pace down.
+        if not self._busy and await self._line.length() == 0:
             self._work.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), IDLE_POLL_S)
@@ -209,6 +212,7 @@ class QrLine:
         except BaseException:
             self._slots.release()
             raise
+        self._busy = entry is not None
         if entry is None:  # another instance served the last one
             self._slots.release()
             return
