@@ -289,10 +289,14 @@ class LineWatchers:
         member = (user_id, stream_id)
         place = self._places.setdefault(member, _Place(set()))
         place.sockets.add(ws)
-        if not await self._tell(member, place, force=True):
+        try:
+            told = await self._tell(member, place, force=True)
+        except BaseException:
             self.unwatch(ws, user_id, stream_id)
-            return False
-        return True
+            raise
+        if not told:
+            self.unwatch(ws, user_id, stream_id)
+        return told
 
     def unwatch(self, ws: web.WebSocketResponse, user_id: str, stream_id: str) -> None:
         place = self._places.get((user_id, stream_id))
