@@ -51,6 +51,7 @@ from gateway.resources import (
     gate_ctx,
     http_client_ctx,
     keys_delivery_ctx,
+    line_ctx,
     metrics_ctx,
     provider_ctx,
     reconciler_ctx,
@@ -119,8 +120,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock_ms) -> web.App
     # the gate, whose origins and memory cache it uses; metrics after it, to read it.
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, provider_ctx, gate_ctx,
                             keys_delivery_ctx, stream_health_ctx, status_hub_ctx,
-                            store_changes_ctx, metrics_ctx, sweeper_ctx, reconciler_ctx,
-                            refunds_ctx])
+                            store_changes_ctx, line_ctx, metrics_ctx, sweeper_ctx,
+                            reconciler_ctx, refunds_ctx])
     simulator_enabled = settings.provider == "simulator"
     keys_delivery = settings.delivery == "keys"
     setup_routes(app, simulator_enabled=simulator_enabled,

@@ -120,6 +120,18 @@ class ProviderUnavailable(GatewayError):
     code = "provider_unavailable"
 
 
+class ProviderRateLimited(ProviderUnavailable):
+    """The provider refused a call for going too fast (HTTP 429; Xendit's
+    `RATE_LIMIT_EXCEEDED`): nothing was made. `retry_after_s` is what it asked for
+    (Retry-After), or our own guess. A QR request is put back in line, never refused
+    for it (gateway/line.py); elsewhere it is a provider that cannot answer now."""
+
+    code = "provider_rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(retry_after_s=retry_after_s)
+
+
 class ProviderReturnedInvalidQris(GatewayError):
     code = "provider_invalid_qris"
 

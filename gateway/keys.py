@@ -17,6 +17,7 @@ from gateway.forwarding import UntrustedForwarding
 from gateway.gate.hls_gate import HlsGate
 from gateway.identity import IdentityResolver, Viewer
 from gateway.limits import SessionCreationLimits
+from gateway.line import LineWatchers, QrLine
 from gateway.metrics import Metrics
 from gateway.operators import ConsoleSignIns, OperatorAuth, SignInThrottle
 from gateway.providers.base import Provider
@@ -59,6 +60,11 @@ REPORTS = web.AppKey("reports", Reports)  # what operators read: the console, AP
 REFUNDS = web.AppKey("refunds", RefundService)  # money back, cancelled shows
 REFUNDS_TASK = web.AppKey("refunds_task", asyncio.Task[None])
 LIMITS = web.AppKey("limits", SessionCreationLimits)
+# The line of buyers waiting for a QR, its drain task, and its WebSockets (line.py).
+LINE = web.AppKey("line", QrLine)
+LINE_TASK = web.AppKey("line_task", asyncio.Task[None])
+LINE_WATCHERS = web.AppKey("line_watchers", LineWatchers)
+LINE_WATCHERS_TASK = web.AppKey("line_watchers_task", asyncio.Task[None])
 DEVICES = web.AppKey("devices", Devices)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SWEEPER = web.AppKey("sweeper", asyncio.Task[None])

@@ -50,6 +50,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.ProviderSandboxQris: 502,
     errors.ProviderBadResponse: 502,
     errors.ProviderTimeout: 503,
+    errors.ProviderRateLimited: 503,
     errors.UpstreamFailed: 502,
     errors.UpstreamTimeout: 504,
     errors.StoreUnavailable: 503,

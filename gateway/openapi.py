@@ -201,7 +201,15 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                 **_errors(404)}}},
         "/api/generate-qris": {"post": {
             "operationId": "generateQris",
-            "summary": "A QRIS for the stream: new (201) or the pending one (200).",
+            "summary": "A QRIS for the stream: new (201), the pending one (200), or a "
+                       "place in line (202).",
+            "description": "Past the provider's pace (GATEWAY_PROVIDER_RATE_PER_MINUTE, "
+                           "or its own 429) or the address's share "
+                           "(GATEWAY_QR_RATE_PER_ADDRESS), the buyer is queued, never "
+                           "refused: 202 with the place and an ETA. Asking again keeps the "
+                           "place. `/ws?streamId=` then tells the place and pushes the QR "
+                           "(`{type: qr, ...}`, the 201 body) when it is made. Only one "
+                           "viewer asking too often is refused (429).",
             "security": VIEWER_SECURITY,
             "requestBody": _json_body(_obj(
                 ["streamId"], streamId=STREAM,
@@ -211,7 +219,8 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
             "responses": {
                 "201": _ok(_QR, "A new payment session."),
                 "200": _ok(_QR, "The viewer's pending session for this stream."),
-                **_errors(400, 401, 403, 404, 408, 409, 413, 429, 502)}}},
+                "202": _ok(_PLACE, "Queued: the viewer's place in line for a QR."),
+                **_errors(400, 401, 403, 404, 408, 409, 413, 429, 502, 503)}}},
         "/api/payment-callback": {
             "get": {
                 "operationId": "paymentStatus", "summary": "The seed's status poll.",
@@ -396,9 +405,16 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
             "description": "Sends the state at once, then "
                            "`{type: status, sessionId, streamId, status, paidAt, expiresAt, "
                            "remainingTime}` on every change. Another viewer's session: an "
-                           "error message and close code 4403; unknown: 4404.",
+                           "error message and close code 4403; unknown: 4404. With "
+                           "`streamId` instead of `sessionId`: the caller's place in line "
+                           "for that stream, `{type: queue, streamId, position, "
+                           "etaSeconds}` on every change (at least every 2 s), then "
+                           "`{type: qr, ...}` (generate-qris's 201 body) once the QR is "
+                           "made; 4404 when the caller is not in line.",
             "security": VIEWER_SECURITY,
-            "parameters": [_query("sessionId", SESSION, "The session to watch.")],
+            "parameters": [_query("sessionId", SESSION, "The session to watch."),
+                           _query("streamId", STREAM, "Instead of sessionId: the caller's "
+                                  "place in line for this stream.")],
             "responses": {"101": {"description": "Switching to the WebSocket protocol."},
                           **_errors(400, 401, 403, 429)}}},
         "/hls/{streamId}/{path}": {"get": _hls_operation("hls", [])},
@@ -459,6 +475,14 @@ _QR = _obj(
     streamId=STREAM, status=STATUS, expiresAt=MS, remainingTime=DURATION_MS,
     merchantName={"type": ["string", "null"], "description": "as the payer's e-wallet shows it"},
     nmid={"type": ["string", "null"], "description": "the merchant's QRIS NMID"})
+
+
+_PLACE = _obj(
+    ["queued", "streamId", "position", "etaSeconds"],
+    queued={"const": True}, streamId=STREAM,
+    position={"type": "integer", "minimum": 1, "description": "1: next"},
+    etaSeconds={"type": "integer", "minimum": 0,
+                "description": "about when the QR will be made, from now"})
 
 
 def _hls_operation(operation_id: str, extra: list[Schema]) -> Schema:

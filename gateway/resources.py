@@ -29,6 +29,10 @@ from gateway.keys import (
     HTTP_CLIENT,
     KEYS_DELIVERY,
     LIMITS,
+    LINE,
+    LINE_TASK,
+    LINE_WATCHERS,
+    LINE_WATCHERS_TASK,
     METRICS,
     OPERATOR_AUTH,
     PROVIDER,
@@ -48,11 +52,13 @@ from gateway.keys import (
     WEBSOCKETS,
 )
 from gateway.limits import SessionCreationLimits
+from gateway.line import LineWatchers, QrLine
 from gateway.logs import log_event
 from gateway.operators import ConsoleSignIns
 from gateway.reconcile import Reconciler
 from gateway.refunds import RefundService
 from gateway.reports import Reports
+from gateway.session_json import qr_json
 from gateway.sessions import SessionService
 from gateway.store import open_store
 from gateway.stream_health import (
@@ -79,6 +85,16 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         unpaid_retention_seconds=settings.unpaid_retention_seconds,
     )
     app[SESSIONS] = sessions
+    app[LINE] = QrLine(sessions, store.line, store.counters, app[LIMITS], app[CLOCK],
+                       provider_rate_per_minute=settings.provider_rate_per_minute,
+                       queue_rate_per_minute=settings.queue_rate_per_minute)
+    app[LINE].on_made = lambda session: app[METRICS].sessions_created.inc()
+    app[LINE_WATCHERS] = LineWatchers(
+        app[LINE], sessions, app[CLOCK],
+        # The QR as generate-qris answers it (handlers/api.py), image URLs and all.
+        lambda session, now_ms: qr_json(session, now_ms, str(
+            app.router["qr-png"].url_for(session_id=session.session_id)), str(
+            app.router["qr-card"].url_for(session_id=session.session_id))))
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
     app[DEVICES] = Devices(
         store.grants, app[CLOCK], max_devices=settings.max_devices,
@@ -116,6 +132,8 @@ def _listen_to_status_changes(app: web.Application, sessions: SessionService) ->
     sessions.add_listener(app[STATUS_HUB].publish)
     # Metrics: counts status changes by their new status.
     sessions.add_listener(app[METRICS].session_changed)
+    # The line's WebSockets: a QR made for a buyer who waited is pushed to them.
+    sessions.add_listener(app[LINE_WATCHERS].session_made)
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -240,6 +258,18 @@ async def store_changes_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CHANGE_FOLLOWER] = asyncio.create_task(feed.run(), name="store-changes")
     yield
     await _stop(app[CHANGE_FOLLOWER])
+
+
+async def line_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The line of buyers waiting for a QR (line.py): served by every instance and
+    worker (each pop is atomic, the pace is shared), and its WebSockets kept told."""
+    line, watchers = app[LINE], app[LINE_WATCHERS]
+    app[LINE_TASK] = asyncio.create_task(line.run(), name="line")
+    app[LINE_WATCHERS_TASK] = asyncio.create_task(watchers.run(), name="line-watchers")
+    yield
+    await _stop(app[LINE_TASK])
+    await _stop(app[LINE_WATCHERS_TASK])
+    await line.close()
 
 
 async def refunds_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from gateway import qris
 from gateway.model import AccessDecision, SessionStatus
 from gateway.refund_model import Refund
 
@@ -105,3 +106,12 @@ def access_json(decision: AccessDecision) -> dict[str, Any]:
                         "remainingTime": current_ends_in_ms + following.expires_at_ms
                         - decision.session.expires_at_ms}
     return data
+
+
+def qr_json(session: Any, now_ms: int, qr_url: str, card_url: str) -> dict[str, Any]:
+    """The QR answer (201/200 of generate-qris, and the WebSocket's "qr" message to a
+    buyer who waited in line): `QR_FIELDS`, the image's URL, and what payers compare
+    with their e-wallet's screen before they confirm."""
+    payload = qris.parse(session.qr_string)
+    return session_json(session, now_ms, QR_FIELDS, qrCode=qr_url, qrCard=card_url,
+                        merchantName=payload.merchant_name, nmid=payload.nmid)

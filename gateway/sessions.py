@@ -95,6 +95,15 @@ class SessionService:
             log_event(log, "session_change_not_published", level=logging.WARNING,
                       sessionId=session.session_id)
 
+    async def announce(self, session: PaymentSession) -> None:
+        """Tell listeners here and on other instances of a session made for a buyer who
+        waited in line (gateway/line.py): their WebSocket may be held anywhere."""
+        await self._changed(session)
+
+    async def active_for_stream(self, user_id: str, stream_id: str) -> list[PaymentSession]:
+        """The viewer's pending or paid unexpired sessions for the stream, as stored."""
+        return await self._sessions.active_for_stream(user_id, stream_id, self.clock())
+
     def notify_listeners(self, session: PaymentSession) -> None:
         """Tell this process's listeners of a status change, made here or by another
         instance sharing the store."""

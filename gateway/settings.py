@@ -31,6 +31,13 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_MERCHANT = MerchantProfile()
 
 PROVIDERS = ("simulator", "otomatis", "midtrans", "xendit", "tripay")
+# Create calls a minute each provider documents for live mode (GATEWAY_PROVIDER_RATE_
+# PER_MINUTE's default). Xendit: 600 RPM per endpoint per account, sliding window, 60 in
+# test mode (docs.xendit.co/apidocs/rate-limits). Midtrans documents limits only for
+# payouts and account validation (docs.midtrans.com/reference/rate-limit), none for
+# /v2/charge; Tripay and otomatis.vip publish none. Those get no cap: their 429, if it
+# ever comes, still slows the line down.
+PROVIDER_RATE_PER_MINUTE = {"xendit": 600}
 # The credentials each provider needs (SPEC, "Real providers"): all required for it.
 PROVIDER_VARIABLES: dict[str, tuple[str, ...]] = {
     "simulator": (),
@@ -113,6 +120,13 @@ class Settings:
     qr_rate_per_address: int = 120
     qr_rate_per_viewer: int = 10
     qr_rate_window_seconds: int = 60
+    # Provider create calls a minute, across every instance sharing the store (0: no
+    # cap); beyond it buyers wait in line (gateway/line.py). From_env defaults it to the
+    # provider's documented live limit (PROVIDER_RATE_PER_MINUTE).
+    provider_rate_per_minute: int = 0
+    # How fast the line is served when the provider has no cap (it then holds only the
+    # overflow of addresses past GATEWAY_QR_RATE_PER_ADDRESS).
+    queue_rate_per_minute: int = 1200
     max_websockets_per_viewer: int = 8
     frame_ancestors: str = "'none'"
     max_devices: int = 2  # 0: no device limit, grants are not counted
@@ -246,6 +260,11 @@ class Settings:
                 "GATEWAY_QR_RATE_PER_VIEWER", _int_range(0, 1_000_000), 10),
             qr_rate_window_seconds=env.get(
                 "GATEWAY_QR_RATE_WINDOW_SECONDS", _seconds(1, 86400), 60),
+            provider_rate_per_minute=env.get(
+                "GATEWAY_PROVIDER_RATE_PER_MINUTE", _int_range(0, 600_000),
+                PROVIDER_RATE_PER_MINUTE.get(provider, 0)),
+            queue_rate_per_minute=env.get(
+                "GATEWAY_QUEUE_RATE_PER_MINUTE", _int_range(1, 600_000), 1200),
             max_websockets_per_viewer=env.get(
                 "GATEWAY_MAX_WEBSOCKETS_PER_VIEWER", _int_range(1, 10_000), 8),
             frame_ancestors=env.get("GATEWAY_FRAME_ANCESTORS", _frame_ancestors, "'none'"),

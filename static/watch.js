@@ -64,6 +64,7 @@
     startDeadline: null,
     startChecking: false,
     socket: null,
+    lineSocket: null, // while waiting in line for a QR
     reconnectAttempt: 0,
     reconnectTimer: null,
     hls: null,
@@ -146,7 +147,53 @@
       newQrButton.hidden = false;
       return;
     }
-    const session = answer.payload.data;
+    if (answer.status === 202) return waitInLine(answer.payload.data);
+    showQr(answer.payload.data);
+  }
+
+  // ---- Waiting in line (the provider's pace is used up): the place, then the QR -----
+
+  function waitInLine(place) {
+    showPlace(place);
+    closeLineSocket();
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}${config.urls.ws}` +
+                                 `?streamId=${encodeURIComponent(config.streamId)}`);
+    state.lineSocket = socket;
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type === "queue" && message.gone) {
+        closeLineSocket();
+        setStatus(t.queue_gone);
+        qrLoading.hidden = true;
+        newQrButton.hidden = false;
+      } else if (message.type === "queue") {
+        showPlace(message);
+      } else if (message.type === "qr") {
+        closeLineSocket();
+        showQr(message);
+      }
+    };
+    socket.onclose = () => {
+      // Dropped while waiting: ask again, which keeps the place (or gives the QR).
+      if (state.lineSocket === socket) setTimeout(requestQr, 1000 + Math.random() * 2000);
+    };
+  }
+
+  function showPlace(place) {
+    qrLoading.hidden = false;
+    qrLoading.textContent = format(t.queue_place,
+                                   { position: place.position, seconds: place.etaSeconds });
+    setStatus(qrLoading.textContent);
+  }
+
+  function closeLineSocket() {
+    const socket = state.lineSocket;
+    state.lineSocket = null;
+    if (socket) socket.close(1000);
+  }
+
+  function showQr(session) {
     state.session = session;
     payCountdownLine.hidden = false;
     if (simulatorBox) simulatorBox.hidden = false;

@@ -10,7 +10,6 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from gateway import qris
 from gateway.catalog import MAX_PRICE_RUPIAH, POSTER_TYPES, Stream
 from gateway.device_model import GrantReport
 from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, UnknownStream
@@ -37,7 +36,7 @@ from gateway.keys import (
     CLOCK,
     DEVICES,
     GATE,
-    LIMITS,
+    LINE,
     METRICS,
     PROVIDER,
     REPORTS,
@@ -45,13 +44,14 @@ from gateway.keys import (
     SETTINGS,
     STREAM_HEALTH,
 )
+from gateway.line import Waiting
 from gateway.logs import log_event
-from gateway.model import AccessDecision, SessionStatus
+from gateway.model import AccessDecision, PaymentSession, SessionStatus
 from gateway.session_json import (
     POLL_FIELDS,
-    QR_FIELDS,
     STATUS_FIELDS,
     access_json,
+    qr_json,
     session_json,
 )
 
@@ -110,22 +110,22 @@ async def generate_qris(request: web.Request) -> web.Response:
     stream = request.app[CATALOG].get(body.stream_id)
     if stream is not None:
         request.app[STREAM_HEALTH].ensure_buyable(stream)
-    limits = request.app[LIMITS]
-    session, created = await request.app[SESSIONS].request_qr(
-        user_id, body.stream_id, body.amount,
-        admit=lambda: limits.admit(client_address(request), user_id))
+    outcome = await request.app[LINE].request_qr(user_id, body.stream_id, body.amount,
+                                                 client_address(request))
+    if isinstance(outcome, Waiting):  # queued, never refused (SPEC, A crowd)
+        return ok(outcome.json(), status=202)
+    session, created = outcome
     if created:
         request.app[METRICS].sessions_created.inc()
-    now_ms = request.app[CLOCK]()
-    router = request.app.router
-    qr_url = router["qr-png"].url_for(session_id=session.session_id)
-    card_url = router["qr-card"].url_for(session_id=session.session_id)
-    # Payers compare these with what their e-wallet shows before they confirm.
-    payload = qris.parse(session.qr_string)
-    return ok(session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url),
-                           qrCard=str(card_url), merchantName=payload.merchant_name,
-                           nmid=payload.nmid),
+    return ok(qr_answer(request.app, session, request.app[CLOCK]()),
               status=201 if created else 200)
+
+
+def qr_answer(app: web.Application, session: PaymentSession, now_ms: int) -> dict[str, Any]:
+    """The QR as generate-qris answers it (and the line's WebSocket pushes it)."""
+    qr_url = app.router["qr-png"].url_for(session_id=session.session_id)
+    card_url = app.router["qr-card"].url_for(session_id=session.session_id)
+    return qr_json(session, now_ms, str(qr_url), str(card_url))
 
 
 async def payment_status(request: web.Request) -> web.Response:

@@ -29,8 +29,15 @@ from gateway.handlers.common import (
 )
 from gateway.i18n import choose_language, error_message
 from gateway.identity import Viewer, session_owner
-from gateway.ids import SESSION_ID
-from gateway.keys import SESSIONS, SETTINGS, STATUS_HUB, WEBSOCKETS, WEBSOCKETS_PER_VIEWER
+from gateway.ids import SESSION_ID, STREAM_ID, USER_ID
+from gateway.keys import (
+    LINE_WATCHERS,
+    SESSIONS,
+    SETTINGS,
+    STATUS_HUB,
+    WEBSOCKETS,
+    WEBSOCKETS_PER_VIEWER,
+)
 from gateway.logs import log_event
 from gateway.settings import SERVER_NAME
 
@@ -83,6 +90,11 @@ async def _serve_socket(request: web.Request, viewer: Viewer) -> web.WebSocketRe
     await ws.prepare(request)
     sockets = request.app[WEBSOCKETS]
     sockets.add(ws)
+    if "sessionId" not in request.query and "streamId" in request.query:
+        try:
+            return await _serve_place(request, viewer, ws)
+        finally:
+            sockets.discard(ws)
     session_id: str | None = None
     try:
         try:
@@ -104,6 +116,39 @@ async def _serve_socket(request: web.Request, viewer: Viewer) -> web.WebSocketRe
         if session_id is not None:
             request.app[STATUS_HUB].unwatch(ws, session_id)
         sockets.discard(ws)
+    return ws
+
+
+async def _serve_place(request: web.Request, viewer: Viewer,
+                       ws: web.WebSocketResponse) -> web.WebSocketResponse:
+    """`/ws?streamId=`: the caller's place in line for the stream (line.py), its
+    updates, then the QR when it is made (the page then watches that session)."""
+    try:
+        stream_id = query_value(request, "streamId", STREAM_ID, required=True)
+        # A server caller (API key) names the viewer whose place it follows.
+        user_id = (query_value(request, "userId", USER_ID) if viewer.is_server
+                   else viewer.user_id)
+        if user_id is None:
+            raise SessionNotFound()
+        assert stream_id is not None
+    except (SessionNotFound, InvalidRequest) as refused:
+        await _refuse(request, ws, refused)
+        return ws
+    watchers = request.app[LINE_WATCHERS]
+    try:
+        watching = await watchers.watch(ws, user_id, stream_id)
+    except StoreUnavailable as refused:
+        await _refuse(request, ws, refused)
+        return ws
+    if not watching:
+        await _refuse(request, ws, SessionNotFound())
+        return ws
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and message.data == "ping":
+                await ws.send_str('{"type":"pong"}')
+    finally:
+        watchers.unwatch(ws, user_id, stream_id)
     return ws
 
 

@@ -21,6 +21,7 @@ import msgspec
 from gateway import qris
 from gateway.errors import (
     ProviderBadResponse,
+    ProviderRateLimited,
     ProviderReturnedInvalidQris,
     ProviderTimeout,
     ProviderUnavailable,
@@ -41,6 +42,7 @@ _LOGGED_ANSWER_CHARS = 300
 class Answer:
     status: int
     raw: bytes
+    retry_after_s: int | None = None  # a 429's Retry-After, in whole seconds, if given
 
 
 async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str, *,
@@ -56,6 +58,7 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
                                 **request) as response:
             raw = await _read_bounded(response)
             status = response.status
+            retry_after_s = _retry_after_s(response.headers.get("Retry-After"))
     except TimeoutError:
         log_event(log, "provider_timeout", level=logging.WARNING, provider=provider,
                   method=method, url=url, timeoutSeconds=timeout_seconds)
@@ -71,7 +74,22 @@ async def call(http: aiohttp.ClientSession, provider: str, method: str, url: str
         log_event(log, "provider_failed", level=logging.WARNING, provider=provider,
                   method=method, url=url, status=status, answer=excerpt(raw))
         raise ProviderUnavailable()
-    return Answer(status, raw)
+    return Answer(status, raw, retry_after_s)
+
+
+def _retry_after_s(value: str | None) -> int | None:
+    """Retry-After in seconds (its date form is not used by the providers we know)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(int(value.strip()), 3600)
+
+
+def rate_limited(provider: str, action: str, answer: Answer) -> ProviderRateLimited:
+    """A 429: the provider asks us to slow down (Xendit's `RATE_LIMIT_EXCEEDED`)."""
+    log_event(log, "provider_rate_limited", level=logging.WARNING, provider=provider,
+              action=action, retryAfterSeconds=answer.retry_after_s,
+              answer=excerpt(answer.raw))
+    return ProviderRateLimited(retry_after_s=answer.retry_after_s or 0)
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
@@ -110,6 +128,8 @@ async def call_json(http: aiohttp.ClientSession, provider: str, method: str, url
     well enough for a strict type): the status and the decoded JSON."""
     answer = await call(http, provider, method, url, timeout_seconds=timeout_seconds,
                         allow_redirects=False, **request)
+    if answer.status == 429:  # Midtrans answers it without a body: nothing to read
+        raise rate_limited(provider, f"{method} {url.rsplit('/', 1)[-1]}", answer)
     try:
         return answer.status, json.loads(answer.raw)
     except ValueError:

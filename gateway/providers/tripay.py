@@ -82,6 +82,7 @@ from gateway.providers.http_api import (
     checked_qris,
     decode,
     log,
+    rate_limited,
     refused,
 )
 from gateway.settings import API_ENVIRONMENTS
@@ -187,6 +188,8 @@ class TripayProvider(Provider):
                             f"{self._base_url}/transaction/create",
                             timeout_seconds=self._timeout_seconds, json=body,
                             headers=self._headers())
+        if answer.status == 429:
+            raise rate_limited(self.name, "create", answer)
         transaction = self._transaction(answer)
         if transaction is None:
             raise refused(self.name, "create", answer)

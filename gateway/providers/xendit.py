@@ -79,6 +79,7 @@ from gateway.providers.http_api import (
     excerpt,
     iso_to_ms,
     log,
+    rate_limited,
     refused,
     whole_rupiah,
 )
@@ -201,6 +202,8 @@ class XenditProvider(Provider):
         answer = await call(self.http, self.name, "POST", f"{self._base_url}/qr_codes",
                             timeout_seconds=self._timeout_seconds, json=body,
                             headers=self._headers())
+        if answer.status == 429:  # RATE_LIMIT_EXCEEDED: nothing made; the line waits
+            raise rate_limited(self.name, "create", answer)
         if answer.status not in (200, 201):
             raise refused(self.name, "create", answer)
         created = decode(self.name, answer, _QrCode)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import LedgerEntry, LedgerQuery, SalesBucket, Settlement
+from gateway.line_model import LineEntry, LinePlace
 from gateway.model import (
     ENDED_BY_REVOCATION,
     Notification,
@@ -212,6 +213,54 @@ class Counters(Protocol):
         seconds and return the window's count so far, this hit included."""
         ...
 
+    async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
+                      max_wait_ms: int) -> int | None:
+        """Pacing (virtual scheduling): one call every `interval_ms` for everyone
+        sharing the bucket, so that no window of any length holds more than its share.
+        Atomically: the bucket's next free moment is max(its stored one, now); if it is
+        at most `max_wait_ms` away, take it (the next one moves `interval_ms` later) and
+        return how long until it, in ms; else take nothing and return None."""
+        ...
+
+    async def hold(self, bucket: str, until_ms: int, now_ms: int) -> None:
+        """No moment of the bucket is free before `until_ms` (a provider's 429 with its
+        Retry-After), for everyone sharing it. Never brings the next free one nearer."""
+        ...
+
+    async def next_free_ms(self, bucket: str, now_ms: int) -> int:
+        """How long until the bucket's next free moment (0: now), taking nothing."""
+        ...
+
+
+class Line(Protocol):
+    """Buyers waiting for a QR while the provider's pace is used up (gateway/line.py),
+    one entry per viewer and stream, served in the fair order of `line_model`. Shared by
+    every process and instance on the store; each call is one atomic step."""
+
+    async def join(self, user_id: str, stream_id: str, address: str, now_ms: int,
+                   *, front: bool = False) -> LinePlace:
+        """Put the viewer in line for the stream with `line_model.fair_score`, or, when
+        they are in line already, leave them where they are; either way their place."""
+        ...
+
+    async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Of these (userId, streamId), the ones in line and their positions (1: next)."""
+        ...
+
+    async def length(self) -> int: ...
+
+    async def pop(self) -> LineEntry | None:
+        """Take the head of the line (the line's virtual clock moves to its score), or
+        None when nobody waits. One caller gets each entry, whichever instance asks."""
+        ...
+
+    async def put_back(self, entry: LineEntry) -> None:
+        """Put a popped entry back where it stood (its score and arrival): the provider
+        turned it away for going too fast. Nothing when the viewer joined again since."""
+        ...
+
+    async def leave(self, user_id: str, stream_id: str) -> None: ...
+
 
 class Changes(Protocol):
     """Status changes across the instances sharing a store. Delivered at most once and
@@ -328,6 +377,7 @@ class Store:
     refunds: Refunds
     cancellations: Cancellations
     media_keys: MediaKeys
+    line: Line
 
     @property
     def shared(self) -> bool:

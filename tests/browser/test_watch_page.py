@@ -266,3 +266,27 @@ async def test_a_failing_provider_gets_a_clear_message_and_a_way_to_retry(
     await page.locator("#qr-image").wait_for(state="visible")
     await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
     await context.close()
+
+
+async def test_a_buyer_in_line_sees_the_place_then_the_qr(
+        browser: Any, tmp_path: Path,
+        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    """One provider call a minute: a first buyer takes this one, the page's buyer waits
+    in line, sees their place and the wait, and the QR appears by itself."""
+    settings = make_settings(tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="60")
+    server = await aiohttp_server(create_app(settings))
+    site = str(server.make_url("/")).rstrip("/")
+    context = await browser.new_context(locale="id-ID")
+    taken = await context.request.post(f"{site}/api/generate-qris",
+                                       data={"streamId": "demo", "userId": "first"},
+                                       headers={"X-Api-Key": API_KEY})
+    assert taken.status == 201
+    page = await context.new_page()
+    await page.goto(f"{site}/watch/demo")
+    await until(page, "document.getElementById('qr-loading').textContent"
+                      ".startsWith('Anda di antrean nomor 1')")
+    await shot(page, "queue-place")
+    qr = page.locator("#qr-image")
+    await qr.wait_for(state="visible", timeout=10_000)
+    await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
+    await context.close()

@@ -83,6 +83,13 @@ class FakeXendit(harness.FakeApi):
         self.repeated_key = "replay"  # or "conflict"
         self.refund_failure: str | None = None
         self.refund_answer_lost = False
+        # Live mode's cap on create calls (0: none), counted as Xendit does, in a
+        # sliding 60-s window: beyond it 429 RATE_LIMIT_EXCEEDED, with Retry-After.
+        self.rate_per_minute = 0
+        self.retry_after_s: int | None = 1
+        self.rate_limited_next = 0  # this many creates answer 429 whatever the count
+        self.create_times_ms: list[int] = []  # creates made (not refused)
+        self.refused_creates = 0
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -113,6 +120,12 @@ class FakeXendit(harness.FakeApi):
         except ValueError:
             return _error(400, "API_VALIDATION_ERROR", "body is not JSON")
         self.create_requests.append({"body": body, "headers": dict(request.headers)})
+        if self._over_rate():
+            self.refused_creates += 1
+            refusal = _error(429, "RATE_LIMIT_EXCEEDED", "Too many requests")
+            if self.retry_after_s is not None:
+                refusal.headers["Retry-After"] = str(self.retry_after_s)
+            return refusal
         problem = self._invalid(body)
         if problem:
             return _error(400, "API_VALIDATION_ERROR", problem)
@@ -140,7 +153,19 @@ class FakeXendit(harness.FakeApi):
             "created": now, "updated": now, "metadata": None,
         }
         self.payments[qr_id] = []
+        self.create_times_ms.append(self.clock())
         return web.json_response(self._current(qr_id), status=201)
+
+    def _over_rate(self) -> bool:
+        if self.rate_limited_next:
+            self.rate_limited_next -= 1
+            return True
+        if not self.rate_per_minute:
+            return False
+        since_ms = self.clock() - 60_000
+        recent = sum(1 for at_ms in self.create_times_ms[-self.rate_per_minute:]
+                     if at_ms > since_ms)
+        return recent >= self.rate_per_minute
 
     def _invalid(self, body: Any) -> str | None:
         if not isinstance(body, dict):

@@ -25,6 +25,7 @@ from gateway.store.redis.ledger import (
     queue_tags,
     queue_ticket,
 )
+from gateway.store.redis.line import RedisLine
 from gateway.store.redis.media_keys import RedisMediaKeys
 from gateway.store.redis.refunds import RedisCancellations, RedisRefunds
 from gateway.store.redis.rows import load_sessions
@@ -51,7 +52,7 @@ async def open_redis(url: str, key_prefix: str = "gateway:",
                  changes=RedisChanges(client), connection=client,
                  sign_ins=RedisSignIns(client), refunds=RedisRefunds(client),
                  cancellations=RedisCancellations(client),
-                 media_keys=RedisMediaKeys(client))
+                 media_keys=RedisMediaKeys(client), line=RedisLine(client))
 
 
 async def _warn_if_not_durable(client: Client) -> None:

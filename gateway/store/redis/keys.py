@@ -118,6 +118,31 @@ class Keys:
         """One bucket's count in one fixed window."""
         return f"{self.prefix}rate:{part(bucket)}:{window}"
 
+    def pace(self, bucket: str) -> str:
+        """A paced bucket's next free moment, in ms (counters.reserve)."""
+        return f"{self.prefix}pace:{part(bucket)}"
+
+    # --- the line of buyers waiting for a QR -------------------------------------------
+
+    @property
+    def line(self) -> str:
+        """Who waits, by place: a sorted set of line members (fair score and arrival)."""
+        return f"{self.prefix}line"
+
+    @property
+    def line_entries(self) -> str:
+        """Each member's entry (address, fair score, when it joined), as JSON."""
+        return f"{self.prefix}line-entries"
+
+    @property
+    def line_lanes(self) -> str:
+        """Per address, the fair score of its last entry; and the line's virtual clock."""
+        return f"{self.prefix}line-lanes"
+
+    @property
+    def line_seq(self) -> str:
+        return f"{self.prefix}line-seq"
+
     # --- refunds and cancelled shows -------------------------------------------------
 
     def refund(self, refund_id: str) -> str:

@@ -12,6 +12,7 @@ from gateway.store.sqlite.connection import Database
 from gateway.store.sqlite.counters import FileCounters, MemoryCounters
 from gateway.store.sqlite.grants import SQLiteGrants
 from gateway.store.sqlite.ledger import SQLiteLedger
+from gateway.store.sqlite.line import SQLiteLine
 from gateway.store.sqlite.media_keys import SQLiteMediaKeys
 from gateway.store.sqlite.refunds import SQLiteCancellations, SQLiteRefunds
 from gateway.store.sqlite.schema import migrate
@@ -42,7 +43,7 @@ async def open_sqlite(path: str, on_connect: Callable[[sqlite3.Connection], None
                  changes=SQLiteChanges(database, shared), connection=_Files(database, counters),
                  sign_ins=SQLiteSignIns(database), refunds=SQLiteRefunds(database),
                  cancellations=SQLiteCancellations(database),
-                 media_keys=SQLiteMediaKeys(database))
+                 media_keys=SQLiteMediaKeys(database), line=SQLiteLine(database))
 
 
 class _Files:

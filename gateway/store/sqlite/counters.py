@@ -18,6 +18,7 @@ _MAX_BUCKETS = 100_000
 class MemoryCounters(Counters):
     def __init__(self) -> None:
         self._hits: dict[str, tuple[int, int]] = {}  # bucket -> (window, count)
+        self._next: dict[str, int] = {}  # paced bucket -> its next free moment, in ms
 
     async def count_hit(self, bucket: str, window_s: int, now_ms: int) -> int:
         window = now_ms // (window_s * 1000)
@@ -27,6 +28,20 @@ class MemoryCounters(Counters):
         count = count + 1 if seen_window == window else 1
         self._hits[bucket] = (window, count)
         return count
+
+    async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
+                      max_wait_ms: int) -> int | None:
+        free_ms = max(self._next.get(bucket, 0), now_ms)
+        if free_ms - now_ms > max_wait_ms:
+            return None
+        self._next[bucket] = free_ms + interval_ms
+        return free_ms - now_ms
+
+    async def hold(self, bucket: str, until_ms: int, now_ms: int) -> None:
+        self._next[bucket] = max(self._next.get(bucket, 0), until_ms)
+
+    async def next_free_ms(self, bucket: str, now_ms: int) -> int:
+        return max(0, self._next.get(bucket, 0) - now_ms)
 
 
 class FileCounters(Counters):
@@ -58,6 +73,37 @@ class FileCounters(Counters):
 
         return await self._database.writer.run_in_transaction(count)
 
+    async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
+                      max_wait_ms: int) -> int | None:
+        def take(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT next_ms FROM paces WHERE bucket = ?",
+                               (bucket,)).fetchone()
+            free_ms = max(int(row[0]) if row else 0, now_ms)
+            if free_ms - now_ms > max_wait_ms:
+                return None
+            conn.execute("INSERT INTO paces (bucket, next_ms) VALUES (?, ?) ON CONFLICT"
+                         " (bucket) DO UPDATE SET next_ms = excluded.next_ms",
+                         (bucket, free_ms + interval_ms))
+            return free_ms - now_ms
+
+        return await self._database.writer.run_in_transaction(take)
+
+    async def hold(self, bucket: str, until_ms: int, now_ms: int) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO paces (bucket, next_ms) VALUES (?, ?) ON CONFLICT"
+                         " (bucket) DO UPDATE SET next_ms = max(next_ms, excluded.next_ms)",
+                         (bucket, until_ms))
+
+        await self._database.writer.run_in_transaction(write)
+
+    async def next_free_ms(self, bucket: str, now_ms: int) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT next_ms FROM paces WHERE bucket = ?",
+                               (bucket,)).fetchone()
+            return max(0, (int(row[0]) if row else 0) - now_ms)
+
+        return await self._database.writer.run(read)
+
     async def close(self) -> None:
         await self._database.close()
 
@@ -67,3 +113,6 @@ def _create(conn: sqlite3.Connection) -> None:
                  " window_start_ms INTEGER NOT NULL, window_end_ms INTEGER NOT NULL,"
                  " hits INTEGER NOT NULL, PRIMARY KEY (bucket, window_start_ms))"
                  " WITHOUT ROWID")
+    # Paced buckets (provider create calls): the next moment one is free.
+    conn.execute("CREATE TABLE IF NOT EXISTS paces (bucket TEXT PRIMARY KEY,"
+                 " next_ms INTEGER NOT NULL) WITHOUT ROWID")

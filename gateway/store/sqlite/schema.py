@@ -254,6 +254,25 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
         PRIMARY KEY (stream_id, key_id)
     ) WITHOUT ROWID;
     """,
+    """
+    -- Buyers waiting for a QR (store/sqlite/line.py), served by (score, seq): fair by
+    -- address (line_model.py). One entry per viewer and stream.
+    CREATE TABLE line (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id      TEXT NOT NULL,
+        stream_id    TEXT NOT NULL,
+        address      TEXT NOT NULL,
+        score        INTEGER NOT NULL,
+        joined_at_ms INTEGER NOT NULL,
+        UNIQUE (user_id, stream_id)
+    );
+    CREATE INDEX line_order ON line (score, seq);
+    -- Per address with entries waiting, its last score, and the line's virtual clock.
+    CREATE TABLE line_lanes (
+        address    TEXT PRIMARY KEY,
+        last_score INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 
