@@ -102,6 +102,12 @@ class QrLine:
         self.served = 0  # QRs made from the line by this instance
         # Told of each session the line makes (metrics count it as a direct one).
         self.on_made: Callable[[PaymentSession], None] = lambda session: None
+        # Raises when a stream cannot be sold now (offline, cancelled, ended): checked
+        # again as each buyer's turn comes, since a line can outlast an origin.
+        self.ensure_buyable: Callable[[str], None] = lambda stream_id: None
+        # Told of each buyer the line lets go without a QR (their page asks again and
+        # hears why).
+        self.on_dropped: Callable[[LineEntry], None] = lambda entry: None
 
     async def request_qr(self, user_id: str, stream_id: str, amount: int | None,
                          address: str | None) -> tuple[PaymentSession, bool] | Waiting:
@@ -222,6 +228,7 @@ class QrLine:
 
     async def _serve(self, entry: LineEntry) -> None:
         try:
+            self.ensure_buyable(entry.stream_id)
             session, created = await self._sessions.request_qr(entry.user_id,
                                                                entry.stream_id, None)
         except ProviderRateLimited as slow_down:
@@ -238,6 +245,7 @@ class QrLine:
         except GatewayError as refused:
             log_event(log, "line_entry_dropped", level=logging.WARNING,
                       streamId=entry.stream_id, code=refused.code)
+            self.on_dropped(entry)
             return
         finally:
             self._slots.release()
@@ -313,6 +321,14 @@ class LineWatchers:
         place = self._places.pop((session.user_id, session.stream_id), None)
         if place is not None:
             self._send(place, self._qr_message(session))
+
+    def dropped(self, entry: LineEntry) -> None:
+        """The line let the buyer go without a QR (the stream cannot be sold now): their
+        page hears it at once, asks again, and is told why."""
+        place = self._places.pop((entry.user_id, entry.stream_id), None)
+        if place is not None:
+            self._send(place, json.dumps({"type": "queue", "streamId": entry.stream_id,
+                                          "position": 0, "etaSeconds": 0, "gone": True}))
 
     @property
     def watched(self) -> int:

@@ -163,10 +163,11 @@
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
       if (message.type === "queue" && message.gone) {
+        // Let go without a QR (e.g. the show went off the air while they waited):
+        // asking again says why, or gives a new place.
         closeLineSocket();
         setStatus(t.queue_gone);
-        qrLoading.hidden = true;
-        newQrButton.hidden = false;
+        requestQr();
       } else if (message.type === "queue") {
         showPlace(message);
       } else if (message.type === "qr") {

@@ -190,3 +190,33 @@ async def test_behind_nginx_an_address_is_its_client_whatever_it_forwards(
         assert status == 202 and place["position"] <= 2
     finally:
         edge.stop()
+
+
+async def test_a_show_cancelled_while_buyers_wait_sells_them_nothing(
+        make_viewer: AppFactory, settings: Settings, tmp_path: Path, clock: FakeClock) -> None:
+    """A line can outlast a show: each buyer's turn checks the stream again, and their
+    page hears at once that the place is gone (asking again says why)."""
+    first = await make_viewer(lined(settings, tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="60"))
+    assert (await ask_as(first, "10.0.0.1"))[0] == 201
+    second = await make_viewer()
+    assert (await ask_as(second, "10.0.0.2"))[0] == 202
+    async with second.http.ws_connect("/ws?streamId=demo") as socket:
+        assert (await socket.receive_json(timeout=5))["type"] == "queue"
+        await first.call("POST", "/api/streams/demo/cancel", headers={"X-Api-Key": API_KEY},
+                         json={"reason": "the band is ill"}, expect=202)
+        for _ in range(100):
+            try:
+                message = await socket.receive_json(timeout=0.5)
+            except TimeoutError:
+                clock.advance(0.1)  # the line's turn comes by the app's clock
+                continue
+            if message.get("gone"):
+                break
+            assert message["type"] == "queue", message
+        else:
+            raise AssertionError("the waiting page was never told")
+    async with second.http.post("/api/generate-qris", json={"streamId": "demo"},
+                                headers={"X-Forwarded-For": "10.0.0.2"}) as response:
+        assert response.status >= 400
+        assert (await response.json())["code"] == "stream_cancelled"
+    assert (await second.check_access())["sessionId"] is None  # no QR was ever made
