@@ -403,8 +403,10 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
             "operationId": "statusSocket",
             "summary": "WebSocket of a session's status (101 Switching Protocols).",
             "description": "Sends the state at once, then "
-                           "`{type: status, sessionId, streamId, status, paidAt, expiresAt, "
-                           "remainingTime}` on every change. Another viewer's session: an "
+                           "`{type: status, sessionId, streamId, status, paidAt, startsAt, "
+                           "expiresAt, remainingTime, endedReason}` on every change "
+                           "(`endedReason`: revoked, refunded or cancelled when access "
+                           "ended early, else null). Another viewer's session: an "
                            "error message and close code 4403; unknown: 4404. With "
                            "`streamId` instead of `sessionId`: the caller's place in line "
                            "for that stream, `{type: queue, streamId, position, "

@@ -28,6 +28,8 @@ class SessionState(Protocol):
     def expires_at_ms(self) -> int: ...
     @property
     def starts_at_ms(self) -> int | None: ...
+    @property
+    def ended_reason(self) -> str | None: ...
     def status_at(self, now_ms: int) -> SessionStatus: ...
 
 
@@ -45,6 +47,7 @@ _FIELDS: dict[str, Callable[[Any, int], object]] = {
     "renews": lambda session, now_ms: session.renews,
     "expiresAt": lambda session, now_ms: session.expires_at_ms,
     "remainingTime": lambda session, now_ms: max(0, session.expires_at_ms - now_ms),
+    "endedReason": lambda session, now_ms: session.ended_reason,
 }
 
 # A session in a list or after an operator's action (user-sessions, revoke).
@@ -58,7 +61,7 @@ QR_FIELDS = ("sessionId", "trxId", "qrString", "qrCode", "qrCard", "amount", "fe
 POLL_FIELDS = ("status", "sessionId", "trxId", "remainingTime", "paidAt", "expiresAt")
 # The WebSocket's status message (after its "type").
 STATUS_MESSAGE_FIELDS = ("sessionId", "streamId", "status", "paidAt", "startsAt",
-                         "expiresAt", "remainingTime")
+                         "expiresAt", "remainingTime", "endedReason")
 
 
 def session_json(session: SessionState, now_ms: int, fields: Sequence[str] = STATUS_FIELDS,

@@ -37,11 +37,13 @@ class _Watched:
     paid_at_ms: int | None
     expires_at_ms: int
     starts_at_ms: int | None
+    ended_reason: str | None  # revoked, refunded, cancelled: why it ended early
 
     @classmethod
     def of(cls, session: PaymentSession) -> _Watched:
         return cls(session.session_id, session.stream_id, session.status,
-                   session.paid_at_ms, session.expires_at_ms, session.starts_at_ms)
+                   session.paid_at_ms, session.expires_at_ms, session.starts_at_ms,
+                   session.ended_reason)
 
     def status_at(self, now_ms: int) -> SessionStatus:
         return status_at(self.status, self.expires_at_ms, now_ms)

@@ -21,7 +21,7 @@ from gateway.status_hub import StatusHub
 from tests.conftest import API_KEY, FakeClock, ViewerClient, make_settings, wait_until
 
 STATUS_FIELDS = {"type", "sessionId", "streamId", "status", "paidAt", "startsAt",
-                 "expiresAt", "remainingTime"}
+                 "expiresAt", "remainingTime", "endedReason"}
 
 
 async def next_json(socket: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
@@ -37,7 +37,8 @@ async def test_snapshot_on_connect_then_every_change(viewer: ViewerClient,
         snapshot = await next_json(socket)
         assert snapshot == {"type": "status", "sessionId": qr["sessionId"], "streamId": "demo",
                             "status": "pending", "paidAt": None, "startsAt": None,
-                            "expiresAt": qr["expiresAt"], "remainingTime": 1_200_000}
+                            "expiresAt": qr["expiresAt"], "remainingTime": 1_200_000,
+                            "endedReason": None}
         clock.advance(5)
         await viewer.pay(qr["trxId"])
         paid = await next_json(socket)
@@ -49,6 +50,8 @@ async def test_snapshot_on_connect_then_every_change(viewer: ViewerClient,
                           headers={"X-Api-Key": API_KEY}, expect=200)
         ended = await next_json(socket)
         assert ended["status"] == "expired" and ended["remainingTime"] == 0
+        # Why, so a client can say it rather than offer to sell it again (issue 27).
+        assert ended["endedReason"] == "revoked"
 
 
 async def test_the_sweeper_pushes_expiry(viewer: ViewerClient, clock: FakeClock) -> None:
