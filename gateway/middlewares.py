@@ -12,12 +12,12 @@ from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
 from gateway import errors
-from gateway.handlers.common import add_cookie, public_host
 from gateway.i18n import catalog, choose_language, error_message
 from gateway.identity import VIEWER_COOKIE, VIEWER_COOKIE_MAX_AGE_SECONDS
 from gateway.keys import IDENTITY, POSTER_ORIGINS, SETTINGS, VIEWER
 from gateway.logs import log_event
 from gateway.settings import SERVER_NAME
+from gateway.web_requests import add_cookie, public_host
 
 log = logging.getLogger("gateway.http")
 

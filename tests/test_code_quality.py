@@ -170,6 +170,11 @@ def test_handlers_are_imported_by_the_route_table_only() -> None:
     assert len(handlers) > 10
     for module in handlers:
         assert _importers(graph, module) <= {"gateway.routes"}, module
+    # What handlers share among themselves stays theirs; what the middleware or any
+    # other room shares with them lives outside (gateway/web_requests.py).
+    outside = {name for name in _importers(graph, "gateway.handlers.common")
+               if not _within(name, "gateway.handlers")}
+    assert not outside
 
 
 def test_providers_import_no_store_handler_gate_or_server() -> None:

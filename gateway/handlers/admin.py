@@ -32,8 +32,6 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import CsrfRefused, GrantNotFound, InvalidRequest, SignInRequired
 from gateway.handlers.common import (
-    client_address,
-    cookie_secure,
     read_form,
 )
 from gateway.i18n import catalog, choose_language
@@ -70,6 +68,7 @@ from gateway.logs import log_event
 from gateway.model import NotificationReason, PaymentSession, SessionStatus
 from gateway.operators import OPERATOR_NAME, SIGN_IN_SECONDS, Operator
 from gateway.refund_model import RefundStatus
+from gateway.web_requests import client_address, cookie_secure
 
 log = logging.getLogger("gateway.admin")
 

@@ -16,7 +16,6 @@ from gateway.errors import GrantNotFound, InvalidRequest, NotificationRejected, 
 from gateway.gate.hls_gate import PlaybackGrant
 from gateway.handlers.common import (
     access_answer,
-    client_address,
     current_viewer,
     ok,
     path_value,
@@ -54,6 +53,7 @@ from gateway.session_json import (
     qr_json,
     session_json,
 )
+from gateway.web_requests import client_address
 
 log = logging.getLogger("gateway.api")
 
