@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.routes import UPLOT_DIR
-from tests.browser.conftest import page_problems
+from tests.browser.conftest import page_problems, signed_in_console
 from tests.browser.test_watch_page import shot
 from tests.conftest import API_KEY, IN_CI
 
@@ -53,14 +53,7 @@ async def no_sideways_scroll(page: Any) -> None:
 
 
 async def signed_in_page(browser: Any, site: str, locale: str = "id-ID") -> tuple[Any, Any]:
-    context = await browser.new_context(viewport=PHONE, locale=locale)
-    page = await context.new_page()
-    await page.goto(f"{site}/admin")
-    await page.fill("#name", "Sari")
-    await page.fill("#key", API_KEY)
-    await page.click("button[type=submit]")
-    await page.locator("#takings-today").wait_for()
-    return context, page
+    return await signed_in_console(browser, site, viewport=PHONE, locale=locale)
 
 
 async def test_sign_in_then_every_page_and_an_action_at_phone_width(browser: Any,

@@ -18,9 +18,9 @@ from gateway.app import create_app
 from gateway.openapi import TAGS
 from gateway.routes import SWAGGER_UI_DIR
 from gateway.settings import PACKAGE_DIR
-from tests.browser.conftest import page_problems
+from tests.browser.conftest import page_problems, signed_in_console
 from tests.browser.test_watch_page import shot
-from tests.conftest import API_KEY, IN_CI, make_settings
+from tests.conftest import IN_CI, make_settings
 from tests.gate.conftest import write_catalog
 from tests.server_process import free_port
 
@@ -71,17 +71,6 @@ async def buy_and_play(browser: Any, site: str) -> dict[str, Any]:
     return dict(qr)
 
 
-async def sign_in(browser: Any, site: str, viewer: dict[str, Any]) -> tuple[Any, Any]:
-    context = await browser.new_context(**viewer)
-    page = await context.new_page()
-    await page.goto(f"{site}/admin")
-    await page.fill("#name", "Sari")
-    await page.fill("#key", API_KEY)
-    await page.click("button[type=submit]")
-    await page.locator("#takings-today").wait_for()
-    return context, page
-
-
 async def fits(page: Any, viewer: dict[str, Any]) -> None:
     width = viewer["viewport"]["width"]
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
@@ -92,7 +81,7 @@ async def test_health_says_state_and_reason_and_a_revoked_session_plays_nowhere(
         browser: Any, console_site: str, viewer: dict[str, Any]) -> None:
     site, text = console_site, TEXT[viewer["locale"]]
     sold = await buy_and_play(browser, site)
-    context, page = await sign_in(browser, site, viewer)
+    context, page = await signed_in_console(browser, site, **viewer)
     problems = page_problems(page)
 
     # The dashboard: the dead origin's row says "down" and why, in the console's words.

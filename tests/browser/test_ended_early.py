@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,11 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 
 from gateway.app import create_app
-from gateway.clock import system_clock_ms
 from gateway.settings import PACKAGE_DIR
+from tests.browser.conftest import failing_provider_site
 from tests.browser.test_watch_page import shot, until
 from tests.conftest import API_KEY, make_settings
 from tests.gate.conftest import write_catalog
-from tests.providers.fake_midtrans import FakeMidtrans
 from tests.server_process import free_port
 
 pytestmark = pytest.mark.browser
@@ -331,14 +329,7 @@ async def test_a_provider_down_screen_says_nothing_of_scanning(
         browser: Any, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]],
         viewer: dict[str, Any]) -> None:
     text = TEXT[viewer["locale"]]
-    key = "SB-Mid-server-BROWSER"
-    fake = FakeMidtrans(key, system_clock_ms)
-    fake.failure = "500"
-    provider = await aiohttp_server(fake.app)
-    settings = replace(make_settings(tmp_path), provider="midtrans",
-                       provider_url=str(provider.make_url("")).rstrip("/"),
-                       provider_credentials={"GATEWAY_MIDTRANS_SERVER_KEY": key})
-    site = str((await aiohttp_server(create_app(settings))).make_url("")).rstrip("/")
+    site, _ = await failing_provider_site(tmp_path, aiohttp_server)
     context = await browser.new_context(**viewer)
     page = await context.new_page()
     await page.goto(f"{site}/watch/demo")

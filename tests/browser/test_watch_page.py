@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.clock import system_clock_ms
 from gateway.keys import WEBSOCKETS
 from gateway.routes import HLS_JS_FILE
 from gateway.settings import PROJECT_DIR
+from tests.browser.conftest import failing_provider_site
 from tests.conftest import API_KEY, IN_CI, make_settings
-from tests.providers.fake_midtrans import FakeMidtrans
 
 SCREENSHOTS = PROJECT_DIR / "test-output" / "screenshots"
 # Long enough for a slow start on a busy 2-core machine, short enough to wait out.
@@ -244,14 +242,7 @@ def test_screenshot_directory_is_outside_the_repository_index() -> None:
 async def test_a_failing_provider_gets_a_clear_message_and_a_way_to_retry(
         browser: Any, tmp_path: Path,
         aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
-    key = "SB-Mid-server-BROWSER"
-    fake = FakeMidtrans(key, system_clock_ms)
-    fake.failure = "500"
-    provider = await aiohttp_server(fake.app)
-    settings = replace(make_settings(tmp_path), provider="midtrans",
-                       provider_url=str(provider.make_url("")).rstrip("/"),
-                       provider_credentials={"GATEWAY_MIDTRANS_SERVER_KEY": key})
-    site = str((await aiohttp_server(create_app(settings))).make_url("")).rstrip("/")
+    site, fake = await failing_provider_site(tmp_path, aiohttp_server)
     context = await browser.new_context(locale="id-ID")
     page = await context.new_page()
     await page.goto(f"{site}/watch/demo")
