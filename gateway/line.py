@@ -103,7 +103,7 @@ class QrLine:
         # Told of each session the line makes (metrics count it as a direct one).
         self.on_made: Callable[[PaymentSession], None] = lambda session: None
         # Raises when a stream cannot be sold now (offline, cancelled, ended): checked
-        # again as each buyer's turn comes, since a line can outlast an origin.
+        # when a buyer asks, and again as their turn comes (a line can outlast an origin).
         self.ensure_buyable: Callable[[str], None] = lambda stream_id: None
         # Told of each buyer the line lets go without a QR (their page asks again and
         # hears why).
@@ -111,7 +111,9 @@ class QrLine:
 
     async def request_qr(self, user_id: str, stream_id: str, amount: int | None,
                          address: str | None) -> tuple[PaymentSession, bool] | Waiting:
-        """Rules 1-2 as SessionService.request_qr, or a place in line."""
+        """Rules 1-2 as SessionService.request_qr, or a place in line. A stream that
+        cannot be sold now is refused before either (and again at each turn)."""
+        self.ensure_buyable(stream_id)
 
         async def admit() -> None:
             waiting = await self._admit(user_id, stream_id, address or "unknown")

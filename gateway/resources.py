@@ -71,13 +71,6 @@ from gateway.stream_health import (
 log = logging.getLogger("gateway.resources")
 
 
-
-def _ensure_buyable(app: web.Application, stream_id: str) -> None:
-    """The line's check as each buyer's turn comes: what generate-qris checks first."""
-    stream = app[CATALOG].get(stream_id)
-    if stream is not None:  # a stream since removed: request_qr says unknown_stream
-        app[STREAM_HEALTH].ensure_buyable(stream)
-
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = await open_store(settings.store_url, settings.redis_key_prefix,
@@ -96,7 +89,9 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
                        provider_rate_per_minute=settings.provider_rate_per_minute,
                        queue_rate_per_minute=settings.queue_rate_per_minute)
     app[LINE].on_made = lambda session: app[METRICS].sessions_created.inc()
-    app[LINE].ensure_buyable = lambda stream_id: _ensure_buyable(app, stream_id)
+    # Stream health opens later (its own context): looked up when a buyer comes.
+    app[LINE].ensure_buyable = lambda stream_id: app[STREAM_HEALTH].ensure_stream_buyable(
+        stream_id)
     app[LINE_WATCHERS] = LineWatchers(
         app[LINE], sessions, app[CLOCK],
         # The QR as generate-qris answers it (handlers/api.py), image URLs and all.

@@ -171,6 +171,13 @@ class StreamHealth:
             return StreamStatus.CANCELLED
         return stream_status(stream, self.health(stream.stream_id), self._clock())
 
+    def ensure_stream_buyable(self, stream_id: str) -> None:
+        """`ensure_buyable` by id; a stream not in the catalog is the caller's to refuse
+        (unknown_stream)."""
+        stream = self.catalog.get(stream_id)
+        if stream is not None:
+            self.ensure_buyable(stream)
+
     def ensure_buyable(self, stream: Stream) -> None:
         """Refuse to sell a stream that is cancelled, offline and not scheduled, or has
         ended."""
