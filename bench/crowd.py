@@ -73,8 +73,13 @@ def serve_fake(port: int) -> None:
         return web.json_response({"creates": fake.create_times_ms,
                                   "refused": fake.refused_creates})
 
+    async def close_http(app: web.Application) -> None:
+        for session in http:
+            await session.close()
+
     app.router.add_post("/bench/pay/{qr_id}", pay)
     app.router.add_get("/bench/stats", stats)
+    app.on_cleanup.append(close_http)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
