@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -373,6 +374,22 @@ def _forget(redis_url: str, prefix: str) -> None:
         client.close()
 
 
+def quota_lost(creates_s: list[float]) -> str:
+    """Where the unused quota went: each gap between two creates beyond one interval is
+    time lost, summed by the gap's size (many small slips, or a few long stalls)."""
+    interval_s = 60 / RATE_PER_MINUTE
+    lost_s = {"<= 10 ms": 0.0, "10-100 ms": 0.0, "100 ms-1 s": 0.0, "> 1 s": 0.0}
+    for earlier, later in itertools.pairwise(creates_s):
+        over_s = later - earlier - interval_s
+        if over_s <= 0:
+            continue
+        key = ("<= 10 ms" if over_s <= 0.01 else "10-100 ms" if over_s <= 0.1
+               else "100 ms-1 s" if over_s <= 1 else "> 1 s")
+        lost_s[key] += over_s
+    return "    quota lost to gaps beyond one interval, by the gap's excess: " + ", ".join(
+        f"{name} {seconds:.1f} s" for name, seconds in lost_s.items())
+
+
 def report(args: argparse.Namespace, figures: Figures, flood_figures: Figures,
            stats: dict[str, Any], dupes: int) -> None:
     statuses = figures.statuses + flood_figures.statuses
@@ -387,6 +404,7 @@ def report(args: argparse.Namespace, figures: Figures, flood_figures: Figures,
         made = sum(1 for at in creates_ms if since <= at <= until)
         allowed = RATE_PER_MINUTE / 60 * (until - since)
         used = f"{100 * made / allowed:.1f}% ({made} of {allowed:.0f} allowed in {until - since:.0f} s)"
+        used += "\n" + quota_lost(sorted(at for at in creates_ms if since <= at <= until))
     print(f"bench/crowd.py: {args.buyers} buyers over {args.seconds:.0f} s (seed {SEED}), "
           f"GATEWAY_WORKERS={args.workers} on Redis, fake Xendit capped at "
           f"{RATE_PER_MINUTE}/min" + (f", flood of {args.flood} identities" if args.flood else ""))

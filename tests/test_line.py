@@ -132,7 +132,9 @@ async def test_a_queued_buyer_hears_the_place_then_gets_the_qr_over_the_websocke
         assert told == {**place, "type": "queue"}
         message = await qr_while_time_passes(socket, clock)
     assert message["type"] == "qr" and message["status"] == "pending"
-    assert 1000 <= clock() - START_MS <= 1200  # when the ETA said: the next second
+    # By the ETA (1 s): the pace's next moment, 1,010 ms after the first call's, which
+    # a quiet bucket let start up to CATCH_UP_MS (300) early.
+    assert 700 <= clock() - START_MS <= 1200
     # The QR is the viewer's one pending session: asking again shows it (rule 2).
     again = await second.generate_qris(expect=200)
     assert again["sessionId"] == message["sessionId"]

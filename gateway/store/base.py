@@ -214,12 +214,14 @@ class Counters(Protocol):
         ...
 
     async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
-                      max_wait_ms: int) -> int | None:
+                      max_wait_ms: int, catch_up_ms: int = 0) -> int | None:
         """Pacing (virtual scheduling): one call every `interval_ms` for everyone
         sharing the bucket, so that no window of any length holds more than its share.
-        Atomically: the bucket's next free moment is max(its stored one, now); if it is
-        at most `max_wait_ms` away, take it (the next one moves `interval_ms` later) and
-        return how long until it, in ms; else take nothing and return None."""
+        Atomically: the bucket's next free moment is max(its stored one, now -
+        `catch_up_ms`); if it is at most `max_wait_ms` away, take it (the next one moves
+        `interval_ms` later) and return how long until it, in ms (0 when it is now or
+        was missed by at most `catch_up_ms`: a caller woken late still takes it); else
+        take nothing and return None."""
         ...
 
     async def hold(self, bucket: str, until_ms: int, now_ms: int) -> None:

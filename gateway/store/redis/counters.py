@@ -6,15 +6,17 @@ from __future__ import annotations
 from gateway.store.base import Counters
 from gateway.store.redis.client import Client, Part, bounded
 
-# KEYS[1] the bucket's next free moment; ARGV now_ms, interval_ms, max_wait_ms.
+# KEYS[1] the bucket's next free moment; ARGV now_ms, interval_ms, max_wait_ms,
+# catch_up_ms.
 _RESERVE = """
 local free = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now = tonumber(ARGV[1])
-if free < now then free = now end
+local earliest = now - tonumber(ARGV[4])
+if free < earliest then free = earliest end
 if free - now > tonumber(ARGV[3]) then return -1 end
 local following = free + tonumber(ARGV[2])
-redis.call('SET', KEYS[1], following, 'PX', following - now + 60000)
-return free - now
+redis.call('SET', KEYS[1], following, 'PX', math.max(following - now, 0) + 60000)
+return math.max(free - now, 0)
 """
 # KEYS[1] as above; ARGV until_ms, now_ms.
 _HOLD = """
@@ -44,9 +46,10 @@ class RedisCounters(Part, Counters):
 
     @bounded
     async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
-                      max_wait_ms: int) -> int | None:
+                      max_wait_ms: int, catch_up_ms: int = 0) -> int | None:
         wait_ms = int(await self._reserve(keys=[self._keys.pace(bucket)],
-                                          args=[now_ms, interval_ms, max_wait_ms]))
+                                          args=[now_ms, interval_ms, max_wait_ms,
+                                                catch_up_ms]))
         return None if wait_ms < 0 else wait_ms
 
     @bounded

@@ -30,12 +30,12 @@ class MemoryCounters(Counters):
         return count
 
     async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
-                      max_wait_ms: int) -> int | None:
-        free_ms = max(self._next.get(bucket, 0), now_ms)
+                      max_wait_ms: int, catch_up_ms: int = 0) -> int | None:
+        free_ms = max(self._next.get(bucket, 0), now_ms - catch_up_ms)
         if free_ms - now_ms > max_wait_ms:
             return None
         self._next[bucket] = free_ms + interval_ms
-        return free_ms - now_ms
+        return max(0, free_ms - now_ms)
 
     async def hold(self, bucket: str, until_ms: int, now_ms: int) -> None:
         self._next[bucket] = max(self._next.get(bucket, 0), until_ms)
@@ -74,17 +74,17 @@ class FileCounters(Counters):
         return await self._database.writer.run_in_transaction(count)
 
     async def reserve(self, bucket: str, interval_ms: int, now_ms: int,
-                      max_wait_ms: int) -> int | None:
+                      max_wait_ms: int, catch_up_ms: int = 0) -> int | None:
         def take(conn: sqlite3.Connection) -> int | None:
             row = conn.execute("SELECT next_ms FROM paces WHERE bucket = ?",
                                (bucket,)).fetchone()
-            free_ms = max(int(row[0]) if row else 0, now_ms)
+            free_ms = max(int(row[0]) if row else 0, now_ms - catch_up_ms)
             if free_ms - now_ms > max_wait_ms:
                 return None
             conn.execute("INSERT INTO paces (bucket, next_ms) VALUES (?, ?) ON CONFLICT"
                          " (bucket) DO UPDATE SET next_ms = excluded.next_ms",
                          (bucket, free_ms + interval_ms))
-            return free_ms - now_ms
+            return max(0, free_ms - now_ms)
 
         return await self._database.writer.run_in_transaction(take)
 
