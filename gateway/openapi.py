@@ -410,7 +410,9 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                            "error message and close code 4403; unknown: 4404. With "
                            "`streamId` instead of `sessionId`: the caller's place in line "
                            "for that stream, `{type: queue, streamId, position, "
-                           "etaSeconds}` on every change (at least every 2 s), then "
+                           "etaSeconds}` again every 2 s near the front, less often "
+                           "the longer the wait (a twentieth of `etaSeconds`, at most "
+                           "every 10 s), then "
                            "`{type: qr, ...}` (generate-qris's 201 body) once the QR is "
                            "made; 4404 when the caller is not in line.",
             "security": VIEWER_SECURITY,

@@ -65,6 +65,7 @@
     startChecking: false,
     socket: null,
     lineSocket: null, // while waiting in line for a QR
+    place: null, // {position, etaSeconds, toldAt}: the last place the line told
     reconnectAttempt: 0,
     reconnectTimer: null,
     hls: null,
@@ -165,6 +166,7 @@
       if (message.type === "queue" && message.gone) {
         // Let go without a QR (e.g. the show went off the air while they waited):
         // asking again says why, or gives a new place.
+        state.place = null;
         closeLineSocket();
         setStatus(t.queue_gone);
         requestQr();
@@ -182,10 +184,22 @@
   }
 
   function showPlace(place) {
+    state.place = { position: place.position, etaSeconds: place.etaSeconds,
+                    toldAt: performance.now() };
     qrLoading.hidden = false;
-    qrLoading.textContent = format(t.queue_place,
-                                   { position: place.position, seconds: place.etaSeconds });
-    setStatus(qrLoading.textContent);
+    renderPlace();
+    setStatus(qrLoading.textContent); // announced when told, not every second
+  }
+
+  function renderPlace() {
+    // The line says the place again every 2-10 s (less often the longer the wait): in
+    // between, the wait counts down here.
+    const place = state.place;
+    if (place === null) return;
+    const gone = (performance.now() - place.toldAt) / 1000;
+    const seconds = Math.max(Math.min(1, place.etaSeconds),
+                             Math.ceil(place.etaSeconds - gone));
+    qrLoading.textContent = format(t.queue_place, { position: place.position, seconds });
   }
 
   function closeLineSocket() {
@@ -195,6 +209,7 @@
   }
 
   function showQr(session) {
+    state.place = null;
     state.session = session;
     payCountdownLine.hidden = false;
     if (simulatorBox) simulatorBox.hidden = false;
@@ -259,6 +274,7 @@
   // No payable QR: none of what goes with one (no "scan", no clock counting nothing).
   function hideQr() {
     state.session = null;
+    state.place = null;
     state.payDeadline = null;
     qrBlock.hidden = true;
     qrImage.hidden = true;
@@ -867,6 +883,7 @@
 
   // Also run at once whenever a deadline changes, so no "--:--" flashes in between.
   function renderCountdowns() {
+    renderPlace();
     const now = performance.now();
     if (state.payDeadline !== null) {
       const left = state.payDeadline - now;

@@ -262,22 +262,49 @@ async def test_a_failing_provider_gets_a_clear_message_and_a_way_to_retry(
 async def test_a_buyer_in_line_sees_the_place_then_the_qr(
         browser: Any, tmp_path: Path,
         aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
-    """One provider call a minute: a first buyer takes this one, the page's buyer waits
-    in line, sees their place and the wait, and the QR appears by itself."""
+    """One provider call a second: a first buyer takes this one and a second waits for
+    the next, so the page's buyer waits in line, sees their place and the wait, and the
+    QR appears by itself."""
     settings = make_settings(tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="60")
     server = await aiohttp_server(create_app(settings))
     site = str(server.make_url("/")).rstrip("/")
     context = await browser.new_context(locale="id-ID")
-    taken = await context.request.post(f"{site}/api/generate-qris",
-                                       data={"streamId": "demo", "userId": "first"},
-                                       headers={"X-Api-Key": API_KEY})
-    assert taken.status == 201
+    for user_id, status in (("first", 201), ("second", 202)):
+        ahead = await context.request.post(f"{site}/api/generate-qris",
+                                           data={"streamId": "demo", "userId": user_id},
+                                           headers={"X-Api-Key": API_KEY})
+        assert ahead.status == status
     page = await context.new_page()
     await page.goto(f"{site}/watch/demo")
-    await until(page, "document.getElementById('qr-loading').textContent"
-                      ".startsWith('Anda di antrean nomor 1')")
+    await until(page, "/^Anda di antrean nomor [12] /"
+                      ".test(document.getElementById('qr-loading').textContent)")
     await shot(page, "queue-place")
     qr = page.locator("#qr-image")
     await qr.wait_for(state="visible", timeout=10_000)
     await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
+    await context.close()
+
+
+async def test_a_long_wait_in_line_counts_down_between_the_lines_updates(
+        browser: Any, tmp_path: Path,
+        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    """One provider call a minute, two buyers ahead: a two-minute wait, which the line
+    says again only every ~6 s; the page counts it down by itself in between."""
+    settings = make_settings(tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="1")
+    server = await aiohttp_server(create_app(settings))
+    site = str(server.make_url("/")).rstrip("/")
+    context = await browser.new_context(locale="en-US")
+    for user_id, status in (("first", 201), ("second", 202)):
+        ahead = await context.request.post(f"{site}/api/generate-qris",
+                                           data={"streamId": "demo", "userId": user_id},
+                                           headers={"X-Api-Key": API_KEY})
+        assert ahead.status == status
+    page = await context.new_page()
+    await page.goto(f"{site}/watch/demo")
+    seconds_left = ("Number(/about (\\d+) s/.exec("
+                    "document.getElementById('qr-loading').textContent)?.[1])")
+    await until(page, f"{seconds_left} > 100")
+    told = await page.evaluate(seconds_left)
+    assert "You are number 2 in line" in await page.locator("#qr-loading").text_content()
+    await until(page, f"{seconds_left} < {told}", timeout_s=4)
     await context.close()
