@@ -94,6 +94,8 @@ class Figures:
     eta_error: list[float] = field(default_factory=list)  # (real - announced) / announced
     eta_abs_error_s: list[float] = field(default_factory=list)
     eta_error_nat: list[float] = field(default_factory=list)  # buyers behind a NAT
+    # Places said as the least wait (etaAtLeast): whether the QR came no sooner.
+    at_least_held: list[bool] = field(default_factory=list)
     qr_s: list[float] = field(default_factory=list)  # asked -> QR in hand, own address
     qr_s_nat: list[float] = field(default_factory=list)  # the same, behind a NAT
     queued: int = 0
@@ -148,6 +150,7 @@ async def buyer(http: aiohttp.ClientSession, base: str, ws_base: str, fake: str,
         if figures.first_queued_at is None:
             figures.first_queued_at = answered
         eta_s = body["data"]["etaSeconds"]
+        at_least = body["data"]["etaAtLeast"]
         qr = await qr_from_line(http, ws_base, cookie)
         if qr is None:
             figures.refused += 1
@@ -156,8 +159,11 @@ async def buyer(http: aiohttp.ClientSession, base: str, ws_base: str, fake: str,
         came = time.monotonic()
         figures.last_line_qr_at = max(figures.last_line_qr_at, came)
         waited_s = came - answered
-        figures.eta_abs_error_s.append(waited_s - eta_s)
-        if eta_s >= 5:  # a relative error of a second's rounding says nothing
+        if at_least:  # a floor, not an estimate: it holds if the QR came no sooner
+            figures.at_least_held.append(waited_s >= eta_s - 1)
+        else:
+            figures.eta_abs_error_s.append(waited_s - eta_s)
+        if eta_s >= 5 and not at_least:  # a relative error of a second's rounding
             (figures.eta_error_nat if address.startswith("100.64.") else
              figures.eta_error).append((waited_s - eta_s) / eta_s)
     elif answer.status in (200, 201):
@@ -421,14 +427,18 @@ def report(args: argparse.Namespace, figures: Figures, flood_figures: Figures,
                           ("behind a NAT", figures.eta_error_nat),
                           ("everyone", figures.eta_error + figures.eta_error_nat)):
         if errors:
-            print(f"  queue ETA error, {label:13s}   median {100 * statistics.median(errors):+.1f}%"
+            print(f"  ETA error (estimates), {label:12s} median {100 * statistics.median(errors):+.1f}%"
                   f", p10 {100 * percentile(errors, 0.10):+.1f}%"
                   f", p90 {100 * percentile(errors, 0.90):+.1f}%"
                   f", within 20%: {100 * sum(abs(e) <= 0.2 for e in errors) / len(errors):.1f}%"
                   f" (of {len(errors)} with ETA >= 5 s)")
     if figures.eta_abs_error_s:
-        print(f"  queue ETA error, seconds        median {statistics.median(figures.eta_abs_error_s):+.1f}"
+        print(f"  ETA error (estimates), seconds  median {statistics.median(figures.eta_abs_error_s):+.1f}"
               f", p90 {percentile(figures.eta_abs_error_s, 0.90):+.1f}")
+    if figures.at_least_held:
+        held = figures.at_least_held
+        print(f"  ETAs said as the least wait      {len(held)}; the QR came no sooner "
+              f"(1 s rounding) for {100 * sum(held) / len(held):.1f}%")
     print(f"  provider quota used while queued {used}")
     print(f"  provider 429s                    {stats['refused']}")
     if figures.paid_to_playing_s:

@@ -44,7 +44,7 @@ from gateway.errors import (
     StoreUnavailable,
 )
 from gateway.limits import SessionCreationLimits
-from gateway.line_model import LineEntry, LinePlace
+from gateway.line_model import LineEntry, LinePlace, Standing
 from gateway.logs import log_event
 from gateway.model import PaymentSession, SessionStatus
 from gateway.sessions import SessionService
@@ -80,10 +80,13 @@ class Waiting:
     stream_id: str
     position: int
     eta_seconds: int
+    # Buyers arriving later from other addresses may still go ahead (the place is
+    # behind others from the buyer's own address): the wait is at least eta_seconds.
+    eta_at_least: bool = False
 
     def json(self) -> dict[str, Any]:
         return {"queued": True, "streamId": self.stream_id, "position": self.position,
-                "etaSeconds": self.eta_seconds}
+                "etaSeconds": self.eta_seconds, "etaAtLeast": self.eta_at_least}
 
 
 class _Queued(Exception):
@@ -154,7 +157,7 @@ class QrLine:
             if await self._line.length():  # nobody overtakes the line
                 return await self._join(user_id, stream_id, address, over=False)
         else:
-            held = await self._line.positions([(user_id, stream_id)])
+            held = await self._line.standings([(user_id, stream_id)])
             if held:
                 return await self.waiting_at(stream_id, held[(user_id, stream_id)])
         await self._limits.admit_viewer(user_id)  # one identity hammering: 429
@@ -173,24 +176,27 @@ class QrLine:
         return await self._waiting(place)
 
     async def _waiting(self, place: LinePlace) -> Waiting:
-        return await self.waiting_at(place.entry.stream_id, place.position)
+        return await self.waiting_at(place.entry.stream_id, place.standing)
 
-    async def waiting_at(self, stream_id: str, position: int) -> Waiting:
-        """The place `position` for the stream, with its ETA."""
-        return self.place(stream_id, position, await self.next_free_ms())
+    async def waiting_at(self, stream_id: str, standing: Standing) -> Waiting:
+        """The place for the stream, with its ETA."""
+        return self.place(stream_id, standing, await self.next_free_ms())
 
     async def next_free_ms(self) -> int:
         """How long until the provider's (or the line's) next free moment."""
         return await self._counters.next_free_ms(self._bucket, self._clock())
 
-    def place(self, stream_id: str, position: int, next_free_ms: int) -> Waiting:
+    def place(self, stream_id: str, standing: Standing, next_free_ms: int) -> Waiting:
         """The place, with its ETA: the head is served at the next free moment (after a
-        provider's 429, when its pause ends), then one interval per buyer ahead."""
-        eta_ms = next_free_ms + (position - 1) * self.interval_ms
-        return Waiting(stream_id, position, -(-eta_ms // 1000))
+        provider's 429, when its pause ends), then one interval per buyer ahead. Exact
+        for a settled place; for one that may still be overtaken, the least wait."""
+        eta_ms = next_free_ms + (standing.position - 1) * self.interval_ms
+        return Waiting(stream_id, standing.position, -(-eta_ms // 1000),
+                       eta_at_least=not standing.settled)
 
-    async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        return await self._line.positions(members)
+    async def standings(self, members: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], Standing]:
+        return await self._line.standings(members)
 
     async def _reserve_now(self) -> int | None:
         """A moment of the pace that is free now (or was missed by at most the
@@ -385,23 +391,23 @@ class LineWatchers:
                    if now_s - place.said_at_s >= place.repeat_after_s]
         if not members:
             return
-        positions = await self._line.positions(members)
+        standings = await self._line.standings(members)
         free_ms = await self._line.next_free_ms()  # once a tick, for every place
         for member in members:
             place = self._places.get(member)
             if place is not None:
-                await self._tell(member, place, positions.get(member), free_ms)
+                await self._tell(member, place, standings.get(member), free_ms)
 
     async def _tell(self, member: tuple[str, str], place: _Place,
-                    position: int | None = None, free_ms: int = 0, *,
+                    standing: Standing | None = None, free_ms: int = 0, *,
                     force: bool = False) -> bool:
-        if position is None and force:
-            position = (await self._line.positions([member])).get(member)
+        if standing is None and force:
+            standing = (await self._line.standings([member])).get(member)
             free_ms = await self._line.next_free_ms()
         now_s = time.monotonic()
-        if position is not None:
+        if standing is not None:
             place.missing_since_s = None
-            waiting = self._line.place(member[1], position, free_ms)
+            waiting = self._line.place(member[1], standing, free_ms)
             message = json.dumps(waiting.json() | {"type": "queue"}, separators=(",", ":"))
             place.said_at_s = now_s
             place.repeat_after_s = repeat_after_s(waiting.eta_seconds)

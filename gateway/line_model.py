@@ -32,6 +32,17 @@ class LineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a buyer stands now: 1 is next. `settled`: nobody who comes later can go
+    ahead of them (`is_settled`), so their position only falls and a wait worked out
+    from it is an estimate; otherwise buyers arriving later from other addresses may
+    still go ahead (that is the fairness), and such a wait is the least one."""
+
+    position: int
+    settled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LinePlace:
     """Where a buyer stands: 1 is next. `joined` says whether this call put them
     there (False: they were in line already, and keep their place)."""
@@ -39,6 +50,11 @@ class LinePlace:
     entry: LineEntry
     position: int
     joined: bool
+    settled: bool
+
+    @property
+    def standing(self) -> Standing:
+        return Standing(self.position, self.settled)
 
 
 def fair_score(virtual_clock: int, lane_last: int, *, front: bool = False) -> int:
@@ -48,3 +64,13 @@ def fair_score(virtual_clock: int, lane_last: int, *, front: bool = False) -> in
     if front:
         return virtual_clock - 1
     return max(virtual_clock, lane_last) + 1
+
+
+def is_settled(score: int, virtual_clock: int) -> bool:
+    """Whether an entry can still be overtaken. A newcomer's score is at least the
+    clock plus one, and the clock never goes back; between equal scores arrival
+    decides. So an entry scored at most one past the clock has everyone who will ever
+    be ahead of it in line already (a buyer the provider turned away, put back at the
+    front, excepted); one scored further on (behind others of its own address) does
+    not."""
+    return score <= virtual_clock + 1

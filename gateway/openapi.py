@@ -410,7 +410,7 @@ def _operations(simulator_enabled: bool) -> dict[str, dict[str, Schema]]:
                            "error message and close code 4403; unknown: 4404. With "
                            "`streamId` instead of `sessionId`: the caller's place in line "
                            "for that stream, `{type: queue, streamId, position, "
-                           "etaSeconds}` again every 2 s near the front, less often "
+                           "etaSeconds, etaAtLeast}` again every 2 s near the front, less often "
                            "the longer the wait (a twentieth of `etaSeconds`, at most "
                            "every 10 s), then "
                            "`{type: qr, ...}` (generate-qris's 201 body) once the QR is "
@@ -482,11 +482,17 @@ _QR = _obj(
 
 
 _PLACE = _obj(
-    ["queued", "streamId", "position", "etaSeconds"],
+    ["queued", "streamId", "position", "etaSeconds", "etaAtLeast"],
     queued={"const": True}, streamId=STREAM,
     position={"type": "integer", "minimum": 1, "description": "1: next"},
     etaSeconds={"type": "integer", "minimum": 0,
-                "description": "about when the QR will be made, from now"})
+                "description": "about when the QR will be made, from now"},
+    etaAtLeast={"type": "boolean",
+                "description": "true: the place is behind others from the caller's own "
+                               "address, and buyers arriving later from other addresses "
+                               "may still go ahead (the line is fair by address), so "
+                               "etaSeconds is the least wait; false: nobody can come in "
+                               "ahead any more, and etaSeconds is an estimate"})
 
 
 def _hls_operation(operation_id: str, extra: list[Schema]) -> Schema:

@@ -65,7 +65,7 @@
     startChecking: false,
     socket: null,
     lineSocket: null, // while waiting in line for a QR
-    place: null, // {position, etaSeconds, toldAt}: the last place the line told
+    place: null, // {position, etaSeconds, atLeast, toldAt}: the last place told
     reconnectAttempt: 0,
     reconnectTimer: null,
     hls: null,
@@ -185,7 +185,7 @@
 
   function showPlace(place) {
     state.place = { position: place.position, etaSeconds: place.etaSeconds,
-                    toldAt: performance.now() };
+                    atLeast: place.etaAtLeast === true, toldAt: performance.now() };
     qrLoading.hidden = false;
     renderPlace();
     setStatus(qrLoading.textContent); // announced when told, not every second
@@ -199,7 +199,10 @@
     const gone = (performance.now() - place.toldAt) / 1000;
     const seconds = Math.max(Math.min(1, place.etaSeconds),
                              Math.ceil(place.etaSeconds - gone));
-    qrLoading.textContent = format(t.queue_place, { position: place.position, seconds });
+    // Behind others of one's own address, later buyers may still go ahead: the wait
+    // is then said as the least one, never as a promise.
+    qrLoading.textContent = format(place.atLeast ? t.queue_place_at_least : t.queue_place,
+                                   { position: place.position, seconds });
   }
 
   function closeLineSocket() {

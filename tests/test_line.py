@@ -126,7 +126,8 @@ async def test_a_queued_buyer_hears_the_place_then_gets_the_qr_over_the_websocke
     second = await make_viewer()
     status, place = await ask_as(second, "10.0.0.2")
     assert status == 202
-    assert place == {"queued": True, "streamId": "demo", "position": 1, "etaSeconds": 1}
+    assert place == {"queued": True, "streamId": "demo", "position": 1, "etaSeconds": 1,
+                     "etaAtLeast": False}
     async with second.http.ws_connect("/ws?streamId=demo") as socket:
         told = await socket.receive_json(timeout=5)
         assert told == {**place, "type": "queue"}
@@ -141,6 +142,25 @@ async def test_a_queued_buyer_hears_the_place_then_gets_the_qr_over_the_websocke
     assert again["qrString"] == message["qrString"]
     async with second.http.ws_connect(f"/ws?sessionId={again['sessionId']}") as socket:
         assert (await socket.receive_json(timeout=5))["status"] == "pending"
+
+
+async def test_a_place_behind_others_of_ones_own_address_says_its_wait_is_the_least(
+        make_viewer: AppFactory, settings: Settings, tmp_path: Path) -> None:
+    """Fairness by address moves a deep place back as other addresses' buyers come:
+    such a place's ETA is said as the least wait, and a place nobody can overtake any
+    more as an estimate."""
+    first = await make_viewer(lined(settings, tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="1"))
+    assert (await ask_as(first, "10.0.0.1"))[0] == 201
+    behind_nat = [await make_viewer() for _ in range(3)]
+    places = [(await ask_as(viewer, "100.64.0.1"))[1] for viewer in behind_nat]
+    assert [(place["position"], place["etaAtLeast"]) for place in places] == [
+        (1, False), (2, True), (3, True)]
+    status, place = await ask_as(await make_viewer(), "10.0.0.2")
+    assert (status, place["position"], place["etaAtLeast"]) == (202, 2, False)
+    # That later buyer went ahead of the NAT's second, as its answer allowed.
+    status, again = await ask_as(behind_nat[1], "100.64.0.1")
+    assert (status, again["position"], again["etaAtLeast"]) == (202, 3, True)
+    assert again["etaSeconds"] > places[1]["etaSeconds"]
 
 
 async def test_asking_again_keeps_the_place_and_is_never_refused(

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from gateway.device_model import DeviceGrant, DevicePlace, PlaceClaim
 from gateway.ledger import LedgerEntry, LedgerQuery, SalesBucket, Settlement
-from gateway.line_model import LineEntry, LinePlace
+from gateway.line_model import LineEntry, LinePlace, Standing
 from gateway.model import (
     ENDED_BY_REVOCATION,
     Notification,
@@ -245,8 +245,9 @@ class Line(Protocol):
         they are in line already, leave them where they are; either way their place."""
         ...
 
-    async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Of these (userId, streamId), the ones in line and their positions (1: next)."""
+    async def standings(self, members: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], Standing]:
+        """Of these (userId, streamId), the ones in line and where they stand."""
         ...
 
     async def length(self) -> int: ...

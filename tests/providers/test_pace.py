@@ -47,7 +47,8 @@ async def test_a_429_puts_the_buyer_in_line_and_pauses_every_create_call(
     # Refused on the direct call, and again when the line first serves the buyer.
     fake.rate_limited_next, fake.retry_after_s = 2, 3
     place = await world.viewer.generate_qris(expect=202)
-    assert place == {"queued": True, "streamId": "demo", "position": 1, "etaSeconds": 3}
+    assert place == {"queued": True, "streamId": "demo", "position": 1, "etaSeconds": 3,
+                     "etaAtLeast": False}
     async with world.viewer.http.ws_connect("/ws?streamId=demo") as socket:
         told = await socket.receive_json(timeout=5)
         assert told["type"] == "queue" and told["position"] == 1

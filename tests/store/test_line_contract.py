@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.line_model import Standing
 from gateway.store.base import Store
 from tests.store.conftest import T0
 
@@ -31,13 +32,39 @@ async def test_a_flood_from_one_address_does_not_push_others_back(store: Store) 
     bob = await line.join("bob", "demo", "10.0.0.2", T0 + 2)
     # Behind one entry of the flooding address, not behind all 200 of them.
     assert (alice.position, bob.position) == (2, 3)
+    # Nobody can still come in ahead of them; the flood's later entries, anybody can.
+    assert alice.settled and bob.settled
     served = [(await line.pop()) for _ in range(4)]
     assert [entry.user_id for entry in served if entry] == ["bot0", "alice", "bob", "bot1"]
     # Arriving later, another address again goes ahead of the rest of the flood.
     carol = await line.join("carol", "demo", "10.0.0.3", T0 + 3)
     assert carol.position == 2
-    positions = await line.positions([("carol", "demo"), ("bot2", "demo"), ("nobody", "demo")])
-    assert positions == {("carol", "demo"): 2, ("bot2", "demo"): 1}
+    standings = await line.standings([("carol", "demo"), ("bot2", "demo"), ("bot3", "demo"),
+                                      ("nobody", "demo")])
+    assert standings == {("carol", "demo"): Standing(2, True),
+                         ("bot2", "demo"): Standing(1, True),
+                         ("bot3", "demo"): Standing(3, False)}
+    # Asked about many at once (read another way by an embedded store): the same.
+    many = await line.standings([(f"bot{n}", "demo") for n in range(2, 30)])
+    assert many[("bot2", "demo")] == Standing(1, True)
+    assert many[("bot29", "demo")] == Standing(29, False)
+    assert len(many) == 28
+
+
+async def test_a_place_behind_others_of_its_address_is_settled_once_its_turn_nears(
+        store: Store) -> None:
+    line = store.line
+    first, second, third = [await line.join(f"nat{n}", "demo", "100.64.0.1", T0)
+                            for n in range(3)]
+    # A newcomer from elsewhere would come in behind the first, ahead of the others.
+    assert (first.settled, second.settled, third.settled) == (True, False, False)
+    await line.pop()  # the line's clock moves on a round
+    standings = await line.standings([("nat1", "demo"), ("nat2", "demo")])
+    assert standings == {("nat1", "demo"): Standing(1, True),
+                         ("nat2", "demo"): Standing(2, False)}
+    await line.pop()
+    again = await line.join("nat2", "demo", "100.64.0.1", T0 + 9)
+    assert (again.position, again.settled, again.joined) == (1, True, False)
 
 
 async def test_an_address_with_many_viewers_is_served_in_its_order(store: Store) -> None:
@@ -65,13 +92,13 @@ async def test_put_back_returns_an_entry_to_where_it_stood(store: Store) -> None
     alice = await line.pop()
     assert alice is not None
     await line.put_back(alice)  # the provider said 429: back at the head
-    assert await line.positions([("alice", "demo")]) == {("alice", "demo"): 1}
+    assert await line.standings([("alice", "demo")]) == {("alice", "demo"): Standing(1, True)}
     await line.put_back(alice)  # twice changes nothing
     assert await line.length() == 3
     front = await line.join("dave", "demo", "addr-dave", T0, front=True)
     assert front.position == 1  # turned away by the provider on a direct request
     await line.leave("bob", "demo")
-    assert ("bob", "demo") not in await line.positions([("bob", "demo")])
+    assert ("bob", "demo") not in await line.standings([("bob", "demo")])
 
 
 async def test_a_shared_store_has_one_line(two_handles: tuple[Store, Store]) -> None:

@@ -6,7 +6,7 @@ every instance shares one line and each entry is popped once. The scripts apply
 
 from __future__ import annotations
 
-from gateway.line_model import CLOCK_LANE, LineEntry, LinePlace
+from gateway.line_model import CLOCK_LANE, LineEntry, LinePlace, Standing, is_settled
 from gateway.store.base import Line
 from gateway.store.redis.client import Client, Part, bounded
 
@@ -15,10 +15,11 @@ from gateway.store.redis.client import Client, Part, bounded
 _ARRIVAL_SPAN = 2 ** 21
 
 # KEYS line, entries, lanes, seq; ARGV member, address, now_ms, front (0/1), clock lane.
+# Returns the position, whether joined now, the stored entry and the line's clock.
 _JOIN = f"""
 local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-if rank then return {{rank + 1, 0, redis.call('HGET', KEYS[2], ARGV[1])}} end
 local clock = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0')
+if rank then return {{rank + 1, 0, redis.call('HGET', KEYS[2], ARGV[1]), clock}} end
 local last = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
 local score
 if ARGV[4] == '1' then score = clock - 1 else score = math.max(clock, last) + 1 end
@@ -27,7 +28,7 @@ redis.call('HSET', KEYS[3], ARGV[2], math.max(last, score))
 local entry = ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. score .. '\\n' .. seq
 redis.call('HSET', KEYS[2], ARGV[1], entry)
 redis.call('ZADD', KEYS[1], score * {_ARRIVAL_SPAN} + seq % {_ARRIVAL_SPAN}, ARGV[1])
-return {{redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 1, entry}}
+return {{redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, 1, entry, clock}}
 """
 # KEYS line, entries, lanes; ARGV clock lane.
 _POP = """
@@ -82,20 +83,28 @@ class RedisLine(Part, Line):
                    *, front: bool = False) -> LinePlace:
         keys = self._keys
         member = _member(user_id, stream_id)
-        position, joined, stored = await self._join(
+        position, joined, stored, clock = await self._join(
             keys=[keys.line, keys.line_entries, keys.line_lanes, keys.line_seq],
             args=[member, address, now_ms, "1" if front else "0", CLOCK_LANE])
-        return LinePlace(_entry(member, stored), int(position), bool(int(joined)))
+        entry = _entry(member, stored)
+        return LinePlace(entry, int(position), bool(int(joined)),
+                         is_settled(entry.score, int(clock)))
 
     @bounded
-    async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    async def standings(self, members: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], Standing]:
         if not members:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self._keys.line_lanes, CLOCK_LANE)
             for user_id, stream_id in members:
                 pipe.zrank(self._keys.line, _member(user_id, stream_id))
-            ranks = await pipe.execute()
-        return {member: int(rank) + 1 for member, rank in zip(members, ranks, strict=True)
+                pipe.zscore(self._keys.line, _member(user_id, stream_id))
+            clock, *found = await pipe.execute()
+        virtual_clock = int(clock or 0)
+        return {member: Standing(int(rank) + 1,
+                                 is_settled(int(score) // _ARRIVAL_SPAN, virtual_clock))
+                for member, rank, score in zip(members, found[::2], found[1::2], strict=True)
                 if rank is not None}
 
     @bounded

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import sqlite3
 
-from gateway.line_model import CLOCK_LANE, LineEntry, LinePlace, fair_score
+from gateway.line_model import (
+    CLOCK_LANE,
+    LineEntry,
+    LinePlace,
+    Standing,
+    fair_score,
+    is_settled,
+)
 from gateway.store.base import Line
 from gateway.store.sqlite.connection import Database
 
@@ -49,35 +56,43 @@ class SQLiteLine(Line):
         def write(conn: sqlite3.Connection) -> LinePlace:
             row = conn.execute(f"SELECT {_COLUMNS} FROM line WHERE user_id = ? AND"
                                " stream_id = ?", (user_id, stream_id)).fetchone()
+            clock = _lane(conn, CLOCK_LANE)
             if row is not None:
                 existing = _entry(row)
-                return LinePlace(existing, _position(conn, existing), False)
-            score = fair_score(_lane(conn, CLOCK_LANE), _lane(conn, address), front=front)
+                return LinePlace(existing, _position(conn, existing), False,
+                                 is_settled(existing.score, clock))
+            score = fair_score(clock, _lane(conn, address), front=front)
             cursor = conn.execute(
                 "INSERT INTO line (user_id, stream_id, address, score, joined_at_ms)"
                 " VALUES (?, ?, ?, ?, ?)", (user_id, stream_id, address, score, now_ms))
             _set_lane(conn, address, score)
             entry = LineEntry(user_id, stream_id, address, now_ms, score,
                               int(cursor.lastrowid or 0))
-            return LinePlace(entry, _position(conn, entry), True)
+            return LinePlace(entry, _position(conn, entry), True, is_settled(score, clock))
 
         return await self._writer.run_in_transaction(write)
 
-    async def positions(self, members: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    async def standings(self, members: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], Standing]:
         wanted = set(members)
 
-        def read(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+        def read(conn: sqlite3.Connection) -> dict[tuple[str, str], Standing]:
+            clock = _lane(conn, CLOCK_LANE)
             if len(wanted) > _SCAN_ABOVE:
-                rows = conn.execute("SELECT user_id, stream_id FROM line ORDER BY score, seq")
-                return {member: number for number, member in enumerate(
-                    ((str(user), str(stream)) for user, stream in rows), start=1)
-                    if member in wanted}
-            found: dict[tuple[str, str], int] = {}
+                rows = conn.execute("SELECT user_id, stream_id, score FROM line"
+                                    " ORDER BY score, seq")
+                return {(str(user), str(stream)): Standing(number,
+                                                           is_settled(int(score), clock))
+                        for number, (user, stream, score) in enumerate(rows, start=1)
+                        if (user, stream) in wanted}
+            found: dict[tuple[str, str], Standing] = {}
             for user_id, stream_id in wanted:
                 row = conn.execute(f"SELECT {_COLUMNS} FROM line WHERE user_id = ? AND"
                                    " stream_id = ?", (user_id, stream_id)).fetchone()
                 if row is not None:
-                    found[(user_id, stream_id)] = _position(conn, _entry(row))
+                    entry = _entry(row)
+                    found[(user_id, stream_id)] = Standing(_position(conn, entry),
+                                                           is_settled(entry.score, clock))
             return found
 
         return await self._reader.run(read)
