@@ -16,7 +16,9 @@ while the provider's pace is used up or their address is over its share.
   provider cap the line holds only addresses' overflow, served at
   GATEWAY_QUEUE_RATE_PER_MINUTE.
 - The ETA is the wait for the next free moment (a 429's pause included) plus one
-  interval per buyer ahead.
+  interval per buyer ahead: an estimate for a place nobody can overtake any more, and
+  the least wait (`etaAtLeast`) for one that later buyers from other addresses may
+  still go ahead of (line_model.is_settled).
 - The viewer hears of their place and of their QR over the WebSocket
   (`LineWatchers`): positions are read for every watched place each tick, and a QR
   made by any instance reaches them through the store's change feed.
