@@ -20,7 +20,7 @@ while the provider's pace is used up or their address is over its share.
   the least wait (`etaAtLeast`) for one that later buyers from other addresses may
   still go ahead of (line_model.is_settled).
 - The viewer hears of their place and of their QR over the WebSocket
-  (`LineWatchers`): positions are read for every watched place each tick, and a QR
+  (`LineWatchers`): standings are read for the places due each tick, and a QR
   made by any instance reaches them through the store's change feed.
 """
 

@@ -259,16 +259,16 @@ async def test_a_failing_provider_gets_a_clear_message_and_a_way_to_retry(
     await context.close()
 
 
-async def test_a_buyer_in_line_sees_the_place_then_the_qr(
-        browser: Any, tmp_path: Path,
-        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
-    """One provider call a second: a first buyer takes this one and a second waits for
-    the next, so the page's buyer waits in line, sees their place and the wait, and the
-    QR appears by itself."""
-    settings = make_settings(tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="60")
+async def watch_behind_two_buyers(
+        browser: Any, tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]],
+        *, rate_per_minute: int, locale: str) -> tuple[Any, Any]:
+    """A provider capped at `rate_per_minute`: a first buyer takes this moment, a second
+    waits for the next, and then a page (from the same address) opens the watch page."""
+    settings = make_settings(tmp_path,
+                             GATEWAY_PROVIDER_RATE_PER_MINUTE=str(rate_per_minute))
     server = await aiohttp_server(create_app(settings))
     site = str(server.make_url("/")).rstrip("/")
-    context = await browser.new_context(locale="id-ID")
+    context = await browser.new_context(locale=locale)
     for user_id, status in (("first", 201), ("second", 202)):
         ahead = await context.request.post(f"{site}/api/generate-qris",
                                            data={"streamId": "demo", "userId": user_id},
@@ -276,6 +276,17 @@ async def test_a_buyer_in_line_sees_the_place_then_the_qr(
         assert ahead.status == status
     page = await context.new_page()
     await page.goto(f"{site}/watch/demo")
+    return context, page
+
+
+async def test_a_buyer_in_line_sees_the_place_then_the_qr(
+        browser: Any, tmp_path: Path,
+        aiohttp_server: Callable[..., Awaitable[TestServer]]) -> None:
+    """One provider call a second: a first buyer takes this one and a second waits for
+    the next, so the page's buyer waits in line, sees their place and the wait, and the
+    QR appears by itself."""
+    context, page = await watch_behind_two_buyers(browser, tmp_path, aiohttp_server,
+                                                  rate_per_minute=60, locale="id-ID")
     await until(page, "/^Anda di antrean nomor [12] /"
                       ".test(document.getElementById('qr-loading').textContent)")
     await shot(page, "queue-place")
@@ -291,17 +302,8 @@ async def test_a_long_wait_in_line_counts_down_between_the_lines_updates(
     """One provider call a minute, two buyers ahead from the same address: a wait of
     at least two minutes (buyers from other addresses may still go ahead), which the
     line says again only every ~6 s; the page counts it down by itself in between."""
-    settings = make_settings(tmp_path, GATEWAY_PROVIDER_RATE_PER_MINUTE="1")
-    server = await aiohttp_server(create_app(settings))
-    site = str(server.make_url("/")).rstrip("/")
-    context = await browser.new_context(locale="en-US")
-    for user_id, status in (("first", 201), ("second", 202)):
-        ahead = await context.request.post(f"{site}/api/generate-qris",
-                                           data={"streamId": "demo", "userId": user_id},
-                                           headers={"X-Api-Key": API_KEY})
-        assert ahead.status == status
-    page = await context.new_page()
-    await page.goto(f"{site}/watch/demo")
+    context, page = await watch_behind_two_buyers(browser, tmp_path, aiohttp_server,
+                                                  rate_per_minute=1, locale="en-US")
     seconds_left = ("Number(/at least (\\d+) s/.exec("
                     "document.getElementById('qr-loading').textContent)?.[1])")
     await until(page, f"{seconds_left} > 100")
