@@ -1,7 +1,8 @@
 """Issue 27, point 5, in the system Chromium at phone width in Indonesian and desktop
 width in English: the console's health column gives a state and a short reason in the
-console's language, a revoked session's devices are not listed as playing, and the API
-page groups its operations by tag. Screenshots go to test-output/screenshots/."""
+console's language, a revoked session's devices are neither listed as playing nor
+offered to be ended, and the API page groups its operations by tag. Screenshots go to
+test-output/screenshots/."""
 
 from __future__ import annotations
 
@@ -105,12 +106,15 @@ async def test_health_says_state_and_reason_and_a_revoked_session_plays_nowhere(
     session = page.locator(f"article[data-session='{sold['sessionId']}']")
     await session.wait_for()
     assert text["playing"] in (await session.locator("ul.devices .pill").all_text_contents())
+    assert await session.locator("form.end-device").count() == 1
     page.once("dialog", lambda dialog: dialog.accept())
     await session.get_by_role("button", name=text["revoke"]).click()
     await page.locator(".notice").wait_for()
     session = page.locator(f"article[data-session='{sold['sessionId']}']")
     assert text["ended_early"] in (await session.locator(".grants").text_content() or "")
     assert text["playing"] not in await session.locator("ul.devices .pill").all_text_contents()
+    # Nothing left to end: no device's button is offered.
+    assert await session.locator("form.end-device").count() == 0
     await fits(page, viewer)
     await shot(page, f"27-5-revoked-devices-{viewer['locale']}")
     assert problems == []
