@@ -20,6 +20,7 @@
   const playerStatus = $("player-status");
   const qrImage = $("qr-image");
   const qrLoading = $("qr-loading");
+  const payHints = [$("save-hint"), $("scan-instructions")];
   const qrMerchant = $("qr-merchant");
   const qrBlock = $("qr-block");
   const payCountdownLine = $("pay-countdown-line");
@@ -184,11 +185,15 @@
   }
 
   function showPlace(place) {
+    // No code yet: nothing to scan or save, so none of the hints about doing so.
+    for (const hint of payHints) hint.hidden = true;
     state.place = { position: place.position, etaSeconds: place.etaSeconds,
                     atLeast: place.etaAtLeast === true, toldAt: performance.now() };
     qrLoading.hidden = false;
     renderPlace();
-    setStatus(qrLoading.textContent); // announced when told, not every second
+    // The status line (announced to screen readers) says the place when the line tells
+    // it; the wait, counting down every second, stays in the QR's box.
+    setStatus(format(t.queue_status, { position: place.position }));
   }
 
   function renderPlace() {
@@ -213,6 +218,7 @@
 
   function showQr(session) {
     state.place = null;
+    for (const hint of payHints) hint.hidden = false;
     state.session = session;
     payCountdownLine.hidden = false;
     if (simulatorBox) simulatorBox.hidden = false;
@@ -271,6 +277,7 @@
     saveQr.hidden = true;
     qrLoading.hidden = false;
     qrLoading.textContent = t.qr_loading;
+    for (const hint of payHints) hint.hidden = false;
     if (simulateButton) simulateButton.disabled = true;
   }
 

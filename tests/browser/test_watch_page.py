@@ -293,6 +293,7 @@ async def test_a_buyer_in_line_sees_the_place_then_the_qr(
     qr = page.locator("#qr-image")
     await qr.wait_for(state="visible", timeout=10_000)
     await until(page, "document.getElementById('status').textContent === 'Menunggu pembayaran…'")
+    assert await page.locator("#scan-instructions").is_visible()  # a code to scan now
     await context.close()
 
 
@@ -310,5 +311,9 @@ async def test_a_long_wait_in_line_counts_down_between_the_lines_updates(
     told = await page.evaluate(seconds_left)
     said = await page.locator("#qr-loading").text_content()
     assert said.startswith("You are number 2 in line") and "others on your network" in said
+    # The status line says the place; with no code yet, nothing says to scan or save one.
+    assert await page.locator("#status").text_content() == "In line: number 2"
+    assert await page.locator("#scan-instructions").is_hidden()
+    assert await page.locator("#save-hint").is_hidden()
     await until(page, f"{seconds_left} < {told}", timeout_s=4)
     await context.close()
