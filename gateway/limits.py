@@ -23,12 +23,6 @@ class SessionCreationLimits:
         self._per_viewer = settings.qr_rate_per_viewer
         self._window_s = settings.qr_rate_window_seconds
 
-    async def admit(self, address: str | None, user_id: str) -> None:
-        """Count one new payment session, or refuse it (429) while over a limit."""
-        await self.admit_viewer(user_id)
-        if await self.address_over(address):
-            raise RateLimited(retry_after_s=self._retry_after_s())
-
     async def admit_viewer(self, user_id: str) -> None:
         """Count one new payment session for the viewer, or refuse it (429)."""
         if self._per_viewer and await self._counters.count_hit(

@@ -94,10 +94,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         stream_id)
     app[LINE_WATCHERS] = LineWatchers(
         app[LINE], sessions, app[CLOCK],
-        # The QR as generate-qris answers it (handlers/api.py), image URLs and all.
-        lambda session, now_ms: qr_json(session, now_ms, str(
-            app.router["qr-png"].url_for(session_id=session.session_id)), str(
-            app.router["qr-card"].url_for(session_id=session.session_id))))
+        # The QR as generate-qris answers it, image URLs and all.
+        lambda session, now_ms: qr_json(session, now_ms, app.router))
     app[LINE].on_dropped = app[LINE_WATCHERS].dropped
     # Playback grants per device (devices.py); the gate counts them (HlsGate.open).
     app[DEVICES] = Devices(

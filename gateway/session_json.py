@@ -7,11 +7,14 @@ only chooses which of the fields it shows (the SPEC gives each endpoint its own 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import qris
 from gateway.model import AccessDecision, SessionStatus
 from gateway.refund_model import Refund
+
+if TYPE_CHECKING:
+    from aiohttp.web import UrlDispatcher
 
 
 class SessionState(Protocol):
@@ -111,10 +114,13 @@ def access_json(decision: AccessDecision) -> dict[str, Any]:
     return data
 
 
-def qr_json(session: Any, now_ms: int, qr_url: str, card_url: str) -> dict[str, Any]:
+def qr_json(session: Any, now_ms: int, router: UrlDispatcher) -> dict[str, Any]:
     """The QR answer (201/200 of generate-qris, and the WebSocket's "qr" message to a
-    buyer who waited in line): `QR_FIELDS`, the image's URL, and what payers compare
-    with their e-wallet's screen before they confirm."""
+    buyer who waited in line): `QR_FIELDS`, the image's and the card's URLs, and what
+    payers compare with their e-wallet's screen before they confirm."""
     payload = qris.parse(session.qr_string)
-    return session_json(session, now_ms, QR_FIELDS, qrCode=qr_url, qrCard=card_url,
-                        merchantName=payload.merchant_name, nmid=payload.nmid)
+    qr_url = router["qr-png"].url_for(session_id=session.session_id)
+    card_url = router["qr-card"].url_for(session_id=session.session_id)
+    return session_json(session, now_ms, QR_FIELDS, qrCode=str(qr_url),
+                        qrCard=str(card_url), merchantName=payload.merchant_name,
+                        nmid=payload.nmid)

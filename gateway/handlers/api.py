@@ -45,7 +45,7 @@ from gateway.keys import (
 )
 from gateway.line import Waiting
 from gateway.logs import log_event
-from gateway.model import AccessDecision, PaymentSession, SessionStatus
+from gateway.model import AccessDecision, SessionStatus
 from gateway.session_json import (
     POLL_FIELDS,
     STATUS_FIELDS,
@@ -114,15 +114,8 @@ async def generate_qris(request: web.Request) -> web.Response:
     session, created = outcome
     if created:
         request.app[METRICS].sessions_created.inc()
-    return ok(qr_answer(request.app, session, request.app[CLOCK]()),
+    return ok(qr_json(session, request.app[CLOCK](), request.app.router),
               status=201 if created else 200)
-
-
-def qr_answer(app: web.Application, session: PaymentSession, now_ms: int) -> dict[str, Any]:
-    """The QR as generate-qris answers it (and the line's WebSocket pushes it)."""
-    qr_url = app.router["qr-png"].url_for(session_id=session.session_id)
-    card_url = app.router["qr-card"].url_for(session_id=session.session_id)
-    return qr_json(session, now_ms, str(qr_url), str(card_url))
 
 
 async def payment_status(request: web.Request) -> web.Response:

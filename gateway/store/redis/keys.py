@@ -131,7 +131,8 @@ class Keys:
 
     @property
     def line_entries(self) -> str:
-        """Each member's entry (address, fair score, when it joined), as JSON."""
+        """Each member's entry: address, when it joined, fair score and arrival, one
+        per line (store/redis/line.py)."""
         return f"{self.prefix}line-entries"
 
     @property
