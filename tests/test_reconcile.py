@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from gateway.keys import METRICS, RECONCILER
+from gateway.app import create_app
+from gateway.keys import METRICS, RECONCILER, SWEEPER
 from gateway.settings import Settings
 from tests.conftest import API_KEY, AppFactory, FakeClock
 from tests.providers.fake_midtrans import FakeMidtrans
@@ -49,3 +50,21 @@ async def test_questions_go_a_few_at_a_time_and_back_off(
     # is asked about any more.
     clock.advance(settings.payment_window_seconds + 3 * 3600)
     assert (await reconciler.run_once()).asked == 0
+
+
+async def test_with_several_workers_only_worker_0_reconciles_and_sweeps(
+        aiohttp_server: Any, aiohttp_client: Any, settings: Settings,
+        clock: FakeClock) -> None:
+    """GATEWAY_WORKERS=N: every worker serves, but reconciliation and the sweeper run
+    once, in worker 0, not N times over one store."""
+    fake = FakeMidtrans(KEY, clock)
+    server = await aiohttp_server(fake.app)
+    real_provider = replace(
+        settings, provider="midtrans", provider_url=str(server.make_url("")).rstrip("/"),
+        provider_credentials={"GATEWAY_MIDTRANS_SERVER_KEY": KEY})
+    for worker_index, runs_jobs in ((0, True), (1, False), (None, True)):
+        client = await aiohttp_client(create_app(replace(real_provider,
+                                                         worker_index=worker_index),
+                                                 clock=clock))
+        app = client.server.app
+        assert (RECONCILER in app, SWEEPER in app) == (runs_jobs, runs_jobs), worker_index

@@ -11,13 +11,14 @@ import signal
 import socket
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET
+from tests.conftest import API_KEY, SECRET, WEBHOOK_SECRET, require_redis
 from tests.server_process import ServerProcess, listen_queue
 
 pytestmark = pytest.mark.slow
@@ -39,11 +40,16 @@ def worker_pids(log_path: Path) -> dict[int, int]:
     return pids
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
+@pytest.fixture(params=["sqlite", "redis"])
+def two_workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """`gateway serve` with GATEWAY_WORKERS=2, on each store."""
+    if request.param == "sqlite":
+        store = {"GATEWAY_STORE": f"sqlite:///{tmp_path / 'g.db'}"}
+    else:
+        prefix = f"test-workers-{uuid.uuid4().hex[:12]}:"
+        store = {"GATEWAY_STORE": require_redis(), "GATEWAY_REDIS_KEY_PREFIX": prefix}
     server = ServerProcess({
-        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
-        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'g.db'}", "GATEWAY_SECRET": SECRET,
+        "GATEWAY_VAR_DIR": str(tmp_path / "var"), **store, "GATEWAY_SECRET": SECRET,
         "GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET, "GATEWAY_API_KEY": API_KEY,
         "GATEWAY_WORKERS": "2",
     }, log_path=tmp_path / "gateway.log").start()
@@ -51,6 +57,20 @@ def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+        if request.param == "redis":
+            _forget_keys(store["GATEWAY_STORE"], store["GATEWAY_REDIS_KEY_PREFIX"])
+
+
+def _forget_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def test_the_shared_port_keeps_its_kernel_queue_once_workers_serve(
@@ -73,6 +93,10 @@ def test_a_worker_killed_hard_is_replaced_and_nobody_notices(
         two_workers: ServerProcess, tmp_path: Path) -> None:
     log_path = tmp_path / "gateway.log"
     before = worker_pids(log_path)
+    # A payment worker 1 has just answered 200 for is kept, whatever happens to it next.
+    with on_worker(two_workers.port, 1) as connection:
+        qr, cookie = buy(connection)
+        assert notify_paid(connection, qr)["applied"] is True
     os.kill(before[1], signal.SIGKILL)
     # Every request in the meantime is answered: the listening socket is the
     # supervisor's, and the other worker accepts on it.
@@ -86,6 +110,12 @@ def test_a_worker_killed_hard_is_replaced_and_nobody_notices(
     while answered != {0, 1}:
         assert time.monotonic() < deadline, answered
         answered.add(get_json(f"{two_workers.url}/healthz")["worker"])
+    with on_worker(two_workers.port, 0) as connection:
+        # The seed's status poll (GET on the callback's path, as the SPEC names it).
+        _, body = connection.request(
+            "GET", f"/api/payment-callback?sessionId={qr['sessionId']}",
+            headers={"Cookie": cookie})
+        assert json.loads(body)["data"]["status"] == "paid"
     log = log_path.read_text()
     assert '"event":"worker_exited"' in log and "Traceback" not in log
 
@@ -172,30 +202,47 @@ def on_worker(port: int, worker: int) -> Connection:
         assert time.monotonic() < deadline, f"no connection reached worker {worker}"
 
 
+def buy(connection: Connection) -> tuple[dict[str, object], str]:
+    """A new viewer's QR through this connection's worker, and the viewer's cookie."""
+    head, body = connection.request("POST", "/api/generate-qris", b'{"streamId": "demo"}',
+                                    {"Content-Type": "application/json"})
+    cookie = next(line.split(b":", 1)[1].split(b";")[0].strip().decode()
+                  for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"set-cookie:"))
+    qr: dict[str, object] = json.loads(body)["data"]
+    return qr, cookie
+
+
+def notify_paid(connection: Connection, qr: dict[str, object]) -> dict[str, object]:
+    """The provider's signed notification that the QR was paid, to this worker."""
+    notification = json.dumps({"eventId": f"evt-{qr['trxId']}", "trxId": qr["trxId"],
+                               "amount": qr["amount"], "status": "paid",
+                               "paidAt": int(time.time() * 1000)}).encode()
+    signed_at = str(int(time.time()))
+    signature = hmac.new(WEBHOOK_SECRET.encode(), signed_at.encode() + b"." + notification,
+                         hashlib.sha256).hexdigest()
+    _, answer = connection.request("POST", "/api/payment-callback", notification, {
+        "Content-Type": "application/json",
+        "X-Gateway-Signature": f"t={signed_at},v1={signature}"})
+    data: dict[str, object] = json.loads(answer)["data"]
+    return data
+
+
 def test_a_payment_one_worker_receives_reaches_a_socket_another_holds(
         two_workers: ServerProcess) -> None:
     """On SQLite as on Redis: the store's change feed carries it between processes."""
     with on_worker(two_workers.port, 0) as viewer, on_worker(two_workers.port, 1) as payer:
-        head, body = viewer.request("POST", "/api/generate-qris", b'{"streamId": "demo"}',
-                                    {"Content-Type": "application/json"})
-        qr = json.loads(body)["data"]
-        cookie = next(line.split(b":", 1)[1].split(b";")[0].strip().decode()
-                      for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"set-cookie:"))
+        qr, cookie = buy(viewer)
+        # Rule 1 across workers: the same viewer asking on the other one gets the same QR.
+        head, body = payer.request("POST", "/api/generate-qris", b'{"streamId": "demo"}',
+                                   {"Content-Type": "application/json", "Cookie": cookie})
+        assert head.startswith(b"HTTP/1.1 200")
+        assert json.loads(body)["data"]["sessionId"] == qr["sessionId"]
         # The viewer's socket is held by worker 0 ...
         viewer.websocket(f"/ws?sessionId={qr['sessionId']}", cookie)
         assert viewer.message()["status"] == "pending"
         # ... and the provider's notification reaches worker 1.
-        notification = json.dumps({"eventId": "evt-1", "trxId": qr["trxId"],
-                                   "amount": qr["amount"], "status": "paid",
-                                   "paidAt": int(time.time() * 1000)}).encode()
-        signed_at = str(int(time.time()))
-        signature = hmac.new(WEBHOOK_SECRET.encode(), signed_at.encode() + b"." + notification,
-                             hashlib.sha256).hexdigest()
-        _, answer = payer.request("POST", "/api/payment-callback", notification, {
-            "Content-Type": "application/json",
-            "X-Gateway-Signature": f"t={signed_at},v1={signature}"})
-        assert json.loads(answer)["data"]["applied"] is True
+        assert notify_paid(payer, qr)["applied"] is True
         assert viewer.message()["status"] == "paid"
 
 
